@@ -1,0 +1,392 @@
+"""Typed measurement records in the OONI data format (df-000-base, ts-017-web-connectivity and friends).
+
+Two layers:
+* `Measurement`: the normalised envelope every stage uses (time, country, network, region, test, input,
+  platform, independent-evidence key) plus the whole document, minus the private fields we never keep.
+* Structs for the raw observations of web_connectivity (`queries`, `tcp_connect`, `tls_handshakes`,
+  `requests`, `control`, our `x_download`), decoded on demand by the verdict rules and produced by the
+  probe and the simulator. Unknown keys are tolerated and kept in the document.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from observatory.catalog import platform_of
+from observatory.errors import ParseError
+
+# Fields the observatory never stores: they identify the person who runs the probe.
+PRIVATE_FIELDS = ("probe_ip", "probe_city")
+SCRUBBED = "[scrubbed]"
+OONI_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+
+
+# --- raw observations (web_connectivity test keys) --------------------------------------------------------
+
+
+class DNSAnswer(msgspec.Struct, kw_only=True, omit_defaults=True):
+    answer_type: str = "A"
+    ipv4: str | None = None
+    ipv6: str | None = None
+    hostname: str | None = None
+    asn: int | None = None
+    as_org_name: str | None = None
+    ttl: int | None = None
+
+
+class DNSQuery(msgspec.Struct, kw_only=True):
+    hostname: str
+    query_type: str = "A"
+    engine: str = "system"
+    resolver_address: str | None = ""
+    failure: str | None = None
+    answers: list[DNSAnswer] | None = None
+    t: float | None = None
+    t0: float | None = None
+
+
+class TCPStatus(msgspec.Struct, kw_only=True):
+    success: bool = False
+    failure: str | None = None
+    blocked: bool | None = None
+
+
+class TCPConnect(msgspec.Struct, kw_only=True):
+    ip: str
+    port: int
+    status: TCPStatus
+    t: float | None = None
+    t0: float | None = None
+
+
+class TLSHandshake(msgspec.Struct, kw_only=True):
+    address: str | None = None
+    server_name: str | None = None
+    failure: str | None = None
+    negotiated_protocol: str | None = None
+    tls_version: str | None = None
+    cipher_suite: str | None = None
+    peer_certificates: list[dict[str, Any]] | None = None
+    no_tls_verify: bool = False
+    t: float | None = None
+    t0: float | None = None
+
+
+class HTTPRequest(msgspec.Struct, kw_only=True):
+    url: str = ""
+    method: str = "GET"
+    headers: dict[str, Any] | None = None
+    body: Any = None
+
+
+class HTTPResponse(msgspec.Struct, kw_only=True):
+    code: int | None = None
+    headers: dict[str, Any] | None = None
+    body: Any = None
+    body_is_truncated: bool = False
+
+
+class HTTPTransaction(msgspec.Struct, kw_only=True):
+    request: HTTPRequest | None = None
+    response: HTTPResponse | None = None
+    failure: str | None = None
+    t: float | None = None
+    t0: float | None = None
+
+
+class ControlDNS(msgspec.Struct, kw_only=True):
+    failure: str | None = None
+    addrs: list[str] = msgspec.field(default_factory=list)
+
+
+class ControlTCP(msgspec.Struct, kw_only=True):
+    status: bool = False
+    failure: str | None = None
+
+
+class ControlTLS(msgspec.Struct, kw_only=True):
+    server_name: str | None = None
+    status: bool = False
+    failure: str | None = None
+
+
+class ControlHTTP(msgspec.Struct, kw_only=True):
+    body_length: int | None = -1
+    failure: str | None = None
+    title: str | None = ""
+    headers: dict[str, Any] | None = None
+    status_code: int | None = -1
+    discovered_h3_endpoint: str | None = None
+
+
+class Control(msgspec.Struct, kw_only=True):
+    tcp_connect: dict[str, ControlTCP] | None = None
+    tls_handshake: dict[str, ControlTLS] | None = None
+    http_request: ControlHTTP | None = None
+    dns: ControlDNS | None = None
+    # our extension: the helper's own bounded download, for throughput comparison
+    x_download: Download | None = None
+
+
+class Download(msgspec.Struct, kw_only=True):
+    """Our extension (`x_download`): a bounded download of the target to measure throughput."""
+
+    url: str = ""
+    bytes: int = 0
+    seconds: float = 0.0
+    failure: str | None = None
+
+    @property
+    def kbps(self) -> float | None:
+        if self.failure or self.seconds <= 0 or self.bytes <= 0:
+            return None
+        return self.bytes * 8 / 1000 / self.seconds
+
+
+class WebConnectivityKeys(msgspec.Struct, kw_only=True):
+    client_resolver: str | None = None
+    queries: list[DNSQuery] | None = None
+    tcp_connect: list[TCPConnect] | None = None
+    tls_handshakes: list[TLSHandshake] | None = None
+    requests: list[HTTPTransaction] | None = None
+    control: Control | None = None
+    control_failure: str | None = None
+    dns_experiment_failure: str | None = None
+    dns_consistency: str | None = None
+    http_experiment_failure: str | None = None
+    blocking: bool | str | None = None
+    accessible: bool | None = None
+    x_download: Download | None = None
+    x_control_unavailable: bool | None = None
+
+
+# --- the envelope -----------------------------------------------------------------------------------------
+
+
+class _Envelope(msgspec.Struct, kw_only=True):
+    """What ingest checks of every document, whatever its test; types as OONI published them."""
+
+    test_name: str
+    measurement_start_time: str | None = None
+    test_start_time: str | None = None
+    start_time: float | None = None  # legacy YAML-era reports: a UNIX timestamp
+    probe_cc: str | None = None
+    probe_asn: str | None = None
+    probe_network_name: str | None = None
+    test_version: str | None = None
+    software_name: str | None = None
+    software_version: str | None = None
+    input: str | list[Any] | None = None
+    report_id: str | None = None
+    measurement_uid: str | None = None
+    annotations: dict[str, Any] | None = None
+    test_keys: dict[str, Any] | None = None
+    test_runtime: float | None = None
+    resolver_asn: str | None = None
+    resolver_ip: str | None = None
+    data_format_version: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Measurement:
+    """One measurement: the normalised envelope every stage reads, and the stored document."""
+
+    uid: str
+    start_time: datetime
+    probe_cc: str
+    probe_asn: int
+    network_name: str
+    region: str | None
+    probe_key: str  # independent-evidence key: probe_id, else report_id, else network+resolver
+    resolver_asn: int | None
+    test_name: str
+    test_version: str
+    software_name: str
+    input: str | None
+    platform: str | None
+    doc: dict[str, Any] = field(repr=False, compare=False)
+    # the exact JSON text received, when it needed no scrubbing: stored as is, byte for byte
+    raw_json: bytes | None = field(default=None, repr=False, compare=False)
+
+    def document_json(self) -> bytes:
+        return self.raw_json if self.raw_json is not None else encode_document(self.doc)
+
+    @property
+    def test_keys(self) -> dict[str, Any]:
+        tk = self.doc.get("test_keys")
+        return tk if isinstance(tk, dict) else {}
+
+    def web_connectivity(self) -> WebConnectivityKeys:
+        """The raw observations, typed. Raises ParseError if the test keys do not have OONI's shape."""
+        try:
+            return msgspec.convert(self.test_keys, WebConnectivityKeys, strict=False)
+        except msgspec.ValidationError as exc:
+            raise ParseError(f"web_connectivity test_keys: {exc}") from None
+
+
+# --- parsing ----------------------------------------------------------------------------------------------
+
+
+def parse_asn(value: str | int | None, *, where: str = "probe_asn") -> int:
+    """'AS17557' -> 17557; None -> 0 (OONI's unknown network)."""
+    if value is None or value == "":
+        return 0
+    if isinstance(value, int):
+        return value
+    text = value.strip().upper()
+    if text.startswith("AS"):
+        text = text[2:]
+    if not text.isdigit():
+        raise ParseError(f"{where} {value!r} is not of the form 'AS<number>'")
+    return int(text)
+
+
+def format_asn(asn: int) -> str:
+    return f"AS{asn}"
+
+
+def parse_time(value: str | float | int | None, *, where: str = "measurement_start_time") -> datetime:
+    """OONI times: 'YYYY-MM-DD HH:MM:SS' (UTC), ISO 8601, or UNIX seconds in legacy reports."""
+    if value is None:
+        raise ParseError(f"{where} is missing")
+    if isinstance(value, int | float):
+        if not 0 <= value < 4_102_444_800:
+            raise ParseError(f"{where} {value!r} is not a plausible UNIX time")
+        return datetime.fromtimestamp(value, UTC)
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ParseError(f"{where} {value!r} is not a time like 'YYYY-MM-DD HH:MM:SS'") from None
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def format_time(t: datetime) -> str:
+    return t.astimezone(UTC).strftime(OONI_TIME_FORMAT)
+
+
+def _is_real_address(ip: str) -> bool:
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return bool(ip) and ip not in {"127.0.0.1", "::1", "0.0.0.0"}
+    return not (addr.is_loopback or addr.is_unspecified)
+
+
+def _scrub(value: Any, secret: str) -> Any:
+    """Replaces every occurrence of the probe's address in string values (headers, whoami answers...)."""
+    if isinstance(value, str):
+        return value.replace(secret, SCRUBBED) if secret in value else value
+    if isinstance(value, dict):
+        return {k: _scrub(v, secret) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v, secret) for v in value]
+    return value
+
+
+def strip_private(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document without the probe's address and city, wherever the address appears."""
+    ip = doc.get("probe_ip")
+    if not any(k in doc for k in PRIVATE_FIELDS):
+        return doc
+    clean = {k: v for k, v in doc.items() if k not in PRIVATE_FIELDS}
+    if isinstance(ip, str) and _is_real_address(ip):
+        encoded = msgspec.json.encode(clean)
+        if ip.encode() in encoded:
+            clean = _scrub(clean, ip)
+    return clean
+
+
+def content_uid(doc: dict[str, Any]) -> str:
+    """A stable identity for documents without `measurement_uid`: a hash of their canonical content."""
+    canonical = msgspec.json.encode(doc, order="sorted")
+    return "h" + hashlib.sha256(canonical).hexdigest()[:32]
+
+
+def _input_str(value: str | list[Any] | None) -> str | None:
+    if value is None or isinstance(value, str):
+        return value or None
+    return " ".join(str(v) for v in value) or None
+
+
+def probe_key(doc: dict[str, Any], annotations: dict[str, Any], asn: int) -> str:
+    """Who vouches for this measurement, as independently as the data allows (see CONTRACTS.md)."""
+    pid = annotations.get("probe_id") or doc.get("probe_id")
+    if isinstance(pid, str) and pid:
+        return "p:" + pid
+    rid = doc.get("report_id")
+    if isinstance(rid, str) and rid:
+        return "r:" + rid
+    return f"n:{asn}:{doc.get('resolver_ip') or doc.get('resolver_asn') or ''}"
+
+
+def measurement_from_dict(obj: Any, *, where: str = "", raw_json: bytes | None = None) -> Measurement:
+    """Validates one decoded JSON value as an OONI measurement and normalises it."""
+    if not isinstance(obj, dict):
+        raise ParseError(f"expected a JSON object, got {type(obj).__name__}", where=where)
+    try:
+        env = msgspec.convert(obj, _Envelope, strict=True)
+    except msgspec.ValidationError as exc:
+        raise ParseError(str(exc).replace("`$.", "`"), where=where) from None
+    if not env.test_name:
+        raise ParseError("test_name is empty", where=where)
+    try:
+        start = parse_time(
+            env.measurement_start_time or env.test_start_time or env.start_time,
+            where="measurement_start_time",
+        )
+        asn = parse_asn(env.probe_asn)
+        resolver_asn = parse_asn(env.resolver_asn, where="resolver_asn") if env.resolver_asn else None
+    except ParseError as exc:
+        raise ParseError(exc.reason, where=where) from None
+    cc = (env.probe_cc or "ZZ").upper()
+    if len(cc) != 2 or not cc.isalpha():
+        raise ParseError(f"probe_cc {env.probe_cc!r} is not an ISO 3166-1 alpha-2 code", where=where)
+    doc = strip_private(obj)
+    annotations = env.annotations or {}
+    region = annotations.get("region")
+    inp = _input_str(env.input)
+    return Measurement(
+        uid=env.measurement_uid or content_uid(doc),
+        start_time=start,
+        probe_cc=cc,
+        probe_asn=asn,
+        network_name=env.probe_network_name or annotations.get("network_name") or "",
+        region=region if isinstance(region, str) and region else None,
+        probe_key=probe_key(doc, annotations, asn),
+        resolver_asn=resolver_asn,
+        test_name=env.test_name,
+        test_version=env.test_version or "",
+        software_name=env.software_name or "",
+        input=inp,
+        platform=platform_of(inp),
+        doc=doc,
+        raw_json=raw_json if doc is obj else None,
+    )
+
+
+_decoder = msgspec.json.Decoder()
+
+
+def parse_measurement(data: bytes | str, *, where: str = "") -> Measurement:
+    """Decodes and validates one JSON document (a line of a .jsonl file, or a whole .json file)."""
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise ParseError(f"document of {len(data)} bytes exceeds the {MAX_DOCUMENT_BYTES} byte limit", where=where)
+    try:
+        obj = _decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise ParseError(f"invalid JSON: {exc}", where=where) from None
+    except UnicodeDecodeError as exc:
+        raise ParseError(f"invalid UTF-8: {exc}", where=where) from None
+    raw = data.encode() if isinstance(data, str) else bytes(data)
+    return measurement_from_dict(obj, where=where, raw_json=raw.strip())
+
+
+def encode_document(doc: dict[str, Any]) -> bytes:
+    return msgspec.json.encode(doc)

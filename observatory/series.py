@@ -1,0 +1,36 @@
+"""Time series cells: what the store aggregates from measurements and the detector reads.
+
+A cell is one time bucket of one (country, network, region, platform) series. Counting distinct probes, not
+measurements, is what keeps a single chatty or faulty probe from moving a series by itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(slots=True, kw_only=True)
+class SeriesCell:
+    bucket: datetime
+    country: str
+    asn: int
+    region: str | None
+    platform: str
+    total: int = 0
+    ok: int = 0
+    down: int = 0
+    anomalous: int = 0
+    probes: int = 0
+    anomalous_probes: int = 0
+    by_technique: dict[str, int] = field(default_factory=dict)
+    median_kbps: float | None = None
+    network_name: str = ""
+
+    @property
+    def anomaly_share(self) -> float:
+        judged = self.ok + self.anomalous
+        return self.anomalous / judged if judged else 0.0
+
+
+DEFAULT_BUCKET_SECONDS = 300

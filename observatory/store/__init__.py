@@ -1,0 +1,46 @@
+"""Stores: `open_store(url)` picks the backend from the `--db` value.
+
+* a path (the default): DuckDB, one file;
+* `chdb:///DIR`: the ClickHouse engine in-process;
+* `clickhouse://user:pass@host:port/db`: a ClickHouse server.
+"""
+
+from __future__ import annotations
+
+from observatory.errors import ConfigError
+from observatory.store.base import (
+    Changes,
+    ContextEvent,
+    IncidentFilter,
+    InsertResult,
+    MeasurementFilter,
+    ProbeCredential,
+    Row,
+    Store,
+)
+
+__all__ = [
+    "Changes",
+    "ContextEvent",
+    "IncidentFilter",
+    "InsertResult",
+    "MeasurementFilter",
+    "ProbeCredential",
+    "Row",
+    "Store",
+    "open_store",
+]
+
+
+def open_store(url: str, *, read_only: bool = False) -> Store:
+    if url.startswith(("chdb://", "clickhouse://", "clickhouses://")):
+        try:
+            from observatory.store.clickhouse import ClickHouseStore
+        except ImportError as exc:  # pragma: no cover - depends on the installation
+            raise ConfigError(f"ClickHouse store unavailable: {exc}") from exc
+        return ClickHouseStore(url)
+    if "://" in url:
+        raise ConfigError(f"--db {url!r}: unknown store URL (use a file path, chdb:///DIR or clickhouse://...)")
+    from observatory.store.duckdb import DuckDBStore
+
+    return DuckDBStore(url, read_only=read_only)

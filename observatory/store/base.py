@@ -1,0 +1,117 @@
+"""The Store interface: everything the observatory keeps, behind one protocol.
+
+Every backend (DuckDB, the embedded default; ClickHouse for scale-out) implements it; callers never see SQL.
+The same contract test suite runs against each backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from observatory.incident import Incident
+from observatory.measurement import Measurement
+from observatory.series import SeriesCell
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """A measurement as stored: the record, its verdict and its throughput (None when not measured)."""
+
+    measurement: Measurement
+    verdict: str
+    kbps: float | None = None
+    source: str = ""  # "ooni" for OONI's public data, "observatory" for our probes, "" unknown
+
+
+@dataclass(frozen=True, slots=True)
+class InsertResult:
+    accepted: int
+    duplicates: int
+    accepted_uids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MeasurementFilter:
+    country: str | None = None
+    asn: int | None = None
+    platform: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    uids: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IncidentFilter:
+    country: str | None = None
+    platform: str | None = None
+    kind: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 100
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContextEvent:
+    id: str
+    country: str
+    time: datetime
+    title: str
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProbeCredential:
+    name: str
+    token_hash: str
+    secret: str
+    created: datetime
+    revoked: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Changes:
+    """What arrived after a sequence number: per country, the span of measurement times touched."""
+
+    max_seq: int
+    spans: dict[str, tuple[datetime, datetime]]
+
+
+class Store(Protocol):
+    url: str
+
+    # measurements
+    def insert(self, rows: Sequence[Row]) -> InsertResult: ...
+    def count(self) -> int: ...
+    def stats(self) -> dict[str, Any]: ...
+    def documents(self, flt: MeasurementFilter) -> Iterator[bytes]: ...
+    def export(self, flt: MeasurementFilter, fmt: str, path: str) -> int: ...
+    def measurements(self, flt: MeasurementFilter, *, limit: int, offset: int) -> list[dict[str, Any]]: ...
+    def reclassify(self, classify: Any, *, batch_size: int = 10_000) -> int: ...
+
+    # series and incremental detection
+    def series(
+        self, *, since: datetime, until: datetime, bucket_seconds: int, countries: Sequence[str] | None = None
+    ) -> list[SeriesCell]: ...
+    def changes_since(self, seq: int) -> Changes: ...
+    def countries(self) -> list[str]: ...
+
+    # incidents, context, credentials, small state
+    def save_incidents(self, incidents: Sequence[Incident]) -> None: ...
+    def incidents(self, flt: IncidentFilter) -> list[Incident]: ...
+    def incident(self, incident_id: str) -> Incident | None: ...
+    def add_event(self, event: ContextEvent) -> None: ...
+    def events(self, *, country: str | None = None, since: datetime | None = None,
+               until: datetime | None = None) -> list[ContextEvent]: ...
+    def add_probe(self, cred: ProbeCredential) -> None: ...
+    def probe_by_token_hash(self, token_hash: str) -> ProbeCredential | None: ...
+    def probes(self) -> list[ProbeCredential]: ...
+    def revoke_probe(self, name: str) -> bool: ...
+    def get_state(self, key: str) -> str | None: ...
+    def set_state(self, key: str, value: str) -> None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,563 @@
+"""The embedded default store: one DuckDB file.
+
+Measurements are one row each with the fields detection reads, plus the whole document (JSON text, compressed
+by DuckDB's own column compression) so nothing is lost and everything can be re-analysed. Inserts are
+idempotent on the measurement's identity (`uid`, the primary key). Every batch is one transaction: a crash
+leaves whole batches or nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from observatory.errors import StoreError, StoreFullError, StoreReadOnlyError
+from observatory.incident import Incident
+from observatory.series import SeriesCell
+from observatory.store.base import (
+    Changes,
+    ContextEvent,
+    IncidentFilter,
+    InsertResult,
+    MeasurementFilter,
+    ProbeCredential,
+    Row,
+)
+from observatory.vocab import TECHNIQUES
+
+_TECHNIQUE_LIST = sorted(TECHNIQUES)
+
+# Each migration takes the schema from version i to i+1. Never edit one that has shipped: append.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE measurements (
+        uid VARCHAR PRIMARY KEY,
+        seq BIGINT NOT NULL,
+        t TIMESTAMP NOT NULL,
+        received TIMESTAMP NOT NULL,
+        cc VARCHAR NOT NULL,
+        asn INTEGER NOT NULL,
+        network VARCHAR,
+        region VARCHAR,
+        probe_key VARCHAR,
+        resolver_asn INTEGER,
+        test_name VARCHAR NOT NULL,
+        test_version VARCHAR,
+        software VARCHAR,
+        source VARCHAR,
+        input VARCHAR,
+        platform VARCHAR,
+        verdict VARCHAR NOT NULL,
+        kbps DOUBLE,
+        raw VARCHAR NOT NULL
+    );
+    CREATE SEQUENCE measurement_seq START 1;
+    CREATE TABLE incidents (
+        id VARCHAR PRIMARY KEY,
+        country VARCHAR,
+        kind VARCHAR NOT NULL,
+        status VARCHAR NOT NULL,
+        start_t TIMESTAMP NOT NULL,
+        end_t TIMESTAMP,
+        platforms VARCHAR[],
+        doc VARCHAR NOT NULL
+    );
+    CREATE TABLE context_events (
+        id VARCHAR PRIMARY KEY,
+        country VARCHAR NOT NULL,
+        t TIMESTAMP NOT NULL,
+        title VARCHAR NOT NULL,
+        url VARCHAR
+    );
+    CREATE TABLE probe_credentials (
+        name VARCHAR PRIMARY KEY,
+        token_hash VARCHAR NOT NULL UNIQUE,
+        secret VARCHAR NOT NULL,
+        created TIMESTAMP NOT NULL,
+        revoked BOOLEAN NOT NULL DEFAULT false
+    );
+    CREATE TABLE state (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
+    """,
+]
+
+_COLUMNS = (
+    "uid", "seq", "t", "received", "cc", "asn", "network", "region", "probe_key", "resolver_asn",
+    "test_name", "test_version", "software", "source", "input", "platform", "verdict", "kbps", "raw",
+)
+
+
+def _naive(t: datetime) -> datetime:
+    return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo else t
+
+
+def _aware(t: datetime | None) -> datetime | None:
+    return None if t is None else t.replace(tzinfo=UTC)
+
+
+@contextlib.contextmanager
+def _mapped_errors(path: str) -> Iterator[None]:
+    """DuckDB's errors become the observatory's, with the file named; the disk's state named plainly."""
+    try:
+        yield
+    except duckdb.Error as exc:
+        text = str(exc)
+        low = text.lower()
+        if "no space left" in low or "disk full" in low or "could not write" in low and "space" in low:
+            raise StoreFullError(f"store {path}: the disk is full ({text.splitlines()[0]})") from exc
+        if "read-only" in low or "read only" in low or "permission denied" in low:
+            raise StoreReadOnlyError(f"store {path}: cannot write ({text.splitlines()[0]})") from exc
+        raise StoreError(f"store {path}: {text.splitlines()[0]}") from exc
+
+
+class DuckDBStore:
+    def __init__(self, path: str, *, read_only: bool = False) -> None:
+        self.url = path
+        self._lock = threading.RLock()
+        if path != ":memory:":
+            parent = Path(path).expanduser().resolve().parent
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"store {path}: cannot create its directory: {exc}") from exc
+            if read_only and not Path(path).exists():
+                raise StoreError(f"store {path}: no such store")
+        with _mapped_errors(path):
+            try:
+                self._con = duckdb.connect(path, read_only=read_only)
+            except duckdb.IOException as exc:
+                if "lock" in str(exc).lower():
+                    raise StoreError(
+                        f"store {path} is in use by another process (DuckDB allows one writer): "
+                        "stop it or point --db elsewhere"
+                    ) from exc
+                raise
+        if not read_only:
+            self._migrate()
+
+    # --- schema -----------------------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        with self._lock, _mapped_errors(self.url):
+            self._con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = self._con.execute("SELECT max(version) FROM schema_version").fetchall()
+            row = row[0] if row else None
+            current = row[0] if row and row[0] is not None else 0
+            for version in range(current, len(MIGRATIONS)):
+                self._con.execute("BEGIN TRANSACTION")
+                try:
+                    self._con.execute(MIGRATIONS[version])
+                    self._con.execute("INSERT INTO schema_version VALUES (?)", [version + 1])
+                    self._con.execute("COMMIT")
+                except Exception:
+                    self._con.execute("ROLLBACK")
+                    raise
+
+    def schema_version(self) -> int:
+        with self._lock:
+            row = self._con.execute("SELECT max(version) FROM schema_version").fetchall()
+            row = row[0] if row else None
+            return int(row[0]) if row and row[0] is not None else 0
+
+    def close(self) -> None:
+        with self._lock:
+            with contextlib.suppress(duckdb.Error):
+                self._con.close()
+
+    # --- measurements -----------------------------------------------------------------------------------
+
+    def insert(self, rows: Sequence[Row]) -> InsertResult:
+        unique: dict[str, Row] = {}
+        for r in rows:
+            unique.setdefault(r.measurement.uid, r)
+        in_batch_dups = len(rows) - len(unique)
+        if not unique:
+            return InsertResult(accepted=0, duplicates=in_batch_dups)
+        now = datetime.now(UTC).replace(tzinfo=None)
+        ms = [r.measurement for r in unique.values()]
+        vals = list(unique.values())
+        table = pa.table({
+            "uid": [m.uid for m in ms],
+            "t": pa.array([_naive(m.start_time) for m in ms], pa.timestamp("us")),
+            "received": pa.array([now] * len(ms), pa.timestamp("us")),
+            "cc": [m.probe_cc for m in ms],
+            "asn": pa.array([m.probe_asn for m in ms], pa.int32()),
+            "network": [m.network_name for m in ms],
+            "region": [m.region for m in ms],
+            "probe_key": [m.probe_key for m in ms],
+            "resolver_asn": pa.array([m.resolver_asn for m in ms], pa.int32()),
+            "test_name": [m.test_name for m in ms],
+            "test_version": [m.test_version for m in ms],
+            "software": [m.software_name for m in ms],
+            "source": [r.source for r in vals],
+            "input": [m.input for m in ms],
+            "platform": [m.platform for m in ms],
+            "verdict": [r.verdict for r in vals],
+            "kbps": pa.array([r.kbps for r in vals], pa.float64()),
+            "raw": [m.document_json().decode() for m in ms],
+        })
+        with self._lock, _mapped_errors(self.url):
+            con = self._con
+            con.register("_batch", table)
+            try:
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    # The primary key ignores what is already stored: retries and re-ingests are idempotent.
+                    accepted = [r[0] for r in con.execute(
+                        f"""INSERT OR IGNORE INTO measurements ({", ".join(_COLUMNS)})
+                            SELECT uid, nextval('measurement_seq'), t, received, cc, asn, network, region,
+                                   probe_key, resolver_asn, test_name, test_version, software, source, input,
+                                   platform, verdict, kbps, raw FROM _batch
+                            RETURNING uid"""
+                    ).fetchall()]
+                    con.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(duckdb.Error):
+                        con.execute("ROLLBACK")
+                    raise
+            finally:
+                con.unregister("_batch")
+        return InsertResult(
+            accepted=len(accepted),
+            duplicates=in_batch_dups + len(unique) - len(accepted),
+            accepted_uids=tuple(accepted),
+        )
+
+    def count(self) -> int:
+        with self._lock, _mapped_errors(self.url):
+            row = self._con.execute("SELECT count(*) FROM measurements").fetchall()
+            row = row[0] if row else None
+            return int(row[0]) if row else 0
+
+    def stats(self) -> dict[str, Any]:
+        def grouped(expr: str, limit: int = 200) -> dict[str, int]:
+            q = f"SELECT {expr} AS k, count(*) FROM measurements GROUP BY k ORDER BY count(*) DESC, k LIMIT {limit}"
+            return {str(k): int(n) for k, n in self._con.execute(q).fetchall()}
+
+        with self._lock, _mapped_errors(self.url):
+            return {
+                "measurements": self.count(),
+                "by_country": grouped("cc"),
+                "by_network": grouped("'AS' || asn::VARCHAR"),
+                "by_test": grouped("test_name"),
+                "by_platform": grouped("coalesce(platform, '(none)')"),
+                "by_verdict": grouped("verdict"),
+                "by_day": dict(sorted(grouped("strftime(t, '%Y-%m-%d')", 10_000).items())),
+            }
+
+    @staticmethod
+    def _where(flt: MeasurementFilter) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if flt.country:
+            clauses.append("cc = ?")
+            params.append(flt.country.upper())
+        if flt.asn is not None:
+            clauses.append("asn = ?")
+            params.append(flt.asn)
+        if flt.platform:
+            clauses.append("platform = ?")
+            params.append(flt.platform)
+        if flt.since:
+            clauses.append("t >= ?")
+            params.append(_naive(flt.since))
+        if flt.until:
+            clauses.append("t < ?")
+            params.append(_naive(flt.until))
+        if flt.uids is not None:
+            clauses.append("list_contains(?, uid)")
+            params.append(list(flt.uids))
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def documents(self, flt: MeasurementFilter) -> Iterator[bytes]:
+        where, params = self._where(flt)
+        with self._lock, _mapped_errors(self.url):
+            cur = self._con.cursor()
+        cur.execute(f"SELECT raw FROM measurements{where} ORDER BY t, uid", params)
+        while True:
+            chunk = cur.fetchmany(5000)
+            if not chunk:
+                break
+            for (raw,) in chunk:
+                yield raw.encode()
+        cur.close()
+
+    def export(self, flt: MeasurementFilter, fmt: str, path: str) -> int:
+        where, params = self._where(flt)
+        cols = "uid, t, cc, 'AS' || asn::VARCHAR AS asn, network, region, test_name, test_version, " \
+               "software, source, input, platform, verdict, kbps"
+        if fmt == "parquet":
+            cols += ", raw"
+        options = {"parquet": "(FORMAT PARQUET, COMPRESSION ZSTD)", "csv": "(FORMAT CSV, HEADER)"}[fmt]
+        with self._lock, _mapped_errors(self.url):
+            q = f"SELECT {cols} FROM measurements{where} ORDER BY t, uid"
+            n = self._con.execute(f"SELECT count(*) FROM measurements{where}", params).fetchall()
+            n = n[0] if n else None
+            self._con.execute(f"COPY ({q}) TO '{_sql_path(path)}' {options}", params)
+            return int(n[0]) if n else 0
+
+    def measurements(self, flt: MeasurementFilter, *, limit: int, offset: int) -> list[dict[str, Any]]:
+        where, params = self._where(flt)
+        q = f"""SELECT uid, t, cc, asn, network, region, test_name, input, platform, verdict, kbps, source
+                FROM measurements{where} ORDER BY t, uid LIMIT ? OFFSET ?"""
+        with self._lock, _mapped_errors(self.url):
+            cur = self._con.execute(q, [*params, limit, offset])
+            names = [d[0] for d in cur.description]
+            out = []
+            for row in cur.fetchall():
+                rec = dict(zip(names, row, strict=True))
+                rec["t"] = rec["t"].replace(tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                rec["asn"] = f"AS{rec['asn']}"
+                out.append(rec)
+            return out
+
+    def reclassify(self, classify: Callable[[bytes], tuple[str, float | None]], *, batch_size: int = 10_000) -> int:
+        """Recomputes every stored verdict from the raw documents (after the rules change)."""
+        changed = 0
+        last = ""
+        while True:
+            with self._lock, _mapped_errors(self.url):
+                chunk = self._con.execute(
+                    "SELECT uid, raw, verdict, kbps FROM measurements WHERE uid > ? ORDER BY uid LIMIT ?",
+                    [last, batch_size],
+                ).fetchall()
+            if not chunk:
+                return changed
+            last = chunk[-1][0]
+            updates = []
+            for uid, raw, verdict, kbps in chunk:
+                new_verdict, new_kbps = classify(raw.encode())
+                if new_verdict != verdict or new_kbps != kbps:
+                    updates.append((uid, new_verdict, new_kbps))
+            if updates:
+                tbl = pa.table({
+                    "uid": [u[0] for u in updates],
+                    "verdict": [u[1] for u in updates],
+                    "kbps": pa.array([u[2] for u in updates], pa.float64()),
+                })
+                with self._lock, _mapped_errors(self.url):
+                    self._con.register("_upd", tbl)
+                    try:
+                        self._con.execute(
+                            "UPDATE measurements SET verdict = u.verdict, kbps = u.kbps FROM _upd u "
+                            "WHERE measurements.uid = u.uid"
+                        )
+                    finally:
+                        self._con.unregister("_upd")
+                changed += len(updates)
+
+    # --- series -----------------------------------------------------------------------------------------
+
+    def series(
+        self, *, since: datetime, until: datetime, bucket_seconds: int, countries: Sequence[str] | None = None
+    ) -> list[SeriesCell]:
+        tech_cols = ", ".join(f"count(*) FILTER (WHERE verdict = '{t}') AS \"{t}\"" for t in _TECHNIQUE_LIST)
+        tech_in = ", ".join(f"'{t}'" for t in _TECHNIQUE_LIST)
+        params: list[Any] = [_naive(since), _naive(until)]
+        cc_clause = ""
+        if countries:
+            cc_clause = " AND list_contains(?, cc)"
+            params.append([c.upper() for c in countries])
+        q = f"""
+            SELECT (epoch(t)::BIGINT // {bucket_seconds}) * {bucket_seconds} AS b, cc, asn,
+                   coalesce(region, '') AS region, platform,
+                   count(*) AS total,
+                   count(*) FILTER (WHERE verdict = 'ok') AS ok,
+                   count(*) FILTER (WHERE verdict = 'down') AS down,
+                   count(*) FILTER (WHERE verdict IN ({tech_in})) AS anomalous,
+                   count(DISTINCT probe_key) AS probes,
+                   count(DISTINCT probe_key) FILTER (WHERE verdict IN ({tech_in})) AS anomalous_probes,
+                   median(kbps) AS median_kbps,
+                   any_value(network) AS network,
+                   {tech_cols}
+            FROM measurements
+            WHERE t >= ? AND t < ? AND platform IS NOT NULL{cc_clause}
+            GROUP BY ALL
+            ORDER BY b, cc, asn, region, platform
+        """
+        with self._lock, _mapped_errors(self.url):
+            rows = self._con.execute(q, params).fetchall()
+        return [_cell(r) for r in rows]
+
+    def changes_since(self, seq: int) -> Changes:
+        with self._lock, _mapped_errors(self.url):
+            rows = self._con.execute(
+                "SELECT cc, min(t), max(t), max(seq) FROM measurements WHERE seq > ? GROUP BY cc", [seq]
+            ).fetchall()
+            top = self._con.execute("SELECT coalesce(max(seq), 0) FROM measurements").fetchall()
+            top = top[0] if top else None
+        return Changes(
+            max_seq=int(top[0]) if top else 0,
+            spans={cc: (lo.replace(tzinfo=UTC), hi.replace(tzinfo=UTC)) for cc, lo, hi, _ in rows},
+        )
+
+    def countries(self) -> list[str]:
+        with self._lock, _mapped_errors(self.url):
+            return [r[0] for r in self._con.execute("SELECT DISTINCT cc FROM measurements ORDER BY cc").fetchall()]
+
+    # --- incidents --------------------------------------------------------------------------------------
+
+    def save_incidents(self, incidents: Sequence[Incident]) -> None:
+        if not incidents:
+            return
+        with self._lock, _mapped_errors(self.url):
+            con = self._con
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for inc in incidents:
+                    con.execute("DELETE FROM incidents WHERE id = ?", [inc.id])
+                    con.execute(
+                        "INSERT INTO incidents VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        [inc.id, inc.country, inc.kind, inc.status, _naive(inc.start),
+                         _naive(inc.end) if inc.end else None, list(inc.platforms),
+                         json.dumps(inc.to_json(), separators=(",", ":"))],
+                    )
+                con.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
+                raise
+
+    def incidents(self, flt: IncidentFilter) -> list[Incident]:
+        clauses, params = [], []  # type: ignore[var-annotated]
+        if flt.country:
+            clauses.append("country = ?")
+            params.append(flt.country.upper())
+        if flt.platform:
+            clauses.append("list_contains(platforms, ?)")
+            params.append(flt.platform)
+        if flt.kind:
+            clauses.append("kind = ?")
+            params.append(flt.kind)
+        if flt.status:
+            clauses.append("status = ?")
+            params.append(flt.status)
+        if flt.since:
+            clauses.append("(end_t IS NULL OR end_t >= ?)")
+            params.append(_naive(flt.since))
+        if flt.until:
+            clauses.append("start_t < ?")
+            params.append(_naive(flt.until))
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        with self._lock, _mapped_errors(self.url):
+            rows = self._con.execute(
+                f"SELECT doc FROM incidents{where} ORDER BY start_t DESC, id LIMIT ? OFFSET ?",
+                [*params, flt.limit, flt.offset],
+            ).fetchall()
+        return [Incident.from_json(json.loads(r[0])) for r in rows]
+
+    def incident(self, incident_id: str) -> Incident | None:
+        with self._lock, _mapped_errors(self.url):
+            row = self._con.execute("SELECT doc FROM incidents WHERE id = ?", [incident_id]).fetchall()
+            row = row[0] if row else None
+        return Incident.from_json(json.loads(row[0])) if row else None
+
+    # --- context events ---------------------------------------------------------------------------------
+
+    def add_event(self, event: ContextEvent) -> None:
+        with self._lock, _mapped_errors(self.url):
+            self._con.execute(
+                "INSERT OR REPLACE INTO context_events VALUES (?, ?, ?, ?, ?)",
+                [event.id, event.country, _naive(event.time), event.title, event.url],
+            )
+
+    def events(self, *, country: str | None = None, since: datetime | None = None,
+               until: datetime | None = None) -> list[ContextEvent]:
+        clauses, params = [], []  # type: ignore[var-annotated]
+        if country:
+            clauses.append("country = ?")
+            params.append(country.upper())
+        if since:
+            clauses.append("t >= ?")
+            params.append(_naive(since))
+        if until:
+            clauses.append("t < ?")
+            params.append(_naive(until))
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        with self._lock, _mapped_errors(self.url):
+            rows = self._con.execute(f"SELECT id, country, t, title, url FROM context_events{where} ORDER BY t",
+                                     params).fetchall()
+        return [ContextEvent(id=r[0], country=r[1], time=r[2].replace(tzinfo=UTC), title=r[3], url=r[4])
+                for r in rows]
+
+    # --- probe credentials ------------------------------------------------------------------------------
+
+    def add_probe(self, cred: ProbeCredential) -> None:
+        with self._lock, _mapped_errors(self.url):
+            self._con.execute(
+                "INSERT INTO probe_credentials VALUES (?, ?, ?, ?, ?)",
+                [cred.name, cred.token_hash, cred.secret, _naive(cred.created), cred.revoked],
+            )
+
+    def probe_by_token_hash(self, token_hash: str) -> ProbeCredential | None:
+        with self._lock, _mapped_errors(self.url):
+            row = self._con.execute(
+                "SELECT name, token_hash, secret, created, revoked FROM probe_credentials WHERE token_hash = ?",
+                [token_hash],
+            ).fetchall()
+            row = row[0] if row else None
+        return _cred(row) if row else None
+
+    def probes(self) -> list[ProbeCredential]:
+        with self._lock, _mapped_errors(self.url):
+            rows = self._con.execute(
+                "SELECT name, token_hash, secret, created, revoked FROM probe_credentials ORDER BY name"
+            ).fetchall()
+        return [_cred(r) for r in rows]
+
+    def revoke_probe(self, name: str) -> bool:
+        with self._lock, _mapped_errors(self.url):
+            row = self._con.execute(
+                "UPDATE probe_credentials SET revoked = true WHERE name = ? RETURNING name", [name]
+            ).fetchall()
+            row = row[0] if row else None
+        return row is not None
+
+    # --- small state ------------------------------------------------------------------------------------
+
+    def get_state(self, key: str) -> str | None:
+        with self._lock, _mapped_errors(self.url):
+            row = self._con.execute("SELECT value FROM state WHERE key = ?", [key]).fetchall()
+            row = row[0] if row else None
+        return row[0] if row else None
+
+    def set_state(self, key: str, value: str) -> None:
+        with self._lock, _mapped_errors(self.url):
+            self._con.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", [key, value])
+
+
+def _sql_path(path: str) -> str:
+    return os.fspath(path).replace("'", "''")
+
+
+def _cred(row: Sequence[Any]) -> ProbeCredential:
+    return ProbeCredential(name=row[0], token_hash=row[1], secret=row[2], created=row[3].replace(tzinfo=UTC),
+                           revoked=bool(row[4]))
+
+
+def _cell(r: Sequence[Any]) -> SeriesCell:
+    techniques = {t: int(n) for t, n in zip(_TECHNIQUE_LIST, r[13:], strict=True) if n}
+    return SeriesCell(
+        bucket=datetime.fromtimestamp(int(r[0]), UTC),
+        country=r[1],
+        asn=int(r[2]),
+        region=r[3] or None,
+        platform=r[4],
+        total=int(r[5]),
+        ok=int(r[6]),
+        down=int(r[7]),
+        anomalous=int(r[8]),
+        probes=int(r[9]),
+        anomalous_probes=int(r[10]),
+        median_kbps=float(r[11]) if r[11] is not None else None,
+        network_name=r[12] or "",
+        by_technique=techniques,
+    )
