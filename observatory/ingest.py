@@ -8,7 +8,6 @@ every valid line around it is stored.
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import os
 import zlib
@@ -108,7 +107,7 @@ def read_file(path: Path, *, limit: int = MAX_DOCUMENT_BYTES) -> Iterator[tuple[
         yield 0, Reject(name, 0, f"cannot open: {exc.strerror or exc}")
         return
     with raw:
-        stream = io.BufferedReader(raw, buffer_size=1 << 20) if gz else raw  # type: ignore[arg-type]
+        stream = raw
         if single:
             data = stream.read(limit + 1)
             if len(data) > limit:
@@ -119,6 +118,7 @@ def read_file(path: Path, *, limit: int = MAX_DOCUMENT_BYTES) -> Iterator[tuple[
                 yield 1, data
             return
         n = 0
+        broken = False
         try:
             for n, line in enumerate(_bounded_lines(stream, limit), start=1):
                 if isinstance(line, _LineTooLong):
@@ -126,10 +126,12 @@ def read_file(path: Path, *, limit: int = MAX_DOCUMENT_BYTES) -> Iterator[tuple[
                 elif line.strip():
                     yield n, line
         except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            broken = True
             yield n + 1, Reject(name, n + 1, f"compressed stream is corrupt or cut short after line {n}: {exc}")
         except OSError as exc:
+            broken = True
             yield n + 1, Reject(name, n + 1, f"read error after line {n}: {exc}")
-        if n == 0:
+        if n == 0 and not broken:
             yield 0, Reject(name, 0, "empty file")
 
 

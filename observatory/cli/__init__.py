@@ -15,7 +15,9 @@ from observatory.cli import data  # noqa: E402,F401  isort: skip
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        result = app(standalone_mode=False)
+        if isinstance(result, int) and result:
+            sys.exit(result)
     except ObservatoryError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)

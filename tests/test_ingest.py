@@ -1,0 +1,205 @@
+"""Ingest of OONI-format files: round trip, idempotency, privacy, bad input, crash safety."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from observatory.ingest import ingest_paths
+from observatory.measurement import PRIVATE_FIELDS, SCRUBBED
+from observatory.store import MeasurementFilter
+from observatory.store.duckdb import DuckDBStore
+
+OBS = [sys.executable, "-m", "observatory.cli.__main__"]
+
+
+def _docs(files: list[Path]) -> list[dict]:
+    out = []
+    for f in files:
+        if f.suffix == ".jsonl":
+            out += [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        else:
+            out.append(json.loads(f.read_text()))
+    return out
+
+
+def _expected(doc: dict) -> dict:
+    """What export must give back: the document minus private fields (and the address scrubbed)."""
+    ip = doc.get("probe_ip")
+    clean = {k: v for k, v in doc.items() if k not in PRIVATE_FIELDS}
+    if ip and ip not in ("127.0.0.1", "0.0.0.0", "::1"):
+        text = json.dumps(clean)
+        if ip in text:
+            clean = json.loads(text.replace(ip, SCRUBBED))
+    return clean
+
+
+def test_every_real_measurement_round_trips(duck: DuckDBStore, ooni_files: list[Path]) -> None:
+    summary = ingest_paths(duck, ooni_files)
+    inputs = _docs(ooni_files)
+    assert summary.rejected == 0, summary.rejects
+    assert summary.accepted == len(inputs) == duck.count()
+    exported = [json.loads(d) for d in duck.documents(MeasurementFilter())]
+    canon = sorted(json.dumps(_expected(d), sort_keys=True) for d in inputs)
+    assert sorted(json.dumps(d, sort_keys=True) for d in exported) == canon
+
+
+def test_reingest_adds_nothing(duck: DuckDBStore, ooni_files: list[Path]) -> None:
+    first = ingest_paths(duck, ooni_files)
+    before = duck.stats()
+    second = ingest_paths(duck, ooni_files)
+    assert second.accepted == 0
+    assert second.duplicates == first.accepted
+    assert duck.stats() == before
+
+
+def test_no_probe_address_survives_anywhere(tmp_path: Path, ooni_files: list[Path]) -> None:
+    db = tmp_path / "obs.duckdb"
+    addresses = {d["probe_ip"] for d in _docs(ooni_files) if d.get("probe_ip") not in (None, "127.0.0.1")}
+    assert len(addresses) > 5, "the fixture should carry real-looking probe addresses"
+    run(["ingest", *map(str, ooni_files), "--db", str(db)])
+    for fmt in ("jsonl", "csv", "parquet"):
+        out = tmp_path / f"export.{fmt}"
+        run(["export", "--db", str(db), "--format", fmt, "--out", str(out)])
+        blob = out.read_bytes()
+        assert blob, fmt
+        for ip in addresses:
+            assert ip.encode() not in blob, (fmt, ip)
+    for line in (tmp_path / "export.jsonl").read_text().splitlines():
+        doc = json.loads(line)
+        assert "probe_ip" not in doc and "probe_city" not in doc
+    # nor in the database file itself
+    raw = db.read_bytes()
+    for ip in addresses:
+        assert ip.encode() not in raw
+
+
+GOOD = json.dumps({"test_name": "web_connectivity", "measurement_start_time": "2024-01-20 13:45:00",
+                   "probe_cc": "PK", "probe_asn": "AS17557", "input": "https://x.com/", "test_keys": {}})
+
+
+def _good(i: int) -> str:
+    d = json.loads(GOOD)
+    d["measurement_uid"] = f"uid-{i}"
+    return json.dumps(d)
+
+
+BAD_LINES = {
+    "truncated": (GOOD[: len(GOOD) // 2], "invalid JSON"),
+    "invalid json": ("{not json}", "invalid JSON"),
+    "array": ("[1, 2, 3]", "expected a JSON object"),
+    "missing test_name": (json.dumps({"measurement_start_time": "2024-01-20 13:45:00"}), "test_name"),
+    "missing time": (json.dumps({"test_name": "web_connectivity", "probe_cc": "PK"}), "measurement_start_time"),
+    "asn as number": (GOOD.replace('"AS17557"', "17557"), "probe_asn"),
+    "runtime as string": (GOOD.replace('"test_keys"', '"test_runtime": "1.5", "test_keys"'), "test_runtime"),
+    "cc as number": (GOOD.replace('"PK"', "586"), "probe_cc"),
+    "bad asn text": (GOOD.replace('"AS17557"', '"Pakistan"'), "probe_asn"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_LINES))
+def test_bad_line_is_rejected_with_file_line_and_reason(case: str, tmp_path: Path, duck: DuckDBStore) -> None:
+    bad, reason = BAD_LINES[case]
+    f = tmp_path / "mixed.jsonl"
+    f.write_text("\n".join([_good(1), bad, _good(2)]) + "\n")
+    rejects = tmp_path / "rejects.jsonl"
+    s = ingest_paths(duck, [f], rejects_path=rejects)
+    assert (s.accepted, s.rejected) == (2, 1)
+    rec = json.loads(rejects.read_text())
+    assert rec["file"] == str(f) and rec["line"] == 2
+    assert reason in rec["reason"], rec["reason"]
+
+
+def test_invalid_utf8_is_rejected(tmp_path: Path, duck: DuckDBStore) -> None:
+    f = tmp_path / "utf8.jsonl"
+    bad = _good(9).replace("x.com", "x\x00com").encode().replace(b"\x00", b"\xff\xfe")
+    f.write_bytes(b"\n".join([_good(1).encode(), bad, _good(2).encode()]) + b"\n")
+    s = ingest_paths(duck, [f])
+    assert (s.accepted, s.rejected) == (2, 1)
+    assert s.rejects[0].line == 2 and "UTF-8" in s.rejects[0].reason
+
+
+def test_oversized_line_is_skipped_without_holding_it(tmp_path: Path, duck: DuckDBStore) -> None:
+    f = tmp_path / "big.jsonl"
+    with open(f, "w") as fh:
+        fh.write(_good(1) + "\n")
+        fh.write('{"test_name": "x", "pad": "' + "a" * (50 * 1024 * 1024) + '"}\n')
+        fh.write(_good(2) + "\n")
+    s = ingest_paths(duck, [f])
+    assert (s.accepted, s.rejected) == (2, 1)
+    assert s.rejects[0].line == 2 and "exceeds" in s.rejects[0].reason
+
+
+def test_empty_file_is_rejected(tmp_path: Path, duck: DuckDBStore) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    good = tmp_path / "good.jsonl"
+    good.write_text(_good(1) + "\n")
+    s = ingest_paths(duck, [empty, good])
+    assert (s.accepted, s.rejected) == (1, 1)
+    assert s.rejects[0].file == str(empty) and "empty" in s.rejects[0].reason
+
+
+def test_gzip_cut_short_keeps_what_came_before(tmp_path: Path, duck: DuckDBStore) -> None:
+    whole = gzip.compress(("\n".join(_good(i) for i in range(2000)) + "\n").encode())
+    f = tmp_path / "cut.jsonl.gz"
+    f.write_bytes(whole[: len(whole) * 2 // 3])
+    s = ingest_paths(duck, [f])
+    assert s.accepted > 100
+    assert s.rejected == 1 and "cut short" in s.rejects[0].reason
+    assert duck.count() == s.accepted
+
+
+def test_cli_exit_status_nonzero_only_when_nothing_read(tmp_path: Path) -> None:
+    db = str(tmp_path / "o.duckdb")
+    empty = tmp_path / "e.jsonl"
+    empty.write_text("")
+    assert run(["ingest", str(empty), "--db", db], check=False).returncode != 0
+    mixed = tmp_path / "m.jsonl"
+    mixed.write_text(_good(1) + "\n{bad\n")
+    assert run(["ingest", str(mixed), "--db", db], check=False).returncode == 0
+
+
+def run(args: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([*OBS, *args], capture_output=True, text=True, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(proc.stderr)
+    return proc
+
+
+def test_kill_during_ingest_leaves_whole_measurements_and_rerun_completes(tmp_path: Path) -> None:
+    n = 60_000
+    f = tmp_path / "big.jsonl"
+    with open(f, "w") as fh:
+        for i in range(n):
+            fh.write(_good(i) + "\n")
+    db = tmp_path / "o.duckdb"
+    proc = subprocess.Popen([*OBS, "ingest", str(f), "--db", str(db)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # kill once some, not all, batches are committed
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        if db.exists() and db.stat().st_size > 2_000_000 or proc.poll() is not None:
+            break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    store = DuckDBStore(str(db))
+    partial = store.count()
+    assert partial < n
+    assert partial % 5000 == 0, "only whole batches are committed"
+    for d in store.documents(MeasurementFilter()):
+        json.loads(d)  # every stored document is whole
+    store.close()
+    run(["ingest", str(f), "--db", str(db)])
+    store = DuckDBStore(str(db))
+    assert store.count() == n
+    store.close()
