@@ -41,6 +41,9 @@ class MeasurementFilter:
     since: datetime | None = None
     until: datetime | None = None
     uids: tuple[str, ...] | None = None
+    # any of these (an incident's platforms and networks); None means no restriction
+    platforms: tuple[str, ...] | None = None
+    asns: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,6 +102,14 @@ class Store(Protocol):
     ) -> list[SeriesCell]: ...
     def changes_since(self, seq: int) -> Changes: ...
     def countries(self) -> list[str]: ...
+
+    # the dashboard's pre-aggregated series: additive counts per 5-minute bucket x country x network x platform
+    def refresh_rollup(self) -> int: ...
+    def rollup(
+        self, *, since: datetime, until: datetime, bucket_seconds: int, country: str | None = None,
+        asn: int | None = None, platform: str | None = None,
+    ) -> list[SeriesCell]: ...
+    def latest_time(self) -> datetime | None: ...
 
     # incidents, context, credentials, small state
     def save_incidents(self, incidents: Sequence[Incident]) -> None: ...

@@ -87,7 +87,26 @@ MIGRATIONS: list[str] = [
     );
     CREATE TABLE state (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
     """,
+    # 2: the dashboard's pre-aggregated series (5-minute buckets, additive counts), kept current from `seq`
+    # by refresh_rollup() so a week of a country reads a few thousand rows instead of millions.
+    """
+    CREATE TABLE series_rollup (
+        b TIMESTAMP NOT NULL,
+        cc VARCHAR NOT NULL,
+        asn INTEGER NOT NULL,
+        platform VARCHAR NOT NULL,
+        network VARCHAR,
+        total BIGINT NOT NULL,
+        ok BIGINT NOT NULL,
+        down BIGINT NOT NULL,
+        anomalous BIGINT NOT NULL,
+        PRIMARY KEY (b, cc, asn, platform)
+    );
+    """,
 ]
+
+ROLLUP_BUCKET_SECONDS = 300
+ROLLUP_SEQ_KEY = "rollup.seq"
 
 _COLUMNS = (
     "uid", "seq", "t", "received", "cc", "asn", "network", "region", "probe_key", "resolver_asn",
@@ -275,6 +294,12 @@ class DuckDBStore:
         if flt.uids is not None:
             clauses.append("list_contains(?, uid)")
             params.append(list(flt.uids))
+        if flt.platforms:
+            clauses.append("list_contains(?, platform)")
+            params.append(list(flt.platforms))
+        if flt.asns:
+            clauses.append("list_contains(?, asn)")
+            params.append(list(flt.asns))
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
     def documents(self, flt: MeasurementFilter) -> Iterator[bytes]:
@@ -402,6 +427,82 @@ class DuckDBStore:
     def countries(self) -> list[str]:
         with self._lock, _mapped_errors(self.url):
             return [r[0] for r in self._con.execute("SELECT DISTINCT cc FROM measurements ORDER BY cc").fetchall()]
+
+    # --- the dashboard's rollup (additive counts, so late measurements simply add to their bucket) ----------
+
+    def refresh_rollup(self) -> int:
+        """Folds measurements stored since the last call into series_rollup; returns how many were folded."""
+        tech_in = ", ".join(f"'{t}'" for t in _TECHNIQUE_LIST)
+        with self._lock, _mapped_errors(self.url):
+            con = self._con
+            done = int(self.get_state(ROLLUP_SEQ_KEY) or 0)
+            top_row = con.execute("SELECT coalesce(max(seq), 0) FROM measurements").fetchall()
+            top = int(top_row[0][0]) if top_row else 0
+            if top <= done:
+                return 0
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.execute(
+                    f"""INSERT INTO series_rollup
+                        SELECT time_bucket(INTERVAL {ROLLUP_BUCKET_SECONDS} SECONDS, t) AS b, cc, asn, platform,
+                               any_value(network), count(*),
+                               count(*) FILTER (WHERE verdict = 'ok'),
+                               count(*) FILTER (WHERE verdict = 'down'),
+                               count(*) FILTER (WHERE verdict IN ({tech_in}))
+                        FROM measurements
+                        WHERE seq > ? AND seq <= ? AND platform IS NOT NULL
+                        GROUP BY ALL
+                        ON CONFLICT (b, cc, asn, platform) DO UPDATE SET
+                            network = coalesce(excluded.network, series_rollup.network),
+                            total = series_rollup.total + excluded.total,
+                            ok = series_rollup.ok + excluded.ok,
+                            down = series_rollup.down + excluded.down,
+                            anomalous = series_rollup.anomalous + excluded.anomalous""",
+                    [done, top],
+                )
+                con.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", [ROLLUP_SEQ_KEY, str(top)])
+                con.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
+                raise
+            return top - done
+
+    def rollup(
+        self, *, since: datetime, until: datetime, bucket_seconds: int, country: str | None = None,
+        asn: int | None = None, platform: str | None = None,
+    ) -> list[SeriesCell]:
+        """Counts per (bucket, country, network, platform) from the rollup; bucket_seconds a multiple of 300."""
+        bucket_seconds = max(ROLLUP_BUCKET_SECONDS, bucket_seconds - bucket_seconds % ROLLUP_BUCKET_SECONDS)
+        clauses = ["b >= ?", "b < ?"]
+        params: list[Any] = [_naive(since), _naive(until)]
+        if country:
+            clauses.append("cc = ?")
+            params.append(country.upper())
+        if asn is not None:
+            clauses.append("asn = ?")
+            params.append(asn)
+        if platform:
+            clauses.append("platform = ?")
+            params.append(platform)
+        q = f"""SELECT (epoch(b)::BIGINT // {bucket_seconds}) * {bucket_seconds} AS bb, cc, asn, platform,
+                       any_value(network), sum(total), sum(ok), sum(down), sum(anomalous)
+                FROM series_rollup WHERE {" AND ".join(clauses)}
+                GROUP BY bb, cc, asn, platform ORDER BY bb, cc, asn, platform"""
+        with self._lock, _mapped_errors(self.url):
+            rows = self._con.execute(q, params).fetchall()
+        return [
+            SeriesCell(bucket=datetime.fromtimestamp(int(r[0]), UTC), country=r[1], asn=int(r[2]), region=None,
+                       platform=r[3], network_name=r[4] or "", total=int(r[5]), ok=int(r[6]), down=int(r[7]),
+                       anomalous=int(r[8]))
+            for r in rows
+        ]
+
+    def latest_time(self) -> datetime | None:
+        """The time of the newest measurement stored (the data's "now" when replaying the past)."""
+        with self._lock, _mapped_errors(self.url):
+            row = self._con.execute("SELECT max(t) FROM measurements").fetchall()
+        return row[0][0].replace(tzinfo=UTC) if row and row[0][0] is not None else None
 
     # --- incidents --------------------------------------------------------------------------------------
 
