@@ -1,0 +1,144 @@
+"""Block-page fingerprints (data/blockpages.toml): load them once, match HTTP responses against them.
+
+A fingerprint says where to look (the body, or one header), how (contains, prefix, regexp) and what for.
+`match_response` returns the first fingerprint that matches, censorship pages before look-alikes, so a
+caller can tell "a national block page" from "a Cloudflare CAPTCHA" (`false_positive=True`).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from observatory.errors import ConfigError
+
+LOCATIONS = ("body", "header")
+PATTERN_TYPES = ("contains", "prefix", "regexp")
+SCOPES = ("nat", "isp", "inst", "prod", "fp")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fingerprint:
+    id: str
+    location: str  # body | header
+    pattern_type: str  # contains | prefix | regexp
+    pattern: str
+    header: str | None = None  # lowercase header name when location == "header"
+    countries: tuple[str, ...] = ()
+    scope: str = "prod"
+    false_positive: bool = False
+    source: str = ""
+    _regex: re.Pattern[str] | None = None
+
+    def matches_text(self, text: str) -> bool:
+        if self.pattern_type == "contains":
+            return self.pattern in text
+        if self.pattern_type == "prefix":
+            return text.startswith(self.pattern)
+        assert self._regex is not None
+        return self._regex.search(text) is not None
+
+    def matches(self, body: str | None, headers: Mapping[str, Any] | None) -> bool:
+        if self.location == "body":
+            return bool(body) and self.matches_text(body)  # type: ignore[arg-type]
+        if not headers:
+            return False
+        for name, value in headers.items():
+            if isinstance(name, str) and name.lower() == self.header:
+                values = value if isinstance(value, list) else [value]
+                return any(isinstance(v, str) and self.matches_text(v) for v in values)
+        return False
+
+    def expected_in(self, cc: str) -> bool:
+        """Whether this page is evidence of censorship for a probe in `cc` (OONI's `is_confirmed` idea)."""
+        return not self.false_positive and (not self.countries or cc in self.countries or self.scope in ("nat", "isp"))
+
+
+def _fingerprint(entry: dict[str, Any], where: str) -> Fingerprint:
+    def need(key: str, choices: tuple[str, ...] | None = None) -> str:
+        value = entry.get(key)
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where}: `{key}` must be a non-empty string")
+        if choices and value not in choices:
+            raise ConfigError(f"{where}: `{key}` is {value!r}, expected one of {', '.join(choices)}")
+        return value
+
+    fid = need("id")
+    location = need("location", LOCATIONS)
+    pattern_type = need("pattern_type", PATTERN_TYPES)
+    pattern = need("pattern")
+    header = entry.get("header")
+    if location == "header" and (not isinstance(header, str) or not header):
+        raise ConfigError(f"{where} ({fid}): a header fingerprint needs `header`")
+    regex = None
+    if pattern_type == "regexp":
+        try:
+            regex = re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(f"{where} ({fid}): bad regexp: {exc}") from None
+    scope = entry.get("scope", "prod")
+    if scope not in SCOPES:
+        raise ConfigError(f"{where} ({fid}): `scope` is {scope!r}, expected one of {', '.join(SCOPES)}")
+    countries = entry.get("countries", [])
+    if not isinstance(countries, list) or not all(isinstance(c, str) and len(c) == 2 for c in countries):
+        raise ConfigError(f"{where} ({fid}): `countries` must be a list of ISO 3166-1 alpha-2 codes")
+    return Fingerprint(
+        id=fid, location=location, pattern_type=pattern_type, pattern=pattern,
+        header=header.lower() if isinstance(header, str) else None,
+        countries=tuple(c.upper() for c in countries), scope=scope,
+        false_positive=bool(entry.get("false_positive", False)), source=str(entry.get("source", "")),
+        _regex=regex,
+    )
+
+
+def parse_fingerprints(text: str, *, where: str = "blockpages.toml") -> tuple[Fingerprint, ...]:
+    """Parses and validates a fingerprint file; censorship pages first, look-alikes last."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    entries = data.get("blockpage", [])
+    fps = [_fingerprint(e, f"{where} [[blockpage]] #{i + 1}") for i, e in enumerate(entries)]
+    seen: set[str] = set()
+    for fp in fps:
+        if fp.id in seen:
+            raise ConfigError(f"{where}: fingerprint id {fp.id!r} is used twice")
+        seen.add(fp.id)
+    return tuple(sorted(fps, key=lambda f: f.false_positive))
+
+
+@cache
+def fingerprints() -> tuple[Fingerprint, ...]:
+    """The shipped fingerprints (observatory/data/blockpages.toml), parsed once."""
+    text = resources.files("observatory").joinpath("data/blockpages.toml").read_text(encoding="utf-8")
+    return parse_fingerprints(text)
+
+
+def body_text(body: Any) -> str | None:
+    """OONI bodies are a string, or {"format": "base64", "data": ...} for binary ones."""
+    if isinstance(body, str):
+        return body
+    if isinstance(body, dict) and body.get("format") == "base64" and isinstance(body.get("data"), str):
+        import base64
+        import binascii
+
+        try:
+            return base64.b64decode(body["data"]).decode("utf-8", "replace")
+        except (binascii.Error, ValueError):
+            return None
+    return None
+
+
+def match_response(body: Any, headers: Mapping[str, Any] | None,
+                   fps: tuple[Fingerprint, ...] | None = None) -> Fingerprint | None:
+    """The first fingerprint this response matches (censorship pages are tried first), or None."""
+    text = body_text(body)
+    for fp in fps if fps is not None else fingerprints():
+        if fp.matches(text, headers):
+            return fp
+    return None
