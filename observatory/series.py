@@ -26,6 +26,10 @@ class SeriesCell:
     by_technique: dict[str, int] = field(default_factory=dict)
     median_kbps: float | None = None
     network_name: str = ""
+    # distinct probes whose measurement was `down` (the control fails too), and the probe keys behind
+    # `anomalous_probes`: the detector counts independent evidence across buckets and networks with them.
+    down_probes: int = 0
+    anomalous_keys: tuple[str, ...] = ()
 
     @property
     def anomaly_share(self) -> float:

@@ -402,6 +402,9 @@ class DuckDBStore:
                    count(DISTINCT probe_key) FILTER (WHERE verdict IN ({tech_in})) AS anomalous_probes,
                    median(kbps) AS median_kbps,
                    any_value(network) AS network,
+                   count(DISTINCT probe_key) FILTER (WHERE verdict = 'down') AS down_probes,
+                   list(DISTINCT probe_key ORDER BY probe_key) FILTER (WHERE verdict IN ({tech_in}))
+                       AS anomalous_keys,
                    {tech_cols}
             FROM measurements
             WHERE t >= ? AND t < ? AND platform IS NOT NULL{cc_clause}
@@ -427,6 +430,24 @@ class DuckDBStore:
     def countries(self) -> list[str]:
         with self._lock, _mapped_errors(self.url):
             return [r[0] for r in self._con.execute("SELECT DISTINCT cc FROM measurements ORDER BY cc").fetchall()]
+
+    def example_uids(
+        self, *, country: str | None, since: datetime, until: datetime, asns: Sequence[int] = (),
+        platforms: Sequence[str] = (), verdicts: Sequence[str] = (), limit: int = 5,
+    ) -> list[str]:
+        """A few measurement ids that show an incident (its evidence), earliest first."""
+        clauses = ["t >= ?", "t < ?"]
+        params: list[Any] = [_naive(since), _naive(until)]
+        for column, values in (("asn", list(asns)), ("platform", list(platforms)), ("verdict", list(verdicts))):
+            if values:
+                clauses.append(f"list_contains(?, {column})")
+                params.append(values)
+        if country:
+            clauses.append("cc = ?")
+            params.append(country.upper())
+        q = f"SELECT uid FROM measurements WHERE {' AND '.join(clauses)} ORDER BY t, uid LIMIT ?"
+        with self._lock, _mapped_errors(self.url):
+            return [r[0] for r in self._con.execute(q, [*params, limit]).fetchall()]
 
     # --- the dashboard's rollup (additive counts, so late measurements simply add to their bucket) ----------
 
@@ -645,7 +666,7 @@ def _cred(row: Sequence[Any]) -> ProbeCredential:
 
 
 def _cell(r: Sequence[Any]) -> SeriesCell:
-    techniques = {t: int(n) for t, n in zip(_TECHNIQUE_LIST, r[13:], strict=True) if n}
+    techniques = {t: int(n) for t, n in zip(_TECHNIQUE_LIST, r[15:], strict=True) if n}
     return SeriesCell(
         bucket=datetime.fromtimestamp(int(r[0]), UTC),
         country=r[1],
@@ -660,5 +681,7 @@ def _cell(r: Sequence[Any]) -> SeriesCell:
         anomalous_probes=int(r[10]),
         median_kbps=float(r[11]) if r[11] is not None else None,
         network_name=r[12] or "",
+        down_probes=int(r[13]),
+        anomalous_keys=tuple(k for k in (r[14] or ()) if k is not None),
         by_technique=techniques,
     )

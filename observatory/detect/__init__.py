@@ -1,0 +1,61 @@
+"""Detection: from stored verdicts to incidents. PURE: plain data in, plain data out; no clock, store or I/O.
+
+    cells (5-min, per country x network x region x platform)
+      -> tracks (series.fold)              per network x platform, and per network x region activity
+      -> alarms (cusum.scan_*)             Bernoulli CUSUM on distinct probes; Poisson CUSUM on silence
+      -> episodes (episodes.find_episodes) with a family: restriction, throttling, connectivity, outage
+      -> incidents (incidents.*)           merged, causally confirmed, scoped, assessed
+
+`detect_incidents(cells)` and `detect_measurements(rows)` are the library API; `observatory.detect.run`
+is the one place that reads the store and writes incidents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from observatory.detect.config import DetectConfig
+from observatory.detect.episodes import find_episodes
+from observatory.detect.incidents import cluster, to_incident
+from observatory.detect.probes import disagreeing_probes
+from observatory.detect.series import build_series, fold
+from observatory.incident import Incident
+from observatory.series import SeriesCell
+from observatory.store.base import Row
+
+__all__ = ["DetectConfig", "build_series", "detect_incidents", "detect_measurements", "disagreeing_probes"]
+
+
+def detect_incidents(cells: Iterable[SeriesCell], *, config: DetectConfig | None = None) -> list[Incident]:
+    """Incidents in a set of series cells, ordered by start. Deterministic: same cells, same incidents."""
+    cfg = config or DetectConfig()
+    tracks = fold(cells, cfg.bucket_seconds)
+    if not tracks.series:
+        return []
+    flagged = disagreeing_probes(tracks)
+    out: list[Incident] = []
+    for c in cluster(find_episodes(tracks, cfg), cfg):
+        near = [f for f in flagged if c.country in (None, f["country"])
+                and f["asn"] in {f"AS{e.asn}" for e in c.episodes}]
+        inc = to_incident(c, tracks, cfg, near)
+        if inc is not None:
+            out.append(inc)
+    out.sort(key=lambda i: (i.start, i.country or "", i.kind, i.id))
+    return _unique_ids(out)
+
+
+def detect_measurements(rows: Iterable[Row], *, config: DetectConfig | None = None) -> list[Incident]:
+    """The same on plain rows (measurement + verdict + kbps): builds the series, then detects."""
+    cfg = config or DetectConfig()
+    return detect_incidents(build_series(rows, bucket_seconds=cfg.bucket_seconds), config=cfg)
+
+
+def _unique_ids(incidents: list[Incident]) -> list[Incident]:
+    """Two incidents of one kind starting in the same minute in one country get -2, -3... (in start order)."""
+    seen: dict[str, int] = {}
+    out = []
+    for inc in incidents:
+        n = seen.get(inc.id, 0) + 1
+        seen[inc.id] = n
+        out.append(inc if n == 1 else inc.with_(id=f"{inc.id}-{n}"))
+    return out

@@ -1,0 +1,95 @@
+"""The assessment of intent: how deliberate an incident looks, with the reasons, in data.
+
+Each rule looks at one fact the evidence shows and moves the score: a restriction confined to social platforms
+while control sites stay normal in the same networks, a synchronized onset across networks, one technique
+everywhere, block pages, point towards a deliberate act; one network losing everything points to a fault.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from observatory import catalog
+from observatory.detect.series import Tracks
+
+if TYPE_CHECKING:
+    from observatory.detect.incidents import Cluster
+
+CONTROL = "control"
+
+
+def _control_share(c: Cluster, tracks: Tracks) -> float | None:
+    """Share of anomalous probe-observations on the control sites of the affected networks, during the incident."""
+    end = c.end
+    n = k = 0
+    for asn in {e.asn for e in c.episodes}:
+        for o in tracks.series.get((c.country or "", asn, CONTROL), ()):
+            if o.t >= c.start and (end is None or o.t < end):
+                n += o.n
+                k += o.k + o.down
+    return k / n if n else None
+
+
+def _onset_spread(networks: list[dict[str, Any]]) -> tuple[int, int]:
+    """Minutes between the first and last network onsets, and how many networks."""
+    onsets = [datetime.fromisoformat(r["onset"].replace("Z", "+00:00")) for r in networks]
+    if not onsets:
+        return 0, 0
+    return int((max(onsets) - min(onsets)).total_seconds() // 60), len(onsets)
+
+
+def _social(platforms: list[str]) -> bool:
+    known = catalog.platforms()
+    return bool(platforms) and all(
+        p in known and {"social", "messaging", "video"} & set(known[p].categories) for p in platforms
+    )
+
+
+def assess(c: Cluster, *, kind: str, scope: str, techniques: list[str], networks: list[dict[str, Any]],
+           tracks: Tracks) -> tuple[float, list[str]]:
+    reasons: list[str] = []
+    spread, n_networks = _onset_spread(networks)
+    measured = len({asn for (cc, asn, _p) in tracks.series if cc == c.country})
+    if kind == "platform_outage":
+        countries = sorted({e.country for e in c.episodes})
+        reasons.append("the platform fails from the control vantage too (verdict down): its own outage")
+        if len(countries) > 1:
+            reasons.append(f"seen in {len(countries)} countries at once: {', '.join(countries)}")
+        return 0.02, reasons
+    if kind == "connectivity_loss":
+        if n_networks <= 1:
+            reasons.append("a single network losing everything: consistent with a network fault")
+            score = 0.25 if scope == "network" else 0.5
+        else:
+            reasons.append(f"onset within {spread} minutes on {n_networks} of {measured} networks")
+            score = 0.85 if spread <= 15 else 0.6
+        if scope == "regional":
+            reasons.append("confined to " + ", ".join(sorted({r for e in c.episodes for r in e.regions})))
+        if any(e.silent for e in c.episodes):
+            reasons.append("probes stopped reporting at once, against their usual activity")
+        reasons.append("control sites fail too: everything is unreachable, not one platform")
+        return score, reasons
+    score = 0.35
+    platforms = c.platforms()
+    share = _control_share(c, tracks)
+    if share is not None and share < 0.1:
+        what = "only social platforms" if _social(platforms) else "only " + ", ".join(platforms)
+        reasons.append(f"{what} affected, control sites normal in the same networks")
+        score += 0.25
+    if n_networks >= 2:
+        reasons.append(f"onset within {spread} minutes on {n_networks} of {measured} networks")
+        if spread <= 15:
+            score += 0.2
+    if len(techniques) == 1:
+        reasons.append(f"same technique everywhere ({techniques[0]})")
+        score += 0.1
+    if "http_blockpage" in techniques:
+        reasons.append("block pages served in place of the platform")
+        score += 0.2
+    if kind == "throttling":
+        reasons.append("connections succeed but throughput collapsed against the network's own baseline")
+        score += 0.1
+    if n_networks == 1 and scope == "network":
+        reasons.append("a single network: a decision of that operator, or a fault of its equipment")
+    return min(0.98, score), reasons

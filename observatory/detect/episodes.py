@@ -1,0 +1,130 @@
+"""Alarms of single series -> episodes with a technique family, ready to be merged into incidents.
+
+Families decide the incident kind: `restriction` (platforms fail, by interference), `throttling`, `connectivity`
+(everything fails, the control too, or the probes fall silent) and `outage` (the platform fails from the
+control's vantage too: the platform's own outage, never censorship).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from observatory.detect.config import DetectConfig
+from observatory.detect.cusum import Alarm, scan_share, scan_silence, scan_throughput
+from observatory.detect.series import Obs, Tracks
+
+CONTROL = "control"
+RESTRICTION, THROTTLING, CONNECTIVITY, OUTAGE = "restriction", "throttling", "connectivity", "outage"
+
+
+@dataclass(slots=True)
+class Episode:
+    family: str
+    country: str
+    asn: int
+    platform: str | None  # None for a silence episode (the whole network-region)
+    start: int
+    alarm: int
+    end: int | None
+    techniques: Counter[str] = field(default_factory=Counter)
+    # (time the bucket's data was complete, probe keys that witnessed it): for causal confirmation
+    witnesses: list[tuple[int, frozenset[str]]] = field(default_factory=list)
+    regions: set[str] = field(default_factory=set)  # regions where this episode's probes saw it
+    probes: int = 0  # probe-observations during the episode
+    bad: int = 0  # anomalous probe-observations during the episode
+    down: int = 0
+    silent: bool = False
+
+    def overlaps(self, start: int, end: int | None, slack: int = 0) -> bool:
+        return (end is None or self.start <= end + slack) and (self.end is None or start <= self.end + slack)
+
+
+def _window(obs: list[Obs], start: int, end: int | None) -> list[Obs]:
+    return [o for o in obs if o.t >= start and (end is None or o.t < end)]
+
+
+def _affected_regions(window: list[Obs], use_down: bool = False) -> set[str]:
+    """Regions whose probes mostly saw the disruption (half or more of their probe-observations)."""
+    totals: dict[str, list[int]] = {}
+    for o in window:
+        for region, (n, k) in o.regions.items():
+            acc = totals.setdefault(region, [0, 0])
+            acc[0] += n
+            acc[1] += k
+    return {r for r, (n, k) in totals.items() if n and k / n >= 0.5 and not use_down}
+
+
+def _family_of(platform: str, techniques: Counter[str]) -> str:
+    if platform == CONTROL:
+        return CONNECTIVITY
+    total = sum(techniques.values())
+    if total and techniques["unreachable"] / total >= 0.5:
+        return CONNECTIVITY
+    if total and techniques["throttling"] / total >= 0.5:
+        return THROTTLING
+    return RESTRICTION
+
+
+def _episode(family: str | None, key: tuple[str, int, str], obs: list[Obs], a: Alarm, stream: str) -> Episode:
+    country, asn, platform = key
+    window = _window(obs, a.start, a.end)
+    techniques: Counter[str] = Counter()
+    for o in window:
+        techniques.update(o.techniques)
+    fam = family or _family_of(platform, techniques)
+    ep = Episode(family=fam, country=country, asn=asn, platform=platform, start=a.start, alarm=a.alarm,
+                 end=a.end, techniques=techniques)
+    ep.probes = sum(o.n for o in window)
+    ep.down = sum(o.down for o in window)
+    ep.bad = sum(o.k for o in window) if stream != "down" else ep.down
+    if stream == "down":
+        ep.witnesses = [(o.t, frozenset(f"down:{asn}:{o.t}:{i}" for i in range(o.down))) for o in window if o.down]
+        ep.regions = {r for o in window for r, (n, _k) in o.regions.items() if n}
+    elif stream == "slow":
+        ep.witnesses = [(o.t, frozenset(f"slow:{asn}:{o.t}:{i}" for i in range(o.n))) for o in window
+                        if o.t in set(a.buckets)]
+        ep.regions = {r for o in window for r, (n, _k) in o.regions.items() if n}
+        ep.techniques = Counter({"throttling": sum(o.n for o in window if o.t in set(a.buckets))})
+    else:
+        ep.witnesses = [(o.t, frozenset(o.keys)) for o in window if o.keys]
+        ep.regions = _affected_regions(window)
+    return ep
+
+
+def find_episodes(tracks: Tracks, cfg: DetectConfig) -> list[Episode]:
+    """Runs every test on every track of the input and returns the episodes, with families assigned."""
+    step = cfg.bucket_seconds
+    now = tracks.now
+    episodes: list[Episode] = []
+    for key, obs in tracks.series.items():
+        anom = scan_share(((o.t, o.n, o.k) for o in obs), cfg, now)
+        episodes.extend(_episode(None, key, obs, a, "anom") for a in anom)
+        down = scan_share(((o.t, o.n, o.down) for o in obs), cfg, now)
+        episodes.extend(_episode(OUTAGE, key, obs, a, "down") for a in down)
+        if key[2] != CONTROL:
+            slow = scan_throughput(obs, cfg, now)
+            episodes.extend(_episode(THROTTLING, key, obs, a, "slow") for a in slow)
+    for (country, asn, region), activity in tracks.activity.items():
+        alarms, expected = scan_silence(activity, cfg, now)
+        for a in alarms:
+            # the probes that went quiet: what was expected over one probe cycle (3 buckets) at onset
+            missing = round(sum(expected.get(a.start + i * step, 0.0) for i in range(3)))
+            ep = Episode(family=CONNECTIVITY, country=country, asn=asn, platform=None, start=a.start,
+                         alarm=a.alarm, end=a.end, silent=True, regions={region} if region else set())
+            ep.witnesses = [(a.alarm - step, frozenset(f"silent:{asn}:{region}:{i}" for i in range(missing)))]
+            ep.techniques = Counter({"unreachable": missing})
+            episodes.append(ep)
+    _control_fails_too(episodes)
+    return episodes
+
+
+def _control_fails_too(episodes: list[Episode]) -> None:
+    """Platforms failing in a network while its control sites fail or its probes fall silent: connectivity."""
+    network_down = [e for e in episodes if e.family == CONNECTIVITY and (e.platform in (CONTROL, None))]
+    for e in episodes:
+        if e.family in (RESTRICTION, THROTTLING):
+            for c in network_down:
+                if c.country == e.country and c.asn == e.asn and c.overlaps(e.start, e.end):
+                    e.family = CONNECTIVITY
+                    break

@@ -1,0 +1,237 @@
+"""Episodes -> incidents: merge, confirm causally, attribute kind, scope, technique; then the assessment.
+
+Anomalies that share a country, a time and a family are one incident across platforms and networks. The
+platform's own outage is merged across countries (country null). A cluster is confirmed at the earliest time
+the data taken up to then holds enough independent witnesses (distinct probe keys) from alarmed series.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from observatory.detect.assess import assess
+from observatory.detect.config import DetectConfig
+from observatory.detect.episodes import CONNECTIVITY, CONTROL, OUTAGE, RESTRICTION, THROTTLING, Episode
+from observatory.detect.series import Tracks
+from observatory.incident import Assessment, Incident
+from observatory.vocab import IncidentKind, Scope, Status
+
+KIND_OF_FAMILY = {
+    RESTRICTION: IncidentKind.PLATFORM_RESTRICTION.value,
+    THROTTLING: IncidentKind.THROTTLING.value,
+    CONNECTIVITY: IncidentKind.CONNECTIVITY_LOSS.value,
+    OUTAGE: IncidentKind.PLATFORM_OUTAGE.value,
+}
+# techniques that describe a restriction (unreachable is connectivity's, throttling its own kind)
+_RESTRICTION_TECHNIQUES = frozenset({"dns_tampering", "tcp_reset", "tcp_blackhole", "tls_interference", "tls_mitm",
+                                     "http_blockpage", "http_interference"})
+
+
+@dataclass(slots=True)
+class Cluster:
+    family: str
+    country: str | None
+    episodes: list[Episode] = field(default_factory=list)
+
+    @property
+    def start(self) -> int:
+        return min(e.start for e in self.episodes)
+
+    @property
+    def end(self) -> int | None:
+        ends = [e.end for e in self.episodes]
+        return None if any(x is None for x in ends) else max(x for x in ends if x is not None)
+
+    def platforms(self) -> list[str]:
+        return sorted({e.platform for e in self.episodes if e.platform and e.platform != CONTROL})
+
+
+def cluster(episodes: list[Episode], cfg: DetectConfig) -> list[Cluster]:
+    """Greedy merge by (country, family) of episodes that overlap in time, within a small gap."""
+    groups: dict[tuple[str | None, str], list[Episode]] = {}
+    for e in episodes:
+        country = None if e.family == OUTAGE else e.country
+        groups.setdefault((country, e.family), []).append(e)
+    out: list[Cluster] = []
+    for (country, family), eps in sorted(groups.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])):
+        eps.sort(key=lambda e: (e.start, e.asn, e.platform or ""))
+        current: Cluster | None = None
+        for e in eps:
+            end = current.end if current else None
+            if current is not None and (end is None or e.start <= end + cfg.merge_gap_seconds):
+                current.episodes.append(e)
+            else:
+                current = Cluster(family=family, country=country, episodes=[e])
+                out.append(current)
+    return _worldwide_outages(out, cfg)
+
+
+def _worldwide_outages(clusters: list[Cluster], cfg: DetectConfig) -> list[Cluster]:
+    """One platform failing at once in many countries is that platform's outage, not many restrictions."""
+    restrictions = [c for c in clusters if c.family == RESTRICTION]
+    taken: set[int] = set()  # indexes into `restrictions`
+    merged: list[Cluster] = []
+    for i, c in enumerate(restrictions):
+        if i in taken:
+            continue
+        group = [i]
+        for j in range(i + 1, len(restrictions)):
+            d = restrictions[j]
+            if j in taken or d.country == c.country:
+                continue
+            if set(d.platforms()) & set(c.platforms()) and _overlap(c, d):
+                group.append(j)
+        if len({restrictions[g].country for g in group}) >= cfg.outage_min_countries:
+            taken.update(group)
+            merged.append(Cluster(family=OUTAGE, country=None,
+                                  episodes=[e for g in group for e in restrictions[g].episodes]))
+    gone = {id(restrictions[i]) for i in taken}
+    kept = [c for c in clusters if id(c) not in gone]
+    return kept + merged
+
+
+def _overlap(a: Cluster, b: Cluster) -> bool:
+    a_end, b_end = a.end, b.end
+    return (a_end is None or b.start < a_end) and (b_end is None or a.start < b_end)
+
+
+def confirmed_at(c: Cluster, cfg: DetectConfig) -> tuple[int | None, int]:
+    """Earliest time at which alarmed series had shown `min_probes` distinct witnesses, and how many in all."""
+    entries: list[tuple[int, frozenset[str]]] = []
+    for e in c.episodes:
+        for t, keys in e.witnesses:
+            entries.append((max(t + cfg.bucket_seconds, e.alarm), keys))
+    entries.sort(key=lambda x: x[0])
+    seen: set[str] = set()
+    when: int | None = None
+    for t, keys in entries:
+        seen |= keys
+        if when is None and len(seen) >= cfg.min_probes:
+            when = t
+    return when, len(seen)
+
+
+def _ts(t: int | None) -> datetime | None:
+    return None if t is None else datetime.fromtimestamp(t, UTC)
+
+
+def _techniques(c: Cluster) -> list[str]:
+    if c.family == CONNECTIVITY:
+        return ["unreachable"]
+    if c.family == THROTTLING:
+        return ["throttling"]
+    counts: Counter[str] = Counter()
+    for e in c.episodes:
+        if e.platform != CONTROL:
+            counts.update({t: n for t, n in e.techniques.items() if t in _RESTRICTION_TECHNIQUES})
+    total = sum(counts.values())
+    if c.family == OUTAGE or not total:
+        return []
+    return [t for t, n in counts.most_common() if n >= 0.1 * total]
+
+
+def _measured_networks(c: Cluster, tracks: Tracks) -> dict[int, set[str]]:
+    """The networks of the country that reported in the six hours before onset, with their regions."""
+    lo = c.start - 6 * 3600
+    out: dict[int, set[str]] = {}
+    for (country, asn, _platform), obs in tracks.series.items():
+        if country != c.country:
+            continue
+        for o in obs:
+            if lo <= o.t < c.start + 3600 and o.n:
+                out.setdefault(asn, set()).update(r for r in o.regions if r)
+                break
+    return out
+
+
+def scope_of(c: Cluster, tracks: Tracks, cfg: DetectConfig) -> tuple[str, list[int], list[str]]:
+    affected: dict[int, set[str]] = {}
+    for e in c.episodes:
+        affected.setdefault(e.asn, set()).update(r for r in e.regions if r)
+    asns = sorted(affected)
+    if c.family == OUTAGE:
+        return Scope.NATIONAL.value, asns, sorted({r for rs in affected.values() for r in rs})
+    measured = _measured_networks(c, tracks)
+    for asn in asns:
+        measured.setdefault(asn, set()).update(tracks.regions.get((c.country or "", asn), set()) - {""})
+    regions = sorted({r for rs in affected.values() for r in rs})
+    # a network counts as wholly affected when most of its regions are
+    partial = [a for a in asns if measured[a] and len(affected[a]) < cfg.regional_share * len(measured[a])]
+    all_regions = {r for rs in measured.values() for r in rs}
+    many = len(asns) >= cfg.min_networks_national and len(asns) >= cfg.national_share * len(measured)
+    if many and (not all_regions or len(regions) >= cfg.regional_share * len(all_regions)):
+        return Scope.NATIONAL.value, asns, regions
+    if partial:
+        return Scope.REGIONAL.value, asns, regions
+    return Scope.NETWORK.value, asns, regions
+
+
+def _network_evidence(c: Cluster, tracks: Tracks) -> list[dict[str, Any]]:
+    rows: dict[int, dict[str, Any]] = {}
+    for e in c.episodes:
+        r = rows.setdefault(e.asn, {"asn": f"AS{e.asn}", "name": tracks.names.get((c.country or e.country, e.asn), ""),
+                                    "onset": e.start, "probe_observations": 0, "anomalous": 0,
+                                    "platforms": set(), "silent": False})
+        r["onset"] = min(r["onset"], e.start)
+        r["probe_observations"] += e.probes
+        r["anomalous"] += e.bad
+        if e.platform:
+            r["platforms"].add(e.platform)
+        r["silent"] = r["silent"] or e.silent
+    out = []
+    for r in sorted(rows.values(), key=lambda r: (r["onset"], r["asn"])):
+        r["onset"] = datetime.fromtimestamp(r["onset"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        r["platforms"] = sorted(r["platforms"])
+        out.append(r)
+    return out
+
+
+def incident_id(country: str | None, kind: str, start: int) -> str:
+    """Readable and deterministic: the same onset gives the same id on every run."""
+    return f"{country or 'WW'}-{datetime.fromtimestamp(start, UTC):%Y%m%d-%H%M}-{kind}"
+
+
+def to_incident(c: Cluster, tracks: Tracks, cfg: DetectConfig, flagged: list[dict[str, Any]]) -> Incident | None:
+    """A cluster as an incident; None when it never gathered the evidence to be more than noise."""
+    when, witnesses = confirmed_at(c, cfg)
+    end = c.end
+    if when is None and (end is not None or witnesses < 2):
+        return None  # a suspicion that ended, or one probe's word: not an incident
+    kind = KIND_OF_FAMILY[c.family]
+    scope, asns, regions = scope_of(c, tracks, cfg)
+    if scope == Scope.NATIONAL.value and c.family != OUTAGE and len(asns) < cfg.min_networks_national:
+        scope = Scope.NETWORK.value
+    status = Status.SUSPECTED.value if when is None else (Status.ENDED.value if end is not None else
+                                                          Status.CONFIRMED.value)
+    techniques = _techniques(c)
+    networks = _network_evidence(c, tracks)
+    assessment = assess(c, kind=kind, scope=scope, techniques=techniques, networks=networks, tracks=tracks)
+    counts = Counter()  # type: Counter[str]
+    for e in c.episodes:
+        counts.update(e.techniques)
+    evidence: dict[str, Any] = {
+        "probes": witnesses,
+        "networks": networks,
+        "series": len(c.episodes),
+        "probe_observations": sum(e.probes for e in c.episodes),
+        "anomalous": sum(e.bad for e in c.episodes),
+        "by_technique": dict(sorted(counts.items())),
+        "affected_platforms": sorted({e.platform for e in c.episodes if e.platform}),
+        "countries": sorted({e.country for e in c.episodes}),
+        "example_measurements": [],
+    }
+    if flagged:
+        evidence["flagged_probes"] = flagged
+    confidence = min(0.99, 1 - 0.5 ** (witnesses / cfg.min_probes)) if when is not None else 0.3
+    if len(asns) > 1:
+        confidence = min(0.99, confidence + 0.05 * (len(asns) - 1))
+    return Incident(
+        id=incident_id(c.country, kind, c.start), country=c.country, kind=kind, scope=scope, asns=tuple(asns),
+        regions=tuple(regions), platforms=tuple(c.platforms()) if c.family != CONNECTIVITY else (),
+        techniques=tuple(techniques), start=_ts(c.start) or datetime.min, end=_ts(end), status=status,
+        confirmed_at=_ts(when), confidence=confidence,
+        assessment=Assessment(deliberate=assessment[0], reasons=tuple(assessment[1])), evidence=evidence,
+    )

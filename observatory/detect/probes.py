@@ -1,0 +1,53 @@
+"""Probes whose results disagree with every other probe of their network (a faulty or hostile probe).
+
+Such a probe is never evidence of an incident on its own (confirmation counts distinct probes); naming it in
+the evidence lets an analyst see why a series wobbled, and lets an operator fix or revoke it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+from observatory.detect.series import Tracks
+
+
+def disagreeing_probes(tracks: Tracks, *, min_buckets: int = 3, min_targets: int = 3,
+                       others_max_share: float = 0.2) -> list[dict[str, Any]]:
+    """Probe keys anomalous on several targets over several buckets while the rest of the network is fine."""
+    # per network and bucket: probe-observations and anomalous ones, over all targets
+    per_bucket: dict[tuple[str, int, int], list[int]] = defaultdict(lambda: [0, 0])
+    per_key: dict[tuple[str, int, str], dict[str, Any]] = {}
+    for (country, asn, platform), obs in tracks.series.items():
+        for o in obs:
+            acc = per_bucket[(country, asn, o.t)]
+            acc[0] += o.n
+            acc[1] += o.k
+            for key in o.keys:
+                if key.startswith("cell:"):
+                    continue
+                rec = per_key.setdefault((country, asn, key), {"buckets": set(), "targets": set(), "bad": 0})
+                rec["buckets"].add(o.t)
+                rec["targets"].add(platform)
+                rec["bad"] += 1
+    flagged = []
+    for (country, asn, key), rec in sorted(per_key.items()):
+        if len(rec["buckets"]) < min_buckets or len(rec["targets"]) < min_targets:
+            continue
+        n = k = 0
+        for t in rec["buckets"]:
+            bn, bk = per_bucket[(country, asn, t)]
+            n += bn
+            k += bk
+        others_n, others_k = n - rec["bad"], k - rec["bad"]
+        if others_n <= 0 or others_k / others_n > others_max_share:
+            continue  # alone on its network, or the others see it too: not a disagreement
+        flagged.append({
+            "probe": key, "country": country, "asn": f"AS{asn}",
+            "first": datetime.fromtimestamp(min(rec["buckets"]), UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "last": datetime.fromtimestamp(max(rec["buckets"]), UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "anomalous_buckets": len(rec["buckets"]), "targets": sorted(rec["targets"]),
+            "others_anomalous_share": round(others_k / others_n, 3),
+        })
+    return flagged

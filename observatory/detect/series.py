@@ -1,0 +1,141 @@
+"""Series: per-measurement rows -> 5-minute cells, and cells -> the tracks the tests run on.
+
+The store builds cells with one GROUP BY (fast); `build_series` does the same from plain rows for the library
+API and the tests. The detector then folds a country's cells into two kinds of track:
+- per (country, network, platform), summed over regions (more probes per bucket = more power per test);
+  each bucket keeps its per-region counts so scope can be attributed afterwards;
+- per (country, network, region), the number of probes active at all: the activity whose silence is a signal.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from statistics import median
+
+from observatory.series import DEFAULT_BUCKET_SECONDS, SeriesCell
+from observatory.store.base import Row
+from observatory.vocab import TECHNIQUES
+
+
+def bucket_of(t: datetime, bucket_seconds: int) -> int:
+    """Epoch seconds of the start of the bucket holding `t`."""
+    s = int(t.timestamp())
+    return s - s % bucket_seconds
+
+
+def build_series(rows: Iterable[Row], *, bucket_seconds: int = DEFAULT_BUCKET_SECONDS) -> list[SeriesCell]:
+    """Rows (measurement + verdict + kbps) -> cells, exactly as `Store.series` computes them."""
+    groups: dict[tuple[int, str, int, str, str], list[Row]] = defaultdict(list)
+    seen: set[str] = set()
+    for r in rows:
+        m = r.measurement
+        if m.platform is None or m.uid in seen:  # a duplicate upload is the same measurement
+            continue
+        seen.add(m.uid)
+        groups[(bucket_of(m.start_time, bucket_seconds), m.probe_cc, m.probe_asn, m.region or "", m.platform)].append(r)
+    cells = []
+    for (b, cc, asn, region, platform), rs in sorted(groups.items()):
+        anomalous = [r for r in rs if r.verdict in TECHNIQUES]
+        techniques: dict[str, int] = defaultdict(int)
+        for r in anomalous:
+            techniques[r.verdict] += 1
+        kbps = [r.kbps for r in rs if r.kbps is not None]
+        cells.append(SeriesCell(
+            bucket=datetime.fromtimestamp(b, UTC), country=cc, asn=asn, region=region or None, platform=platform,
+            total=len(rs),
+            ok=sum(r.verdict == "ok" for r in rs),
+            down=sum(r.verdict == "down" for r in rs),
+            anomalous=len(anomalous),
+            probes=len({r.measurement.probe_key for r in rs}),
+            anomalous_probes=len({r.measurement.probe_key for r in anomalous}),
+            down_probes=len({r.measurement.probe_key for r in rs if r.verdict == "down"}),
+            anomalous_keys=tuple(sorted({r.measurement.probe_key for r in anomalous})),
+            by_technique=dict(techniques),
+            median_kbps=float(median(kbps)) if kbps else None,
+            network_name=rs[0].measurement.network_name,
+        ))
+    return cells
+
+
+@dataclass(slots=True)
+class Obs:
+    """One bucket of one (country, network, platform) track, summed over the network's regions."""
+
+    t: int
+    n: int = 0  # distinct probes
+    k: int = 0  # distinct probes with an anomalous verdict
+    down: int = 0  # distinct probes whose measurement was `down`
+    total: int = 0
+    anomalous: int = 0
+    techniques: dict[str, int] = field(default_factory=dict)
+    kbps: list[float] = field(default_factory=list)
+    keys: set[str] = field(default_factory=set)
+    regions: dict[str, list[int]] = field(default_factory=dict)  # region -> [probes, anomalous probes]
+
+    @property
+    def median_kbps(self) -> float | None:
+        return float(median(self.kbps)) if self.kbps else None
+
+
+TrackKey = tuple[str, int, str]  # country, asn, platform
+ActivityKey = tuple[str, int, str]  # country, asn, region ("" when unknown)
+
+
+@dataclass(slots=True)
+class Tracks:
+    series: dict[TrackKey, list[Obs]]
+    activity: dict[ActivityKey, dict[int, int]]  # bucket -> probes active (max over targets)
+    names: dict[tuple[str, int], str]  # (country, asn) -> network name
+    regions: dict[tuple[str, int], set[str]]  # the regions each network was seen in
+    first: int
+    now: int  # end of the last bucket with data: the data's "now"
+
+
+def fold(cells: Iterable[SeriesCell], bucket_seconds: int) -> Tracks:
+    """Cells -> tracks. Identical cells given twice count once (a duplicate changes nothing)."""
+    by_key: dict[TrackKey, dict[int, Obs]] = defaultdict(dict)
+    activity: dict[ActivityKey, dict[int, int]] = defaultdict(dict)
+    names: dict[tuple[str, int], str] = {}
+    regions: dict[tuple[str, int], set[str]] = defaultdict(set)
+    seen: set[tuple[int, str, int, str, str]] = set()
+    first, last = None, None
+    for c in cells:
+        t = bucket_of(c.bucket, bucket_seconds)
+        region = c.region or ""
+        ident = (t, c.country, c.asn, region, c.platform)
+        if ident in seen:
+            continue
+        seen.add(ident)
+        first = t if first is None else min(first, t)
+        last = t if last is None else max(last, t)
+        if c.network_name:
+            names[(c.country, c.asn)] = c.network_name
+        regions[(c.country, c.asn)].add(region)
+        obs = by_key[(c.country, c.asn, c.platform)].get(t)
+        if obs is None:
+            obs = by_key[(c.country, c.asn, c.platform)][t] = Obs(t=t)
+        judged = c.anomalous_probes
+        obs.n += c.probes
+        obs.k += judged
+        obs.down += c.down_probes
+        obs.total += c.total
+        obs.anomalous += c.anomalous
+        for tech, n in c.by_technique.items():
+            obs.techniques[tech] = obs.techniques.get(tech, 0) + n
+        if c.median_kbps is not None:
+            obs.kbps.append(c.median_kbps)
+        if c.anomalous_keys:
+            obs.keys.update(c.anomalous_keys)
+        elif judged:  # cells without keys: each anomalous probe of the cell counts as its own witness
+            obs.keys.update(f"cell:{c.asn}:{region}:{t}:{i}" for i in range(judged))
+        r = obs.regions.setdefault(region, [0, 0])
+        r[0] += c.probes
+        r[1] += judged
+        act = activity[(c.country, c.asn, region)]
+        act[t] = max(act.get(t, 0), c.probes)
+    series = {k: [v[t] for t in sorted(v)] for k, v in by_key.items()}
+    return Tracks(series=series, activity=dict(activity), names=names, regions=dict(regions),
+                  first=first or 0, now=(last or 0) + bucket_seconds)

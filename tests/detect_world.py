@@ -1,0 +1,116 @@
+"""A small hand-made world of series cells for the detector's unit tests (no simulator, no store).
+
+Dedicated probes measure every target once per 15-minute cycle (each in a fixed 5-minute phase); every
+measurement fails at random with `noise`; events make chosen measurements fail with a technique.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from observatory.series import SeriesCell
+
+T0 = datetime(2024, 1, 15, tzinfo=UTC)
+PLATFORMS = ("twitter", "facebook", "youtube", "control")
+
+
+@dataclass
+class Net:
+    asn: int
+    regions: tuple[str, ...] = ("North", "South")
+    probes: int = 12
+
+
+@dataclass
+class Event:
+    kind: str  # "block" (platforms), "down" (platform outage), "cut" (everything fails), "silence", "slow", "faulty"
+    start: datetime
+    end: datetime
+    platforms: tuple[str, ...] = ("twitter", "facebook")
+    technique: str = "tls_interference"
+    asns: tuple[int, ...] = ()
+    regions: tuple[str, ...] = ()
+    country: str = "PK"
+    probe: int = 0  # for "faulty": the probe index that goes bad
+    coverage: float = 0.95
+
+
+@dataclass
+class World:
+    countries: dict[str, list[Net]] = field(default_factory=lambda: {"PK": [Net(17557), Net(45669), Net(23674)]})
+    start: datetime = T0
+    days: float = 3.0
+    noise: float = 0.02
+    seed: int = 1
+    events: list[Event] = field(default_factory=list)
+    platforms: tuple[str, ...] = PLATFORMS
+
+    def cells(self, shift: timedelta = timedelta(0)) -> list[SeriesCell]:
+        rng = random.Random(self.seed)
+        out: list[SeriesCell] = []
+        buckets = int(self.days * 288)
+        for b in range(buckets):
+            t = self.start + timedelta(minutes=5 * b)
+            for cc, nets in self.countries.items():
+                for net in nets:
+                    for ri, region in enumerate(net.regions):
+                        members = [i for i in range(net.probes) if i % len(net.regions) == ri and i % 3 == b % 3]
+                        for platform in self.platforms:
+                            cell = self._cell(rng, t, cc, net, region, platform, members)
+                            if cell is not None:
+                                cell.bucket = cell.bucket + shift
+                                out.append(cell)
+        return out
+
+    def _active(self, t: datetime, cc: str, net: Net, region: str, kind: str) -> list[Event]:
+        return [e for e in self.events if e.kind == kind and e.country == cc and e.start <= t < e.end
+                and (not e.asns or net.asn in e.asns) and (not e.regions or region in e.regions)]
+
+    def _cell(self, rng: random.Random, t: datetime, cc: str, net: Net, region: str, platform: str,
+              members: list[int]) -> SeriesCell | None:
+        if self._active(t, cc, net, region, "silence"):
+            return None
+        cell = SeriesCell(bucket=t, country=cc, asn=net.asn, region=region, platform=platform,
+                          network_name=f"Net {net.asn}")
+        keys: set[str] = set()
+        kbps: list[float] = []
+        for i in members:
+            verdict = "ok"
+            speed = 20000.0 * (0.8 + 0.4 * rng.random())
+            if rng.random() < self.noise:
+                verdict = rng.choice(["tcp_blackhole", "tls_interference", "dns_tampering"])
+            for e in self._active(t, cc, net, region, "block"):
+                if platform in e.platforms and rng.random() < e.coverage:
+                    verdict = e.technique
+            for e in self._active(t, cc, net, region, "slow"):
+                if platform in e.platforms:
+                    speed /= 30
+            for e in self._active(t, cc, net, region, "cut"):
+                verdict = "unreachable"
+            for e in [e for e in self.events if e.kind == "down" and e.start <= t < e.end]:
+                if platform in e.platforms:
+                    verdict = "down"
+            for e in self._active(t, cc, net, region, "faulty"):
+                if e.probe == i:
+                    verdict = "tcp_blackhole"
+            cell.total += 1
+            if verdict == "ok":
+                cell.ok += 1
+                kbps.append(speed)
+            elif verdict == "down":
+                cell.down += 1
+                cell.down_probes += 1
+            else:
+                cell.anomalous += 1
+                cell.by_technique[verdict] = cell.by_technique.get(verdict, 0) + 1
+                keys.add(f"p:{net.asn}-{i}")
+        if not members:
+            return None
+        cell.probes = len(members)
+        cell.anomalous_probes = len(keys)
+        cell.anomalous_keys = tuple(sorted(keys))
+        kbps.sort()
+        cell.median_kbps = kbps[len(kbps) // 2] if kbps else None
+        return cell
