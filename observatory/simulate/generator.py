@@ -1,0 +1,325 @@
+"""Streaming generation: a scenario -> OONI-format measurement lines in upload order, and the ground truth.
+
+The hot loop draws only what varies per measurement (whether it fails, is late or duplicated, which jitter
+variant it shows, its uid) and assembles the line from byte pieces rendered once: the envelope of each
+(probe, target), and the test keys of each (network, target, outcome, variant). That is what reaches tens of
+thousands of measurements a second in pure Python. Memory stays flat: the only growing state is the heap of
+late uploads, bounded by the late window (24 h) and by the longest connectivity loss.
+
+Same scenario, seed and activity => byte-identical output (one seeded random stream, fixed iteration order).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import msgspec
+
+from observatory.simulate import observations as obs
+from observatory.simulate.scenario import Event, Scenario
+from observatory.simulate.world import (
+    _MEAN_WEIGHT,
+    DEDICATED,
+    EVENING_WEIGHTS,
+    MOBILE_ONLINE,
+    VOLUNTEER,
+    VOLUNTEER_RUNS_PER_DAY,
+    Probe,
+    World,
+    build_world,
+)
+from observatory.vocab import IncidentKind, Scope, Status
+
+VARIANTS = 8  # jitter variants rendered per (network, target, outcome); a power of two
+SOFTWARE = {DEDICATED: (b"observatory", b"0.1.0"), VOLUNTEER: (b"ooniprobe", b"3.20.1")}
+STEP_SECONDS = 4  # a probe measures its targets one after the other
+LATE_MIN_S, LATE_MAX_S = 3600, 24 * 3600
+DROP_AFTER_OUTAGE = 0.2  # share of measurements lost when the network comes back (spool wiped, app killed)
+
+
+# --- time formatting without datetime in the hot loop ---------------------------------------------------
+
+_TOD = [b"%02d:%02d:%02d" % (s // 3600, s // 60 % 60, s % 60) for s in range(86400)]
+_TODC = [b"%02d%02d%02dZ" % (s // 3600, s // 60 % 60, s % 60) for s in range(86400)]
+_DAYS: dict[int, tuple[bytes, bytes]] = {}
+
+
+def _day(day: int) -> tuple[bytes, bytes]:
+    got = _DAYS.get(day)
+    if got is None:
+        d = datetime.fromtimestamp(day * 86400, UTC)
+        got = _DAYS[day] = (d.strftime("%Y-%m-%d ").encode(), d.strftime("%Y%m%dT").encode())
+    return got
+
+
+def ooni_time(epoch: int) -> bytes:
+    """'YYYY-MM-DD HH:MM:SS' of a UNIX time."""
+    day, tod = divmod(epoch, 86400)
+    return _day(day)[0] + _TOD[tod]
+
+
+def compact_time(epoch: int) -> bytes:
+    """'YYYYMMDDTHHMMSSZ' of a UNIX time (the prefix of OONI-style ids)."""
+    day, tod = divmod(epoch, 86400)
+    return _day(day)[1] + _TODC[tod]
+
+
+# --- events, resolved for the hot loop ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _ActiveEvent:
+    start: float
+    end: float
+    probes: frozenset[int]
+    platforms: frozenset[str]  # empty: every target
+    outcome: str
+    coverage: float
+    offline: bool  # connectivity loss: the probe cannot upload until the end
+
+
+def _resolve_events(world: World) -> list[_ActiveEvent]:
+    out = []
+    for i, e in enumerate(world.scenario.events):
+        assert isinstance(e.start, datetime) and isinstance(e.end, datetime)
+        probes = frozenset(p.index for p in world.probes if _affects(e, p))
+        if e.kind == IncidentKind.PLATFORM_OUTAGE:
+            outcome = (obs.DOWN_DNS, obs.DOWN_HTTP)[i % 2]
+        else:
+            assert e.technique is not None
+            outcome = e.technique
+        out.append(_ActiveEvent(start=e.start.timestamp(), end=e.end.timestamp(), probes=probes,
+                                platforms=frozenset(e.platforms), outcome=outcome, coverage=e.coverage,
+                                offline=e.kind == IncidentKind.CONNECTIVITY_LOSS))
+    return out
+
+
+def _affects(e: Event, p: Probe) -> bool:
+    if e.country is not None and p.net.cc != e.country:
+        return False
+    if e.asns and p.net.asn not in e.asns:
+        return False
+    return not e.regions or p.region in e.regions
+
+
+# --- the generator ----------------------------------------------------------------------------------------
+
+
+class Generator:
+    """Iterate `lines()` for (upload time, JSON line) pairs in upload order."""
+
+    def __init__(self, scenario: Scenario, activity: str = DEDICATED) -> None:
+        self.world = build_world(scenario, activity)
+        self.scenario = scenario
+        self.activity = activity
+        self.rng = random.Random(f"{scenario.seed}/stream/{activity}")
+        self.events = _resolve_events(self.world)
+        self._keys: dict[tuple[int, int, str, int], tuple[bytes, bytes]] = {}
+        self._head = self._envelope_head()
+        self._mids = {n.index: f"_webconnectivity_{n.cc}_{n.asn}_n1_".encode() for n in self.world.networks}
+        self._bodies = [[self._envelope_body(p, t) for t in self.world.targets] for p in self.world.probes]
+        nz = scenario.noise
+        self._fail_p = [[min(1.0, nz.failure_rate * n.flakiness[t.platform]) for t in self.world.targets]
+                        for n in self.world.networks]
+        self.count = 0  # lines produced so far, duplicates included
+
+    # envelope pieces ---------------------------------------------------------------------------------------
+
+    def _envelope_head(self) -> bytes:
+        name, version = SOFTWARE[self.activity]
+        return (b'","data_format_version":"0.2.0","test_name":"web_connectivity","test_version":"0.4.3",'
+                b'"software_name":"' + name + b'","software_version":"' + version +
+                b'","measurement_start_time":"')
+
+    def _envelope_body(self, p: Probe, t: obs.Target) -> bytes:
+        n = p.net
+        annotations: dict[str, Any] = {"region": p.region}
+        if p.probe_id is not None:
+            annotations["probe_id"] = p.probe_id
+        annotations["platform"] = t.platform
+        rest = {"probe_cc": n.cc, "probe_asn": f"AS{n.asn}", "probe_network_name": n.network.name,
+                "resolver_asn": f"AS{n.asn}", "resolver_ip": n.resolver_ip,
+                "resolver_network_name": n.network.name, "input": t.url, "annotations": annotations}
+        encoded = msgspec.json.encode(rest)
+        return b"," + encoded[1:-1] + b',"test_keys":'
+
+    def _test_keys(self, net: int, target: int, outcome: str, variant: int) -> tuple[bytes, bytes]:
+        key = (net, target, outcome, variant)
+        got = self._keys.get(key)
+        if got is None:
+            tk = obs.test_keys_json(self.world.networks[net], self.world.targets[target], outcome, variant,
+                                    self.scenario.seed)
+            got = self._keys[key] = (b"%.3f" % obs.runtime(tk), tk + b"}")
+        return got
+
+    # the stream --------------------------------------------------------------------------------------------
+
+    def lines(self) -> Iterator[tuple[float, bytes]]:
+        sc = self.scenario
+        assert isinstance(sc.start, datetime) and isinstance(sc.end, datetime)
+        start, end = sc.start.timestamp(), sc.end.timestamp()
+        step = sc.interval.total_seconds()
+        rng = self.rng
+        random_ = rng.random
+        late: list[tuple[float, int, bytes]] = []
+        seq = 0
+        faults = [0.0] * len(self.world.probes)
+        fault_p = sc.noise.probe_fault_rate * step / 3600
+        probes = sorted(self.world.probes, key=lambda p: (p.offset, p.index))
+        zones = {c.code: ZoneInfo(c.timezone) for c in sc.countries}
+        volunteer = self.activity == VOLUNTEER
+        run_p = VOLUNTEER_RUNS_PER_DAY * step / 86400 / _MEAN_WEIGHT
+        t = start
+        while t < end:
+            while late and late[0][0] <= t:
+                item = heapq.heappop(late)
+                yield item[0], item[2]
+            hours = self._local_hours(t, zones)
+            active = [e for e in self.events if e.start < t + step and e.end > t]
+            for p in probes:
+                if t < p.joins or t >= p.leaves:
+                    continue
+                hour = hours[p.net.cc]
+                # a probe fault: the installation fails everything for 1-6 hours
+                if faults[p.index] <= t and random_() < fault_p:
+                    faults[p.index] = t + rng.uniform(3600, 6 * 3600)
+                if volunteer:
+                    if random_() >= run_p * p.rate * EVENING_WEIGHTS[hour]:
+                        continue
+                    run = t + random_() * step
+                else:
+                    if p.net.network.is_mobile and random_() >= MOBILE_ONLINE[hour]:
+                        continue
+                    run = t + p.offset
+                if run >= end:
+                    continue
+                evs = [e for e in active if p.index in e.probes] if active else None
+                for item in self._run(p, run, evs, faults[p.index]):
+                    upload = item[0]
+                    if upload <= run + 600:
+                        yield item
+                    else:
+                        seq += 1
+                        heapq.heappush(late, (upload, seq, item[1]))
+                    if random_() < sc.noise.duplicate_share:
+                        seq += 1
+                        heapq.heappush(late, (upload + rng.uniform(60, 3600), seq, item[1]))
+            t += step
+        while late:
+            item = heapq.heappop(late)
+            yield item[0], item[2]
+
+    def _local_hours(self, t: float, zones: dict[str, ZoneInfo]) -> dict[str, int]:
+        when = datetime.fromtimestamp(t, UTC)
+        out = {}
+        for cc, zone in zones.items():
+            off = zone.utcoffset(when.replace(tzinfo=None)) or timedelta(0)
+            out[cc] = int((t + off.total_seconds()) // 3600 % 24)
+        return out
+
+    def _run(self, p: Probe, run: float, evs: list[_ActiveEvent] | None,
+             fault_until: float) -> Iterator[tuple[float, bytes]]:
+        """One run of a probe: each target once, one after the other; yields (upload time, line)."""
+        rng = self.rng
+        random_ = rng.random
+        bits = rng.getrandbits
+        noise = self.scenario.noise
+        net = p.net.index
+        mid = self._mids[net]
+        bodies = self._bodies[p.index]
+        fail_p = self._fail_p[net]
+        targets = self.world.targets
+        skewed = int(run + p.skew)
+        tst = ooni_time(skewed)
+        rid = compact_time(skewed) + mid + b"%016x" % bits(64)
+        head = self._head
+        n = len(targets)
+        run_end = run + n * STEP_SECONDS + 5
+        for i in range(n):
+            when = run + i * STEP_SECONDS
+            upload = run_end
+            outcome = obs.OK
+            if fault_until > when:
+                outcome = obs.FAULT
+                upload = fault_until + random_() * 1800
+            else:
+                hit = None
+                if evs:
+                    plat = targets[i].platform
+                    for e in evs:
+                        if e.start <= when < e.end and (not e.platforms or plat in e.platforms):
+                            hit = e
+                            break
+                if hit is not None and random_() < hit.coverage:
+                    outcome = hit.outcome
+                    if hit.offline:
+                        if random_() < DROP_AFTER_OUTAGE:
+                            continue
+                        upload = hit.end + random_() * 1800
+                elif random_() < fail_p[i]:
+                    outcome = obs.NOISE[int(random_() * 5)]
+            if upload == run_end and random_() < noise.late_share:
+                upload = when + LATE_MIN_S + random_() * (LATE_MAX_S - LATE_MIN_S)
+            rt, tk = self._test_keys(net, i, outcome, bits(3))
+            stamp = int(when + p.skew)
+            self.count += 1
+            yield upload, b"".join((
+                b'{"measurement_uid":"', compact_time(stamp), mid, b"%016x" % bits(64),
+                b'","report_id":"', rid, head, ooni_time(stamp),
+                b'","test_start_time":"', tst, b'","test_runtime":', rt, bodies[i], tk))
+
+
+# --- ground truth -------------------------------------------------------------------------------------------
+
+
+def truth(scenario: Scenario) -> list[dict[str, Any]]:
+    """The scenario's events as incidents in the contract's JSON shape: exactly what happened."""
+    out = []
+    for i, e in enumerate(scenario.events):
+        assert isinstance(e.start, datetime) and isinstance(e.end, datetime)
+        asns: list[int] = []
+        regions: list[str] = []
+        scope = Scope.NATIONAL.value
+        if e.country is not None:
+            country = scenario.country(e.country)
+            nets = [n for n in country.networks if not e.asns or n.asn in e.asns]
+            asns = sorted(n.asn for n in nets)
+            covered = {r for n in nets for r in n.regions}
+            regions = sorted(covered & set(e.regions)) if e.regions else sorted(covered)
+            if e.regions and not set(country.regions) <= set(e.regions):
+                scope = Scope.REGIONAL.value
+            elif len(nets) < len(country.networks):
+                scope = Scope.NETWORK.value
+        techniques = [e.technique] if e.technique else []
+        out.append({
+            "id": _truth_id(scenario, i), "country": e.country, "kind": e.kind, "scope": scope,
+            "asns": [f"AS{a}" for a in asns], "regions": regions, "platforms": list(e.platforms),
+            "techniques": techniques, "start": _iso(e.start), "end": _iso(e.end), "status": Status.ENDED.value,
+            "confirmed_at": None, "confidence": 1.0, "assessment": {"deliberate": _deliberate(e), "reasons": []},
+            "evidence": {"source": "simulator ground truth", "coverage": e.coverage},
+        })
+    return out
+
+
+def _truth_id(scenario: Scenario, i: int) -> str:
+    return "truth-" + hashlib.sha256(f"{scenario.name}/{i}".encode()).hexdigest()[:12]
+
+
+def _deliberate(e: Event) -> float:
+    return 0.0 if e.kind == IncidentKind.PLATFORM_OUTAGE else 1.0
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def generate(scenario: Scenario, activity: str = DEDICATED) -> Iterator[tuple[float, bytes]]:
+    """(upload time, JSON line) pairs of the scenario, in upload order."""
+    return Generator(scenario, activity).lines()
