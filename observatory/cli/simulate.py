@@ -16,17 +16,27 @@ from observatory.simulate.output import stream_to_collector, write_simulation, w
 @app.command()
 def simulate(
     scenario: Annotated[Path, typer.Argument(help="Scenario TOML file (see scenarios/ and CONTRACTS.md).")],
-    out: Annotated[str | None, typer.Option("--out", "-o", help="Output .jsonl or .jsonl.gz, or - for stdout.")]
-    = None,
-    truth: Annotated[Path | None, typer.Option("--truth", help="Where to write the ground truth (JSON).")] = None,
-    activity: Annotated[str, typer.Option(help="Probe population: dedicated (ours) or volunteer (OONI-like).")]
-    = DEDICATED,
-    speed: Annotated[float | None, typer.Option(help="Replay N scenario-seconds per wall-second "
-                                                     "(default: as fast as possible).")] = None,
-    collector: Annotated[str | None, typer.Option(help="POST to this collector's /api/v1/measurements "
-                                                       "instead of writing --out.")] = None,
+    out: Annotated[
+        str | None, typer.Option("--out", "-o", help="Output .jsonl or .jsonl.gz, or - for stdout.")
+    ] = None,
+    truth: Annotated[
+        Path | None, typer.Option("--truth", help="Where to write the ground truth (JSON).")
+    ] = None,
+    activity: Annotated[
+        str, typer.Option(help="Probe population: dedicated (ours) or volunteer (OONI-like).")
+    ] = DEDICATED,
+    speed: Annotated[
+        float | None,
+        typer.Option(help="Replay N scenario-seconds per wall-second (default: as fast as possible)."),
+    ] = None,
+    collector: Annotated[
+        str | None,
+        typer.Option(help="POST to this collector's /api/v1/measurements instead of writing --out."),
+    ] = None,
     token: Annotated[str | None, typer.Option(help="Probe token for --collector.")] = None,
-    secret: Annotated[str | None, typer.Option(help="Probe secret for --collector (signs each batch).")] = None,
+    secret: Annotated[
+        str | None, typer.Option(help="Probe secret for --collector (signs each batch).")
+    ] = None,
 ) -> None:
     """Simulate probes measuring platforms over days, with the scenario's disruptions, and write the truth.
 
@@ -51,6 +61,9 @@ def simulate(
             raise ConfigError("--out FILE.jsonl[.gz] (or - for stdout) is required, or --collector URL")
         summary = write_simulation(sc, out=out, truth_path=truth, activity=activity, speed=speed)
         where = out
-    typer.echo(f"simulated {summary.measurements:,} measurements of {sc.name} ({activity}) to {where} "
-               f"in {summary.seconds:.1f}s ({summary.per_second:,.0f}/s)"
-               + (f"; truth: {len(sc.events)} incidents in {truth}" if truth else ""), err=True)
+    typer.echo(
+        f"simulated {summary.measurements:,} measurements of {sc.name} ({activity}) to {where} "
+        f"in {summary.seconds:.1f}s ({summary.per_second:,.0f}/s)"
+        + (f"; truth: {len(sc.events)} incidents in {truth}" if truth else ""),
+        err=True,
+    )

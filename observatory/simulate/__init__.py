@@ -1,10 +1,11 @@
-"""The simulator: a country of probes over days, with disruptions injected at known times and the truth beside.
+"""The simulator: a country of probes over days, disruptions injected at known times, and the truth beside.
 
     scenario = load_scenario("scenarios/pk-2023-12-2024-01.toml")
     write_simulation(scenario, out="pk.jsonl.gz", truth_path="pk.truth.json")
 
-Modules: `scenario` (the TOML contract), `world` (networks, probes, servers), `observations` (what each outcome
-looks like on the wire), `generator` (the streaming loop and the truth), `output` (files, stdout, collector).
+Modules: `scenario` (the TOML contract), `world` (networks, probes, servers), `observations` (what each
+outcome looks like on the wire), `generator` (the streaming loop and the truth),
+`output` (files, stdout, collector).
 """
 
 from observatory.simulate.generator import Generator, generate, truth
@@ -13,7 +14,20 @@ from observatory.simulate.scenario import Country, Event, Network, Noise, Scenar
 from observatory.simulate.world import ACTIVITIES, DEDICATED, VOLUNTEER
 
 __all__ = [
-    "ACTIVITIES", "DEDICATED", "VOLUNTEER", "Country", "Event", "Generator", "Network", "Noise", "Scenario",
-    "generate", "load_scenario", "stream_to_collector", "stream_to_file", "truth", "write_simulation",
+    "ACTIVITIES",
+    "DEDICATED",
+    "VOLUNTEER",
+    "Country",
+    "Event",
+    "Generator",
+    "Network",
+    "Noise",
+    "Scenario",
+    "generate",
+    "load_scenario",
+    "stream_to_collector",
+    "stream_to_file",
+    "truth",
+    "write_simulation",
     "write_truth",
 ]

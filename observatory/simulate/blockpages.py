@@ -1,8 +1,8 @@
 """Block pages the simulated censors serve: the body text of realistic national block pages, per country.
 
 Each network serves one of its country's pages (networks differ, as real ISPs do). The verdict rules must
-recognise them from `observatory/data/blockpages.toml`; `tests/test_simulate_observations.py` checks that every
-page here matches one of its fingerprints once that file exists.
+recognise them from `observatory/data/blockpages.toml`; `tests/test_simulate_observations.py` checks that
+every page here matches one of its fingerprints once that file exists.
 """
 
 from __future__ import annotations
@@ -22,61 +22,76 @@ _PTA = BlockPage(
     id="pk_pta",
     code=200,
     headers=(("Content-Type", "text/html"), ("Server", "nginx")),
-    body=("<html><head><title>Site Restricted</title></head><body><center>"
-          "<h2>Surf Safely!</h2><p>This site is restricted due to its content being in violation of the laws "
-          "of Pakistan. The site you are trying to access contains content that is prohibited for viewership "
-          "from within Pakistan.</p><p>Pakistan Telecommunication Authority</p></center></body></html>"),
+    body=(
+        "<html><head><title>Site Restricted</title></head><body><center>"
+        "<h2>Surf Safely!</h2><p>This site is restricted due to its content being in violation of the laws "
+        "of Pakistan. The site you are trying to access contains content that is prohibited for viewership "
+        "from within Pakistan.</p><p>Pakistan Telecommunication Authority</p></center></body></html>"
+    ),
 )
 _PK_ISP = BlockPage(
     id="pk_isp_notice",
     code=200,
     headers=(("Content-Type", "text/html; charset=UTF-8"), ("Connection", "close")),
-    body=("<html><head><title>This site is restricted</title></head><body style=\"text-align:center\">"
-          "<img src=\"/pta-logo.png\"><h1>This site is restricted</h1><p>Access to this website has been "
-          "restricted in accordance with the directives of the Pakistan Telecommunication Authority (PTA)."
-          "</p></body></html>"),
+    body=(
+        '<html><head><title>This site is restricted</title></head><body style="text-align:center">'
+        '<img src="/pta-logo.png"><h1>This site is restricted</h1><p>Access to this website has been '
+        "restricted in accordance with the directives of the Pakistan Telecommunication Authority (PTA)."
+        "</p></body></html>"
+    ),
 )
 _IR = BlockPage(
     id="ir_peyvandha",
     code=403,
     headers=(("Content-Type", "text/html"), ("Connection", "close")),
-    body=("<html><head><meta http-equiv=\"Content-Type\" content=\"text/html; charset=windows-1256\">"
-          "<title>M1-6</title></head><body><iframe src=\"http://10.10.34.34?type=Invalid Site&policy=MainPolicy\" "
-          "style=\"width: 100%; height: 100%\" scrolling=\"no\" marginwidth=\"0\" marginheight=\"0\" "
-          "frameborder=\"0\" vspace=\"0\" hspace=\"0\"></iframe></body></html>"),
+    body=(
+        '<html><head><meta http-equiv="Content-Type" content="text/html; charset=windows-1256">'
+        '<title>M1-6</title></head><body>'
+        '<iframe src="http://10.10.34.34?type=Invalid Site&policy=MainPolicy" '
+        'style="width: 100%; height: 100%" scrolling="no" marginwidth="0" marginheight="0" '
+        'frameborder="0" vspace="0" hspace="0"></iframe></body></html>'
+    ),
 )
 _RU = BlockPage(
     id="ru_rkn",
     code=200,
     headers=(("Content-Type", "text/html; charset=utf-8"), ("Server", "nginx")),
-    body=("<html><head><title>Доступ ограничен</title></head><body><h1>Доступ к ресурсу ограничен</h1>"
-          "<p>Доступ к информационному ресурсу ограничен на основании Федерального закона от 27.07.2006 "
-          "№ 149-ФЗ «Об информации, информационных технологиях и о защите информации».</p>"
-          "<p>Единый реестр: eais.rkn.gov.ru</p></body></html>"),
+    body=(
+        "<html><head><title>Доступ ограничен</title></head><body><h1>Доступ к ресурсу ограничен</h1>"
+        "<p>Доступ к информационному ресурсу ограничен на основании Федерального закона от 27.07.2006 "
+        "№ 149-ФЗ «Об информации, информационных технологиях и о защите информации».</p>"
+        "<p>Единый реестр: eais.rkn.gov.ru</p></body></html>"
+    ),
 )
 _TR = BlockPage(
     id="tr_btk",
     code=200,
     headers=(("Content-Type", "text/html; charset=utf-8"),),
-    body=("<html><head><title>Telekomünikasyon İletişim Başkanlığı</title></head><body>"
-          "<p>Bu internet sitesi hakkında Bilgi Teknolojileri ve İletişim Kurumu tarafından uygulanan 5651 "
-          "sayılı kanun çerçevesinde idari tedbir uygulanmaktadır.</p></body></html>"),
+    body=(
+        "<html><head><title>Telekomünikasyon İletişim Başkanlığı</title></head><body>"
+        "<p>Bu internet sitesi hakkında Bilgi Teknolojileri ve İletişim Kurumu tarafından uygulanan 5651 "
+        "sayılı kanun çerçevesinde idari tedbir uygulanmaktadır.</p></body></html>"
+    ),
 )
 _ID = BlockPage(
     id="id_internet_positif",
     code=302,
     headers=(("Location", "http://internetpositif.id/"), ("Content-Type", "text/html")),
-    body=("<html><head><title>Internet Positif</title></head><body><h1>Internet Positif</h1>"
-          "<p>Mohon maaf, situs yang Anda akses tidak dapat dibuka karena mengandung konten negatif.</p>"
-          "</body></html>"),
+    body=(
+        "<html><head><title>Internet Positif</title></head><body><h1>Internet Positif</h1>"
+        "<p>Mohon maaf, situs yang Anda akses tidak dapat dibuka karena mengandung konten negatif.</p>"
+        "</body></html>"
+    ),
 )
 _GENERIC = BlockPage(
     id="generic_isp",
     code=451,
     headers=(("Content-Type", "text/html"), ("Connection", "close")),
-    body=("<html><head><title>451 Unavailable For Legal Reasons</title></head><body>"
-          "<h1>Access Denied</h1><p>Access to this website has been blocked by order of the national "
-          "regulator. If you believe this is an error, contact your service provider.</p></body></html>"),
+    body=(
+        "<html><head><title>451 Unavailable For Legal Reasons</title></head><body>"
+        "<h1>Access Denied</h1><p>Access to this website has been blocked by order of the national "
+        "regulator. If you believe this is an error, contact your service provider.</p></body></html>"
+    ),
 )
 
 BY_COUNTRY: dict[str, tuple[BlockPage, ...]] = {

@@ -95,9 +95,17 @@ def _resolve_events(world: World) -> list[_ActiveEvent]:
         else:
             assert e.technique is not None
             outcome = e.technique
-        out.append(_ActiveEvent(start=e.start.timestamp(), end=e.end.timestamp(), probes=probes,
-                                platforms=frozenset(e.platforms), outcome=outcome, coverage=e.coverage,
-                                offline=e.kind == IncidentKind.CONNECTIVITY_LOSS))
+        out.append(
+            _ActiveEvent(
+                start=e.start.timestamp(),
+                end=e.end.timestamp(),
+                probes=probes,
+                platforms=frozenset(e.platforms),
+                outcome=outcome,
+                coverage=e.coverage,
+                offline=e.kind == IncidentKind.CONNECTIVITY_LOSS,
+            )
+        )
     return out
 
 
@@ -126,17 +134,24 @@ class Generator:
         self._mids = {n.index: f"_webconnectivity_{n.cc}_{n.asn}_n1_".encode() for n in self.world.networks}
         self._bodies = [[self._envelope_body(p, t) for t in self.world.targets] for p in self.world.probes]
         nz = scenario.noise
-        self._fail_p = [[min(1.0, nz.failure_rate * n.flakiness[t.platform]) for t in self.world.targets]
-                        for n in self.world.networks]
+        self._fail_p = [
+            [min(1.0, nz.failure_rate * n.flakiness[t.platform]) for t in self.world.targets]
+            for n in self.world.networks
+        ]
         self.count = 0  # lines produced so far, duplicates included
 
     # envelope pieces ---------------------------------------------------------------------------------------
 
     def _envelope_head(self) -> bytes:
         name, version = SOFTWARE[self.activity]
-        return (b'","data_format_version":"0.2.0","test_name":"web_connectivity","test_version":"0.4.3",'
-                b'"software_name":"' + name + b'","software_version":"' + version +
-                b'","measurement_start_time":"')
+        return (
+            b'","data_format_version":"0.2.0","test_name":"web_connectivity","test_version":"0.4.3",'
+            b'"software_name":"'
+            + name
+            + b'","software_version":"'
+            + version
+            + b'","measurement_start_time":"'
+        )
 
     def _envelope_body(self, p: Probe, t: obs.Target) -> bytes:
         n = p.net
@@ -144,9 +159,16 @@ class Generator:
         if p.probe_id is not None:
             annotations["probe_id"] = p.probe_id
         annotations["platform"] = t.platform
-        rest = {"probe_cc": n.cc, "probe_asn": f"AS{n.asn}", "probe_network_name": n.network.name,
-                "resolver_asn": f"AS{n.asn}", "resolver_ip": n.resolver_ip,
-                "resolver_network_name": n.network.name, "input": t.url, "annotations": annotations}
+        rest = {
+            "probe_cc": n.cc,
+            "probe_asn": f"AS{n.asn}",
+            "probe_network_name": n.network.name,
+            "resolver_asn": f"AS{n.asn}",
+            "resolver_ip": n.resolver_ip,
+            "resolver_network_name": n.network.name,
+            "input": t.url,
+            "annotations": annotations,
+        }
         encoded = msgspec.json.encode(rest)
         return b"," + encoded[1:-1] + b',"test_keys":'
 
@@ -154,8 +176,9 @@ class Generator:
         key = (net, target, outcome, variant)
         got = self._keys.get(key)
         if got is None:
-            tk = obs.test_keys_json(self.world.networks[net], self.world.targets[target], outcome, variant,
-                                    self.scenario.seed)
+            tk = obs.test_keys_json(
+                self.world.networks[net], self.world.targets[target], outcome, variant, self.scenario.seed
+            )
             got = self._keys[key] = (b"%.3f" % obs.runtime(tk), tk + b"}")
         return got
 
@@ -179,8 +202,8 @@ class Generator:
         t = start
         while t < end:
             while late and late[0][0] <= t:
-                item = heapq.heappop(late)
-                yield item[0], item[2]
+                due, _, held = heapq.heappop(late)
+                yield due, held
             hours = self._local_hours(t, zones)
             active = [e for e in self.events if e.start < t + step and e.end > t]
             for p in probes:
@@ -201,20 +224,19 @@ class Generator:
                 if run >= end:
                     continue
                 evs = [e for e in active if p.index in e.probes] if active else None
-                for item in self._run(p, run, evs, faults[p.index]):
-                    upload = item[0]
+                for upload, line in self._run(p, run, evs, faults[p.index]):
                     if upload <= run + 600:
-                        yield item
+                        yield upload, line
                     else:
                         seq += 1
-                        heapq.heappush(late, (upload, seq, item[1]))
+                        heapq.heappush(late, (upload, seq, line))
                     if random_() < sc.noise.duplicate_share:
                         seq += 1
-                        heapq.heappush(late, (upload + rng.uniform(60, 3600), seq, item[1]))
+                        heapq.heappush(late, (upload + rng.uniform(60, 3600), seq, line))
             t += step
         while late:
-            item = heapq.heappop(late)
-            yield item[0], item[2]
+            due, _, held = heapq.heappop(late)
+            yield due, held
 
     def _local_hours(self, t: float, zones: dict[str, ZoneInfo]) -> dict[str, int]:
         when = datetime.fromtimestamp(t, UTC)
@@ -224,8 +246,9 @@ class Generator:
             out[cc] = int((t + off.total_seconds()) // 3600 % 24)
         return out
 
-    def _run(self, p: Probe, run: float, evs: list[_ActiveEvent] | None,
-             fault_until: float) -> Iterator[tuple[float, bytes]]:
+    def _run(
+        self, p: Probe, run: float, evs: list[_ActiveEvent] | None, fault_until: float
+    ) -> Iterator[tuple[float, bytes]]:
         """One run of a probe: each target once, one after the other; yields (upload time, line)."""
         rng = self.rng
         random_ = rng.random
@@ -270,10 +293,27 @@ class Generator:
             rt, tk = self._test_keys(net, i, outcome, bits(3))
             stamp = int(when + p.skew)
             self.count += 1
-            yield upload, b"".join((
-                b'{"measurement_uid":"', compact_time(stamp), mid, b"%016x" % bits(64),
-                b'","report_id":"', rid, head, ooni_time(stamp),
-                b'","test_start_time":"', tst, b'","test_runtime":', rt, bodies[i], tk))
+            yield (
+                upload,
+                b"".join(
+                    (
+                        b'{"measurement_uid":"',
+                        compact_time(stamp),
+                        mid,
+                        b"%016x" % bits(64),
+                        b'","report_id":"',
+                        rid,
+                        head,
+                        ooni_time(stamp),
+                        b'","test_start_time":"',
+                        tst,
+                        b'","test_runtime":',
+                        rt,
+                        bodies[i],
+                        tk,
+                    )
+                ),
+            )
 
 
 # --- ground truth -------------------------------------------------------------------------------------------
@@ -298,13 +338,25 @@ def truth(scenario: Scenario) -> list[dict[str, Any]]:
             elif len(nets) < len(country.networks):
                 scope = Scope.NETWORK.value
         techniques = [e.technique] if e.technique else []
-        out.append({
-            "id": _truth_id(scenario, i), "country": e.country, "kind": e.kind, "scope": scope,
-            "asns": [f"AS{a}" for a in asns], "regions": regions, "platforms": list(e.platforms),
-            "techniques": techniques, "start": _iso(e.start), "end": _iso(e.end), "status": Status.ENDED.value,
-            "confirmed_at": None, "confidence": 1.0, "assessment": {"deliberate": _deliberate(e), "reasons": []},
-            "evidence": {"source": "simulator ground truth", "coverage": e.coverage},
-        })
+        out.append(
+            {
+                "id": _truth_id(scenario, i),
+                "country": e.country,
+                "kind": e.kind,
+                "scope": scope,
+                "asns": [f"AS{a}" for a in asns],
+                "regions": regions,
+                "platforms": list(e.platforms),
+                "techniques": techniques,
+                "start": _iso(e.start),
+                "end": _iso(e.end),
+                "status": Status.ENDED.value,
+                "confirmed_at": None,
+                "confidence": 1.0,
+                "assessment": {"deliberate": _deliberate(e), "reasons": []},
+                "evidence": {"source": "simulator ground truth", "coverage": e.coverage},
+            }
+        )
     return out
 
 

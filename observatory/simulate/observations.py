@@ -25,8 +25,17 @@ FAULT = "fault"
 DOWN_DNS = "down_dns"
 DOWN_HTTP = "down_http"
 NOISE = ("noise_dns", "noise_tcp", "noise_tls", "noise_http", "noise_down")
-TECHNIQUE_OUTCOMES = ("dns_tampering", "tcp_reset", "tcp_blackhole", "tls_interference", "tls_mitm",
-                      "http_blockpage", "http_interference", "throttling", "unreachable")
+TECHNIQUE_OUTCOMES = (
+    "dns_tampering",
+    "tcp_reset",
+    "tcp_blackhole",
+    "tls_interference",
+    "tls_mitm",
+    "http_blockpage",
+    "http_interference",
+    "throttling",
+    "unreachable",
+)
 OUTCOMES = (OK, FAULT, DOWN_DNS, DOWN_HTTP, *NOISE, *TECHNIQUE_OUTCOMES)
 
 TIMEOUT_S = 10.0
@@ -43,8 +52,11 @@ def test_keys_json(net: NetworkProfile, target: Target, outcome: str, variant: i
 def runtime(keys_json: bytes) -> float:
     """The measurement's runtime: the end of its last step (cheap to recover from the rendered keys)."""
     d = msgspec.json.decode(keys_json)
-    ends = [x.get("t") or 0.0 for k in ("queries", "tcp_connect", "tls_handshakes", "requests")
-            for x in d.get(k) or ()]
+    ends = [
+        x.get("t") or 0.0
+        for k in ("queries", "tcp_connect", "tls_handshakes", "requests")
+        for x in d.get(k) or ()
+    ]
     return round(max(ends, default=0.0) + 0.05, 3)
 
 
@@ -81,37 +93,62 @@ class _Builder:
     def _throttling(self) -> dict[str, Any]:
         # every step succeeds; the bytes crawl: a collapse of 15-40x against the network's own baseline
         slow = self.rng.uniform(15, 40)
-        return self._through_http(self._http_ok(slow=3.0), self._download_ok(slow=slow),
-                                  blocking=False, accessible=True, tls_slow=3.0)
+        return self._through_http(
+            self._http_ok(slow=3.0),
+            self._download_ok(slow=slow),
+            blocking=False,
+            accessible=True,
+            tls_slow=3.0,
+        )
 
     def _http_blockpage(self) -> dict[str, Any]:
         page = self.net.blockpage
         body = page.body
-        response = {"code": page.code, "headers": dict(page.headers), "body": body, "body_is_truncated": False}
+        response = {
+            "code": page.code,
+            "headers": dict(page.headers),
+            "body": body,
+            "body_is_truncated": False,
+        }
         request = self._request(response=response, failure=None, seconds=self._rtt() + 0.01)
-        download = {"url": self.target.url, "bytes": len(body.encode()), "seconds": round(self._rtt(), 3),
-                    "failure": None}
+        download = {
+            "url": self.target.url,
+            "bytes": len(body.encode()),
+            "seconds": round(self._rtt(), 3),
+            "failure": None,
+        }
         return self._through_http([request], download, blocking="http-diff", accessible=False)
 
     def _http_interference(self) -> dict[str, Any]:
         request = self._request(response=None, failure="connection_reset", seconds=self._rtt())
-        return self._through_http([request], self._download_failed("connection_reset"),
-                                  blocking="http-failure", accessible=False)
+        return self._through_http(
+            [request], self._download_failed("connection_reset"), blocking="http-failure", accessible=False
+        )
 
     def _noise_http(self) -> dict[str, Any]:
         request = self._request(response=None, failure="eof_error", seconds=self._rtt() * 2)
-        return self._through_http([request], self._download_failed("eof_error"),
-                                  blocking="http-failure", accessible=False)
+        return self._through_http(
+            [request], self._download_failed("eof_error"), blocking="http-failure", accessible=False
+        )
 
     def _down_http(self) -> dict[str, Any]:
-        response = {"code": 503, "headers": {"Content-Type": "text/html", "Server": "nginx"},
-                    "body": "<html><head><title>503 Service Unavailable</title></head><body>"
-                            "<h1>503 Service Unavailable</h1></body></html>", "body_is_truncated": False}
+        body_503 = (
+            "<html><head><title>503 Service Unavailable</title></head><body>"
+            "<h1>503 Service Unavailable</h1></body></html>"
+        )
+        response = {
+            "code": 503,
+            "headers": {"Content-Type": "text/html", "Server": "nginx"},
+            "body": body_503,
+            "body_is_truncated": False,
+        }
         request = self._request(response=response, failure=None, seconds=self._rtt() + 0.02)
-        keys = self._through_http([request], self._download_failed("http_request_failed"),
-                                  blocking=False, accessible=False)
-        keys["control"]["http_request"] = self._control_http(status=503, title="503 Service Unavailable",
-                                                             length=len(response["body"]))
+        keys = self._through_http(
+            [request], self._download_failed("http_request_failed"), blocking=False, accessible=False
+        )
+        keys["control"]["http_request"] = self._control_http(
+            status=503, title="503 Service Unavailable", length=len(body_503)
+        )
         keys["control"]["x_download"] = self._control_download(failure="http_request_failed")
         return keys
 
@@ -137,8 +174,9 @@ class _Builder:
         # the server itself is flaky: the control helper sees the very same timeout
         keys = self._tcp_failed("generic_timeout_error", blocking=False)
         ctl = keys["control"]
-        ctl["tcp_connect"] = {f"{ip}:443": {"status": False, "failure": "generic_timeout_error"}
-                              for ip in self.target.ips}
+        ctl["tcp_connect"] = {
+            f"{ip}:443": {"status": False, "failure": "generic_timeout_error"} for ip in self.target.ips
+        }
         ctl["tls_handshake"] = {}
         ctl["http_request"] = self._control_http(failure="generic_timeout_error")
         ctl["x_download"] = self._control_download(failure="generic_timeout_error")
@@ -155,9 +193,17 @@ class _Builder:
         seconds = self._rtt() if bogus == "127.0.0.1" else TIMEOUT_S
         tcp = [self._tcp(bogus, success=False, failure=tcp_failure, seconds=seconds)]
         requests = [self._request(response=None, failure=tcp_failure, seconds=0.0)]
-        return self._keys(queries, tcp, [], requests, self._download_failed(tcp_failure),
-                          blocking="dns", accessible=False, consistency="inconsistent",
-                          http_failure=tcp_failure)
+        return self._keys(
+            queries,
+            tcp,
+            [],
+            requests,
+            self._download_failed(tcp_failure),
+            blocking="dns",
+            accessible=False,
+            consistency="inconsistent",
+            http_failure=tcp_failure,
+        )
 
     def _unreachable(self) -> dict[str, Any]:
         return self._dns_failed("generic_timeout_error", blocking="dns", consistency=None, dns_seconds=5.0)
@@ -181,46 +227,76 @@ class _Builder:
 
     # --- building blocks ----------------------------------------------------------------------------------
 
-    def _queries(self, *, answers: list[str] | None, failure: str | None = None,
-                 seconds: float | None = None) -> list[dict[str, Any]]:
+    def _queries(
+        self, *, answers: list[str] | None, failure: str | None = None, seconds: float | None = None
+    ) -> list[dict[str, Any]]:
         out = []
         for engine, address in (("system", ""), ("udp", f"{self.net.resolver_ip}:53")):
             t0, t = self._step(seconds if seconds is not None else self._rtt())
-            out.append({
-                "hostname": self.target.hostname, "query_type": "A", "engine": engine,
-                "resolver_address": address, "failure": failure,
-                "answers": None if answers is None else [{"answer_type": "A", "ipv4": ip} for ip in answers],
-                "t0": t0, "t": t,
-            })
+            out.append(
+                {
+                    "hostname": self.target.hostname,
+                    "query_type": "A",
+                    "engine": engine,
+                    "resolver_address": address,
+                    "failure": failure,
+                    "answers": None
+                    if answers is None
+                    else [{"answer_type": "A", "ipv4": ip} for ip in answers],
+                    "t0": t0,
+                    "t": t,
+                }
+            )
         return out
 
     def _tcp(self, ip: str, *, success: bool, failure: str | None, seconds: float) -> dict[str, Any]:
         t0, t = self._step(seconds)
-        return {"ip": ip, "port": 443, "status": {"success": success, "failure": failure, "blocked": None},
-                "t0": t0, "t": t}
+        return {
+            "ip": ip,
+            "port": 443,
+            "status": {"success": success, "failure": failure, "blocked": None},
+            "t0": t0,
+            "t": t,
+        }
 
-    def _tls(self, ip: str, *, failure: str | None, seconds: float,
-             cert: str | None = None) -> dict[str, Any]:
+    def _tls(
+        self, ip: str, *, failure: str | None, seconds: float, cert: str | None = None
+    ) -> dict[str, Any]:
         t0, t = self._step(seconds)
         done = failure is None or cert is not None
         return {
-            "address": f"{ip}:443", "server_name": self.target.hostname, "failure": failure,
+            "address": f"{ip}:443",
+            "server_name": self.target.hostname,
+            "failure": failure,
             "negotiated_protocol": "h2" if failure is None else None,
             "tls_version": "TLSv1.3" if done else None,
             "cipher_suite": "TLS_AES_128_GCM_SHA256" if done else None,
-            "peer_certificates": [{"format": "sha256", "data": cert or self.target.cert_sha256}] if done else [],
-            "t0": t0, "t": t,
+            "peer_certificates": [{"format": "sha256", "data": cert or self.target.cert_sha256}]
+            if done
+            else [],
+            "t0": t0,
+            "t": t,
         }
 
-    def _request(self, *, response: dict[str, Any] | None, failure: str | None,
-                 seconds: float) -> dict[str, Any]:
+    def _request(
+        self, *, response: dict[str, Any] | None, failure: str | None, seconds: float
+    ) -> dict[str, Any]:
         t0, t = self._step(seconds)
         return {
-            "request": {"url": self.target.url, "method": "GET",
-                        "headers": {"Accept": "text/html,application/xhtml+xml", "Accept-Language": "en-US;q=0.8",
-                                    "User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
-                                                  "(KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"}},
-            "response": response, "failure": failure, "t0": t0, "t": t,
+            "request": {
+                "url": self.target.url,
+                "method": "GET",
+                "headers": {
+                    "Accept": "text/html,application/xhtml+xml",
+                    "Accept-Language": "en-US;q=0.8",
+                    "User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+                    "(KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+                },
+            },
+            "response": response,
+            "failure": failure,
+            "t0": t0,
+            "t": t,
         }
 
     def _http_ok(self, slow: float = 1.0) -> list[dict[str, Any]]:
@@ -232,13 +308,25 @@ class _Builder:
     def _download_ok(self, slow: float = 1.0) -> dict[str, Any]:
         size = self.target.download_bytes
         kbps = self.net.kbps * self.rng.uniform(0.6, 1.2) / slow
-        return {"url": self.target.url, "bytes": size, "seconds": round(size * 8 / 1000 / kbps, 4), "failure": None}
+        return {
+            "url": self.target.url,
+            "bytes": size,
+            "seconds": round(size * 8 / 1000 / kbps, 4),
+            "failure": None,
+        }
 
     def _download_failed(self, failure: str) -> dict[str, Any]:
         return {"url": self.target.url, "bytes": 0, "seconds": 0.0, "failure": failure}
 
-    def _through_http(self, requests: list[dict[str, Any]], download: dict[str, Any], *,
-                      blocking: bool | str, accessible: bool, tls_slow: float = 1.0) -> dict[str, Any]:
+    def _through_http(
+        self,
+        requests: list[dict[str, Any]],
+        download: dict[str, Any],
+        *,
+        blocking: bool | str,
+        accessible: bool,
+        tls_slow: float = 1.0,
+    ) -> dict[str, Any]:
         """DNS, TCP and TLS all succeed; the HTTP layer is what `requests` says."""
         # the requests were built first (their clock is wrong): rebuild the timeline in wire order
         self.clock = 0.0
@@ -249,11 +337,21 @@ class _Builder:
             span = r["t"] - r["t0"]
             r["t0"], r["t"] = self._step(span)
         failure = requests[0]["failure"]
-        return self._keys(queries, tcp, tls, requests, download, blocking=blocking, accessible=accessible,
-                          consistency="consistent", http_failure=failure)
+        return self._keys(
+            queries,
+            tcp,
+            tls,
+            requests,
+            download,
+            blocking=blocking,
+            accessible=accessible,
+            consistency="consistent",
+            http_failure=failure,
+        )
 
-    def _tls_failed(self, failure: str, *, blocking: str, mitm: bool = False,
-                    addresses: int | None = None) -> dict[str, Any]:
+    def _tls_failed(
+        self, failure: str, *, blocking: str, mitm: bool = False, addresses: int | None = None
+    ) -> dict[str, Any]:
         ips = self.target.ips[:addresses] if addresses else self.target.ips
         queries = self._queries(answers=list(self.target.ips))
         tcp = [self._tcp(ip, success=True, failure=None, seconds=self._rtt()) for ip in self.target.ips]
@@ -261,36 +359,83 @@ class _Builder:
         cert = hashlib.sha256(f"mitm:{self.net.asn}".encode()).hexdigest() if mitm else None
         tls = [self._tls(ip, failure=failure, seconds=seconds, cert=cert) for ip in ips]
         requests = [self._request(response=None, failure=failure, seconds=0.0)]
-        return self._keys(queries, tcp, tls, requests, self._download_failed(failure), blocking=blocking,
-                          accessible=False, consistency="consistent", http_failure=failure)
+        return self._keys(
+            queries,
+            tcp,
+            tls,
+            requests,
+            self._download_failed(failure),
+            blocking=blocking,
+            accessible=False,
+            consistency="consistent",
+            http_failure=failure,
+        )
 
-    def _tcp_failed(self, failure: str, *, blocking: bool | str = "tcp_ip",
-                    addresses: int | None = None) -> dict[str, Any]:
+    def _tcp_failed(
+        self, failure: str, *, blocking: bool | str = "tcp_ip", addresses: int | None = None
+    ) -> dict[str, Any]:
         queries = self._queries(answers=list(self.target.ips))
         seconds = TIMEOUT_S if failure == "generic_timeout_error" else self._rtt()
         failing = self.target.ips[:addresses] if addresses else self.target.ips
         tcp = [self._tcp(ip, success=False, failure=failure, seconds=seconds) for ip in failing]
         requests = [self._request(response=None, failure=failure, seconds=0.0)]
-        return self._keys(queries, tcp, [], requests, self._download_failed(failure), blocking=blocking,
-                          accessible=False, consistency="consistent", http_failure=failure)
+        return self._keys(
+            queries,
+            tcp,
+            [],
+            requests,
+            self._download_failed(failure),
+            blocking=blocking,
+            accessible=False,
+            consistency="consistent",
+            http_failure=failure,
+        )
 
-    def _dns_failed(self, failure: str, *, blocking: bool | str, consistency: str | None,
-                    dns_seconds: float | None = None) -> dict[str, Any]:
+    def _dns_failed(
+        self, failure: str, *, blocking: bool | str, consistency: str | None, dns_seconds: float | None = None
+    ) -> dict[str, Any]:
         queries = self._queries(answers=None, failure=failure, seconds=dns_seconds)
         requests = [self._request(response=None, failure=failure, seconds=0.0)]
-        keys = self._keys(queries, [], [], requests, self._download_failed(failure), blocking=blocking,
-                          accessible=False, consistency=consistency, http_failure=failure)
+        keys = self._keys(
+            queries,
+            [],
+            [],
+            requests,
+            self._download_failed(failure),
+            blocking=blocking,
+            accessible=False,
+            consistency=consistency,
+            http_failure=failure,
+        )
         keys["dns_experiment_failure"] = failure
         return keys
 
-    def _keys(self, queries: list[dict[str, Any]], tcp: list[dict[str, Any]], tls: list[dict[str, Any]],
-              requests: list[dict[str, Any]], download: dict[str, Any], *, blocking: bool | str,
-              accessible: bool, consistency: str | None, http_failure: str | None) -> dict[str, Any]:
+    def _keys(
+        self,
+        queries: list[dict[str, Any]],
+        tcp: list[dict[str, Any]],
+        tls: list[dict[str, Any]],
+        requests: list[dict[str, Any]],
+        download: dict[str, Any],
+        *,
+        blocking: bool | str,
+        accessible: bool,
+        consistency: str | None,
+        http_failure: str | None,
+    ) -> dict[str, Any]:
         return {
-            "queries": queries, "tcp_connect": tcp, "tls_handshakes": tls, "requests": requests,
-            "x_download": download, "control": self._control(), "control_failure": None,
-            "dns_experiment_failure": None, "dns_consistency": consistency,
-            "http_experiment_failure": http_failure, "blocking": blocking, "accessible": accessible,
+            "queries": queries,
+            "tcp_connect": tcp,
+            "tls_handshakes": tls,
+            "requests": requests,
+            "x_download": download,
+            "control": self._control(),
+            "control_failure": None,
+            "dns_experiment_failure": None,
+            "dns_consistency": consistency,
+            "http_experiment_failure": http_failure,
+            "blocking": blocking,
+            "accessible": accessible,
         }
 
     # --- the control: an uncensored vantage ---------------------------------------------------------------
@@ -300,23 +445,40 @@ class _Builder:
         return {
             "dns": {"addrs": list(ips), "failure": None},
             "tcp_connect": {f"{ip}:443": {"status": True, "failure": None} for ip in ips},
-            "tls_handshake": {f"{ip}:443": {"server_name": self.target.hostname, "status": True, "failure": None}
-                              for ip in ips},
+            "tls_handshake": {
+                f"{ip}:443": {"server_name": self.target.hostname, "status": True, "failure": None}
+                for ip in ips
+            },
             "http_request": self._control_http(),
             "x_download": self._control_download(),
         }
 
-    def _control_http(self, *, status: int = 200, title: str | None = None, length: int | None = None,
-                      failure: str | None = None) -> dict[str, Any]:
+    def _control_http(
+        self,
+        *,
+        status: int = 200,
+        title: str | None = None,
+        length: int | None = None,
+        failure: str | None = None,
+    ) -> dict[str, Any]:
         if failure is not None:
             return {"status_code": -1, "body_length": -1, "title": "", "headers": {}, "failure": failure}
-        return {"status_code": status, "body_length": length if length is not None else len(self.target.body),
-                "title": title if title is not None else self.target.title, "headers": dict(_OK_HEADERS),
-                "failure": None}
+        return {
+            "status_code": status,
+            "body_length": length if length is not None else len(self.target.body),
+            "title": title if title is not None else self.target.title,
+            "headers": dict(_OK_HEADERS),
+            "failure": None,
+        }
 
     def _control_download(self, *, failure: str | None = None) -> dict[str, Any]:
         if failure is not None:
             return {"url": self.target.url, "bytes": 0, "seconds": 0.0, "failure": failure}
         size = self.target.download_bytes
         kbps = CONTROL_KBPS * self.rng.uniform(0.7, 1.1)
-        return {"url": self.target.url, "bytes": size, "seconds": round(size * 8 / 1000 / kbps, 4), "failure": None}
+        return {
+            "url": self.target.url,
+            "bytes": size,
+            "seconds": round(size * 8 / 1000 / kbps, 4),
+            "failure": None,
+        }

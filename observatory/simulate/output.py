@@ -1,7 +1,7 @@
 """Where simulated measurements go: a .jsonl[.gz] file, stdout in accelerated real time, or a collector.
 
-`--speed N` replays N scenario-seconds per wall-second, pacing each line by its upload time; to a collector the
-lines are POSTed in batches exactly as our probes upload (`POST /api/v1/measurements`, bearer token and an
+`--speed N` replays N scenario-seconds per wall-second, pacing each line by its upload time; to a collector
+the lines are POSTed in batches exactly as our probes upload (`POST /api/v1/measurements`, bearer token and an
 HMAC-SHA256 signature of the body).
 """
 
@@ -49,9 +49,13 @@ def _check(scenario: Scenario, activity: str, speed: float | None) -> None:
         raise ConfigError(f"{scenario.path}: the scenario gives offsets; resolve it to a start time first")
 
 
-def paced(items: Iterable[tuple[float, bytes]], start: float, speed: float | None,
-          clock: Callable[[], float] = time.monotonic,
-          sleep: Callable[[float], None] = time.sleep) -> Iterator[tuple[float, bytes]]:
+def paced(
+    items: Iterable[tuple[float, bytes]],
+    start: float,
+    speed: float | None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[tuple[float, bytes]]:
     """The items, each released when the accelerated clock reaches its upload time (as fast as possible
     when speed is None)."""
     if speed is None:
@@ -66,8 +70,9 @@ def paced(items: Iterable[tuple[float, bytes]], start: float, speed: float | Non
         yield upload, line
 
 
-def stream_to_file(scenario: Scenario, fh: IO[bytes], *, activity: str = DEDICATED,
-                   speed: float | None = None) -> SimulationSummary:
+def stream_to_file(
+    scenario: Scenario, fh: IO[bytes], *, activity: str = DEDICATED, speed: float | None = None
+) -> SimulationSummary:
     """Writes the scenario's measurements, one per line in upload order; flushes each line when paced."""
     _check(scenario, activity, speed)
     gen = Generator(scenario, activity)
@@ -97,9 +102,15 @@ def write_truth(scenario: Scenario, path: str | Path) -> list[dict[str, Any]]:
     return incidents
 
 
-def write_simulation(scenario: Scenario, *, out: str | Path, truth_path: str | Path | None = None,
-                     activity: str = DEDICATED, speed: float | None = None,
-                     stdout: IO[bytes] | None = None) -> SimulationSummary:
+def write_simulation(
+    scenario: Scenario,
+    *,
+    out: str | Path,
+    truth_path: str | Path | None = None,
+    activity: str = DEDICATED,
+    speed: float | None = None,
+    stdout: IO[bytes] | None = None,
+) -> SimulationSummary:
     """Writes measurements to `out` (.jsonl, .jsonl.gz, or "-" for stdout) and the truth beside them."""
     _check(scenario, activity, speed)
     if truth_path is not None:
@@ -126,9 +137,18 @@ def sign(body: bytes, secret: str) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def stream_to_collector(scenario: Scenario, url: str, token: str, secret: str, *, speed: float | None = None,
-                        activity: str = DEDICATED, batch_size: int = 200, max_wait: float = 1.0,
-                        client: httpx.Client | None = None) -> SimulationSummary:
+def stream_to_collector(
+    scenario: Scenario,
+    url: str,
+    token: str,
+    secret: str,
+    *,
+    speed: float | None = None,
+    activity: str = DEDICATED,
+    batch_size: int = 200,
+    max_wait: float = 1.0,
+    client: httpx.Client | None = None,
+) -> SimulationSummary:
     """POSTs the scenario's measurements to a collector in batches of up to `batch_size` lines, sending at
     least every `max_wait` wall-seconds when paced. Raises ConfigError if the collector refuses a batch."""
     _check(scenario, activity, speed)
@@ -159,8 +179,11 @@ def stream_to_collector(scenario: Scenario, url: str, token: str, secret: str, *
 
 def _post(http: httpx.Client, endpoint: str, lines: list[bytes], token: str, secret: str) -> None:
     body = b'{"measurements":[' + b",".join(lines) + b"]}"
-    headers = {"Authorization": f"Bearer {token}", SIGNATURE_HEADER: sign(body, secret),
-               "Content-Type": "application/json"}
+    headers = {
+        "Authorization": f"Bearer {token}",
+        SIGNATURE_HEADER: sign(body, secret),
+        "Content-Type": "application/json",
+    }
     try:
         resp = http.post(endpoint, content=body, headers=headers)
     except httpx.HTTPError as exc:

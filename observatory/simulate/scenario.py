@@ -186,29 +186,39 @@ def _parse_time(r: _Reader, name: str, value: Any, allow_offsets: bool) -> Time:
     if isinstance(value, datetime):  # a TOML datetime literal
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     if not isinstance(value, str):
-        r.fail(name, f"expected a time like \"2024-01-20T13:45:00Z\", got {value!r}")
+        r.fail(name, f'expected a time like "2024-01-20T13:45:00Z", got {value!r}')
     text = value.strip()
     if text.startswith("+"):
         m = _OFFSET.match(text)
         if not allow_offsets:
             r.fail(name, f"offset {text!r} is only allowed in lab scenarios; give an ISO 8601 UTC time")
         if not m or not any(m.groups()):
-            r.fail(name, f"{text!r} is not an offset like \"+2m\", \"+4m30s\" or \"+1h\"")
+            r.fail(name, f'{text!r} is not an offset like "+2m", "+4m30s" or "+1h"')
         assert m is not None
         h, mi, s = (int(g or 0) for g in m.groups())
         return timedelta(hours=h, minutes=mi, seconds=s)
     try:
         t = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        r.fail(name, f"{text!r} is not a time like \"2024-01-20T13:45:00Z\"")
+        r.fail(name, f'{text!r} is not a time like "2024-01-20T13:45:00Z"')
         raise  # unreachable: fail() raised
     if t.tzinfo is None:
         r.fail(name, f"{text!r} has no time zone; write UTC times with a final Z")
     return t.astimezone(UTC)
 
 
-TOP_KEYS = ("name", "seed", "start", "end", "interval_minutes", "interval_seconds", "targets", "noise",
-            "country", "event")
+TOP_KEYS = (
+    "name",
+    "seed",
+    "start",
+    "end",
+    "interval_minutes",
+    "interval_seconds",
+    "targets",
+    "noise",
+    "country",
+    "event",
+)
 NOISE_KEYS = ("failure_rate", "probe_fault_rate", "late_share", "duplicate_share")
 COUNTRY_KEYS = ("code", "timezone", "network")
 NETWORK_KEYS = ("asn", "name", "type", "probes", "regions")
@@ -229,7 +239,9 @@ def load_scenario(path: str | Path, *, allow_offsets: bool = False) -> Scenario:
     return scenario_from_dict(raw, path=p, allow_offsets=allow_offsets)
 
 
-def scenario_from_dict(raw: dict[str, Any], *, path: str = "<scenario>", allow_offsets: bool = False) -> Scenario:
+def scenario_from_dict(
+    raw: dict[str, Any], *, path: str = "<scenario>", allow_offsets: bool = False
+) -> Scenario:
     r = _Reader(path, raw, "", TOP_KEYS)
     name = r.get("name", str)
     seed = r.get("seed", int, 0)
@@ -259,8 +271,18 @@ def scenario_from_dict(raw: dict[str, Any], *, path: str = "<scenario>", allow_o
         _read_event(path, i, e, targets, countries, start, end, allow_offsets)
         for i, e in enumerate(r.tables("event"))
     )
-    return Scenario(name=name, seed=seed, start=start, end=end, interval=interval, targets=targets,
-                    noise=noise, countries=countries, events=events, path=path)
+    return Scenario(
+        name=name,
+        seed=seed,
+        start=start,
+        end=end,
+        interval=interval,
+        targets=targets,
+        noise=noise,
+        countries=countries,
+        events=events,
+        path=path,
+    )
 
 
 def _read_start(r: _Reader, allow_offsets: bool) -> Time:
@@ -288,7 +310,7 @@ def _anchor(r: _Reader, name: str, start: Time, t: Time) -> Time:
     if isinstance(t, timedelta) and isinstance(start, datetime):
         return start + t
     if isinstance(t, datetime) and isinstance(start, timedelta):
-        r.fail(name, "an absolute time in a scenario that starts \"now\": give offsets such as \"+2m\"")
+        r.fail(name, 'an absolute time in a scenario that starts "now": give offsets such as "+2m"')
     return t
 
 
@@ -309,14 +331,15 @@ def _read_country(path: str, i: int, table: dict[str, Any]) -> Country:
     r = _Reader(path, table, f"country[{i}].", COUNTRY_KEYS)
     code = r.get("code", str)
     if len(code) != 2 or not code.isalpha() or not code.isupper():
-        r.fail("code", f"{code!r} is not an ISO 3166-1 alpha-2 code such as \"PK\"")
+        r.fail("code", f'{code!r} is not an ISO 3166-1 alpha-2 code such as "PK"')
     tz = r.get("timezone", str)
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
-        r.fail("timezone", f"unknown time zone {tz!r} (use an IANA name such as \"Asia/Karachi\")")
-    networks = tuple(_read_network(path, f"country[{i}].network[{j}].", n)
-                     for j, n in enumerate(r.tables("network")))
+        r.fail("timezone", f'unknown time zone {tz!r} (use an IANA name such as "Asia/Karachi")')
+    networks = tuple(
+        _read_network(path, f"country[{i}].network[{j}].", n) for j, n in enumerate(r.tables("network"))
+    )
     if not networks:
         r.fail("network", "no [[country.network]]: a country needs at least one network")
     return Country(code=code, timezone=tz, networks=networks)
@@ -352,8 +375,16 @@ def _check_unique(r: _Reader, countries: tuple[Country, ...]) -> None:
             seen_asn.add(n.asn)
 
 
-def _read_event(path: str, i: int, table: dict[str, Any], targets: tuple[str, ...],
-                countries: tuple[Country, ...], start: Time, end: Time, allow_offsets: bool) -> Event:
+def _read_event(
+    path: str,
+    i: int,
+    table: dict[str, Any],
+    targets: tuple[str, ...],
+    countries: tuple[Country, ...],
+    start: Time,
+    end: Time,
+    allow_offsets: bool,
+) -> Event:
     r = _Reader(path, table, f"event[{i}].", EVENT_KEYS)
     kinds = tuple(k.value for k in IncidentKind)
     kind = r.get("kind", str)
@@ -368,14 +399,18 @@ def _read_event(path: str, i: int, table: dict[str, Any], targets: tuple[str, ..
         code = r.get("country", str)
         matches = [c for c in countries if c.code == code]
         if not matches:
-            r.fail("country", f"{code!r} is not one of the scenario's countries "
-                              f"({', '.join(c.code for c in countries)})")
+            r.fail(
+                "country",
+                f"{code!r} is not one of the scenario's countries ({', '.join(c.code for c in countries)})",
+            )
         country = matches[0]
 
     platforms = _read_event_platforms(r, kind, targets)
     technique = _read_technique(r, kind)
 
-    ev_start = _anchor(r, "start", start, _parse_time(r, "start", r.get("start", (str, datetime)), allow_offsets))
+    ev_start = _anchor(
+        r, "start", start, _parse_time(r, "start", r.get("start", (str, datetime)), allow_offsets)
+    )
     ev_end = _anchor(r, "end", start, _parse_time(r, "end", r.get("end", (str, datetime)), allow_offsets))
     if _later_or_equal(ev_start, ev_end):
         r.fail("end", f"{_show(ev_end)} is not after the event's start {_show(ev_start)}")
@@ -393,20 +428,33 @@ def _read_event(path: str, i: int, table: dict[str, Any], targets: tuple[str, ..
             if isinstance(a, bool) or not isinstance(a, int):
                 r.fail(f"asns[{j}]", f"expected an AS number such as 17557, got {a!r}")
             if a not in country.asns:
-                r.fail(f"asns[{j}]", f"AS{a} is not a network of {country.code} "
-                                     f"({', '.join(f'AS{x}' for x in country.asns)})")
+                r.fail(
+                    f"asns[{j}]",
+                    f"AS{a} is not a network of {country.code} ({', '.join(f'AS{x}' for x in country.asns)})",
+                )
         chosen = [n for n in country.networks if not asns or n.asn in asns]
         available = {reg for n in chosen for reg in n.regions}
         for j, reg in enumerate(regions):
             if reg not in available:
-                r.fail(f"regions[{j}]", f"{reg!r} is not a region of the event's networks in {country.code} "
-                                        f"({', '.join(sorted(available))})")
+                r.fail(
+                    f"regions[{j}]",
+                    f"{reg!r} is not a region of the event's networks in {country.code} "
+                    f"({', '.join(sorted(available))})",
+                )
     coverage = r.number("coverage", 1.0, 0.0, 1.0)
     if coverage == 0:
         r.fail("coverage", "0 means nothing happens; give a share in (0, 1]")
-    return Event(kind=kind, country=country.code if country else None, platforms=platforms,
-                 technique=technique, start=ev_start, end=ev_end, asns=asns, regions=regions,
-                 coverage=coverage)
+    return Event(
+        kind=kind,
+        country=country.code if country else None,
+        platforms=platforms,
+        technique=technique,
+        start=ev_start,
+        end=ev_end,
+        asns=asns,
+        regions=regions,
+        coverage=coverage,
+    )
 
 
 def _read_event_platforms(r: _Reader, kind: str, targets: tuple[str, ...]) -> tuple[str, ...]:
@@ -434,8 +482,11 @@ def _read_technique(r: _Reader, kind: str) -> str | None:
         if value is None:
             r.fail("technique", f"a platform_restriction needs one of {', '.join(RESTRICTION_TECHNIQUES)}")
         if value not in RESTRICTION_TECHNIQUES:
-            r.fail("technique", f"{value!r} is not a restriction technique "
-                                f"(use kind throttling or connectivity_loss instead)")
+            r.fail(
+                "technique",
+                f"{value!r} is not a restriction technique "
+                f"(use kind throttling or connectivity_loss instead)",
+            )
         return value
     if kind == IncidentKind.PLATFORM_OUTAGE:
         if value is not None:

@@ -28,8 +28,32 @@ MITM_FAILURES = ("ssl_invalid_hostname", "ssl_unknown_authority")
 BOGON_ANSWERS = ("10.10.34.35", "10.10.34.34", "192.168.100.1", "10.0.0.1")
 
 # Relative activity per local hour (0-23): people measure more in the evening, less at night.
-EVENING_WEIGHTS = (0.25, 0.15, 0.1, 0.08, 0.08, 0.12, 0.3, 0.6, 0.8, 0.9, 0.95, 1.0,
-                   1.0, 1.0, 1.0, 1.0, 1.1, 1.3, 1.6, 1.9, 2.1, 2.0, 1.5, 0.8)
+EVENING_WEIGHTS = (
+    0.25,
+    0.15,
+    0.1,
+    0.08,
+    0.08,
+    0.12,
+    0.3,
+    0.6,
+    0.8,
+    0.9,
+    0.95,
+    1.0,
+    1.0,
+    1.0,
+    1.0,
+    1.0,
+    1.1,
+    1.3,
+    1.6,
+    1.9,
+    2.1,
+    2.0,
+    1.5,
+    0.8,
+)
 _MEAN_WEIGHT = sum(EVENING_WEIGHTS) / 24
 # Dedicated mobile probes (phones) are off for part of the night.
 MOBILE_ONLINE = tuple(min(1.0, 0.55 + 0.45 * w / 1.0) for w in EVENING_WEIGHTS)
@@ -112,17 +136,18 @@ def build_world(scenario: Scenario, activity: str = DEDICATED) -> World:
     start, end = scenario.start.timestamp(), scenario.end.timestamp()
     probes: list[Probe] = []
     for country in scenario.countries:
-        nets = [n for n in networks if n.cc == country.code]
-        singles = _single_probe_networks(nets) if activity == VOLUNTEER else set()
-        for net in nets:
+        profiles = [n for n in networks if n.cc == country.code]
+        singles = _single_probe_networks(profiles) if activity == VOLUNTEER else set()
+        for prof in profiles:
             if activity == VOLUNTEER:
-                count = 1 if net.asn in singles else net.network.probes * VOLUNTEERS_PER_PROBE
+                count = 1 if prof.asn in singles else prof.network.probes * VOLUNTEERS_PER_PROBE
             else:
-                count = net.network.probes
+                count = prof.network.probes
             for k in range(count):
-                probes.append(_probe(len(probes), net, k, activity, start, end, scenario, rng))
-    return World(scenario=scenario, activity=activity, targets=targets, networks=tuple(networks),
-                 probes=tuple(probes))
+                probes.append(_probe(len(probes), prof, k, activity, start, end, scenario, rng))
+    return World(
+        scenario=scenario, activity=activity, targets=targets, networks=tuple(networks), probes=tuple(probes)
+    )
 
 
 def _target(i: int, platform: str, rng: random.Random) -> Target:
@@ -132,19 +157,37 @@ def _target(i: int, platform: str, rng: random.Random) -> Target:
     n_ips = 1 + (i % 2)
     ips = tuple(f"198.18.{i + 1}.{10 + k}" for k in range(n_ips))
     title = p.name if not p.is_control else "Wikipedia"
-    body = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head>"
-            f"<body><div id=\"root\">{title}</div></body></html>")
-    return Target(platform=platform, url=url, hostname=host, ips=ips,
-                  cert_sha256=hashlib.sha256(f"cert:{host}".encode()).hexdigest(),
-                  title=title, body=body, download_bytes=rng.choice((262144, 524288, 1048576)),
-                  server_ms=rng.uniform(15, 60))
+    body = (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>'
+        f'<body><div id="root">{title}</div></body></html>'
+    )
+    return Target(
+        platform=platform,
+        url=url,
+        hostname=host,
+        ips=ips,
+        cert_sha256=hashlib.sha256(f"cert:{host}".encode()).hexdigest(),
+        title=title,
+        body=body,
+        download_bytes=rng.choice((262144, 524288, 1048576)),
+        server_ms=rng.uniform(15, 60),
+    )
 
 
-def _network(index: int, country: Country, net: Network, pages: tuple[BlockPage, ...],
-             targets: tuple[str, ...], rng: random.Random) -> NetworkProfile:
+def _network(
+    index: int,
+    country: Country,
+    net: Network,
+    pages: tuple[BlockPage, ...],
+    targets: tuple[str, ...],
+    rng: random.Random,
+) -> NetworkProfile:
     mobile = net.is_mobile
     return NetworkProfile(
-        index=index, cc=country.code, timezone=country.timezone, network=net,
+        index=index,
+        cc=country.code,
+        timezone=country.timezone,
+        network=net,
         rtt_ms=rng.uniform(60, 160) if mobile else rng.uniform(15, 60),
         kbps=rng.uniform(4000, 25000) if mobile else rng.uniform(15000, 90000),
         resolver_ip=f"203.0.113.{1 + index % 254}" if index < 254 else f"198.51.100.{1 + index % 254}",
@@ -165,18 +208,31 @@ def _single_probe_networks(nets: list[NetworkProfile]) -> set[int]:
     return {n.asn for n in by_size[: len(nets) // 3]}
 
 
-def _probe(index: int, net: NetworkProfile, k: int, activity: str, start: float, end: float,
-           scenario: Scenario, rng: random.Random) -> Probe:
+def _probe(
+    index: int,
+    net: NetworkProfile,
+    k: int,
+    activity: str,
+    start: float,
+    end: float,
+    scenario: Scenario,
+    rng: random.Random,
+) -> Probe:
     span = end - start
     volunteer = activity == VOLUNTEER
     # Most probes are there from the start; some join later and some leave early (volunteers churn more).
     joins = start if rng.random() < (0.6 if volunteer else 0.85) else start + rng.uniform(0, 0.5) * span
-    leaves = end if rng.random() < (0.75 if volunteer else 0.92) else joins + rng.uniform(0.3, 1.0) * (end - joins)
+    leaves = (
+        end if rng.random() < (0.75 if volunteer else 0.92) else joins + rng.uniform(0.3, 1.0) * (end - joins)
+    )
     regions = net.network.regions
     return Probe(
-        index=index, net=net, region=regions[k % len(regions)] if k < len(regions) else rng.choice(regions),
-        probe_id=None if volunteer else "%032x" % rng.getrandbits(128),
-        joins=joins, leaves=leaves,
+        index=index,
+        net=net,
+        region=regions[k % len(regions)] if k < len(regions) else rng.choice(regions),
+        probe_id=None if volunteer else f"{rng.getrandbits(128):032x}",
+        joins=joins,
+        leaves=leaves,
         offset=rng.uniform(0, max(1.0, scenario.interval.total_seconds() * 0.5)),
         skew=rng.uniform(-5, 5),
         rate=rng.lognormvariate(0, 0.6) if volunteer else 1.0,
