@@ -35,9 +35,8 @@ _PK_ISP = BlockPage(
     headers=(("Content-Type", "text/html; charset=UTF-8"), ("Connection", "close")),
     body=(
         '<html><head><title>This site is restricted</title></head><body style="text-align:center">'
-        '<img src="/pta-logo.png"><h1>This site is restricted</h1><p>Access to this website has been '
-        "restricted in accordance with the directives of the Pakistan Telecommunication Authority (PTA)."
-        "</p></body></html>"
+        '<img src="/pta-logo.png"><h1>This site is restricted</h1><p>This website is not accessible in '
+        "accordance with the directives of the Pakistan Telecommunication Authority (PTA).</p></body></html>"
     ),
 )
 _IR = BlockPage(
@@ -60,7 +59,7 @@ _RU = BlockPage(
         "<html><head><title>Доступ ограничен</title></head><body><h1>Доступ к ресурсу ограничен</h1>"
         "<p>Доступ к информационному ресурсу ограничен на основании Федерального закона от 27.07.2006 "
         "№ 149-ФЗ «Об информации, информационных технологиях и о защите информации».</p>"
-        "<p>Единый реестр: eais.rkn.gov.ru</p></body></html>"
+        "<p>Единый реестр: <a href=\"http://eais.rkn.gov.ru/\">http://eais.rkn.gov.ru/</a></p></body></html>"
     ),
 )
 _TR = BlockPage(
@@ -76,11 +75,31 @@ _TR = BlockPage(
 _ID = BlockPage(
     id="id_internet_positif",
     code=302,
-    headers=(("Location", "http://internetpositif.id/"), ("Content-Type", "text/html")),
+    headers=(("Location", "http://internet-positif.org/"), ("Content-Type", "text/html")),
     body=(
         "<html><head><title>Internet Positif</title></head><body><h1>Internet Positif</h1>"
         "<p>Mohon maaf, situs yang Anda akses tidak dapat dibuka karena mengandung konten negatif.</p>"
         "</body></html>"
+    ),
+)
+_PK_NAYATEL = BlockPage(
+    id="pk_nayatel_safeweb",
+    code=200,
+    headers=(("Content-Type", "text/html"), ("Server", "Apache")),
+    body=(
+        "<html><head><title>Nayatel Safeweb</title></head><body><h2>Nayatel Safeweb</h2><p>As per your "
+        "subscription of Nayatel Safeweb service, the website you are trying to access is blocked for your "
+        "viewing.</p></body></html>"
+    ),
+)
+_PK_MOBILINK = BlockPage(
+    id="pk_mobilink_redirect",
+    code=200,
+    headers=(("Content-Type", "text/html"), ("Connection", "close")),
+    body=(
+        '<html><head><meta http-equiv="refresh" content="0; '
+        'url=http://119.73.65.87:8080/redirect.html?accessurl=aHR0cHM6Ly93d3cuZmFjZWJvb2suY29tLw=="></head>'
+        "<body></body></html>"
     ),
 )
 _GENERIC = BlockPage(
@@ -95,13 +114,13 @@ _GENERIC = BlockPage(
 )
 
 BY_COUNTRY: dict[str, tuple[BlockPage, ...]] = {
-    "PK": (_PTA, _PK_ISP),
+    "PK": (_PTA, _PK_ISP, _PK_MOBILINK, _PK_NAYATEL),
     "IR": (_IR,),
     "RU": (_RU,),
     "TR": (_TR,),
     "ID": (_ID,),
 }
-ALL: tuple[BlockPage, ...] = (_PTA, _PK_ISP, _IR, _RU, _TR, _ID, _GENERIC)
+ALL: tuple[BlockPage, ...] = (_PTA, _PK_ISP, _PK_MOBILINK, _PK_NAYATEL, _IR, _RU, _TR, _ID, _GENERIC)
 
 
 def blockpages_for(cc: str) -> tuple[BlockPage, ...]:
