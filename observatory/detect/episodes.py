@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 
 from observatory.detect.config import DetectConfig
 from observatory.detect.cusum import Alarm, scan_share, scan_silence, scan_throughput
-from observatory.detect.series import Obs, Tracks
+from observatory.detect.series import ALL_PLATFORMS, CONTROL, Obs, Tracks
 
-CONTROL = "control"
 RESTRICTION, THROTTLING, CONNECTIVITY, OUTAGE = "restriction", "throttling", "connectivity", "outage"
 
 
@@ -23,7 +22,7 @@ class Episode:
     family: str
     country: str
     asn: int
-    platform: str | None  # None for a silence episode (the whole network-region)
+    platform: str | None  # None for a silence episode (the whole network-region); "*" all but the control
     start: int
     alarm: int
     end: int | None
@@ -35,6 +34,7 @@ class Episode:
     bad: int = 0  # anomalous probe-observations during the episode
     down: int = 0
     silent: bool = False
+    platforms: set[str] = field(default_factory=set)  # the platforms it affected (not the control)
 
     def overlaps(self, start: int, end: int | None, slack: int = 0) -> bool:
         return (end is None or self.start <= end + slack) and (self.end is None or start <= self.end + slack)
@@ -78,6 +78,16 @@ def _episode(family: str | None, key: tuple[str, int, str], obs: list[Obs], a: A
     ep.probes = sum(o.n for o in window)
     ep.down = sum(o.down for o in window)
     ep.bad = sum(o.k for o in window) if stream != "down" else ep.down
+    totals: dict[str, list[int]] = {}
+    for o in window:
+        for p, (n, k) in o.platforms.items():
+            acc = totals.setdefault(p, [0, 0])
+            acc[0] += n
+            acc[1] += k
+    if platform == ALL_PLATFORMS:
+        ep.platforms = {p for p, (n, k) in totals.items() if n and k / n >= 0.5}
+    elif platform != CONTROL:
+        ep.platforms = {platform}
     if stream == "down":
         ep.witnesses = [(o.t, frozenset(f"down:{asn}:{o.t}:{i}" for i in range(o.down))) for o in window if o.down]
         ep.regions = {r for o in window for r, (n, _k) in o.regions.items() if n}
@@ -100,6 +110,8 @@ def find_episodes(tracks: Tracks, cfg: DetectConfig) -> list[Episode]:
     for key, obs in tracks.series.items():
         anom = scan_share(((o.t, o.n, o.k) for o in obs), cfg, now)
         episodes.extend(_episode(None, key, obs, a, "anom") for a in anom)
+        if key[2] == ALL_PLATFORMS:  # the outage and throughput tests run per platform
+            continue
         down = scan_share(((o.t, o.n, o.down) for o in obs), cfg, now)
         episodes.extend(_episode(OUTAGE, key, obs, a, "down") for a in down)
         if key[2] != CONTROL:

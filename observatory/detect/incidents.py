@@ -46,7 +46,7 @@ class Cluster:
         return None if any(x is None for x in ends) else max(x for x in ends if x is not None)
 
     def platforms(self) -> list[str]:
-        return sorted({e.platform for e in self.episodes if e.platform and e.platform != CONTROL})
+        return sorted({p for e in self.episodes for p in e.platforms})
 
 
 def cluster(episodes: list[Episode], cfg: DetectConfig) -> list[Cluster]:

@@ -74,13 +74,16 @@ class Obs:
     kbps: list[float] = field(default_factory=list)
     keys: set[str] = field(default_factory=set)
     regions: dict[str, list[int]] = field(default_factory=dict)  # region -> [probes, anomalous probes]
+    platforms: dict[str, list[int]] = field(default_factory=dict)  # platform -> [probes, anomalous probes]
 
     @property
     def median_kbps(self) -> float | None:
         return float(median(self.kbps)) if self.kbps else None
 
 
-TrackKey = tuple[str, int, str]  # country, asn, platform
+TrackKey = tuple[str, int, str]  # country, asn, platform (ALL_PLATFORMS: every platform but the control)
+ALL_PLATFORMS = "*"
+CONTROL = "control"
 ActivityKey = tuple[str, int, str]  # country, asn, region ("" when unknown)
 
 
@@ -95,47 +98,66 @@ class Tracks:
 
 
 def fold(cells: Iterable[SeriesCell], bucket_seconds: int) -> Tracks:
-    """Cells -> tracks. Identical cells given twice count once (a duplicate changes nothing)."""
+    """Cells -> tracks. Identical cells given twice count once (a duplicate changes nothing).
+
+    A probe whose control measurement failed in the same run (same or adjacent bucket) saw its whole
+    connection fail, not a platform: its platform failures are taken out of the platform tracks (they are
+    evidence for the control track, i.e. connectivity) so a faulty probe or a network fault never looks like a
+    restriction.
+    """
+    unique: dict[tuple[int, str, int, str, str], SeriesCell] = {}
+    for c in cells:
+        unique.setdefault((bucket_of(c.bucket, bucket_seconds), c.country, c.asn, c.region or "", c.platform), c)
+    control_bad: dict[tuple[str, int, int], set[str]] = defaultdict(set)
+    for (t, country, asn, _region, platform), c in unique.items():
+        if platform == CONTROL and c.anomalous_keys:
+            control_bad[(country, asn, t)].update(c.anomalous_keys)
     by_key: dict[TrackKey, dict[int, Obs]] = defaultdict(dict)
     activity: dict[ActivityKey, dict[int, int]] = defaultdict(dict)
     names: dict[tuple[str, int], str] = {}
     regions: dict[tuple[str, int], set[str]] = defaultdict(set)
-    seen: set[tuple[int, str, int, str, str]] = set()
     first, last = None, None
-    for c in cells:
-        t = bucket_of(c.bucket, bucket_seconds)
-        region = c.region or ""
-        ident = (t, c.country, c.asn, region, c.platform)
-        if ident in seen:
-            continue
-        seen.add(ident)
+    for (t, country, asn, region, platform), c in sorted(unique.items()):
         first = t if first is None else min(first, t)
         last = t if last is None else max(last, t)
         if c.network_name:
-            names[(c.country, c.asn)] = c.network_name
-        regions[(c.country, c.asn)].add(region)
-        obs = by_key[(c.country, c.asn, c.platform)].get(t)
-        if obs is None:
-            obs = by_key[(c.country, c.asn, c.platform)][t] = Obs(t=t)
-        judged = c.anomalous_probes
-        obs.n += c.probes
-        obs.k += judged
-        obs.down += c.down_probes
-        obs.total += c.total
-        obs.anomalous += c.anomalous
-        for tech, n in c.by_technique.items():
-            obs.techniques[tech] = obs.techniques.get(tech, 0) + n
-        if c.median_kbps is not None:
-            obs.kbps.append(c.median_kbps)
-        if c.anomalous_keys:
-            obs.keys.update(c.anomalous_keys)
-        elif judged:  # cells without keys: each anomalous probe of the cell counts as its own witness
-            obs.keys.update(f"cell:{c.asn}:{region}:{t}:{i}" for i in range(judged))
-        r = obs.regions.setdefault(region, [0, 0])
-        r[0] += c.probes
-        r[1] += judged
-        act = activity[(c.country, c.asn, region)]
+            names[(country, asn)] = c.network_name
+        regions[(country, asn)].add(region)
+        act = activity[(country, asn, region)]
         act[t] = max(act.get(t, 0), c.probes)
-    series = {k: [v[t] for t in sorted(v)] for k, v in by_key.items()}
+        keys = set(c.anomalous_keys)
+        n, k = c.probes, c.anomalous_probes
+        if not keys and k:  # cells without keys: each anomalous probe of the cell counts as its own witness
+            keys = {f"cell:{asn}:{region}:{t}:{i}" for i in range(k)}
+        if platform != CONTROL and keys:
+            cut = keys & (control_bad.get((country, asn, t - bucket_seconds), set())
+                          | control_bad.get((country, asn, t), set())
+                          | control_bad.get((country, asn, t + bucket_seconds), set()))
+            if cut:
+                keys -= cut
+                n, k = max(0, n - len(cut)), max(0, k - len(cut))
+        targets = [platform] if platform == CONTROL else [platform, ALL_PLATFORMS]
+        for target in targets:
+            track = by_key[(country, asn, target)]
+            obs = track.get(t)
+            if obs is None:
+                obs = track[t] = Obs(t=t)
+            obs.n += n
+            obs.k += k
+            obs.down += c.down_probes
+            obs.total += c.total
+            obs.anomalous += c.anomalous
+            for tech, m in c.by_technique.items():
+                obs.techniques[tech] = obs.techniques.get(tech, 0) + m
+            if c.median_kbps is not None and target != ALL_PLATFORMS:
+                obs.kbps.append(c.median_kbps)
+            obs.keys.update(keys)
+            r = obs.regions.setdefault(region, [0, 0])
+            r[0] += n
+            r[1] += k
+            pl = obs.platforms.setdefault(platform, [0, 0])
+            pl[0] += n
+            pl[1] += k
+    series = {key: [v[t] for t in sorted(v)] for key, v in by_key.items()}
     return Tracks(series=series, activity=dict(activity), names=names, regions=dict(regions),
                   first=first or 0, now=(last or 0) + bucket_seconds)

@@ -1,0 +1,113 @@
+"""The one place detection touches the store: read new data's series, detect, reconcile, save, advance.
+
+Incremental: only countries and times that received measurements since the last run (`changes_since`,
+late data included) are re-examined, with a trailing window before them for the baselines. Restart-safe: new
+detections are matched to stored incidents (same country and kind, overlapping time) and keep their ids, so
+running twice, or after a crash, never duplicates or renumbers an incident. The watermark is saved last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from observatory.detect import DetectConfig, detect_incidents
+from observatory.incident import Incident
+from observatory.store.base import IncidentFilter, Store
+from observatory.vocab import TECHNIQUES
+
+WATERMARK_KEY = "detect.seq"
+TRAILING = timedelta(hours=26)  # history before the new data that the baselines need
+
+
+@dataclass(frozen=True, slots=True)
+class DetectRun:
+    examined_since: datetime | None
+    examined_until: datetime | None
+    cells: int
+    detected: int
+    saved: tuple[Incident, ...]
+    watermark: int
+
+
+def run_detection(store: Store, *, config: DetectConfig | None = None, full: bool = False,
+                  trailing: timedelta = TRAILING) -> DetectRun:
+    cfg = config or DetectConfig()
+    since_seq = 0 if full else int(store.get_state(WATERMARK_KEY) or 0)
+    changes = store.changes_since(since_seq)
+    if not changes.spans:
+        return DetectRun(None, None, 0, 0, (), changes.max_seq)
+    lo = min(a for a, _ in changes.spans.values()) - trailing
+    latest = max(b for _, b in changes.spans.values())
+    # everything after the new data matters too: a late measurement can start or extend an incident in the past
+    top = getattr(store, "latest_time", None)
+    hi = max(latest, top() or latest) if callable(top) else latest
+    until = hi + timedelta(seconds=cfg.bucket_seconds)
+    # every country, not only the changed ones: a platform's own outage is judged across countries
+    cells = store.series(since=lo, until=until, bucket_seconds=cfg.bucket_seconds)
+    detected = detect_incidents(cells, config=cfg)
+    edge = lo + trailing if not full else None
+    stored = store.incidents(IncidentFilter(since=lo, limit=1_000_000))
+    saved = reconcile(detected, stored, edge=edge)
+    saved = [with_examples(store, inc) for inc in saved]
+    store.save_incidents(saved)
+    store.set_state(WATERMARK_KEY, str(changes.max_seq))
+    return DetectRun(lo, until, len(cells), len(detected), tuple(saved), changes.max_seq)
+
+
+def _overlap_seconds(a: Incident, b: Incident) -> float:
+    far = datetime.max.replace(tzinfo=a.start.tzinfo)
+    lo = max(a.start, b.start)
+    hi = min(a.end or far, b.end or far)
+    return (hi - lo).total_seconds()
+
+
+def reconcile(detected: Sequence[Incident], stored: Sequence[Incident], *,
+              edge: datetime | None = None) -> list[Incident]:
+    """Detections matched to stored incidents (same country and kind, overlapping time) keep the stored id.
+
+    A detection that starts at the edge of the examined window (`edge`) may be the tail of a stored incident
+    that began earlier: it keeps the stored start and confirmation time. Analysts' reviews are kept.
+    """
+    free = list(stored)
+    used_ids: set[str] = {s.id for s in stored}
+    out: list[Incident] = []
+    for d in detected:
+        candidates = [s for s in free if s.country == d.country and s.kind == d.kind and _overlap_seconds(s, d) >= 0]
+        if candidates:
+            s = max(candidates, key=lambda s: (_overlap_seconds(s, d), s.id))
+            free.remove(s)
+            start, confirmed = d.start, d.confirmed_at
+            if edge is not None and d.start <= edge and s.start < d.start:
+                start = s.start
+            if s.confirmed_at is not None and (confirmed is None or s.confirmed_at < confirmed):
+                confirmed = s.confirmed_at if s.confirmed_at >= start else confirmed
+            out.append(d.with_(id=s.id, start=start, confirmed_at=confirmed, review=s.review))
+            continue
+        new_id, n = d.id, 1
+        while new_id in used_ids:
+            n += 1
+            new_id = f"{d.id}-{n}"
+        used_ids.add(new_id)
+        out.append(d.with_(id=new_id))
+    return out
+
+
+def with_examples(store: Store, inc: Incident, limit: int = 5) -> Incident:
+    """Adds a few measurement ids that show the incident (the evidence an analyst opens first)."""
+    end = inc.end or (inc.start + timedelta(days=1))
+    verdicts = sorted(TECHNIQUES) if inc.kind != "platform_outage" else ["down"]
+    if inc.kind == "connectivity_loss":
+        verdicts = ["unreachable", *[t for t in sorted(TECHNIQUES) if t != "unreachable"]]
+    uids = store.example_uids(country=inc.country, since=inc.start, until=end, asns=list(inc.asns),
+                              platforms=list(inc.platforms), verdicts=verdicts, limit=limit)
+    evidence = dict(inc.evidence)
+    evidence["example_measurements"] = uids
+    return inc.with_(evidence=evidence)
+
+
+def stored_incidents(store: Store, *, country: str | None = None, since: datetime | None = None,
+                     until: datetime | None = None) -> list[Incident]:
+    out = store.incidents(IncidentFilter(country=country, since=since, until=until, limit=1_000_000))
+    return sorted(out, key=lambda i: (i.start, i.id))
