@@ -91,7 +91,7 @@ def _resolve_events(world: World) -> list[_ActiveEvent]:
         assert isinstance(e.start, datetime) and isinstance(e.end, datetime)
         probes = frozenset(p.index for p in world.probes if _affects(e, p))
         if e.kind == IncidentKind.PLATFORM_OUTAGE:
-            outcome = (obs.DOWN_DNS, obs.DOWN_HTTP)[i % 2]
+            outcome = (obs.DOWN_DNS, obs.DOWN_TCP)[i % 2]
         else:
             assert e.technique is not None
             outcome = e.technique

@@ -1,7 +1,7 @@
 """What a measurement shows, per outcome: the raw observations (test_keys) and the control's view.
 
 Each outcome is what really happened on the wire: `ok`, a technique (`tls_interference`, ...), the platform
-being down for everyone (`down_dns`, `down_http`), a local failure of the probe (`fault`) or random noise
+being down for everyone (`down_dns`, `down_tcp`), a local failure of the probe (`fault`) or random noise
 (`noise_dns`, `noise_tcp`, `noise_tls`, `noise_http`, `noise_down`). The observations follow
 docs/measurement-format.md exactly, as our probe records them; nothing in them names the outcome: the verdict
 rules must infer it, as they must with real data.
@@ -23,7 +23,7 @@ from observatory.simulate.world import NetworkProfile, Target
 OK = "ok"
 FAULT = "fault"
 DOWN_DNS = "down_dns"
-DOWN_HTTP = "down_http"
+DOWN_TCP = "down_tcp"
 NOISE = ("noise_dns", "noise_tcp", "noise_tls", "noise_http", "noise_down")
 TECHNIQUE_OUTCOMES = (
     "dns_tampering",
@@ -36,10 +36,13 @@ TECHNIQUE_OUTCOMES = (
     "throttling",
     "unreachable",
 )
-OUTCOMES = (OK, FAULT, DOWN_DNS, DOWN_HTTP, *NOISE, *TECHNIQUE_OUTCOMES)
+OUTCOMES = (OK, FAULT, DOWN_DNS, DOWN_TCP, *NOISE, *TECHNIQUE_OUTCOMES)
 
 TIMEOUT_S = 10.0
-CONTROL_KBPS = 200_000.0  # the control helper sits in a well-connected data centre
+# The control helper's own download: a well-connected vantage, yet within 10x of a healthy probe's link so that
+# only a real collapse (throttling) stands out against it.
+CONTROL_KBPS = 40_000.0
+THROTTLED_KBPS = (100.0, 400.0)  # a throttled platform crawls (Russia capped X/Twitter near 128 kbit/s in 2021)
 _OK_HEADERS = {"Content-Type": "text/html; charset=utf-8", "Server": "nginx"}
 
 
@@ -92,7 +95,7 @@ class _Builder:
 
     def _throttling(self) -> dict[str, Any]:
         # every step succeeds; the bytes crawl: a collapse of 15-40x against the network's own baseline
-        slow = self.rng.uniform(15, 40)
+        slow = self.net.kbps / self.rng.uniform(*THROTTLED_KBPS)
         return self._through_http(
             self._http_ok(slow=3.0),
             self._download_ok(slow=slow),
@@ -131,26 +134,9 @@ class _Builder:
             [request], self._download_failed("eof_error"), blocking="http-failure", accessible=False
         )
 
-    def _down_http(self) -> dict[str, Any]:
-        body_503 = (
-            "<html><head><title>503 Service Unavailable</title></head><body>"
-            "<h1>503 Service Unavailable</h1></body></html>"
-        )
-        response = {
-            "code": 503,
-            "headers": {"Content-Type": "text/html", "Server": "nginx"},
-            "body": body_503,
-            "body_is_truncated": False,
-        }
-        request = self._request(response=response, failure=None, seconds=self._rtt() + 0.02)
-        keys = self._through_http(
-            [request], self._download_failed("http_request_failed"), blocking=False, accessible=False
-        )
-        keys["control"]["http_request"] = self._control_http(
-            status=503, title="503 Service Unavailable", length=len(body_503)
-        )
-        keys["control"]["x_download"] = self._control_download(failure="http_request_failed")
-        return keys
+    def _down_tcp(self) -> dict[str, Any]:
+        # the platform's routes are withdrawn (a BGP outage): nobody, control included, can connect
+        return self._noise_down()
 
     def _tls_interference(self) -> dict[str, Any]:
         return self._tls_failed(self.net.tls_failure, blocking="http-failure")
@@ -475,7 +461,7 @@ class _Builder:
         if failure is not None:
             return {"url": self.target.url, "bytes": 0, "seconds": 0.0, "failure": failure}
         size = self.target.download_bytes
-        kbps = CONTROL_KBPS * self.rng.uniform(0.7, 1.1)
+        kbps = CONTROL_KBPS * self.rng.uniform(0.8, 1.1)
         return {
             "url": self.target.url,
             "bytes": size,

@@ -189,7 +189,7 @@ def _network(
         timezone=country.timezone,
         network=net,
         rtt_ms=rng.uniform(60, 160) if mobile else rng.uniform(15, 60),
-        kbps=rng.uniform(4000, 25000) if mobile else rng.uniform(15000, 90000),
+        kbps=rng.uniform(10_000, 30_000) if mobile else rng.uniform(20_000, 90_000),
         resolver_ip=f"203.0.113.{1 + index % 254}" if index < 254 else f"198.51.100.{1 + index % 254}",
         dns_style=DNS_STYLES[index % len(DNS_STYLES)],
         bogon=rng.choice(BOGON_ANSWERS),
