@@ -39,10 +39,11 @@ TECHNIQUE_OUTCOMES = (
 OUTCOMES = (OK, FAULT, DOWN_DNS, DOWN_TCP, *NOISE, *TECHNIQUE_OUTCOMES)
 
 TIMEOUT_S = 10.0
-# The control helper's own download: a well-connected vantage, yet within 10x of a healthy probe's link so that
-# only a real collapse (throttling) stands out against it.
+# The control helper's own download: a well-connected vantage, yet within 10x of a healthy probe's link so
+# that only a real collapse (throttling) stands out against it.
 CONTROL_KBPS = 40_000.0
-THROTTLED_KBPS = (100.0, 400.0)  # a throttled platform crawls (Russia capped X/Twitter near 128 kbit/s in 2021)
+# a throttled platform crawls (Russia held X/Twitter near 128 kbit/s in 2021)
+THROTTLED_KBPS = (100.0, 400.0)
 _OK_HEADERS = {"Content-Type": "text/html; charset=utf-8", "Server": "nginx"}
 
 
