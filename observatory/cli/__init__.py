@@ -13,6 +13,7 @@ from observatory.errors import ObservatoryError
 from observatory.cli import data  # noqa: E402,F401  isort: skip
 from observatory.cli import detect  # noqa: E402,F401  isort: skip
 from observatory.cli import simulate  # noqa: E402,F401  isort: skip
+from observatory.cli import serve  # noqa: E402,F401  isort: skip
 
 
 def main() -> None:

@@ -23,16 +23,12 @@ Detector = Callable[[Store], Any]
 
 
 def default_detector() -> Detector | None:
-    """The detector's incremental orchestration over the store, when observatory.detect provides it."""
+    """observatory.detect.run.run_detection: incremental detection over the store, saving incidents."""
     try:
-        from observatory import detect
-    except ImportError:
+        from observatory.detect.run import run_detection
+    except ImportError:  # pragma: no cover - the detector ships with the package
         return None
-    for name in ("run_incremental", "detect_store", "run"):
-        fn = getattr(detect, name, None)
-        if callable(fn):
-            return fn  # type: ignore[no-any-return]
-    return None
+    return run_detection
 
 
 @dataclass(slots=True)

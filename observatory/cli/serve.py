@@ -1,0 +1,238 @@
+"""serve and demo: the web service, and the main job (a live replay of the reference case on the dashboard)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from observatory.cli.app import DbOption, app, store_for
+from observatory.errors import ConfigError
+from observatory.incident import Incident
+from observatory.store import IncidentFilter, Store
+
+REFERENCE_SCENARIO = "pk-2023-12-2024-01.toml"
+
+
+@app.command()
+def serve(
+    db: DbOption,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    detect_every: Annotated[float, typer.Option(help="Seconds between incremental detection runs (0: off).")]
+    = 60.0,
+    admin_token: Annotated[str | None, typer.Option(
+        help="Bearer token for analysts (annotate/review/dismiss). Default: $OBSERVATORY_ADMIN_TOKEN.",
+        show_default=False)] = None,
+) -> None:
+    """Run the dashboard, the JSON API, the collector and scheduled detection over one store.
+
+    Pages: / (overview), /country/CC, /incident/ID, /incidents (search); API under /api/v1; /feed.atom,
+    /metrics, /docs, /healthz.
+
+    Example: observatory serve --db obs.duckdb --host 127.0.0.1 --port 8000
+    """
+    import uvicorn
+
+    from observatory.web import WebSettings, create_app
+
+    settings = WebSettings.from_env(admin_token=admin_token, detect_every_seconds=detect_every)
+    store = store_for(db)
+    try:
+        application = create_app(settings, store)
+        typer.echo(f"observatory serving {db} at http://{_url_host(host)}:{port}/", err=True)
+        uvicorn.run(application, host=host, port=port, log_level="warning")
+    finally:
+        store.close()
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+class _Server:
+    """uvicorn in a background thread, so the demo's main thread can replay and report."""
+
+    def __init__(self, application: Any, host: str, port: int) -> None:
+        import uvicorn
+
+        self.server = uvicorn.Server(uvicorn.Config(application, host=host, port=port, log_level="warning",
+                                                    lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, name="observatory-http", daemon=True)
+
+    def start(self, timeout: float = 20.0) -> int:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise ConfigError("the web service did not start (is the port already in use?)")
+            time.sleep(0.05)
+        sock = self.server.servers[0].sockets[0]
+        return int(sock.getsockname()[1])
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+
+
+@dataclass(slots=True)
+class _Watcher:
+    """Prints each incident's steps (suspected, confirmed with its statement, ended) as detection saves them."""
+
+    store: Store
+    base_url: str
+    echo: Callable[[str], None]
+    seen: dict[str, str]
+
+    def poll(self) -> None:
+        from observatory.web.present import headline, view
+
+        for inc in sorted(self.store.incidents(IncidentFilter(limit=10_000)), key=lambda i: i.start):
+            before = self.seen.get(inc.id)
+            if before == inc.status:
+                continue
+            self.seen[inc.id] = inc.status
+            self.echo(self._line(inc, headline(inc)))
+            if inc.status in ("confirmed", "ended"):  # the statement when confirmed; the restoration when ended
+                self.echo("    " + view(self.store, inc).statement)
+            self.echo(f"    {self.base_url}incident/{inc.id}")
+
+    @staticmethod
+    def _line(inc: Incident, head: str) -> str:
+        when = {"suspected": inc.start, "confirmed": inc.confirmed_at or inc.start, "ended": inc.end or inc.start}
+        t = when.get(inc.status) or inc.start
+        return f"[{t:%Y-%m-%d %H:%M} UTC] {inc.status.upper():9} {head}"
+
+
+def _default_scenario() -> Path:
+    here = Path(__file__).resolve().parents[2] / "scenarios" / REFERENCE_SCENARIO
+    return here if here.exists() else Path("scenarios") / REFERENCE_SCENARIO
+
+
+def _register_demo_probe(store: Store) -> tuple[str, str]:
+    """A probe credential for the replay, made the way `observatory probes add` makes one."""
+    from observatory.web import auth  # type: ignore[attr-defined]
+
+    name = f"demo-{int(time.time())}"
+    created = auth.create_probe(store, name)
+    return created["token"], created["secret"]
+
+
+@app.command()
+def demo(
+    db: Annotated[str | None, typer.Option("--db", help="Store for the demo (default: a fresh one in a temp dir).",
+                                           show_default=False)] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port (0: any free port).")] = 8000,
+    speed: Annotated[str, typer.Option(
+        help="Scenario seconds per wall second (3600: an hour a second), or 'max' for as fast as possible.")]
+    = "3600",
+    scenario: Annotated[Path | None, typer.Option(help="Scenario TOML (default: the reference case, "
+                                                       "scenarios/pk-2023-12-2024-01.toml).", show_default=False)]
+    = None,
+    until_done: Annotated[bool, typer.Option("--until-done", help="Exit when the replay is over (default: keep "
+                                                                   "serving until Ctrl-C).")] = False,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds, replay done or not.")]
+    = None,
+    detect_every: Annotated[float, typer.Option(help="Seconds between detection runs during the replay.")] = 1.0,
+) -> None:
+    """The main job: replay the Pakistan Dec 2023 - Jan 2024 reference case through the collector, live.
+
+    Starts the service on a fresh embedded store, registers a demo probe, streams the simulated measurements
+    in accelerated time, and prints each disruption as it is suspected, confirmed (with its statement) and
+    ended. Open the printed URL to watch the dashboard.
+
+    Example: observatory demo --speed 7200 --port 8000
+    """
+    from observatory.simulate.output import stream_to_collector
+    from observatory.simulate.scenario import load_scenario
+    from observatory.web import WebSettings, create_app
+
+    pace = _parse_speed(speed)
+    sc = load_scenario(scenario or _default_scenario())
+    tmp = None
+    if db is None:
+        tmp = tempfile.mkdtemp(prefix="observatory-demo-")
+        db = os.path.join(tmp, "demo.duckdb")
+    store = store_for(db)
+    settings = WebSettings.from_env(detect_every_seconds=detect_every, poll_seconds=3, title="observatory demo")
+    application = create_app(settings, store)
+    scheduler = application.state.scheduler
+    server = _Server(application, host, port)
+    bound = server.start()
+    url = f"http://{_url_host(host)}:{bound}/"
+    echo = typer.echo
+    echo(f"observatory demo: replaying {sc.name} ({sc.start:%d %b %Y} - {sc.end:%d %b %Y}) at "
+         f"{'full' if pace is None else f'{pace:g}x'} speed")
+    echo(f"store: {db}")
+    echo(f"open {url}  (dashboard; Pakistan: {url}country/PK)")
+    watcher = _Watcher(store, url, echo, {})
+    done = threading.Event()
+    failure: list[BaseException] = []
+
+    def replay() -> None:
+        try:
+            token, secret = _register_demo_probe(store)
+            summary = stream_to_collector(sc, url, token, secret, speed=pace)
+            echo(f"replay finished: {summary.measurements:,} measurements sent in {summary.seconds:.0f} s")
+        except BaseException as exc:  # reported on the main thread
+            failure.append(exc)
+        finally:
+            done.set()
+
+    started = time.monotonic()
+    threading.Thread(target=replay, name="observatory-replay", daemon=True).start()
+    try:
+        while True:
+            finished = done.wait(0.5)
+            watcher.poll()
+            if finished:
+                if failure:
+                    raise failure[0]
+                scheduler.run_once()  # the last measurements are detected before the summary
+                watcher.poll()
+                _summary(store, echo)
+                if until_done:
+                    break
+                echo(f"still serving at {url}  (Ctrl-C to stop)")
+                while duration is None or time.monotonic() - started < duration:
+                    time.sleep(1)
+                    watcher.poll()
+                break
+            if duration is not None and time.monotonic() - started > duration:
+                echo(f"stopping after {duration:g} s (replay not finished)")
+                break
+    finally:
+        server.stop()
+        store.close()
+        if tmp is not None and until_done:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _parse_speed(value: str) -> float | None:
+    if value.strip().lower() == "max":
+        return None
+    try:
+        pace = float(value)
+    except ValueError:
+        raise ConfigError(f"--speed {value!r}: a number of scenario seconds per second, or 'max'") from None
+    if pace <= 0:
+        raise ConfigError(f"--speed {value!r}: must be positive")
+    return pace
+
+
+def _summary(store: Store, echo: Callable[[str], None]) -> None:
+    incidents = store.incidents(IncidentFilter(limit=10_000))
+    confirmed = [i for i in incidents if i.confirmed_at is not None]
+    echo(f"incidents: {len(incidents)} detected, {len(confirmed)} confirmed "
+         f"(as of {datetime.now(UTC):%H:%M:%S} UTC)")
