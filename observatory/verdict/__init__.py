@@ -1,14 +1,24 @@
 """Per-measurement verdicts, computed from the raw observations of a measurement and its control.
 
 `classify(measurement)` returns a `Classification`: the verdict (ok, down, unknown or a technique), the
-throughput when a download was measured, and the rule that decided. Rules are data (see `rules.py`).
+throughput when a download was measured, and the rule that decided. Rules are data (`rules.WEB_RULES`,
+ordered, first match wins); block pages are data (`data/blockpages.toml`). OONI's own summary keys
+(`blocking`, `accessible`, `dns_consistency`) are never read: `ooni.ooni_blocking` recomputes them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from observatory.measurement import Measurement
+from observatory.errors import ParseError
+from observatory.measurement import Measurement, parse_measurement
+from observatory.verdict.facts import WebFacts
+from observatory.verdict.platform import PLATFORM_TESTS, platform_verdict
+from observatory.verdict.rules import WEB_RULES, Context, Rule, blockpage_id, first_match
+
+__all__ = ["Classification", "classify", "classify_raw", "WEB_RULES", "Rule"]
+
+WEB_TESTS = frozenset({"web_connectivity"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,8 +27,36 @@ class Classification:
     kbps: float | None = None
     rule: str = ""
     reason: str = ""
+    blockpage: str | None = None  # the fingerprint id, for http_blockpage
 
 
-def classify(m: Measurement) -> Classification:
-    # Placeholder until the verdict rules land: nothing is judged yet.
-    return Classification(verdict="unknown", rule="none")
+def classify(m: Measurement, baseline_kbps: float | None = None) -> Classification:
+    """The verdict of one measurement. Never raises on odd test keys: what cannot be judged is `unknown`.
+
+    `baseline_kbps`: the network's recent throughput for this target, when the caller knows it; a download
+    10x below it is throttling even when the control's own download is missing.
+    """
+    tk = m.test_keys
+    if m.test_name in WEB_TESTS:
+        facts = WebFacts(tk, m.input)
+        ctx = Context(facts=facts, baseline_kbps=baseline_kbps, probe_cc=m.probe_cc)
+        rule = first_match(WEB_RULES, ctx)
+        page = blockpage_id(ctx) if rule.id == "http.blockpage" else None
+        return Classification(verdict=rule.verdict.value, kbps=facts.download_kbps, rule=rule.id,
+                              reason=rule.reason, blockpage=page)
+    if m.test_name in PLATFORM_TESTS:
+        pv = platform_verdict(m.test_name, tk, m.test_version)
+        return Classification(verdict=pv.verdict.value, rule=pv.rule, reason=pv.reason)
+    return Classification(verdict="unknown", rule="test.not_analysed",
+                          reason=f"{m.test_name} is a test we do not analyse")
+
+
+def classify_raw(raw: bytes) -> tuple[str, float | None]:
+    """For `Store.reclassify`: a stored raw document -> (verdict, kbps). A document that no longer parses
+    keeps a verdict of `unknown` rather than stopping the whole pass."""
+    try:
+        m = parse_measurement(raw)
+    except ParseError:
+        return "unknown", None
+    c = classify(m)
+    return c.verdict, c.kbps
