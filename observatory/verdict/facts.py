@@ -148,6 +148,7 @@ class Handshake:
 @dataclass(slots=True)
 class Request:
     url: str
+    address: str | None
     failure: str | None
     code: int | None
     headers: dict[str, Any]
@@ -257,6 +258,10 @@ class WebFacts:
         parts = urlsplit(self.url) if self.url else None
         self.scheme = (parts.scheme or "").lower() if parts else ""
         self.host = (parts.hostname or "") if parts else ""
+        if not self.host:
+            # some published files keep only the test keys: the target is the name the probe looked up
+            first = next((q for q in _l(tk.get("queries")) if isinstance(q, dict) and _s(q.get("hostname"))), None)
+            self.host = first["hostname"] if first else ""
         self.control = _control(tk)
 
     # --- raw lists ----------------------------------------------------------------------------------------
@@ -319,6 +324,7 @@ class WebFacts:
             code = resp.get("code")
             out.append(Request(
                 url=req.get("url") if isinstance(req.get("url"), str) else "",
+                address=_s(r.get("address")),
                 failure=failure,
                 code=code if isinstance(code, int) and not isinstance(code, bool) else None,
                 headers=_d(resp.get("headers")),

@@ -136,14 +136,15 @@ def _version(tv: str) -> tuple[int, ...]:
 
 
 def _whatsapp_web(tk: dict[str, Any], test_version: str) -> str | None:
-    """Before 0.11 the web check also demanded HTTP 200 from https://web.whatsapp.com/."""
+    """The web check. Before 0.11 it also fetched http://web.whatsapp.com/ and demanded a redirect (to
+    HTTPS); since 0.11 a TLS handshake with web.whatsapp.com is enough (reference/ooni.md §1.5)."""
     strict = bool(_version(test_version)) and _version(test_version) < (0, 11)
     for url, failure, code in _requests(tk):
-        if _host(url) != "web.whatsapp.com" or not url.startswith("https://"):
+        if _host(url) != "web.whatsapp.com":
             continue
-        if failure:
+        if failure and (strict or url.startswith("https://")):
             return failure
-        if strict and code != 200:
+        if strict and url.startswith("http://") and not (code is not None and 300 <= code < 400):
             return "http_unexpected_status_code"
     return None
 
