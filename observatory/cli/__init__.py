@@ -11,9 +11,11 @@ from observatory.errors import ObservatoryError
 
 # Each module registers its commands on `app` when imported.
 from observatory.cli import data  # noqa: E402,F401  isort: skip
+from observatory.cli import classify  # noqa: E402,F401  isort: skip
 from observatory.cli import detect  # noqa: E402,F401  isort: skip
 from observatory.cli import simulate  # noqa: E402,F401  isort: skip
 from observatory.cli import serve  # noqa: E402,F401  isort: skip
+from observatory.cli import lab  # noqa: E402,F401  isort: skip
 
 
 def main() -> None:

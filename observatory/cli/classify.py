@@ -1,0 +1,108 @@
+"""classify, reclassify: per-measurement verdicts, on files (no store) or over the whole store."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from observatory.cli.app import DbOption, FormatOption, app, check_choice, store_for
+from observatory.errors import ConfigError, ParseError
+from observatory.ingest import Reject, expand_paths, read_file
+from observatory.measurement import parse_measurement
+from observatory.verdict import classify as classify_measurement
+from observatory.verdict import classify_raw
+from observatory.verdict.ooni import ooni_blocking
+
+
+def classify_document(data: bytes, *, where: str) -> dict[str, Any]:
+    """The verdict record of one document (raises ParseError when it is not a measurement)."""
+    m = parse_measurement(data, where=where)
+    c = classify_measurement(m)
+    uid = m.doc.get("measurement_uid")
+    return {
+        "measurement_uid": uid if isinstance(uid, str) else None,
+        "test_name": m.test_name,
+        "input": m.input,
+        "platform": m.platform,
+        "verdict": c.verdict,
+        "ooni_blocking": ooni_blocking(m),
+        "rule": c.rule,
+        "kbps": round(c.kbps, 3) if c.kbps is not None else None,
+    }
+
+
+@app.command("classify")
+def classify_cmd(
+    files: Annotated[list[Path], typer.Argument(help="OONI-format files (.jsonl, .jsonl.gz, .json) or dirs.")],
+    format: FormatOption = "json",
+) -> None:
+    """Per-measurement verdicts of OONI-format files, without a store: one JSON object per line with
+    line, measurement_uid, test_name, input, platform, verdict, ooni_blocking (plus file, rule, kbps).
+    Unreadable lines are reported on stderr with file:line and the reason; the others are still classified;
+    the exit code is 1 when any line was rejected.
+
+    Example: observatory classify measurements.jsonl --format table
+    """
+    check_choice(format, ("json", "table"), "--format")
+    paths = expand_paths(files)
+    if not paths:
+        raise ConfigError("no input files found in " + ", ".join(map(str, files)))
+    rows: list[dict[str, Any]] = []
+    rejected = 0
+    for path in paths:
+        for line, item in read_file(path):
+            if isinstance(item, Reject):
+                rejected += 1
+                typer.echo(f"rejected {item}", err=True)
+                continue
+            try:
+                rec = {"file": str(path), "line": line} | classify_document(item, where=f"{path}:{line}")
+            except ParseError as exc:
+                rejected += 1
+                typer.echo(f"rejected {path}:{line}: {exc.reason}", err=True)
+                continue
+            if format == "json":
+                typer.echo(json.dumps(rec, ensure_ascii=False))
+            else:
+                rows.append(rec)
+    if format == "table":
+        _print_table(rows)
+    if rejected:
+        raise typer.Exit(1)
+
+
+def _print_table(rows: list[dict[str, Any]]) -> None:
+    table = Table(show_header=True, header_style="bold")
+    for col in ("file:line", "test", "input", "platform", "verdict", "ooni_blocking", "rule"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        ob = r["ooni_blocking"]
+        table.add_row(f"{Path(r['file']).name}:{r['line']}", r["test_name"], r["input"] or "",
+                      r["platform"] or "", r["verdict"], json.dumps(ob) if not isinstance(ob, str) else ob,
+                      r["rule"])
+    Console(width=200 if not sys.stdout.isatty() else None).print(table)
+
+
+@app.command()
+def reclassify(db: DbOption, format: FormatOption = "table") -> None:
+    """Recompute every stored verdict (and throughput) from the stored raw documents, after the verdict rules
+    or the block-page fingerprints changed. Prints how many verdicts changed.
+
+    Example: observatory reclassify --db obs.duckdb
+    """
+    check_choice(format, ("table", "json"), "--format")
+    store = store_for(db)
+    try:
+        changed = store.reclassify(classify_raw)
+    finally:
+        store.close()
+    if format == "json":
+        typer.echo(json.dumps({"changed": changed}))
+    else:
+        typer.echo(f"reclassified: {changed} verdicts changed")
