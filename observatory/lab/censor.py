@@ -25,7 +25,14 @@ from observatory.errors import LabError
 from observatory.lab import netns
 from observatory.lab.isp import isp_ns, start_resolver
 from observatory.lab.netns import LabState
-from observatory.lab.plan import BLOCKPAGE_ADDR, LabEvent, LabNetwork, LabPlan, platform_address, region_subnet
+from observatory.lab.plan import (
+    BLOCKPAGE_ADDR,
+    LabEvent,
+    LabNetwork,
+    LabPlan,
+    platform_address,
+    region_subnet,
+)
 from observatory.vocab import IncidentKind, Technique
 
 THROTTLE_RATE = "200kbit"

@@ -8,11 +8,14 @@ namespace: veth pairs are created directly inside lab namespaces (`ip -n A link 
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -24,6 +27,7 @@ PREFIX = "obs-"
 NETNS_ETC = Path("/etc/netns")
 NETNS_RUN = Path("/run/netns")
 STATE_ROOT = Path("/run/observatory-lab")
+CLONE_NEWNET = 0x40000000
 
 
 def run(argv: Sequence[str], *, ns: str | None = None, check: bool = True, timeout: float = 30,
@@ -223,3 +227,37 @@ def teardown(state: LabState) -> list[str]:
     if not problems:
         shutil.rmtree(state.state_dir, ignore_errors=True)
     return problems
+
+
+def listen_in(ns: str, host: str, port: int) -> socket.socket:
+    """A listening TCP socket inside namespace `ns`, for a server running in this (host-side) process.
+
+    A thread that enters a namespace (setns) creates sockets there, and a socket stays in the namespace it
+    was made in whichever thread later uses it. So the collector can run in-process, next to the store,
+    while the probes reach it at a world address. The calling thread never leaves the host namespace.
+    """
+    result: dict[str, object] = {}
+
+    def make() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        try:
+            with open(NETNS_RUN / ns) as f:
+                if libc.setns(f.fileno(), CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), f"setns into {ns}")
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+            s.listen(128)
+            result["sock"] = s
+        except OSError as exc:
+            result["error"] = exc
+
+    # A throwaway thread: it ends inside the lab namespace and takes that state with it.
+    t = threading.Thread(target=make, name=f"listen-in-{ns}")
+    t.start()
+    t.join()
+    if "error" in result:
+        raise LabError(f"cannot listen on {host}:{port} in {ns}: {result['error']}")
+    sock = result["sock"]
+    assert isinstance(sock, socket.socket)
+    return sock

@@ -160,10 +160,19 @@ http {{
 """
 
 
+PAGE_BYTES = 256 * 1024
+
+
 def write_site(directory: Path, title: str, body: str) -> Path:
+    """A page of realistic weight (the probe's throughput download fetches the page itself: a tiny page
+    would fit in one burst of any shaper and hide throttling)."""
+    import os
+
     directory.mkdir(parents=True, exist_ok=True)
+    pad = os.urandom(PAGE_BYTES * 3 // 4).hex()[:PAGE_BYTES]
     (directory / "index.html").write_text(
-        f"<!doctype html><html><head><title>{title}</title></head><body><h1>{title}</h1>{body}</body></html>\n")
+        f"<!doctype html><html><head><title>{title}</title></head><body><h1>{title}</h1>{body}"
+        f"<div hidden data-pad=\"{pad}\"></div></body></html>\n")
     return directory
 
 
