@@ -1,0 +1,759 @@
+"""The scale-out store: ClickHouse, through clickhouse-connect.
+
+The same client code talks to a ClickHouse server (`clickhouse://user:pass@host:8123/database`, or
+`clickhouses://` for TLS) and to the ClickHouse engine running in-process (`chdb:///DIR`, optionally
+`chdb:///DIR?database=NAME`): callers see exactly what DuckDBStore gives them.
+
+Why it is shaped the way it is:
+* measurements are a MergeTree partitioned by month and ordered (cc, asn, platform, t, uid), the order the
+  detector reads them in, so a country's series is a contiguous range of each month's parts;
+* inserts check the batch's uids against what is stored before writing (so `insert()` reports accepted and
+  duplicates exactly like DuckDB, and a retried batch that was half-written stores only the missing half);
+  ReplacingMergeTree on the same key is the backstop that collapses a race between two writers at merge time;
+* time series are aggregated inside ClickHouse (intDiv on the unix time, uniqExact for distinct probes, an
+  interpolated exact median for kbps), never pulled into Python row by row;
+* the small tables (incidents, events, credentials, state) are ReplacingMergeTree with a version column and are
+  read with FINAL: a write is an insert of a newer version, an upsert with no mutation.
+ClickHouse has no sequences: `seq` (what `changes_since` reads) is max(seq)+1, assigned under this client's
+lock. One writer per database is assumed here; docs/scale-out.md describes seq ranges for several collectors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from observatory.errors import ConfigError, StoreError, StoreFullError, StoreReadOnlyError
+from observatory.incident import Incident
+from observatory.series import SeriesCell
+from observatory.store.base import (
+    Changes,
+    ContextEvent,
+    IncidentFilter,
+    InsertResult,
+    MeasurementFilter,
+    ProbeCredential,
+    Row,
+)
+from observatory.vocab import TECHNIQUES
+
+_TECHNIQUE_LIST = sorted(TECHNIQUES)
+_TECH_IN = ", ".join(f"'{t}'" for t in _TECHNIQUE_LIST)
+DEFAULT_DATABASE = "observatory"
+ROLLUP_BUCKET_SECONDS = 300
+ROLLUP_SEQ_KEY = "rollup.seq"
+PAGE_ROWS = 20_000  # documents() reads this many rows per query
+
+_TS = "DateTime64(6, 'UTC')"
+_chdb_path: str | None = None  # the one chdb data directory this process has opened
+
+# Each migration takes the schema from version i to i+1 (a list of statements: ClickHouse runs one per call).
+# Never edit one that has shipped: append.
+MIGRATIONS: list[list[str]] = [
+    [
+        f"""CREATE TABLE IF NOT EXISTS measurements (
+            uid String,
+            seq UInt64,
+            t {_TS},
+            received {_TS},
+            cc LowCardinality(String),
+            asn Int64,
+            network LowCardinality(String),
+            region LowCardinality(Nullable(String)),
+            probe_key String,
+            resolver_asn Nullable(Int64),
+            test_name LowCardinality(String),
+            test_version LowCardinality(String),
+            software LowCardinality(String),
+            source LowCardinality(String),
+            input Nullable(String),
+            platform LowCardinality(String),
+            verdict LowCardinality(String),
+            kbps Nullable(Float64),
+            raw String CODEC(ZSTD(3)),
+            INDEX uid_bloom uid TYPE bloom_filter(0.001) GRANULARITY 1,
+            INDEX seq_minmax seq TYPE minmax GRANULARITY 1
+        ) ENGINE = ReplacingMergeTree
+        PARTITION BY toYYYYMM(t)
+        ORDER BY (cc, asn, platform, t, uid)""",
+        f"""CREATE TABLE IF NOT EXISTS incidents (
+            id String, country Nullable(String), kind String, status String, start_t {_TS},
+            end_t Nullable({_TS}), platforms Array(String), doc String, version UInt64
+        ) ENGINE = ReplacingMergeTree(version) ORDER BY id""",
+        f"""CREATE TABLE IF NOT EXISTS context_events (
+            id String, country String, t {_TS}, title String, url Nullable(String), version UInt64
+        ) ENGINE = ReplacingMergeTree(version) ORDER BY id""",
+        f"""CREATE TABLE IF NOT EXISTS probe_credentials (
+            name String, token_hash String, secret String, created {_TS}, revoked Bool, version UInt64
+        ) ENGINE = ReplacingMergeTree(version) ORDER BY name""",
+        """CREATE TABLE IF NOT EXISTS state (key String, value String, version UInt64)
+           ENGINE = ReplacingMergeTree(version) ORDER BY key""",
+    ],
+    # 2: the dashboard's rollup: additive counts per 5-minute bucket, summed by the engine at merge time.
+    # The deduplication window makes a retried refresh (same seq range, same token) a no-op.
+    [
+        """CREATE TABLE IF NOT EXISTS series_rollup (
+            b DateTime('UTC'), cc LowCardinality(String), asn Int64, platform LowCardinality(String),
+            network Nullable(String), total UInt64, ok UInt64, down UInt64, anomalous UInt64
+        ) ENGINE = SummingMergeTree((total, ok, down, anomalous))
+        PARTITION BY toYYYYMM(b) ORDER BY (cc, asn, platform, b)
+        SETTINGS non_replicated_deduplication_window = 1000""",
+    ],
+]
+
+
+def _utc(t: datetime) -> datetime:
+    """An aware UTC datetime (naive ones are UTC by the observatory's convention)."""
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def _read_time(t: datetime | None) -> datetime | None:
+    return None if t is None else _utc(t)
+
+
+def _quote_ident(name: str) -> str:
+    if not name.replace("_", "").isalnum():
+        raise ConfigError(f"ClickHouse database name {name!r}: use letters, digits and _ only")
+    return f"`{name}`"
+
+
+@contextlib.contextmanager
+def _mapped_errors(url: str) -> Iterator[None]:
+    """ClickHouse's errors become the observatory's, with the store named; the disk's state named plainly."""
+    from clickhouse_connect.driver.exceptions import ClickHouseError
+
+    try:
+        yield
+    except StoreError:
+        raise
+    except (ClickHouseError, OSError, RuntimeError) as exc:
+        text = str(exc).strip()
+        first = next((line for line in text.splitlines() if line.strip()), type(exc).__name__)[:400]
+        low = text.lower()
+        if "no space left" in low or "not_enough_space" in low or "disk full" in low:
+            raise StoreFullError(f"store {url}: the disk is full ({first})") from exc
+        if ("read-only" in low or "readonly" in low or "read only" in low or "permission denied" in low
+                or "access denied" in low or "cannot_open_file" in low or "cannot open file" in low):
+            raise StoreReadOnlyError(f"store {url}: cannot write ({first})") from exc
+        raise StoreError(f"store {url}: {first}") from exc
+
+
+def _connect(url: str) -> tuple[Any, str]:
+    """A clickhouse-connect client for the URL, and the database the observatory's tables live in."""
+    import clickhouse_connect
+
+    parsed = urlparse(url)
+    query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+    if parsed.scheme == "chdb":
+        path = unquote(parsed.path)
+        if not path or path == "/":
+            raise ConfigError(f"--db {url!r}: give a directory, e.g. chdb:///var/lib/observatory/ch")
+        try:
+            Path(path).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"store {url}: cannot create its directory: {exc}") from exc
+        database = query.get("database", DEFAULT_DATABASE)
+        # One data directory per process (chdb's rule); clients for the same directory share one engine.
+        # Said plainly here rather than as the engine's "EmbeddedServer already initialized".
+        global _chdb_path
+        resolved = str(Path(path).resolve())
+        if _chdb_path is not None and _chdb_path != resolved:
+            raise StoreError(f"store {url}: this process already uses the chdb directory {_chdb_path} and chdb "
+                             "allows one per process (use another database in it: ?database=NAME)")
+        client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
+        _chdb_path = resolved
+        return client, database
+    if parsed.scheme in ("clickhouse", "clickhouses"):
+        database = (parsed.path or "").strip("/") or query.get("database") or DEFAULT_DATABASE
+        client = clickhouse_connect.get_client(
+            host=parsed.hostname or "localhost",
+            port=parsed.port or (8443 if parsed.scheme == "clickhouses" else 8123),
+            username=unquote(parsed.username or "default"),
+            password=unquote(parsed.password or ""),
+            secure=parsed.scheme == "clickhouses",
+        )
+        return client, database
+    raise ConfigError(f"--db {url!r}: not a ClickHouse URL (chdb:///DIR or clickhouse://user:pass@host:port/db)")
+
+
+class ClickHouseStore:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._lock = threading.RLock()
+        self._last_version = 0
+        with _mapped_errors(self._display_url()):
+            self._client, self._database = _connect(url)
+            self._db = _quote_ident(self._database)
+            self._client.command(f"CREATE DATABASE IF NOT EXISTS {self._db}")
+            self._migrate()
+            self._next_seq = int(self._scalar("SELECT max(seq) FROM {db}.measurements") or 0) + 1
+
+    def _display_url(self) -> str:
+        """The URL without its password, for messages."""
+        p = urlparse(self.url)
+        if p.password:
+            return self.url.replace(f":{p.password}@", ":***@")
+        return self.url
+
+    # --- plumbing ---------------------------------------------------------------------------------------
+
+    def _sql(self, q: str) -> str:
+        return q.replace("{db}", self._db)
+
+    def _command(self, q: str, params: dict[str, Any] | None = None, settings: dict[str, Any] | None = None) -> Any:
+        with self._lock, _mapped_errors(self._display_url()):
+            return self._client.command(self._sql(q), parameters=params, settings=settings)
+
+    def _rows(self, q: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        with self._lock, _mapped_errors(self._display_url()):
+            return list(self._client.query(self._sql(q), parameters=params).result_rows)
+
+    def _scalar(self, q: str, params: dict[str, Any] | None = None) -> Any:
+        rows = self._rows(q, params)
+        return rows[0][0] if rows else None
+
+    def _insert(self, table: str, rows: list[list[Any]], columns: Sequence[str],
+                settings: dict[str, Any] | None = None) -> None:
+        with self._lock, _mapped_errors(self._display_url()):
+            self._client.insert(table, rows, column_names=list(columns), database=self._database,
+                                settings=settings)
+
+    def _version(self) -> int:
+        """A strictly increasing version for ReplacingMergeTree rows (nanoseconds, so other clients agree)."""
+        with self._lock:
+            self._last_version = max(time.time_ns(), self._last_version + 1)
+            return self._last_version
+
+    def _migrate(self) -> None:
+        self._client.command(
+            f"CREATE TABLE IF NOT EXISTS {self._db}.schema_version (version UInt32) ENGINE = MergeTree ORDER BY ()"
+        )
+        current = int(self._client.command(f"SELECT max(version) FROM {self._db}.schema_version") or 0)
+        for version in range(current, len(MIGRATIONS)):
+            # ClickHouse DDL is not transactional: every statement is IF NOT EXISTS, so a migration cut short
+            # is simply run again.
+            for statement in MIGRATIONS[version]:
+                self._client.command(statement.replace("CREATE TABLE IF NOT EXISTS ",
+                                                       f"CREATE TABLE IF NOT EXISTS {self._db}."))
+            self._client.command(f"INSERT INTO {self._db}.schema_version VALUES ({version + 1})")
+
+    def schema_version(self) -> int:
+        return int(self._scalar("SELECT max(version) FROM {db}.schema_version") or 0)
+
+    def close(self) -> None:
+        with self._lock, contextlib.suppress(Exception):
+            self._client.close()
+
+    # --- measurements -----------------------------------------------------------------------------------
+
+    def _stored_uids(self, uids: list[str]) -> set[str]:
+        """Which of these uids are already stored (the bloom-filter index keeps this from reading every uid)."""
+        found: set[str] = set()
+        for i in range(0, len(uids), 10_000):
+            chunk = uids[i:i + 10_000]
+            found.update(r[0] for r in self._rows(
+                "SELECT uid FROM {db}.measurements WHERE uid IN {uids:Array(String)}", {"uids": chunk}))
+        return found
+
+    def insert(self, rows: Sequence[Row]) -> InsertResult:
+        unique: dict[str, Row] = {}
+        for r in rows:
+            unique.setdefault(r.measurement.uid, r)
+        in_batch_dups = len(rows) - len(unique)
+        if not unique:
+            return InsertResult(accepted=0, duplicates=in_batch_dups)
+        with self._lock:
+            # Checked per batch, under the lock: a retry after a failure mid-batch stores only what is missing.
+            stored = self._stored_uids(list(unique))
+            fresh = [r for uid, r in unique.items() if uid not in stored]
+            if fresh:
+                self._write(fresh)
+        return InsertResult(
+            accepted=len(fresh),
+            duplicates=in_batch_dups + len(stored),
+            accepted_uids=tuple(r.measurement.uid for r in fresh),
+        )
+
+    def _write(self, rows: list[Row]) -> None:
+        now = datetime.now(UTC)
+        ms = [r.measurement for r in rows]
+        first = self._next_seq
+        ts = pa.timestamp("us", tz="UTC")
+        table = pa.table({
+            "uid": [m.uid for m in ms],
+            "seq": pa.array(range(first, first + len(ms)), pa.uint64()),
+            "t": pa.array([_utc(m.start_time) for m in ms], ts),
+            "received": pa.array([now] * len(ms), ts),
+            "cc": [m.probe_cc for m in ms],
+            "asn": pa.array([m.probe_asn for m in ms], pa.int64()),
+            "network": [m.network_name or "" for m in ms],
+            "region": pa.array([m.region for m in ms], pa.string()),
+            "probe_key": [m.probe_key for m in ms],
+            "resolver_asn": pa.array([m.resolver_asn for m in ms], pa.int64()),
+            "test_name": [m.test_name for m in ms],
+            "test_version": [m.test_version or "" for m in ms],
+            "software": [m.software_name or "" for m in ms],
+            "source": [r.source for r in rows],
+            "input": pa.array([m.input for m in ms], pa.string()),
+            "platform": [m.platform or "" for m in ms],
+            "verdict": [r.verdict for r in rows],
+            "kbps": pa.array([r.kbps for r in rows], pa.float64()),
+            "raw": [m.document_json().decode() for m in ms],
+        })
+        # Claimed before the insert: if the server completes it but the reply is lost, the retry must not reuse
+        # these numbers (a gap in seq is harmless; a repeat would hide rows from changes_since).
+        self._next_seq = first + len(ms)
+        with _mapped_errors(self._display_url()):
+            self._client.insert_arrow("measurements", table, database=self._database)
+
+    def count(self) -> int:
+        return int(self._scalar("SELECT count() FROM {db}.measurements") or 0)
+
+    def stats(self) -> dict[str, Any]:
+        def grouped(expr: str, limit: int = 200) -> dict[str, int]:
+            q = (f"SELECT {expr} AS k, count() AS n FROM {{db}}.measurements GROUP BY k "
+                 f"ORDER BY n DESC, k LIMIT {limit}")
+            return {str(k): int(n) for k, n in self._rows(q)}
+
+        return {
+            "measurements": self.count(),
+            "by_country": grouped("cc"),
+            "by_network": grouped("concat('AS', toString(asn))"),
+            "by_test": grouped("test_name"),
+            "by_platform": grouped("if(platform = '', '(none)', platform)"),
+            "by_verdict": grouped("verdict"),
+            "by_day": dict(sorted(grouped("formatDateTime(t, '%Y-%m-%d')", 10_000).items())),
+        }
+
+    @staticmethod
+    def _where(flt: MeasurementFilter) -> tuple[str, dict[str, Any]]:
+        clauses: list[str] = []
+        params: dict[str, Any] = {}
+        if flt.country:
+            clauses.append("cc = {cc:String}")
+            params["cc"] = flt.country.upper()
+        if flt.asn is not None:
+            clauses.append("asn = {asn:Int64}")
+            params["asn"] = flt.asn
+        if flt.platform:
+            clauses.append("platform = {platform:String}")
+            params["platform"] = flt.platform
+        if flt.since:
+            clauses.append(f"t >= {{since:{_TS}}}")
+            params["since"] = _utc(flt.since)
+        if flt.until:
+            clauses.append(f"t < {{until:{_TS}}}")
+            params["until"] = _utc(flt.until)
+        if flt.uids is not None:
+            clauses.append("uid IN {uids:Array(String)}")
+            params["uids"] = list(flt.uids)
+        if flt.platforms:
+            clauses.append("platform IN {platforms:Array(String)}")
+            params["platforms"] = list(flt.platforms)
+        if flt.asns:
+            clauses.append("asn IN {asns:Array(Int64)}")
+            params["asns"] = list(flt.asns)
+        return " AND ".join(clauses) or "1", params
+
+    def documents(self, flt: MeasurementFilter) -> Iterator[bytes]:
+        """The stored documents in (t, uid) order, a page at a time (no stream held open between pages, so the
+        caller may use the store while iterating)."""
+        where, params = self._where(flt)
+        last: tuple[datetime, str] | None = None
+        while True:
+            page_clause = ""
+            page_params = dict(params)
+            if last is not None:
+                page_clause = f" AND (t, uid) > ({{last_t:{_TS}}}, {{last_uid:String}})"
+                page_params.update(last_t=last[0], last_uid=last[1])
+            rows = self._rows(
+                f"SELECT raw, t, uid FROM {{db}}.measurements WHERE {where}{page_clause} "
+                f"ORDER BY t, uid LIMIT {PAGE_ROWS}", page_params)
+            for raw, _, _ in rows:
+                yield raw.encode() if isinstance(raw, str) else bytes(raw)
+            if len(rows) < PAGE_ROWS:
+                return
+            last = (_utc(rows[-1][1]), rows[-1][2])
+
+    def export(self, flt: MeasurementFilter, fmt: str, path: str) -> int:
+        """Parquet (with each whole document as JSON text, `document`) or CSV (the summary columns): the same
+        columns and types as DuckDBStore's, streamed a block at a time."""
+        if fmt not in ("parquet", "csv"):
+            raise ConfigError(f"export format {fmt!r}: use parquet or csv (jsonl comes from documents())")
+        where, params = self._where(flt)
+        cols = ("uid, t, cc, concat('AS', toString(asn)) AS asn, network, region, test_name, test_version, "
+                "software, source, input, if(platform = '', NULL, platform) AS platform, verdict, kbps")
+        if fmt == "parquet":
+            cols += ", raw AS document"
+        q = f"SELECT {cols} FROM {{db}}.measurements WHERE {where} ORDER BY t, uid"
+        n = 0
+        writer: Any = None
+        try:
+            with self._lock, _mapped_errors(self._display_url()), self._client.query_arrow_stream(
+                    self._sql(q), parameters=params, use_strings=True) as stream:
+                for batch in stream:
+                    table = _plain_arrow(pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch)
+                                         else batch)
+                    if writer is None:
+                        writer = (pq.ParquetWriter(path, table.schema, compression="zstd") if fmt == "parquet"
+                                  else pacsv.CSVWriter(path, table.schema))
+                    writer.write_table(table)
+                    n += table.num_rows
+        except OSError as exc:
+            raise StoreError(f"export to {path}: {exc.strerror or exc}") from exc
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            Path(path).write_bytes(b"")
+        return n
+
+    def measurements(self, flt: MeasurementFilter, *, limit: int, offset: int) -> list[dict[str, Any]]:
+        where, params = self._where(flt)
+        q = f"""SELECT uid, t, cc, asn, network, region, test_name, input, platform, verdict, kbps, source
+                FROM {{db}}.measurements WHERE {where} ORDER BY t, uid
+                LIMIT {{limit:UInt64}} OFFSET {{offset:UInt64}}"""
+        names = ("uid", "t", "cc", "asn", "network", "region", "test_name", "input", "platform", "verdict",
+                 "kbps", "source")
+        out = []
+        for row in self._rows(q, {**params, "limit": max(0, limit), "offset": max(0, offset)}):
+            rec = dict(zip(names, row, strict=True))
+            rec["t"] = _utc(rec["t"]).strftime("%Y-%m-%dT%H:%M:%SZ")
+            rec["asn"] = f"AS{rec['asn']}"
+            rec["platform"] = rec["platform"] or None
+            out.append(rec)
+        return out
+
+    def reclassify(self, classify: Callable[[bytes], tuple[str, float | None]], *, batch_size: int = 10_000) -> int:
+        """Recomputes every stored verdict from the raw documents; the changes land in one mutation."""
+        updates: list[tuple[str, str, float | None]] = []
+        last = ""
+        while True:
+            chunk = self._rows(
+                "SELECT uid, raw, verdict, kbps FROM {db}.measurements WHERE uid > {last:String} "
+                "ORDER BY uid LIMIT {n:UInt64}", {"last": last, "n": batch_size})
+            if not chunk:
+                break
+            last = chunk[-1][0]
+            for uid, raw, verdict, kbps in chunk:
+                new_verdict, new_kbps = classify(raw.encode() if isinstance(raw, str) else bytes(raw))
+                if new_verdict != verdict or new_kbps != kbps:
+                    updates.append((uid, new_verdict, new_kbps))
+        if updates:
+            self._apply_updates(updates)
+        return len(updates)
+
+    def _apply_updates(self, updates: list[tuple[str, str, float | None]]) -> None:
+        # A Join table keyed by uid feeds one ALTER ... UPDATE (a mutation, waited for), the documented way to
+        # set per-row values in ClickHouse.
+        name = f"_reclassify_{time.time_ns()}"
+        self._command(f"CREATE TABLE {{db}}.{name} (uid String, verdict String, kbps Nullable(Float64)) "
+                      "ENGINE = Join(ANY, LEFT, uid)")
+        try:
+            self._insert(name, [list(u) for u in updates], ("uid", "verdict", "kbps"))
+            ref = f"'{self._database}.{name}'"
+            self._command(
+                f"ALTER TABLE {{db}}.measurements UPDATE verdict = joinGet({ref}, 'verdict', uid), "
+                f"kbps = joinGet({ref}, 'kbps', uid) WHERE joinGetOrNull({ref}, 'verdict', uid) IS NOT NULL",
+                settings={"mutations_sync": 2})
+        finally:
+            self._command(f"DROP TABLE IF EXISTS {{db}}.{name}")
+
+    # --- series -----------------------------------------------------------------------------------------
+
+    def series(
+        self, *, since: datetime, until: datetime, bucket_seconds: int, countries: Sequence[str] | None = None
+    ) -> list[SeriesCell]:
+        bucket = int(bucket_seconds)
+        if bucket <= 0:
+            raise ConfigError(f"bucket_seconds must be positive, got {bucket_seconds}")
+        tech_cols = ", ".join(f"countIf(verdict = '{t}')" for t in _TECHNIQUE_LIST)
+        params: dict[str, Any] = {"since": _utc(since), "until": _utc(until)}
+        cc_clause = ""
+        if countries:
+            cc_clause = " AND cc IN {ccs:Array(String)}"
+            params["ccs"] = [c.upper() for c in countries]
+        # quantileExactInclusive(0.5) interpolates between the two middle values, like DuckDB's median.
+        q = f"""
+            SELECT intDiv(toUnixTimestamp(t), {bucket}) * {bucket} AS b, cc, asn, ifNull(region, '') AS reg,
+                   platform,
+                   count() AS total,
+                   countIf(verdict = 'ok') AS ok,
+                   countIf(verdict = 'down') AS down,
+                   countIf(verdict IN ({_TECH_IN})) AS anomalous,
+                   uniqExact(probe_key) AS probes,
+                   uniqExactIf(probe_key, verdict IN ({_TECH_IN})) AS anomalous_probes,
+                   quantileExactInclusive(0.5)(kbps) AS median_kbps,
+                   any(network) AS network_name,
+                   uniqExactIf(probe_key, verdict = 'down') AS down_probes,
+                   arraySort(groupUniqArrayIf(probe_key, verdict IN ({_TECH_IN}))) AS anomalous_keys,
+                   {tech_cols}
+            FROM {{db}}.measurements
+            WHERE t >= {{since:{_TS}}} AND t < {{until:{_TS}}} AND platform != ''{cc_clause}
+            GROUP BY b, cc, asn, reg, platform
+            ORDER BY b, cc, asn, reg, platform
+        """
+        return [_cell(r) for r in self._rows(q, params)]
+
+    def changes_since(self, seq: int) -> Changes:
+        rows = self._rows("SELECT cc, min(t), max(t) FROM {db}.measurements WHERE seq > {seq:UInt64} GROUP BY cc",
+                          {"seq": max(0, seq)})
+        top = int(self._scalar("SELECT max(seq) FROM {db}.measurements") or 0)
+        return Changes(max_seq=top, spans={cc: (_utc(lo), _utc(hi)) for cc, lo, hi in rows})
+
+    def countries(self) -> list[str]:
+        return [r[0] for r in self._rows("SELECT DISTINCT cc FROM {db}.measurements ORDER BY cc")]
+
+    def example_uids(
+        self, *, country: str | None, since: datetime, until: datetime, asns: Sequence[int] = (),
+        platforms: Sequence[str] = (), verdicts: Sequence[str] = (), limit: int = 5,
+    ) -> list[str]:
+        """A few measurement ids that show an incident (its evidence), earliest first."""
+        clauses = [f"t >= {{since:{_TS}}}", f"t < {{until:{_TS}}}"]
+        params: dict[str, Any] = {"since": _utc(since), "until": _utc(until), "limit": max(0, limit)}
+        for column, kind, values in (("asn", "Int64", list(asns)), ("platform", "String", list(platforms)),
+                                     ("verdict", "String", list(verdicts))):
+            if values:
+                clauses.append(f"{column} IN {{{column}s:Array({kind})}}")
+                params[f"{column}s"] = values
+        if country:
+            clauses.append("cc = {cc:String}")
+            params["cc"] = country.upper()
+        return [r[0] for r in self._rows(
+            f"SELECT uid FROM {{db}}.measurements WHERE {' AND '.join(clauses)} ORDER BY t, uid "
+            "LIMIT {limit:UInt64}", params)]
+
+    # --- the dashboard's rollup -------------------------------------------------------------------------
+
+    def refresh_rollup(self) -> int:
+        """Folds measurements stored since the last call into series_rollup; returns how many were folded."""
+        with self._lock:
+            done = int(self.get_state(ROLLUP_SEQ_KEY) or 0)
+            top = int(self._scalar("SELECT max(seq) FROM {db}.measurements") or 0)
+            if top <= done:
+                return 0
+            # The token names the seq range: if the state write below fails, the retry's insert is dropped
+            # by the table's deduplication window instead of counting the range twice.
+            self._command(
+                f"""INSERT INTO {{db}}.series_rollup
+                    SELECT toStartOfInterval(t, INTERVAL {ROLLUP_BUCKET_SECONDS} SECOND) AS b, cc, asn, platform,
+                           any(network), count(), countIf(verdict = 'ok'), countIf(verdict = 'down'),
+                           countIf(verdict IN ({_TECH_IN}))
+                    FROM {{db}}.measurements
+                    WHERE seq > {{done:UInt64}} AND seq <= {{top:UInt64}} AND platform != ''
+                    GROUP BY b, cc, asn, platform""",
+                {"done": done, "top": top},
+                settings={"insert_deduplication_token": f"rollup-{done}-{top}", "insert_deduplicate": 1},
+            )
+            self.set_state(ROLLUP_SEQ_KEY, str(top))
+            return top - done
+
+    def rollup(
+        self, *, since: datetime, until: datetime, bucket_seconds: int, country: str | None = None,
+        asn: int | None = None, platform: str | None = None,
+    ) -> list[SeriesCell]:
+        """Counts per (bucket, country, network, platform) from the rollup; bucket_seconds a multiple of 300."""
+        bucket = max(ROLLUP_BUCKET_SECONDS, bucket_seconds - bucket_seconds % ROLLUP_BUCKET_SECONDS)
+        clauses = ["b >= {since:DateTime('UTC')}", "b < {until:DateTime('UTC')}"]
+        params: dict[str, Any] = {"since": _utc(since), "until": _utc(until)}
+        if country:
+            clauses.append("cc = {cc:String}")
+            params["cc"] = country.upper()
+        if asn is not None:
+            clauses.append("asn = {asn:Int64}")
+            params["asn"] = asn
+        if platform:
+            clauses.append("platform = {platform:String}")
+            params["platform"] = platform
+        q = f"""SELECT intDiv(toUnixTimestamp(b), {bucket}) * {bucket} AS bb, cc, asn, platform,
+                       any(network), sum(total), sum(ok), sum(down), sum(anomalous)
+                FROM {{db}}.series_rollup WHERE {" AND ".join(clauses)}
+                GROUP BY bb, cc, asn, platform ORDER BY bb, cc, asn, platform"""
+        return [
+            SeriesCell(bucket=datetime.fromtimestamp(int(r[0]), UTC), country=r[1], asn=int(r[2]), region=None,
+                       platform=r[3], network_name=r[4] or "", total=int(r[5]), ok=int(r[6]), down=int(r[7]),
+                       anomalous=int(r[8]))
+            for r in self._rows(q, params)
+        ]
+
+    def latest_time(self) -> datetime | None:
+        """The time of the newest measurement stored (the data's "now" when replaying the past)."""
+        return _read_time(self._scalar("SELECT maxOrNull(t) FROM {db}.measurements"))
+
+    # --- incidents --------------------------------------------------------------------------------------
+
+    def save_incidents(self, incidents: Sequence[Incident]) -> None:
+        if not incidents:
+            return
+        latest: dict[str, Incident] = {inc.id: inc for inc in incidents}  # the last of a repeated id wins
+        version = self._version()
+        rows = [
+            [inc.id, inc.country, inc.kind, inc.status, _utc(inc.start), _utc(inc.end) if inc.end else None,
+             list(inc.platforms), json.dumps(inc.to_json(), separators=(",", ":")), version]
+            for inc in latest.values()
+        ]
+        # One insert block: the batch of upserts lands whole or not at all.
+        self._insert("incidents", rows,
+                     ("id", "country", "kind", "status", "start_t", "end_t", "platforms", "doc", "version"))
+
+    def incidents(self, flt: IncidentFilter) -> list[Incident]:
+        clauses: list[str] = []
+        params: dict[str, Any] = {"limit": max(0, flt.limit), "offset": max(0, flt.offset)}
+        if flt.country:
+            clauses.append("country = {country:String}")
+            params["country"] = flt.country.upper()
+        if flt.platform:
+            clauses.append("has(platforms, {platform:String})")
+            params["platform"] = flt.platform
+        if flt.kind:
+            clauses.append("kind = {kind:String}")
+            params["kind"] = flt.kind
+        if flt.status:
+            clauses.append("status = {status:String}")
+            params["status"] = flt.status
+        if flt.since:
+            clauses.append(f"(end_t IS NULL OR end_t >= {{since:{_TS}}})")
+            params["since"] = _utc(flt.since)
+        if flt.until:
+            clauses.append(f"start_t < {{until:{_TS}}}")
+            params["until"] = _utc(flt.until)
+        where = " AND ".join(clauses) or "1"
+        # Filtering outside FINAL: a condition must see only the newest version of each incident.
+        rows = self._rows(
+            f"SELECT doc FROM (SELECT * FROM {{db}}.incidents FINAL) WHERE {where} "
+            "ORDER BY start_t DESC, id LIMIT {limit:UInt64} OFFSET {offset:UInt64}", params)
+        return [Incident.from_json(json.loads(r[0])) for r in rows]
+
+    def incident(self, incident_id: str) -> Incident | None:
+        doc = self._scalar("SELECT doc FROM {db}.incidents FINAL WHERE id = {id:String}", {"id": incident_id})
+        return Incident.from_json(json.loads(doc)) if doc is not None else None
+
+    # --- context events ---------------------------------------------------------------------------------
+
+    def add_event(self, event: ContextEvent) -> None:
+        self._insert("context_events",
+                     [[event.id, event.country, _utc(event.time), event.title, event.url, self._version()]],
+                     ("id", "country", "t", "title", "url", "version"))
+
+    def events(self, *, country: str | None = None, since: datetime | None = None,
+               until: datetime | None = None) -> list[ContextEvent]:
+        clauses: list[str] = []
+        params: dict[str, Any] = {}
+        if country:
+            clauses.append("country = {country:String}")
+            params["country"] = country.upper()
+        if since:
+            clauses.append(f"t >= {{since:{_TS}}}")
+            params["since"] = _utc(since)
+        if until:
+            clauses.append(f"t < {{until:{_TS}}}")
+            params["until"] = _utc(until)
+        where = " AND ".join(clauses) or "1"
+        rows = self._rows(
+            f"SELECT id, country, t, title, url FROM (SELECT * FROM {{db}}.context_events FINAL) "
+            f"WHERE {where} ORDER BY t, id", params)
+        return [ContextEvent(id=r[0], country=r[1], time=_utc(r[2]), title=r[3], url=r[4]) for r in rows]
+
+    # --- probe credentials ------------------------------------------------------------------------------
+
+    _CRED_COLS = "name, token_hash, secret, created, revoked"
+
+    def add_probe(self, cred: ProbeCredential) -> None:
+        with self._lock:
+            # DuckDB enforces these with constraints; ClickHouse has none, so they are checked under the lock.
+            clash = self._rows(
+                "SELECT name, token_hash FROM {db}.probe_credentials FINAL "
+                "WHERE name = {name:String} OR token_hash = {th:String}",
+                {"name": cred.name, "th": cred.token_hash})
+            if clash:
+                what = "name" if any(r[0] == cred.name for r in clash) else "token"
+                raise StoreError(f"store {self._display_url()}: a probe with this {what} already exists "
+                                 f"({cred.name!r})")
+            self._insert_cred(cred)
+
+    def _insert_cred(self, cred: ProbeCredential) -> None:
+        self._insert("probe_credentials",
+                     [[cred.name, cred.token_hash, cred.secret, _utc(cred.created), cred.revoked,
+                       self._version()]],
+                     ("name", "token_hash", "secret", "created", "revoked", "version"))
+
+    def probe_by_token_hash(self, token_hash: str) -> ProbeCredential | None:
+        rows = self._rows(f"SELECT {self._CRED_COLS} FROM {{db}}.probe_credentials FINAL "
+                          "WHERE token_hash = {th:String}", {"th": token_hash})
+        return _cred(rows[0]) if rows else None
+
+    def probes(self) -> list[ProbeCredential]:
+        rows = self._rows(f"SELECT {self._CRED_COLS} FROM {{db}}.probe_credentials FINAL ORDER BY name")
+        return [_cred(r) for r in rows]
+
+    def revoke_probe(self, name: str) -> bool:
+        with self._lock:
+            rows = self._rows(f"SELECT {self._CRED_COLS} FROM {{db}}.probe_credentials FINAL "
+                              "WHERE name = {name:String}", {"name": name})
+            if not rows:
+                return False
+            cred = _cred(rows[0])
+            self._insert_cred(ProbeCredential(name=cred.name, token_hash=cred.token_hash, secret=cred.secret,
+                                              created=cred.created, revoked=True))
+            return True
+
+    # --- small state ------------------------------------------------------------------------------------
+
+    def get_state(self, key: str) -> str | None:
+        value = self._scalar("SELECT value FROM {db}.state FINAL WHERE key = {key:String}", {"key": key})
+        return None if value is None else str(value)
+
+    def set_state(self, key: str, value: str) -> None:
+        self._insert("state", [[key, value, self._version()]], ("key", "value", "version"))
+
+
+def _cred(row: Sequence[Any]) -> ProbeCredential:
+    return ProbeCredential(name=row[0], token_hash=row[1], secret=row[2], created=_utc(row[3]),
+                           revoked=bool(row[4]))
+
+
+def _cell(r: Sequence[Any]) -> SeriesCell:
+    techniques = {t: int(n) for t, n in zip(_TECHNIQUE_LIST, r[15:], strict=True) if n}
+    median = r[11]
+    return SeriesCell(
+        bucket=datetime.fromtimestamp(int(r[0]), UTC),
+        country=r[1],
+        asn=int(r[2]),
+        region=r[3] or None,
+        platform=r[4],
+        total=int(r[5]),
+        ok=int(r[6]),
+        down=int(r[7]),
+        anomalous=int(r[8]),
+        probes=int(r[9]),
+        anomalous_probes=int(r[10]),
+        median_kbps=float(median) if median is not None and median == median else None,
+        network_name=r[12] or "",
+        down_probes=int(r[13]),
+        anomalous_keys=tuple(r[14] or ()),
+        by_technique=techniques,
+    )
+
+
+def _plain_arrow(table: pa.Table) -> pa.Table:
+    """ClickHouse's Arrow output with dictionary (LowCardinality) columns decoded to plain ones, so parquet and
+    CSV readers see the same types as DuckDB's export."""
+    cols = []
+    for col in table.columns:
+        if pa.types.is_dictionary(col.type):
+            col = col.cast(col.type.value_type)
+        if pa.types.is_timestamp(col.type) and col.type.tz is not None:
+            col = col.cast(pa.timestamp(col.type.unit))  # naive UTC, as DuckDB writes TIMESTAMP
+        cols.append(col)
+    return pa.table(cols, names=table.column_names)

@@ -1,0 +1,556 @@
+"""The Store contract: the same tests for every backend.
+
+Backends: DuckDB (a file per test), ClickHouse through chdb (the ClickHouse engine in-process: ONE data directory
+per test session, since chdb allows one per process, and a fresh database per test), and a real ClickHouse
+server when OBSERVATORY_TEST_CLICKHOUSE_URL is set (clickhouse://user:pass@host:8123/anything; each test gets
+its own database on it, dropped afterwards).
+
+Cross-backend tests put the same rows in DuckDB and ClickHouse and compare what callers see: series cells,
+the rollup, and the detector's incidents.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from observatory.errors import ConfigError, StoreError
+from observatory.incident import Assessment, Incident
+from observatory.ingest import Ingestor, IngestSummary, ingest_paths
+from observatory.measurement import PRIVATE_FIELDS, SCRUBBED
+from observatory.store import ContextEvent, IncidentFilter, MeasurementFilter, ProbeCredential, open_store
+from observatory.store.clickhouse import ClickHouseStore
+from observatory.store.duckdb import DuckDBStore
+
+sys.path.insert(0, str(Path(__file__).parent))
+from store_world import T0, Event, Net, World, pk_block_world  # noqa: E402
+
+SERVER_URL = os.environ.get("OBSERVATORY_TEST_CLICKHOUSE_URL")
+BACKENDS = ["duckdb", "chdb", pytest.param("server", marks=pytest.mark.skipif(
+    not SERVER_URL, reason="set OBSERVATORY_TEST_CLICKHOUSE_URL to run against a ClickHouse server"))]
+_db_numbers = itertools.count(1)
+FAR_PAST = datetime(2000, 1, 1, tzinfo=UTC)
+FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session")
+def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("chdb")
+
+
+def _server_url(database: str) -> str:
+    assert SERVER_URL
+    p = urlparse(SERVER_URL)
+    return urlunparse(p._replace(path="/" + database))
+
+
+def _make(kind: str, tmp_path: Path, chdb_dir: Path) -> DuckDBStore | ClickHouseStore:
+    if kind == "duckdb":
+        return DuckDBStore(str(tmp_path / "obs.duckdb"))
+    database = f"test_{os.getpid()}_{next(_db_numbers)}"
+    url = f"chdb://{chdb_dir}?database={database}" if kind == "chdb" else _server_url(database)
+    store = open_store(url)
+    assert isinstance(store, ClickHouseStore)
+    return store
+
+
+def _dispose(store: DuckDBStore | ClickHouseStore) -> None:
+    if isinstance(store, ClickHouseStore):
+        store._command("DROP DATABASE IF EXISTS {db}")
+    store.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path, chdb_dir: Path) -> Iterator[DuckDBStore | ClickHouseStore]:
+    s = _make(request.param, tmp_path, chdb_dir)
+    yield s
+    _dispose(s)
+
+
+@pytest.fixture
+def pair(tmp_path: Path, chdb_dir: Path) -> Iterator[tuple[DuckDBStore, ClickHouseStore]]:
+    """DuckDB and ClickHouse-through-chdb side by side, for comparisons."""
+    duck = _make("duckdb", tmp_path, chdb_dir)
+    ch = _make("chdb", tmp_path, chdb_dir)
+    assert isinstance(duck, DuckDBStore) and isinstance(ch, ClickHouseStore)
+    yield duck, ch
+    _dispose(duck)
+    _dispose(ch)
+
+
+def _small_world() -> World:
+    """Two countries, a few hours: enough for every filter to select something and exclude something."""
+    return World(nets=[Net("PK", 17557, 6), Net("PK", 45669, 3), Net("IR", 58224, 3, regions=("Tehran",))],
+                 cycles=8, seed=7,
+                 events=[Event("PK", T0 + timedelta(hours=1), T0 + timedelta(hours=2), technique="tcp_reset")])
+
+
+def _insert_all(store: DuckDBStore | ClickHouseStore, rows: list, batch: int = 500) -> None:
+    for i in range(0, len(rows), batch):
+        store.insert(rows[i:i + batch])
+
+
+# --- measurements -------------------------------------------------------------------------------------------
+
+
+def test_insert_reports_accepted_and_duplicates_per_batch(store: DuckDBStore | ClickHouseStore) -> None:
+    rows = list(_small_world().rows())[:300]
+    first = store.insert(rows[:200] + rows[:10])  # ten repeated inside the batch
+    assert (first.accepted, first.duplicates) == (200, 10)
+    assert sorted(first.accepted_uids) == sorted(r.measurement.uid for r in rows[:200])
+    again = store.insert(rows[150:300])  # fifty stored already, a hundred new
+    assert (again.accepted, again.duplicates) == (100, 50)
+    assert set(again.accepted_uids) == {r.measurement.uid for r in rows[200:300]}
+    assert store.insert(rows).accepted == 0
+    assert store.insert([]).accepted == 0
+    assert store.count() == 300
+
+
+def test_stats_counts_what_was_stored(store: DuckDBStore | ClickHouseStore) -> None:
+    rows = list(_small_world().rows())
+    _insert_all(store, rows)
+    stats = store.stats()
+    assert stats["measurements"] == len(rows) == store.count()
+    assert stats["by_country"] == dict(Counter(r.measurement.probe_cc for r in rows))
+    assert stats["by_network"] == dict(Counter(f"AS{r.measurement.probe_asn}" for r in rows))
+    assert stats["by_platform"] == dict(Counter(r.measurement.platform for r in rows))
+    assert stats["by_verdict"] == dict(Counter(r.verdict for r in rows))
+    assert stats["by_test"] == {"web_connectivity": len(rows)}
+    assert stats["by_day"] == {"2024-01-15": len(rows)}
+    assert store.countries() == ["IR", "PK"]
+    assert store.latest_time() == max(r.measurement.start_time for r in rows)
+
+
+def _expected(doc: dict) -> dict:
+    """What must come back: the document minus private fields (and the address scrubbed where it appears)."""
+    ip = doc.get("probe_ip")
+    clean = {k: v for k, v in doc.items() if k not in PRIVATE_FIELDS}
+    if ip and ip not in ("127.0.0.1", "0.0.0.0", "::1"):
+        text = json.dumps(clean)
+        if ip in text:
+            clean = json.loads(text.replace(ip, SCRUBBED))
+    return clean
+
+
+def _docs(files: list[Path]) -> list[dict]:
+    out: list[dict] = []
+    for f in files:
+        if f.suffix == ".jsonl":
+            out += [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        else:
+            out.append(json.loads(f.read_text()))
+    return out
+
+
+def test_real_documents_round_trip_minus_private_fields(
+    store: DuckDBStore | ClickHouseStore, ooni_files: list[Path]
+) -> None:
+    summary = ingest_paths(store, ooni_files)
+    inputs = _docs(ooni_files)
+    assert summary.accepted == len(inputs) == store.count()
+    back = [json.loads(d) for d in store.documents(MeasurementFilter())]
+    assert sorted(json.dumps(d, sort_keys=True) for d in back) == \
+        sorted(json.dumps(_expected(d), sort_keys=True) for d in inputs)
+    assert not any(k in d for d in back for k in PRIVATE_FIELDS)
+    pk = [json.loads(d) for d in store.documents(MeasurementFilter(country="pk"))]
+    assert pk and all(d["probe_cc"] == "PK" for d in pk)
+    assert len(pk) == sum(1 for d in inputs if d.get("probe_cc") == "PK")
+
+
+def test_documents_page_through_large_results_in_time_order(store: DuckDBStore | ClickHouseStore,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import observatory.store.clickhouse as ch
+
+    monkeypatch.setattr(ch, "PAGE_ROWS", 97)  # many pages, one of them partial
+    rows = list(_small_world().rows())
+    _insert_all(store, rows)
+    docs = [json.loads(d) for d in store.documents(MeasurementFilter())]
+    assert len(docs) == len(rows)
+    keys = [(d["measurement_start_time"], d["measurement_uid"]) for d in docs]
+    assert keys == sorted(keys)
+    assert len(set(keys)) == len(keys)
+
+
+def test_export_parquet_and_csv_hold_every_selected_row(store: DuckDBStore | ClickHouseStore, tmp_path: Path) -> None:
+    rows = list(_small_world().rows())
+    _insert_all(store, rows)
+    pk_uids = sorted(r.measurement.uid for r in rows if r.measurement.probe_cc == "PK")
+    flt = MeasurementFilter(country="PK")
+    assert store.export(flt, "parquet", str(tmp_path / "pk.parquet")) == len(pk_uids)
+    table = pq.read_table(tmp_path / "pk.parquet")
+    assert sorted(table.column("uid").to_pylist()) == pk_uids
+    first = table.slice(0, 1).to_pylist()[0]
+    stored = next(r for r in rows if r.measurement.uid == first["uid"])
+    assert json.loads(first["document"]) == json.loads(stored.measurement.document_json())
+    assert first["asn"] == f"AS{stored.measurement.probe_asn}"
+    assert store.export(flt, "csv", str(tmp_path / "pk.csv")) == len(pk_uids)
+    csv_table = pacsv.read_csv(tmp_path / "pk.csv")
+    assert csv_table.column_names[:4] == ["uid", "t", "cc", "asn"]
+    assert sorted(csv_table.column("uid").to_pylist()) == pk_uids
+    assert set(csv_table.column("verdict").to_pylist()) == {r.verdict for r in rows if r.measurement.probe_cc == "PK"}
+
+
+def test_measurements_pages_and_filters(store: DuckDBStore | ClickHouseStore) -> None:
+    rows = list(_small_world().rows())
+    _insert_all(store, rows)
+    full = store.measurements(MeasurementFilter(), limit=10_000, offset=0)
+    assert len(full) == len(rows)
+    assert [(m["t"], m["uid"]) for m in full] == sorted((m["t"], m["uid"]) for m in full)
+    pages = [store.measurements(MeasurementFilter(), limit=50, offset=o) for o in range(0, len(rows), 50)]
+    assert [m for p in pages for m in p] == full
+    one = full[0]
+    assert set(one) == {"uid", "t", "cc", "asn", "network", "region", "test_name", "input", "platform", "verdict",
+                        "kbps", "source"}
+    assert one["t"].endswith("Z") and one["asn"].startswith("AS")
+
+    def n(**kw: object) -> int:
+        return len(store.measurements(MeasurementFilter(**kw), limit=10_000, offset=0))  # type: ignore[arg-type]
+
+    ms = [r.measurement for r in rows]
+    assert n(country="ir") == sum(m.probe_cc == "IR" for m in ms)
+    assert n(asn=45669) == sum(m.probe_asn == 45669 for m in ms)
+    assert n(platform="twitter") == sum(m.platform == "twitter" for m in ms)
+    assert n(platforms=("twitter", "control")) == sum(m.platform in ("twitter", "control") for m in ms)
+    assert n(asns=(17557, 58224)) == sum(m.probe_asn in (17557, 58224) for m in ms)
+    mid = T0 + timedelta(hours=1)
+    assert n(since=mid) == sum(m.start_time >= mid for m in ms)
+    assert n(until=mid) == sum(m.start_time < mid for m in ms)
+    assert n(uids=(ms[3].uid, ms[9].uid, "nope")) == 2
+    assert n(uids=()) == 0
+
+
+def test_changes_since_names_what_arrived_after_a_sequence_number(store: DuckDBStore | ClickHouseStore) -> None:
+    assert store.changes_since(0).spans == {}
+    rows = list(_small_world().rows())
+    pk = [r for r in rows if r.measurement.probe_cc == "PK"]
+    ir = [r for r in rows if r.measurement.probe_cc == "IR"]
+    _insert_all(store, pk)
+    first = store.changes_since(0)
+    assert first.max_seq >= len(pk)
+    times = [r.measurement.start_time for r in pk]
+    assert first.spans == {"PK": (min(times), max(times))}
+    assert store.changes_since(first.max_seq).spans == {}
+    store.insert(ir[:5])
+    later = store.changes_since(first.max_seq)
+    assert set(later.spans) == {"IR"} and later.max_seq > first.max_seq
+    ir_times = [r.measurement.start_time for r in ir[:5]]
+    assert later.spans["IR"] == (min(ir_times), max(ir_times))
+    store.insert(pk[:5])  # duplicates change nothing
+    assert store.changes_since(later.max_seq).spans == {}
+
+
+def test_example_uids_pick_the_incidents_evidence(store: DuckDBStore | ClickHouseStore) -> None:
+    rows = list(_small_world().rows())
+    _insert_all(store, rows)
+    since, until = T0 + timedelta(hours=1), T0 + timedelta(hours=2)
+    got = store.example_uids(country="pk", since=since, until=until, asns=[17557], platforms=["twitter"],
+                             verdicts=["tcp_reset"], limit=4)
+    expected = sorted(
+        (r.measurement.start_time, r.measurement.uid) for r in rows
+         if r.measurement.probe_cc == "PK" and r.measurement.probe_asn == 17557 and r.verdict == "tcp_reset"
+         and r.measurement.platform == "twitter" and since <= r.measurement.start_time < until)[:4]
+    assert len(expected) == 4
+    assert got == [u for _, u in expected]
+
+
+def test_reclassify_rewrites_only_changed_verdicts(store: DuckDBStore | ClickHouseStore) -> None:
+    rows = list(_small_world().rows())
+    _insert_all(store, rows)
+
+    def strict(raw: bytes) -> tuple[str, float | None]:
+        doc = json.loads(raw)
+        if doc["input"] == "https://x.com/":
+            return "dns_tampering", None
+        stored = by_uid[doc["measurement_uid"]]
+        return stored.verdict, stored.kbps
+
+    by_uid = {r.measurement.uid: r for r in rows}
+    twitter = sum(r.measurement.platform == "twitter" for r in rows)
+    assert store.reclassify(strict, batch_size=100) == twitter
+    assert store.stats()["by_verdict"]["dns_tampering"] >= twitter
+    tw = store.measurements(MeasurementFilter(platform="twitter"), limit=10_000, offset=0)
+    assert {m["verdict"] for m in tw} == {"dns_tampering"} and {m["kbps"] for m in tw} == {None}
+    assert store.reclassify(strict) == 0
+    assert store.count() == len(rows)
+
+
+# --- series -------------------------------------------------------------------------------------------------
+
+
+def test_series_counts_verdicts_and_distinct_probes(store: DuckDBStore | ClickHouseStore) -> None:
+    rows = list(_small_world().rows())
+    _insert_all(store, rows)
+    cells = store.series(since=T0, until=T0 + timedelta(days=1), bucket_seconds=900, countries=["pk"])
+    assert {c.country for c in cells} == {"PK"}
+    # one cell recomputed by hand from the rows
+    cell = next(c for c in cells if c.asn == 17557 and c.platform == "twitter" and c.region == "North"
+                and c.bucket == T0 + timedelta(hours=1))
+    mine = [r for r in rows if r.measurement.probe_asn == 17557 and r.measurement.platform == "twitter"
+            and r.measurement.region == "North"
+            and T0 + timedelta(hours=1) <= r.measurement.start_time < T0 + timedelta(hours=1, minutes=15)]
+    assert cell.total == len(mine) > 0
+    assert cell.ok == sum(r.verdict == "ok" for r in mine)
+    assert cell.anomalous == sum(r.verdict not in ("ok", "down", "unknown") for r in mine)
+    assert cell.by_technique == dict(Counter(r.verdict for r in mine if r.verdict != "ok"))
+    assert cell.probes == len({r.measurement.probe_key for r in mine})
+    bad = sorted({r.measurement.probe_key for r in mine if r.verdict != "ok"})
+    assert cell.anomalous_probes == len(bad) and list(cell.anomalous_keys) == bad
+    kbps = sorted(r.kbps for r in mine if r.kbps is not None)
+    if kbps:
+        mid = len(kbps) // 2
+        want = kbps[mid] if len(kbps) % 2 else (kbps[mid - 1] + kbps[mid]) / 2
+        assert cell.median_kbps == pytest.approx(want)
+    assert cell.network_name == "Network 17557"
+    assert sum(c.total for c in cells) == sum(r.measurement.probe_cc == "PK" for r in rows)
+
+
+def test_rollup_adds_up_across_refreshes(store: DuckDBStore | ClickHouseStore) -> None:
+    rows = list(_small_world().rows())
+    half = len(rows) // 2
+    _insert_all(store, rows[:half])
+    assert store.refresh_rollup() >= half
+    assert store.refresh_rollup() == 0
+    _insert_all(store, rows[half:])
+    assert store.refresh_rollup() > 0
+    cells = store.rollup(since=FAR_PAST, until=FAR_FUTURE, bucket_seconds=3600, country="PK", asn=17557)
+    mine = [r for r in rows if r.measurement.probe_asn == 17557]
+    assert sum(c.total for c in cells) == len(mine)
+    assert sum(c.ok for c in cells) == sum(r.verdict == "ok" for r in mine)
+    assert {c.platform for c in cells} == {r.measurement.platform for r in mine}
+
+
+def test_series_and_rollup_are_identical_across_backends(pair: tuple[DuckDBStore, ClickHouseStore]) -> None:
+    duck, ch = pair
+    world = pk_block_world(cycles=120)
+    world.nets.append(Net("IR", 58224, 5, regions=("Tehran", "Isfahan")))
+    rows = list(world.rows())
+    for s in pair:
+        _insert_all(s, rows, batch=5000)
+    for bucket in (300, 3600):
+        for countries in (None, ["PK"]):
+            a = duck.series(since=T0, until=T0 + timedelta(days=3), bucket_seconds=bucket, countries=countries)
+            b = ch.series(since=T0, until=T0 + timedelta(days=3), bucket_seconds=bucket, countries=countries)
+            assert len(a) > 100 and a == b
+    assert duck.refresh_rollup() == ch.refresh_rollup() == len(rows)
+    for args in ({}, {"country": "IR"}, {"platform": "twitter", "asn": 17557}):
+        a = duck.rollup(since=T0, until=T0 + timedelta(days=3), bucket_seconds=900, **args)  # type: ignore[arg-type]
+        b = ch.rollup(since=T0, until=T0 + timedelta(days=3), bucket_seconds=900, **args)  # type: ignore[arg-type]
+        assert a and a == b
+    assert duck.stats() == ch.stats()
+    flt = MeasurementFilter(country="PK", platforms=("facebook",))
+    assert duck.measurements(flt, limit=500, offset=100) == ch.measurements(flt, limit=500, offset=100)
+
+
+def test_the_detector_finds_identical_incidents_on_both_stores(pair: tuple[DuckDBStore, ClickHouseStore]) -> None:
+    from observatory.detect import detect_incidents
+
+    world = pk_block_world()
+    rows = list(world.rows())
+    found = []
+    for s in pair:
+        _insert_all(s, rows, batch=5000)
+        cells = s.series(since=world.start, until=world.start + timedelta(days=4), bucket_seconds=300)
+        found.append([i.to_json() for i in detect_incidents(cells)])
+    duck_incidents, ch_incidents = found
+    # ids are built from country, kind and start only (nothing store-specific), so they are compared too
+    assert duck_incidents == ch_incidents
+    assert [(i["country"], i["kind"], sorted(i["platforms"])) for i in ch_incidents] == \
+        [("PK", "platform_restriction", ["facebook", "twitter"])]
+
+
+# --- incidents, events, credentials, state ------------------------------------------------------------------
+
+
+def _incident(i: int, **kw: object) -> Incident:
+    base = dict(
+        id=f"PK-2024011{i}-1345-platform_restriction", country="PK", kind="platform_restriction",
+        scope="national", asns=(17557, 45669), regions=("Punjab",), platforms=("twitter", "facebook"),
+        techniques=("tls_interference",), start=datetime(2024, 1, 10 + i, 13, 45, tzinfo=UTC),
+        end=datetime(2024, 1, 10 + i, 17, 0, tzinfo=UTC), status="ended",
+        confirmed_at=datetime(2024, 1, 10 + i, 13, 55, tzinfo=UTC), confidence=0.97,
+        assessment=Assessment(deliberate=0.9, reasons=("only social platforms",)), evidence={"probes": i},
+    )
+    base.update(kw)
+    return Incident(**base)  # type: ignore[arg-type]
+
+
+def test_incidents_save_filter_get_and_upsert(store: DuckDBStore | ClickHouseStore) -> None:
+    incs = [_incident(1), _incident(2, kind="throttling", platforms=("youtube",)),
+            _incident(3, country="IR", end=None, status="confirmed"),
+            _incident(4, country=None, kind="platform_outage", scope="national")]
+    store.save_incidents(incs)
+    assert store.incident(incs[0].id) == incs[0]
+    assert store.incident("nope") is None
+    everything = store.incidents(IncidentFilter())
+    assert [i.id for i in everything] == [i.id for i in sorted(incs, key=lambda i: i.start, reverse=True)]
+    assert [i.id for i in store.incidents(IncidentFilter(country="pk"))] == [incs[1].id, incs[0].id]
+    assert [i.id for i in store.incidents(IncidentFilter(platform="youtube"))] == [incs[1].id]
+    assert [i.id for i in store.incidents(IncidentFilter(kind="platform_outage"))] == [incs[3].id]
+    assert [i.id for i in store.incidents(IncidentFilter(status="confirmed"))] == [incs[2].id]
+    # since: ongoing ones and those that ended after; until: those that started before
+    since = datetime(2024, 1, 13, 12, tzinfo=UTC)
+    assert {i.id for i in store.incidents(IncidentFilter(since=since))} == {incs[2].id, incs[3].id}
+    assert {i.id for i in store.incidents(IncidentFilter(until=since))} == {incs[0].id, incs[1].id}
+    assert [i.id for i in store.incidents(IncidentFilter(limit=2, offset=1))] == [everything[1].id, everything[2].id]
+    # upsert: the same id saved again replaces, and the filters see only the new version
+    updated = incs[2].with_(status="ended", end=datetime(2024, 1, 13, 20, tzinfo=UTC),
+                            review={"status": "reviewed", "note": "checked"})
+    store.save_incidents([updated])
+    assert store.incident(updated.id) == updated
+    assert store.incidents(IncidentFilter(status="confirmed")) == []
+    assert len(store.incidents(IncidentFilter())) == 4
+    store.save_incidents([])
+
+
+def test_context_events_add_replace_and_filter(store: DuckDBStore | ClickHouseStore) -> None:
+    a = ContextEvent(id="e1", country="PK", time=datetime(2024, 1, 20, 13, tzinfo=UTC), title="rally", url=None)
+    b = ContextEvent(id="e2", country="PK", time=datetime(2024, 1, 21, tzinfo=UTC), title="statement",
+                     url="https://example.org/s")
+    c = ContextEvent(id="e3", country="IR", time=datetime(2024, 1, 19, tzinfo=UTC), title="protest")
+    for e in (a, b, c):
+        store.add_event(e)
+    assert store.events() == [c, a, b]
+    assert store.events(country="pk") == [a, b]
+    assert store.events(since=datetime(2024, 1, 20, tzinfo=UTC), until=datetime(2024, 1, 21, tzinfo=UTC)) == [a]
+    a2 = ContextEvent(id="e1", country="PK", time=a.time, title="virtual rally", url="https://example.org/r")
+    store.add_event(a2)
+    assert store.events(country="PK") == [a2, b]
+
+
+def test_probe_credentials(store: DuckDBStore | ClickHouseStore) -> None:
+    created = datetime(2024, 1, 1, 12, tzinfo=UTC)
+    p1 = ProbeCredential(name="lahore-1", token_hash="h1", secret="s1", created=created)
+    p2 = ProbeCredential(name="karachi-1", token_hash="h2", secret="s2", created=created)
+    store.add_probe(p1)
+    store.add_probe(p2)
+    assert store.probe_by_token_hash("h1") == p1
+    assert store.probe_by_token_hash("nope") is None
+    assert [p.name for p in store.probes()] == ["karachi-1", "lahore-1"]
+    with pytest.raises(StoreError):
+        store.add_probe(ProbeCredential(name="lahore-1", token_hash="h9", secret="s", created=created))
+    with pytest.raises(StoreError):
+        store.add_probe(ProbeCredential(name="other", token_hash="h1", secret="s", created=created))
+    assert store.revoke_probe("lahore-1") is True
+    assert store.revoke_probe("ghost") is False
+    revoked = store.probe_by_token_hash("h1")
+    assert revoked is not None and revoked.revoked and revoked.secret == "s1"
+    assert len(store.probes()) == 2
+
+
+def test_state(store: DuckDBStore | ClickHouseStore) -> None:
+    assert store.get_state("detect.seq") is None
+    store.set_state("detect.seq", "10")
+    store.set_state("other", "x")
+    store.set_state("detect.seq", "42")
+    assert store.get_state("detect.seq") == "42"
+    assert store.get_state("other") == "x"
+
+
+# --- ClickHouse specifics: opening, failures ----------------------------------------------------------------
+
+
+def test_a_reopened_clickhouse_store_keeps_everything_and_continues_the_sequence(chdb_dir: Path) -> None:
+    url = f"chdb://{chdb_dir}?database=reopen_{os.getpid()}"
+    rows = list(_small_world().rows())
+    s1 = ClickHouseStore(url)
+    s1.insert(rows[:100])
+    seq = s1.changes_since(0).max_seq
+    s1.close()
+    s2 = ClickHouseStore(url)
+    try:
+        assert s2.count() == 100 and s2.schema_version() == 2
+        assert s2.insert(rows[50:150]).accepted == 50
+        assert s2.changes_since(seq).max_seq == seq + 50
+    finally:
+        _dispose(s2)
+
+
+def test_bad_clickhouse_urls_are_explained(chdb_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="database name"):
+        open_store(f"chdb://{chdb_dir}?database=no;drop")
+    with pytest.raises(StoreError, match="one per process"):
+        open_store(f"chdb://{tmp_path}/another")
+    with pytest.raises(ConfigError, match="unknown store URL"):
+        open_store("postgres://x/y")
+
+
+def test_a_store_failure_mid_ingest_loses_nothing_acknowledged_and_a_rerun_completes(
+    chdb_dir: Path, tmp_path: Path
+) -> None:
+    """The server refuses inserts half way (a real ClickHouse error: TOO_MANY_PARTS, provoked by lowering the
+    table's limit); the ingest stops with a StoreError naming the store; what it acknowledged is stored; the
+    re-run stores the rest and nothing twice."""
+    store = _make("chdb", tmp_path, chdb_dir)
+    assert isinstance(store, ClickHouseStore)
+    try:
+        rows = list(_small_world().rows())
+        path = tmp_path / "m.jsonl"
+        path.write_bytes(b"".join(r.measurement.document_json() + b"\n" for r in rows))
+        acknowledged = []
+
+        def break_after_two(summary: IngestSummary) -> None:
+            acknowledged.append(summary.accepted)
+            if len(acknowledged) == 2:
+                store._command("ALTER TABLE {db}.measurements MODIFY SETTING parts_to_throw_insert = 1")
+
+        with pytest.raises(StoreError) as err:
+            with Ingestor(store, batch_size=100, on_progress=break_after_two) as ing:
+                ing.ingest_file(path)
+        assert str(store.url) in str(err.value) and "TOO_MANY_PARTS" in str(err.value)
+        assert acknowledged == [100, 200]
+        assert store.count() == 200  # everything acknowledged, nothing more
+
+        store._command("ALTER TABLE {db}.measurements MODIFY SETTING parts_to_throw_insert = 3000")
+        rerun = ingest_paths(store, [path], batch_size=100)
+        assert (rerun.accepted, rerun.duplicates) == (len(rows) - 200, 200)
+        assert store.count() == len(rows)
+        assert store._scalar("SELECT uniqExact(uid) FROM {db}.measurements") == len(rows)
+    finally:
+        _dispose(store)
+
+
+def test_a_client_that_raises_on_insert_is_reported_and_retried_without_duplicates(
+    chdb_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection drops during an insert that the server nonetheless completed (the worst case for
+    idempotency): the caller sees a StoreError, and the retry reports every row as a duplicate."""
+    from clickhouse_connect.driver.exceptions import OperationalError
+
+    store = _make("chdb", tmp_path, chdb_dir)
+    assert isinstance(store, ClickHouseStore)
+    try:
+        every = list(_small_world().rows())
+        rows = every[:300]
+        real_insert = store._client.insert_arrow
+
+        def insert_then_drop(*args: object, **kw: object) -> object:
+            real_insert(*args, **kw)
+            raise OperationalError("Error HTTPConnectionPool(host='ch-1', port=8123): connection reset by peer")
+
+        monkeypatch.setattr(store._client, "insert_arrow", insert_then_drop)
+        with pytest.raises(StoreError, match="connection reset"):
+            store.insert(rows)
+        monkeypatch.undo()
+        retry = store.insert(rows)
+        assert (retry.accepted, retry.duplicates) == (0, 300)
+        assert store.count() == 300
+        seq = store.changes_since(0).max_seq
+        more = store.insert(every[300:])
+        assert more.accepted == len(every) - 300
+        # the sequence moved past the failed batch: changes_since sees exactly the new rows
+        assert store.changes_since(seq).max_seq == seq + more.accepted
+        assert len(store.measurements(MeasurementFilter(uids=more.accepted_uids), limit=1000, offset=0)) == \
+            more.accepted
+    finally:
+        _dispose(store)
