@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import zstandard
 
 from observatory.errors import StoreError, StoreFullError, StoreReadOnlyError
 from observatory.incident import Incident
@@ -58,7 +58,7 @@ MIGRATIONS: list[str] = [
         platform VARCHAR,
         verdict VARCHAR NOT NULL,
         kbps DOUBLE,
-        raw VARCHAR NOT NULL
+        raw BLOB NOT NULL
     );
     CREATE SEQUENCE measurement_seq START 1;
     CREATE TABLE incidents (
@@ -221,7 +221,7 @@ class DuckDBStore:
             "platform": [m.platform for m in ms],
             "verdict": [r.verdict for r in vals],
             "kbps": pa.array([r.kbps for r in vals], pa.float64()),
-            "raw": [m.document_json().decode() for m in ms],
+            "raw": pa.array(_compress([m.document_json() for m in ms]), pa.binary()),
         })
         with self._lock, _mapped_errors(self.url):
             con = self._con
@@ -312,22 +312,45 @@ class DuckDBStore:
             if not chunk:
                 break
             for (raw,) in chunk:
-                yield raw.encode()
+                yield _decompress(raw)
         cur.close()
 
     def export(self, flt: MeasurementFilter, fmt: str, path: str) -> int:
+        """Parquet (with each whole document as JSON text) or CSV (the summary columns), streamed."""
+        import pyarrow.csv as pacsv
+        import pyarrow.parquet as pq
+
         where, params = self._where(flt)
         cols = "uid, t, cc, 'AS' || asn::VARCHAR AS asn, network, region, test_name, test_version, " \
-               "software, source, input, platform, verdict, kbps"
-        if fmt == "parquet":
-            cols += ", raw"
-        options = {"parquet": "(FORMAT PARQUET, COMPRESSION ZSTD)", "csv": "(FORMAT CSV, HEADER)"}[fmt]
+               "software, source, input, platform, verdict, kbps, raw"
         with self._lock, _mapped_errors(self.url):
-            q = f"SELECT {cols} FROM measurements{where} ORDER BY t, uid"
-            n = self._con.execute(f"SELECT count(*) FROM measurements{where}", params).fetchall()
-            n = n[0] if n else None
-            self._con.execute(f"COPY ({q}) TO '{_sql_path(path)}' {options}", params)
-            return int(n[0]) if n else 0
+            cur = self._con.cursor()
+        n = 0
+        writer: Any = None
+        try:
+            cur.execute(f"SELECT {cols} FROM measurements{where} ORDER BY t, uid", params)
+            reader = cur.to_arrow_reader(10_000)
+            for batch in reader:
+                raw = batch.column("raw").to_pylist()
+                batch = batch.drop_columns(["raw"])
+                if fmt == "parquet":
+                    docs = pa.array([_decompress(r).decode() for r in raw], pa.string())
+                    batch = batch.append_column("document", docs)
+                    if writer is None:
+                        writer = pq.ParquetWriter(path, batch.schema, compression="zstd")
+                    writer.write_batch(batch)
+                else:
+                    if writer is None:
+                        writer = pacsv.CSVWriter(path, batch.schema)
+                    writer.write_batch(batch)
+                n += batch.num_rows
+        finally:
+            cur.close()
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            Path(path).write_bytes(b"")
+        return n
 
     def measurements(self, flt: MeasurementFilter, *, limit: int, offset: int) -> list[dict[str, Any]]:
         where, params = self._where(flt)
@@ -359,7 +382,7 @@ class DuckDBStore:
             last = chunk[-1][0]
             updates = []
             for uid, raw, verdict, kbps in chunk:
-                new_verdict, new_kbps = classify(raw.encode())
+                new_verdict, new_kbps = classify(_decompress(raw))
                 if new_verdict != verdict or new_kbps != kbps:
                     updates.append((uid, new_verdict, new_kbps))
             if updates:
@@ -656,8 +679,20 @@ class DuckDBStore:
             self._con.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", [key, value])
 
 
-def _sql_path(path: str) -> str:
-    return os.fspath(path).replace("'", "''")
+_ZSTD_LEVEL = 3
+
+
+def _compress(docs: list[bytes]) -> list[bytes]:
+    """zstd, on every core: the documents are most of the bytes we write."""
+    if len(docs) < 64:
+        c = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
+        return [c.compress(d) for d in docs]
+    buf = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).multi_compress_to_buffer(docs, threads=-1)
+    return [bytes(seg) for seg in buf]
+
+
+def _decompress(raw: bytes) -> bytes:
+    return zstandard.ZstdDecompressor().decompress(raw)
 
 
 def _cred(row: Sequence[Any]) -> ProbeCredential:
