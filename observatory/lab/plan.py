@@ -121,7 +121,8 @@ class LabPlan:
     @property
     def lab_id(self) -> str:
         """A short id for namespace names (`obs-<id>-w`): the scenario's name, sanitised."""
-        return re.sub(r"[^a-z0-9]", "", self.name.lower())[:10] or "lab"
+        name = re.sub(r"^lab[-_]", "", self.name.lower())
+        return re.sub(r"[^a-z0-9]", "", name)[:10] or "lab"
 
     @property
     def countries(self) -> tuple[str, ...]:
@@ -155,6 +156,13 @@ def _unknown(keys: set[str], allowed: set[str], where: str) -> None:
 def load_plan(path: str | Path) -> LabPlan:
     """Reads a lab scenario; every error names the file and the key."""
     path = Path(path)
+    try:
+        from observatory.simulate.scenario import load_scenario
+    except ImportError:  # the simulator is optional for the lab; our own checks below still apply
+        load_scenario = None
+    if load_scenario is not None and path.exists():
+        # The contract's own validation first: the same messages as `observatory simulate` gives.
+        load_scenario(path, allow_offsets=True)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -110,8 +110,8 @@ def _build(plan: LabPlan, state: LabState, tls_mode: str) -> Lab:
     w = state.add_namespace(world_ns(lab_id), resolver=WORLD_DNS)
     c = state.add_namespace(censor_ns(lab_id), resolver=WORLD_DNS)
     netns.veth(c, "w0", f"{WORLD_CENSOR_CENSOR}/30", w, "up0", f"{WORLD_CENSOR_WORLD}/30")
-    world_addrs = [WORLD_DNS, HELPER_ADDR, COLLECTOR_ADDR] + [platform_address(p) for p in catalog.platform_ids()]
-    for a in world_addrs:
+    platforms = [platform_address(p) for p in catalog.platform_ids()]
+    for a in [WORLD_DNS, HELPER_ADDR, COLLECTOR_ADDR, *platforms]:
         netns.add_address(w, f"{a}/32")
     netns.run(["ip", "-n", w, "route", "add", "default", "via", WORLD_CENSOR_CENSOR])
     netns.enable_forwarding(c)
@@ -145,8 +145,11 @@ def _build(plan: LabPlan, state: LabState, tls_mode: str) -> Lab:
            default_root=sites[next(iter(sites))])
     country = plan.networks[0].country
     block_root = write_blockpage_root(d / "blockpage", country)
-    _nginx(state, "censor-blockpage", c, fake, listen=[BLOCKPAGE_ADDR], sites={},
-           default_root=str(block_root), extra_tls_port=MITM_PORT, mitm_root=str(d / "www"))
+    # The block page is served over HTTPS too, under a certificate the probes accept: a censor whose root
+    # the devices trust (a state-mandated CA), as the simulator's http_blockpage shows (TLS ok, then the
+    # page). The interception port presents the untrusted censor CA's certificate instead (tls_mitm).
+    _nginx(state, "censor-blockpage", c, server, listen=[BLOCKPAGE_ADDR], sites={},
+           default_root=str(block_root), mitm=(MITM_PORT, fake, str(d / "www" / "control")))
     for net in plan.networks:
         start_resolver(state, lab_id, net)
     wait_udp53(w, WORLD_DNS)
@@ -157,16 +160,18 @@ def _build(plan: LabPlan, state: LabState, tls_mode: str) -> Lab:
 
 
 def _nginx(state: LabState, role: str, ns: str, cert: CertFiles, *, listen: list[str], sites: dict[str, str],
-           default_root: str, extra_tls_port: int | None = None, mitm_root: str | None = None) -> None:
+           default_root: str, mitm: tuple[int, CertFiles, str] | None = None) -> None:
     prefix = Path(state.state_dir) / role
     prefix.mkdir(exist_ok=True)
     conf = nginx_conf(root_dir=prefix, prefix=prefix, cert=cert, listen=listen, sites=sites,
                       default_root=default_root)
-    if extra_tls_port:
-        # The interception box: the real pages, under the censor's certificate.
-        mitm = (f"    server {{\n        listen {listen[0]}:{extra_tls_port} ssl;\n        server_name _;\n"
-                f"        root {mitm_root}/control;\n        location / {{ try_files $uri /index.html; }}\n    }}\n}}\n")
-        conf = conf.rstrip().removesuffix("}") + mitm
+    if mitm:
+        # The interception box: the real pages, under the censor's own certificate.
+        port, fake, root = mitm
+        block = (f"    server {{\n        listen {listen[0]}:{port} ssl;\n        server_name _;\n"
+                 f"        ssl_certificate {fake.cert};\n        ssl_certificate_key {fake.key};\n"
+                 f"        root {root};\n        location / {{ try_files $uri /index.html; }}\n    }}\n}}\n")
+        conf = conf.rstrip().removesuffix("}") + block
     (prefix / "nginx.conf").write_text(conf)
     netns.spawn(state, role, ns, ["nginx", "-c", str(prefix / "nginx.conf"), "-p", str(prefix)],
                 log=prefix / "out.log")
