@@ -58,31 +58,6 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-class _Server:
-    """uvicorn in a background thread, so the demo's main thread can replay and report."""
-
-    def __init__(self, application: Any, host: str, port: int) -> None:
-        import uvicorn
-
-        self.server = uvicorn.Server(uvicorn.Config(application, host=host, port=port, log_level="warning",
-                                                    lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, name="observatory-http", daemon=True)
-
-    def start(self, timeout: float = 20.0) -> int:
-        self.thread.start()
-        deadline = time.monotonic() + timeout
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise ConfigError("the web service did not start (is the port already in use?)")
-            time.sleep(0.05)
-        sock = self.server.servers[0].sockets[0]
-        return int(sock.getsockname()[1])
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
-
-
 @dataclass(slots=True)
 class _Watcher:
     """Prints each incident's steps (suspected, confirmed with its statement, ended) as detection saves them."""
@@ -102,7 +77,7 @@ class _Watcher:
             self.seen[inc.id] = inc.status
             self.echo(self._line(inc, headline(inc)))
             if inc.status in ("confirmed", "ended"):  # the statement when confirmed; the restoration when ended
-                self.echo("    " + view(self.store, inc).statement)
+                self.echo("    " + view(self.store, inc, now=self.store.latest_time()).statement)
             self.echo(f"    {self.base_url}incident/{inc.id}")
 
     @staticmethod
@@ -155,6 +130,7 @@ def demo(
     from observatory.simulate.output import stream_to_collector
     from observatory.simulate.scenario import load_scenario
     from observatory.web import WebSettings, create_app
+    from observatory.web.server import ServerThread
 
     pace = _parse_speed(speed)
     sc = load_scenario(scenario or _default_scenario())
@@ -166,7 +142,7 @@ def demo(
     settings = WebSettings.from_env(detect_every_seconds=detect_every, poll_seconds=3, title="observatory demo")
     application = create_app(settings, store)
     scheduler = application.state.scheduler
-    server = _Server(application, host, port)
+    server = ServerThread(application, host, port)
     bound = server.start()
     url = f"http://{_url_host(host)}:{bound}/"
     echo = typer.echo

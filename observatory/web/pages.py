@@ -137,7 +137,7 @@ def country_page(
 def incident_page(request: Request, incident_id: str) -> HTMLResponse:
     store = store_of(request)
     inc = get_incident(store, incident_id)
-    v = view(store, inc)
+    v = view(store, inc, now=now_of(store))
     margin = timedelta(hours=6)
     end = inc.end or now_of(store)
     platforms = [*inc.platforms, catalog.CONTROL] if inc.platforms else []

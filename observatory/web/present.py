@@ -64,8 +64,8 @@ class IncidentView:
     history: list[Incident] = field(default_factory=list)
     history_text: str | None = None
     events: list[ContextEvent] = field(default_factory=list)
-    cost: dict[str, Any] | None = None
-    cost_text: str | None = None
+    cost_lines: list[str] = field(default_factory=list)
+    claim: dict[str, Any] | None = None  # the "technical fault" claim weighed: conclusion, for, against
 
 
 def history_of(store: Store, inc: Incident, *, days: int = 120) -> list[Incident]:
@@ -74,7 +74,7 @@ def history_of(store: Store, inc: Incident, *, days: int = 120) -> list[Incident
         return []
     earlier = store.incidents(IncidentFilter(country=inc.country, since=inc.start - timedelta(days=days),
                                              until=inc.start, limit=50))
-    return [e for e in earlier if e.id != inc.id and e.start < inc.start]
+    return [e for e in review.attach_all(store, earlier) if e.id != inc.id and e.start < inc.start]
 
 
 def events_near(store: Store, inc: Incident) -> list[ContextEvent]:
@@ -84,26 +84,30 @@ def events_near(store: Store, inc: Incident) -> list[ContextEvent]:
     return store.events(country=inc.country, since=inc.start - timedelta(days=2), until=end + timedelta(hours=6))
 
 
-def statement(inc: Incident, history: list[Incident], events: list[ContextEvent]) -> str:
-    try:
-        from observatory.report import statement as report_statement  # type: ignore[attr-defined]
-    except ImportError:
-        return plain_statement(inc)
-    return str(report_statement(inc, history=history, events=events))  # pragma: no cover - report landed
-
-
-def view(store: Store, inc: Incident) -> IncidentView:
+def view(store: Store, inc: Incident, *, now: datetime | None = None) -> IncidentView:
+    """Everything the incident page shows, in observatory.report's words where it has them."""
     inc = review.attach(store, inc)
-    history = history_of(store, inc)
+    earlier = history_of(store, inc)
     events = events_near(store, inc)
-    history_text = None
-    if history:
-        first = min(h.start for h in history)
-        days = (inc.start - first).total_seconds() / 86400
-        history_text = (f"The {_ordinal(len(history) + 1)} incident in {country_name(inc.country)} in "
-                        f"{days:.0f} days.")
-    return IncidentView(incident=inc, statement=statement(inc, history, events), history=history,
-                        history_text=history_text, events=events)
+    v = IncidentView(incident=inc, statement=plain_statement(inc), history=earlier, events=events)
+    try:
+        from observatory.report.assess import assess_claim
+        from observatory.report.cost import cost_text, estimate_cost
+        from observatory.report.history import history, history_sentence
+        from observatory.report.statement import statement
+    except ImportError:  # pragma: no cover - the reports ship with the package
+        if earlier:
+            v.history_text = (f"The {_ordinal(len(earlier) + 1)} incident in {country_name(inc.country)} "
+                              f"in {(inc.start - min(h.start for h in earlier)).days} days.")
+        return v
+    v.statement = statement(inc, history=earlier, events=events, now=now)
+    v.history_text = history_sentence(history(inc, earlier))
+    cost = estimate_cost(inc, now=now)
+    if cost is not None:
+        v.cost_lines = cost_text(cost).splitlines()
+    if inc.country is not None:
+        v.claim = assess_claim(inc, "technical_fault").to_json()
+    return v
 
 
 def _ordinal(n: int) -> str:

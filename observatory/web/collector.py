@@ -1,0 +1,139 @@
+"""The collector: `POST /api/v1/measurements`, where registered probes upload batches of measurements.
+
+Contract (CONTRACTS.md): `Authorization: Bearer <token>`, `X-Observatory-Signature: <hex HMAC-SHA256 of the
+raw body with the probe's secret>`, body `{"measurements": [...]}`. 401 without/unknown/revoked token, 403 on a
+bad signature, 413 over the size limit, 400/422 for malformed bodies. Each item is validated and classified;
+the answer (accepted / duplicate / rejected with a reason, per item) is sent only after the store committed,
+so a probe that got an answer may delete what it sent. Retries are idempotent: a measurement already stored
+is a `duplicate`. The client's address is neither logged nor stored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from observatory.errors import AuthError, ParseError, StoreError
+from observatory.ingest import to_row
+from observatory.measurement import Measurement, measurement_from_dict
+from observatory.store.base import Row, Store
+from observatory.web import auth
+from observatory.web.errors import Forbidden
+
+log = logging.getLogger("observatory.web.collector")
+
+MAX_BODY_BYTES = 32 * 1024 * 1024
+MAX_ITEMS = 10_000
+SOURCE = "observatory"
+
+
+def _error(status: int, message: str, **headers: str) -> JSONResponse:
+    return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers or None)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _TooLarge
+    return bytes(body)
+
+
+def _row(m: Measurement) -> Row:
+    try:
+        return to_row(m, source=SOURCE)
+    except Exception:  # a bug in a verdict rule must not lose the measurement: store it unjudged
+        log.exception("classifying %s failed; stored as unknown", m.uid)
+        return Row(measurement=m, verdict="unknown", source=SOURCE)
+
+
+def store_batch(store: Store, items: list[Any]) -> dict[str, Any]:
+    """Validates, classifies and stores a batch; the per-item results, once the store has committed."""
+    results: list[dict[str, Any]] = []
+    rows: list[Row] = []
+    for i, item in enumerate(items):
+        uid = item.get("measurement_uid") if isinstance(item, dict) else None
+        try:
+            m = measurement_from_dict(item, where=f"measurements[{i}]")
+        except ParseError as exc:
+            results.append({"index": i, "measurement_uid": uid if isinstance(uid, str) else None,
+                            "status": "rejected", "reason": str(exc)})
+            continue
+        rows.append(_row(m))
+        results.append({"index": i, "measurement_uid": m.uid, "status": "pending"})
+    inserted = store.insert(rows) if rows else None
+    fresh = set(inserted.accepted_uids) if inserted else set()
+    for r in results:
+        if r["status"] == "pending":
+            # the first item with a new uid was stored; repeats (in this batch or from a retry) are duplicates
+            r["status"] = "accepted" if r["measurement_uid"] in fresh else "duplicate"
+            fresh.discard(r["measurement_uid"])
+    counts = {s: sum(1 for r in results if r["status"] == s) for s in ("accepted", "duplicate", "rejected")}
+    return {"accepted": counts["accepted"], "duplicates": counts["duplicate"], "rejected": counts["rejected"],
+            "results": results}
+
+
+def make_collector_router(get_store: Callable[[], Store], *, max_body_bytes: int = MAX_BODY_BYTES,
+                          max_items: int = MAX_ITEMS) -> APIRouter:
+    """The collector's routes, for `create_app` (or any FastAPI app) to include."""
+    router = APIRouter(tags=["collector"])
+
+    @router.post(
+        "/api/v1/measurements",
+        summary="Upload a batch of measurements (registered probes)",
+        description="Body `{\"measurements\": [...]}` of OONI-format measurements; `Authorization: Bearer "
+                    "<token>` and `X-Observatory-Signature: <hex HMAC-SHA256 of the body with the probe's "
+                    "secret>`. Answers per item: accepted, duplicate or rejected (with a reason).",
+        responses={401: {"description": "missing, unknown or revoked token"},
+                   403: {"description": "bad signature"}, 413: {"description": "body too large"},
+                   400: {"description": "not JSON"}, 422: {"description": "not {\"measurements\": [...]}"},
+                   503: {"description": "the store is unavailable: retry later"}},
+    )
+    async def upload(request: Request) -> JSONResponse:
+        store = get_store()
+        try:
+            cred = await run_in_threadpool(auth.authenticate, store, request.headers.get("authorization"))
+        except AuthError as exc:
+            return _error(401, str(exc), **{"WWW-Authenticate": "Bearer"})
+        except StoreError as exc:
+            return _error(503, f"store unavailable, retry later: {exc}")
+        try:
+            body = await _read_body(request, max_body_bytes)
+        except _TooLarge:
+            return _error(413, f"body over {max_body_bytes} bytes: send smaller batches")
+        try:
+            auth.check_signature(cred, body, request.headers.get(auth.SIGNATURE_HEADER))
+        except Forbidden as exc:
+            return _error(403, str(exc))
+        try:
+            payload = msgspec.json.decode(body)
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            return _error(400, f"body is not JSON: {exc}")
+        if not isinstance(payload, dict) or not isinstance(payload.get("measurements"), list):
+            return _error(422, 'body must be a JSON object {"measurements": [...]}')
+        items = payload["measurements"]
+        if len(items) > max_items:
+            return _error(413, f"{len(items)} measurements in one batch; at most {max_items}")
+        try:
+            result = await run_in_threadpool(store_batch, store, items)
+        except StoreError as exc:
+            return _error(503, f"store unavailable, nothing from this batch was acknowledged: {exc}")
+        log.info("probe %s uploaded %d: %d accepted, %d duplicate, %d rejected", cred.name, len(items),
+                 result["accepted"], result["duplicates"], result["rejected"])
+        return JSONResponse(result)
+
+    return router
