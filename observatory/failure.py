@@ -42,9 +42,19 @@ _ERRNO_FAILURES = {
     errno.EPIPE: CONNECTION_RESET,
 }
 
+# getaddrinfo's errors (the system resolver): "no such name" is NXDOMAIN; the rest are resolver failures.
+_GAI_FAILURES = {
+    socket.EAI_NONAME: DNS_NXDOMAIN,
+    getattr(socket, "EAI_NODATA", -5): DNS_NO_ANSWER,
+    socket.EAI_AGAIN: DNS_SERVER_FAILURE,
+    socket.EAI_FAIL: DNS_SERVER_FAILURE,
+}
+
 
 def failure_from_exception(exc: BaseException) -> str:
     """Maps an exception raised by sockets, ssl, asyncio, dnspython or httpx to an OONI failure string."""
+    if isinstance(exc, socket.gaierror):
+        return _GAI_FAILURES.get(exc.errno, DNS_SERVER_FAILURE)
     if isinstance(exc, ssl.SSLCertVerificationError):
         msg = str(exc).lower()
         if "hostname" in msg or "ip address mismatch" in msg:

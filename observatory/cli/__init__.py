@@ -16,6 +16,8 @@ from observatory.cli import detect  # noqa: E402,F401  isort: skip
 from observatory.cli import simulate  # noqa: E402,F401  isort: skip
 from observatory.cli import serve  # noqa: E402,F401  isort: skip
 from observatory.cli import lab  # noqa: E402,F401  isort: skip
+from observatory.cli import probe  # noqa: E402,F401  isort: skip
+from observatory.cli import ooni  # noqa: E402,F401  isort: skip
 
 
 def main() -> None:

@@ -1,0 +1,330 @@
+"""probe, helper, probes add|list|revoke: measuring from a network, the control vantage point, credentials."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import platformdirs
+import typer
+
+from observatory.cli.app import DbOption, FormatOption, app, check_choice, store_for
+from observatory.errors import ConfigError
+
+probes_app = typer.Typer(
+    help="Probe credentials for the collector: add, list, revoke.\n\n"
+         "Example: observatory probes add lahore-ptcl-1 --db obs.duckdb",
+    no_args_is_help=True,
+)
+app.add_typer(probes_app, name="probes")
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(text: str, flag: str = "--every") -> float:
+    """'15m' -> 900.0; '30s', '1h', '2d'; a bare number is seconds."""
+    m = _DURATION.match(text or "")
+    if not m or float(m.group(1)) <= 0:
+        raise ConfigError(f"{flag} {text!r}: expected a duration like 30s, 15m or 1h")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def load_targets(selection: str) -> list[str]:
+    """A catalog selection (social, messaging, all, a platform id) or a file of URLs, one per line."""
+    from observatory.catalog import resolve_targets
+
+    path = Path(selection)
+    if path.is_file():
+        urls = [line.split("#", 1)[0].strip() for line in path.read_text().splitlines()]
+        urls = [u for u in urls if u]
+        bad = [u for u in urls if not u.startswith(("http://", "https://"))]
+        if bad:
+            raise ConfigError(f"{path}: not http(s) URLs: {', '.join(bad[:3])}")
+        if not urls:
+            raise ConfigError(f"{path}: no target URLs")
+        return urls
+    try:
+        return resolve_targets(selection)
+    except KeyError:
+        raise ConfigError(f"--targets {selection!r}: not a file, and not social, messaging, video, control, "
+                          "all or a platform id") from None
+
+
+def _connect_map(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        left, sep, right = item.partition("=")
+        if not sep or ":" not in left or ":" not in right:
+            raise ConfigError(f"--connect {item!r}: expected IP:PORT=HOST:PORT")
+        out[left.strip()] = right.strip()
+    return out
+
+
+def _asn(value: str | None, flag: str) -> int | None:
+    from observatory.measurement import parse_asn
+
+    if value is None:
+        return None
+    try:
+        return parse_asn(value if value.upper().startswith("AS") else f"AS{value}", where=flag)
+    except Exception as exc:
+        raise ConfigError(str(exc)) from None
+
+
+@app.command()
+def probe(
+    targets: Annotated[str, typer.Option(help="social, messaging, video, control, all, a platform id, or a "
+                                               "FILE of URLs (one per line).")] = "social",
+    out: Annotated[Path | None, typer.Option("--out", help="Append measurements to this .jsonl file.")] = None,
+    collector: Annotated[str | None, typer.Option(help="Collector base URL: measurements are spooled, then "
+                                                       "uploaded (needs --token and --secret).")] = None,
+    once: Annotated[bool, typer.Option("--once", help="Measure once and exit (the default).")] = False,
+    every: Annotated[str | None, typer.Option(help="Measure repeatedly, e.g. 15m; runs until stopped.")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=1000, help="Targets measured at once.")] = 32,
+    helper: Annotated[str | None, typer.Option(help="Control helper URL (observatory helper).")] = None,
+    region: Annotated[str | None, typer.Option(help="Region the probe is in (annotations.region).")] = None,
+    cc: Annotated[str | None, typer.Option("--cc", help="Country code (ISO 3166-1 alpha-2).")] = None,
+    asn: Annotated[str | None, typer.Option(help="Network, e.g. AS17557 or 17557.")] = None,
+    network_name: Annotated[str | None, typer.Option(help="Network's name.")] = None,
+    resolver: Annotated[str | None, typer.Option(help="Resolver queried over UDP, IP:PORT (e.g. 8.8.8.8:53).")] = None,
+    ca_file: Annotated[Path | None, typer.Option(help="CA bundle (PEM) to validate certificates with.")] = None,
+    connect: Annotated[list[str] | None, typer.Option(help="Dial HOST:PORT when measuring IP:PORT "
+                                                          "(IP:PORT=HOST:PORT; repeatable; for labs).")] = None,
+    mmdb: Annotated[list[Path] | None, typer.Option(help="MaxMind/DB-IP .mmdb file(s) to locate the address "
+                                                        "the helper reports (repeatable).")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML file: [metadata] cc, asn, network_name, region...; "
+                                                     "[probe] helper, collector, resolver, token, secret...")] = None,
+    token: Annotated[str | None, typer.Option(envvar="OBSERVATORY_PROBE_TOKEN", help="Collector token.")] = None,
+    secret: Annotated[str | None, typer.Option(envvar="OBSERVATORY_PROBE_SECRET", help="Signing secret.")] = None,
+    spool: Annotated[Path | None, typer.Option(help="Spool directory (default: in the user data dir).")] = None,
+    state_dir: Annotated[Path | None, typer.Option(help="Where probe_id is kept (default: user data dir).")] = None,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Timeout of each step (DNS, connect, TLS) in s; "
+                                                        "HTTP gets twice that.")] = 5.0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output (for services).")] = False,
+) -> None:
+    """Measure the reachability of platforms from this network (OONI web_connectivity) and upload them.
+
+    Each target gets DNS (system and --resolver), TCP, TLS, HTTP and a bounded download, compared with the
+    control helper's view. The probe's own IP address is never written anywhere.
+
+    Example: observatory probe --targets social --helper http://helper.example:8080/ --collector
+    https://observatory.example/ --token T --secret S --cc PK --asn AS17557 --region Punjab --every 15m
+    """
+    from observatory.probe.metadata import ProbeMetadata, from_config, probe_id
+    from observatory.probe.net import NetConfig
+
+    settings: dict[str, Any] = {}
+    meta = ProbeMetadata(cc=cc, asn=_asn(asn, "--asn"), network_name=network_name, region=region,
+                         resolver_ip=resolver.rpartition(":")[0].strip("[]") if resolver else None)
+    if config:
+        file_meta, settings = from_config(config)
+        meta = meta.merged(file_meta)
+    collector = collector or settings.get("collector")
+    helper = helper or settings.get("helper")
+    resolver = resolver or settings.get("resolver")
+    token = token or settings.get("token")
+    secret = secret or settings.get("secret")
+    if once and every:
+        raise ConfigError("--once and --every: choose one")
+    every = every or (None if once else settings.get("every"))
+    period = parse_duration(every) if every else None
+    if collector and not (token and secret):
+        raise ConfigError("--collector needs --token and --secret (from `observatory probes add NAME`)")
+    if meta.cc and (len(meta.cc) != 2 or not meta.cc.isalpha()):
+        raise ConfigError(f"--cc {meta.cc!r}: expected an ISO 3166-1 alpha-2 code like PK")
+    urls = load_targets(str(targets if targets != "social" else settings.get("targets", targets)))
+    if resolver:
+        from observatory.probe.net import split_endpoint
+
+        split_endpoint(resolver)
+    data_dir = Path(platformdirs.user_data_dir("observatory"))
+    net = NetConfig(resolver=resolver, ca_file=str(ca_file or settings.get("ca_file") or "") or None,
+                    connect_map=_connect_map(connect or []), dns_timeout=timeout, connect_timeout=timeout,
+                    tls_timeout=timeout, http_timeout=2 * timeout)
+    mmdb_paths = list(mmdb or []) + [Path(p) for p in settings.get("mmdb", [])]
+    for p in mmdb_paths:
+        if not p.is_file():
+            raise ConfigError(f"--mmdb {p}: no such file")
+    pid = probe_id(state_dir or data_dir)
+    spool_dir = spool or Path(settings.get("spool") or data_dir / "spool")
+
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    show = not quiet and sys.stderr.isatty()
+    cycle = 0
+    while True:
+        started = time.monotonic()
+        cycle += 1
+        _cycle(urls, net=net, meta=meta, pid=pid, helper=helper, mmdb=mmdb_paths, concurrency=concurrency,
+               out=out, collector=collector, token=token, secret=secret, spool_dir=spool_dir, show=show,
+               quiet=quiet)
+        if period is None:
+            return
+        wait = max(0.0, period - (time.monotonic() - started))
+        if not quiet:
+            typer.echo(f"cycle {cycle} done; next in {wait:.0f}s", err=True)
+        time.sleep(wait)
+
+
+def _cycle(urls: list[str], *, net: Any, meta: Any, pid: str, helper: str | None, mmdb: list[Path],
+           concurrency: int, out: Path | None, collector: str | None, token: str | None, secret: str | None,
+           spool_dir: Path, show: bool, quiet: bool) -> None:
+    """One round: measure every target, keep each measurement (spool/file/stdout), then upload."""
+    from observatory.probe.runner import HelperClient, Runner
+    from observatory.probe.spool import Spool
+    from observatory.probe.upload import Uploader
+
+    spool = Spool(spool_dir) if collector else None
+    sink = open(out, "ab") if out else None  # noqa: SIM115
+    counts = {"measured": 0}
+    progress = _Progress(len(urls)) if show else None
+
+    def keep(doc: dict[str, Any]) -> None:
+        line = json.dumps(doc, separators=(",", ":")).encode() + b"\n"
+        if spool is not None:
+            spool.put(doc)
+        if sink is not None:
+            sink.write(line)
+            sink.flush()
+        if spool is None and sink is None:
+            sys.stdout.buffer.write(line)
+            sys.stdout.flush()
+        counts["measured"] += 1
+        if progress:
+            progress.advance(doc)
+
+    async def measure() -> None:
+        client = HelperClient(helper) if helper else None
+        runner = Runner(net=net, metadata=meta, probe_id=pid, helper=client, mmdb=mmdb)
+        try:
+            await runner.run(urls, concurrency=concurrency, on_done=keep)
+        finally:
+            if client:
+                await client.aclose()
+
+    try:
+        asyncio.run(measure())
+    finally:
+        if progress:
+            progress.close()
+        if sink is not None:
+            os.fsync(sink.fileno())
+            sink.close()
+    if spool is not None and collector and token and secret:
+        report = Uploader(spool, collector, token=token, secret=secret).upload_all()
+        msg = (f"measured {counts['measured']}; uploaded {report.accepted} new, {report.duplicates} duplicate, "
+               f"{report.rejected} rejected; {report.remaining} still spooled")
+        if report.error:
+            logging.getLogger("observatory.probe").warning("%s (upload stopped: %s)", msg, report.error)
+        elif not quiet:
+            typer.echo(msg, err=True)
+    elif not quiet and out:
+        typer.echo(f"measured {counts['measured']} -> {out}", err=True)
+
+
+class _Progress:
+    def __init__(self, total: int) -> None:
+        from rich.progress import Progress
+
+        self.bar = Progress(transient=True)
+        self.task = self.bar.add_task("measuring", total=total)
+        self.bar.start()
+
+    def advance(self, doc: dict[str, Any]) -> None:
+        self.bar.update(self.task, advance=1, description=str(doc.get("input", ""))[:40])
+
+    def close(self) -> None:
+        self.bar.stop()
+
+
+@app.command()
+def helper(
+    listen: Annotated[str, typer.Option(help="HOST:PORT to listen on.")] = "127.0.0.1:8080",
+    resolver: Annotated[str | None, typer.Option(help="Resolve with this resolver over UDP (IP:PORT) "
+                                                      "instead of the system's.")] = None,
+    ca_file: Annotated[Path | None, typer.Option(help="CA bundle (PEM) to validate certificates with.")] = None,
+    connect: Annotated[list[str] | None, typer.Option(help="Dial HOST:PORT when measuring IP:PORT "
+                                                          "(IP:PORT=HOST:PORT; repeatable).")] = None,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Timeout of each step in seconds.")] = 5.0,
+) -> None:
+    """Run the control test helper: measures a URL from here, for probes inside censored networks.
+
+    It keeps nothing and logs no client addresses; it tells each probe the address it came from, for the
+    probe's own metadata lookup.
+
+    Example: observatory helper --listen 0.0.0.0:8080
+    """
+    import uvicorn
+
+    from observatory.probe.helper import make_helper_app
+    from observatory.probe.net import NetConfig, split_endpoint
+
+    host, port = split_endpoint(listen)
+    if resolver:
+        split_endpoint(resolver)
+    cfg = NetConfig(resolver=resolver, ca_file=str(ca_file) if ca_file else None,
+                    connect_map=_connect_map(connect or []), dns_timeout=timeout, connect_timeout=timeout,
+                    tls_timeout=timeout, http_timeout=2 * timeout)
+    typer.echo(f"control helper on http://{listen}/", err=True)
+    uvicorn.run(make_helper_app(cfg), host=host, port=port, access_log=False, log_level="warning")
+
+
+@probes_app.command("add")
+def probes_add(name: Annotated[str, typer.Argument(help="A name for the probe.")], db: DbOption) -> None:
+    """Register a probe; prints its token and secret as JSON (shown once: the token is stored hashed).
+
+    Example: observatory probes add lahore-ptcl-1 --db obs.duckdb
+    """
+    from observatory.web.auth import create_probe
+
+    store = store_for(db)
+    try:
+        created = create_probe(store, name)
+    finally:
+        store.close()
+    typer.echo(json.dumps(created))
+
+
+@probes_app.command("list")
+def probes_list(db: DbOption, format: FormatOption = "table") -> None:
+    """List registered probes (names, creation time, revoked or not; never tokens or secrets).
+
+    Example: observatory probes list --db obs.duckdb --format json
+    """
+    check_choice(format, ("table", "json"), "--format")
+    store = store_for(db, read_only=True)
+    try:
+        creds = store.probes()
+    finally:
+        store.close()
+    rows = [{"name": c.name, "created": c.created.strftime("%Y-%m-%dT%H:%M:%SZ"), "revoked": c.revoked}
+            for c in creds]
+    if format == "json":
+        typer.echo(json.dumps(rows))
+        return
+    for r in rows:
+        typer.echo(f"{r['name']}\t{r['created']}\t{'revoked' if r['revoked'] else 'active'}")
+
+
+@probes_app.command("revoke")
+def probes_revoke(name: Annotated[str, typer.Argument(help="The probe's name.")], db: DbOption) -> None:
+    """Revoke a probe: its uploads are refused (401) from now on.
+
+    Example: observatory probes revoke lahore-ptcl-1 --db obs.duckdb
+    """
+    store = store_for(db)
+    try:
+        found = store.revoke_probe(name)
+    finally:
+        store.close()
+    if not found:
+        raise ConfigError(f"no probe named {name!r}")
+    typer.echo(f"revoked {name}")
