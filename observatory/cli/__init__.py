@@ -11,6 +11,7 @@ from observatory.errors import ObservatoryError
 
 # Each module registers its commands on `app` when imported.
 from observatory.cli import data  # noqa: E402,F401  isort: skip
+from observatory.cli import report  # noqa: E402,F401  isort: skip
 from observatory.cli import classify  # noqa: E402,F401  isort: skip
 from observatory.cli import detect  # noqa: E402,F401  isort: skip
 from observatory.cli import simulate  # noqa: E402,F401  isort: skip

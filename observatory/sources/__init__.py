@@ -1,0 +1,1 @@
+"""Outside sources of measurements and signals: OONI's public stream, external outage series."""
