@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from observatory.errors import ObservatoryError
-from observatory.sources.ooni import ApiSource, RemoteFile, S3Source, SourceError, SyncPlan, Syncer
+from observatory.sources.ooni import ApiSource, RemoteFile, S3Source, SourceError, Syncer, SyncPlan
 from observatory.store import MeasurementFilter
 from observatory.store.duckdb import DuckDBStore
 

@@ -13,8 +13,8 @@ from observatory.errors import ConfigError
 from observatory.sources.ooni import (
     DEFAULT_BUCKET,
     DEFAULT_TESTS,
-    SyncPlan,
     Syncer,
+    SyncPlan,
     SyncStats,
     iter_countries,
     make_source,
