@@ -12,13 +12,23 @@ from dataclasses import dataclass
 
 from observatory.errors import ParseError
 from observatory.measurement import Measurement, parse_measurement
-from observatory.verdict.facts import WebFacts
+from observatory.verdict.fast import plainly_ok
+from observatory.verdict.facts import WebFacts, download_kbps
 from observatory.verdict.platform import PLATFORM_TESTS, platform_verdict
-from observatory.verdict.rules import WEB_RULES, Context, Rule, blockpage_id, first_match
+from observatory.verdict.rules import (
+    RULES_BY_ID,
+    THROTTLING_FACTOR,
+    WEB_RULES,
+    Context,
+    Rule,
+    blockpage_id,
+    first_match,
+)
 
 __all__ = ["Classification", "classify", "classify_raw", "WEB_RULES", "Rule"]
 
 WEB_TESTS = frozenset({"web_connectivity"})
+OK_RULE = RULES_BY_ID["web.ok"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +48,9 @@ def classify(m: Measurement, baseline_kbps: float | None = None) -> Classificati
     """
     tk = m.test_keys
     if m.test_name in WEB_TESTS:
+        if plainly_ok(tk, m.input, baseline_kbps, THROTTLING_FACTOR):
+            return Classification(verdict="ok", kbps=download_kbps(tk.get("x_download")), rule=OK_RULE.id,
+                                  reason=OK_RULE.reason)
         facts = WebFacts(tk, m.input)
         ctx = Context(facts=facts, baseline_kbps=baseline_kbps, probe_cc=m.probe_cc)
         rule = first_match(WEB_RULES, ctx)

@@ -134,11 +134,68 @@ def body_text(body: Any) -> str | None:
     return None
 
 
+_GLOBAL_FLAGS = re.compile(r"^\(\?([aiLmsux]+)\)")
+
+
+def _scoped(pattern: str) -> str:
+    """A pattern made safe to join with others: leading global flags `(?i)` become scoped `(?i:...)`."""
+    m = _GLOBAL_FLAGS.match(pattern)
+    return f"(?{m.group(1)}:{pattern[m.end():]})" if m else f"(?:{pattern})"
+
+
+def _screen_part(fp: Fingerprint) -> str:
+    if fp.pattern_type == "regexp":
+        return _scoped(fp.pattern)
+    return ("^" if fp.pattern_type == "prefix" else "") + re.escape(fp.pattern)
+
+
+@dataclass(frozen=True, slots=True)
+class Matcher:
+    """The fingerprints, indexed for speed: most responses match nothing, so one combined regular
+    expression over the body and one per fingerprinted header rule them out; only a response that passes
+    that screen is checked fingerprint by fingerprint, in priority order."""
+
+    fps: tuple[Fingerprint, ...]
+    body_screen: re.Pattern[str] | None
+    header_screens: dict[str, re.Pattern[str]]
+
+    @classmethod
+    def build(cls, fps: tuple[Fingerprint, ...]) -> Matcher:
+        body = [_screen_part(fp) for fp in fps if fp.location == "body"]
+        by_header: dict[str, list[str]] = {}
+        for fp in fps:
+            if fp.location == "header" and fp.header:
+                by_header.setdefault(fp.header, []).append(_screen_part(fp))
+        return cls(fps, re.compile("|".join(body)) if body else None,
+                   {h: re.compile("|".join(parts)) for h, parts in by_header.items()})
+
+    def _header_hit(self, headers: Mapping[str, Any]) -> bool:
+        for name, value in headers.items():
+            screen = self.header_screens.get(name.lower()) if isinstance(name, str) else None
+            if screen is not None:
+                values = value if isinstance(value, list) else [value]
+                if any(isinstance(v, str) and screen.search(v) for v in values):
+                    return True
+        return False
+
+    def match(self, body: Any, headers: Mapping[str, Any] | None) -> Fingerprint | None:
+        text = body_text(body)
+        body_hit = bool(text) and self.body_screen is not None and self.body_screen.search(text) is not None
+        if not body_hit and not (headers and self._header_hit(headers)):
+            return None
+        for fp in self.fps:
+            if fp.matches(text, headers):
+                return fp
+        return None
+
+
+@cache
+def default_matcher() -> Matcher:
+    return Matcher.build(fingerprints())
+
+
 def match_response(body: Any, headers: Mapping[str, Any] | None,
                    fps: tuple[Fingerprint, ...] | None = None) -> Fingerprint | None:
     """The first fingerprint this response matches (censorship pages are tried first), or None."""
-    text = body_text(body)
-    for fp in fps if fps is not None else fingerprints():
-        if fp.matches(text, headers):
-            return fp
-    return None
+    matcher = default_matcher() if fps is None else Matcher.build(fps)
+    return matcher.match(body, headers)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,6 +40,26 @@ TITLE_RE = re.compile(r"(?i)<title>([^<]{1,512})</title>")
 BODY_PROPORTION_FACTOR = 0.7
 
 
+class lazy:
+    """A cached attribute without the lock `functools.cached_property` takes on Python 3.11: computed on
+    first access and stored in the instance's __dict__, which then shadows this (non-data) descriptor."""
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+        self.name = fn.__name__
+        self.__doc__ = fn.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        value = self.fn(obj)
+        obj.__dict__[self.name] = value
+        return value
+
+
 def _d(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
@@ -62,6 +82,7 @@ def depth_of(item: dict[str, Any]) -> int:
     return 0
 
 
+@lru_cache(maxsize=1 << 16)
 def is_bogon(ip: str) -> bool:
     """Private, loopback, link-local, reserved... an address no public website resolves to."""
     try:
@@ -193,6 +214,7 @@ class ControlView:
         return self.dns_known and self.dns_failure is None and any(_looks_like_ip(a) for a in self.dns_addrs)
 
 
+@lru_cache(maxsize=1 << 16)
 def _looks_like_ip(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
@@ -266,7 +288,7 @@ class WebFacts:
 
     # --- raw lists ----------------------------------------------------------------------------------------
 
-    @cached_property
+    @lazy
     def lookups(self) -> list[Lookup]:
         out = []
         for q in _l(self.tk.get("queries")):
@@ -288,7 +310,7 @@ class WebFacts:
                               "classic" in tags))
         return out
 
-    @cached_property
+    @lazy
     def connects(self) -> list[Connect]:
         out = []
         for c in _l(self.tk.get("tcp_connect")):
@@ -300,7 +322,7 @@ class WebFacts:
                                "classic" in _l(c.get("tags"))))
         return out
 
-    @cached_property
+    @lazy
     def handshakes(self) -> list[Handshake]:
         out = []
         for h in _l(self.tk.get("tls_handshakes")):
@@ -310,7 +332,7 @@ class WebFacts:
                                  "classic" in _l(h.get("tags"))))
         return out
 
-    @cached_property
+    @lazy
     def requests(self) -> list[Request]:
         """HTTP transactions in OONI order: the last hop first."""
         out = []
@@ -337,27 +359,27 @@ class WebFacts:
 
     # --- DNS ----------------------------------------------------------------------------------------------
 
-    @cached_property
+    @lazy
     def target_lookups(self) -> list[Lookup]:
         """The probe's lookups of the target's own name (not of redirect targets)."""
         host = self.host.lower().rstrip(".")
         return [q for q in self.lookups if q.depth == 0 and (q.hostname is None or q.hostname.lower().rstrip(".") == host)]
 
-    @cached_property
+    @lazy
     def system_lookups(self) -> list[Lookup]:
         return [q for q in self.target_lookups if q.engine in SYSTEM_ENGINES]
 
-    @cached_property
+    @lazy
     def resolver_lookups(self) -> list[Lookup]:
         """The lookups that stand for the probe's resolution: the system resolver's when there are any
         (what the user's apps see), otherwise every lookup of the target."""
         return self.system_lookups or self.target_lookups
 
-    @cached_property
+    @lazy
     def probe_addrs(self) -> set[str]:
         return {ip for q in self.resolver_lookups for ip in q.addrs}
 
-    @cached_property
+    @lazy
     def dns_failure(self) -> str | None:
         """The resolver's failure when no lookup of the target got an answer."""
         if self.probe_addrs or not self.target_lookups:
@@ -371,18 +393,18 @@ class WebFacts:
                 return f
         return fails[0]
 
-    @cached_property
+    @lazy
     def bogon_answers(self) -> set[str]:
         return {ip for ip in self.probe_addrs if is_bogon(ip)}
 
-    @cached_property
+    @lazy
     def tls_valid_ips(self) -> set[str]:
         """Addresses where a TLS handshake for the target's name succeeded: a certificate valid for the name
         proves the address belongs to the site, whatever the control resolved."""
         host = self.host.lower()
         return {h.ip for h in self.handshakes if h.failure is None and (h.server_name or "").lower() == host}
 
-    @cached_property
+    @lazy
     def answers_consistent(self) -> bool | None:
         """Probe answers overlap the control's by address or by ASN; None when either side has nothing."""
         cv = self.control
@@ -397,7 +419,7 @@ class WebFacts:
 
     # --- TCP / TLS / HTTP ---------------------------------------------------------------------------------
 
-    @cached_property
+    @lazy
     def target_connects(self) -> list[Connect]:
         """Connects to the addresses the probe resolved for the target (OONI 0.5 also tries the control's)."""
         addrs = self.probe_addrs
@@ -405,19 +427,19 @@ class WebFacts:
         mine = [c for c in depth0 if c.ip in addrs] if addrs else depth0
         return mine or depth0
 
-    @cached_property
+    @lazy
     def target_handshakes(self) -> list[Handshake]:
         addrs = self.probe_addrs
         depth0 = [h for h in self.handshakes if h.depth == 0]
         mine = [h for h in depth0 if h.ip in addrs] if addrs else depth0
         return mine or depth0
 
-    @cached_property
+    @lazy
     def tagged(self) -> bool:
         """OONI 0.5 tags its observations (`classic`, `depth=N`) and fetches some in parallel."""
         return any(r.depth or r.classic for r in self.requests) or any(c.classic for c in self.connects)
 
-    @cached_property
+    @lazy
     def final(self) -> Request | None:
         """The last hop: OONI lists it first; 0.5 may fetch one hop over several connections, cancelling
         the others once one answers, so there the deepest hop's successful fetch is the one that counts."""
@@ -429,7 +451,7 @@ class WebFacts:
         hop = [r for r in self.requests if r.depth == deepest]
         return next((r for r in hop if r.succeeded), hop[0])
 
-    @cached_property
+    @lazy
     def max_depth(self) -> int:
         return max([x.depth for x in (*self.lookups, *self.connects, *self.handshakes, *self.requests)] or [0])
 
@@ -439,7 +461,7 @@ class WebFacts:
                 [h for h in self.handshakes if h.depth == depth],
                 [r for r in self.requests if r.depth == depth])
 
-    @cached_property
+    @lazy
     def download_kbps(self) -> float | None:
         return download_kbps(self.tk.get("x_download"))
 
