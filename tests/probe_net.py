@@ -128,6 +128,15 @@ async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         await asyncio.sleep(3600)
 
 
+def closed_port() -> int:
+    """A loopback port nothing listens on: connects are refused (RST in answer to SYN)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 class LocalNet:
     """A background event loop holding every server; `serve(...)` returns the loopback port."""
 
@@ -184,12 +193,7 @@ class LocalNet:
         return port
 
     def closed_port(self) -> int:
-        """A port nothing listens on: connects are refused (RST in answer to SYN)."""
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        return port
+        return closed_port()
 
     def close(self) -> None:
         async def stop() -> None:
