@@ -10,7 +10,6 @@ probe of the scenario, each in its region's namespace, trusting the lab's CA.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import sys
 import tempfile
@@ -85,7 +84,7 @@ def detect_config(plan: LabPlan) -> Any:
 
     interval = int(plan.interval_s)
     return DetectConfig(bucket_seconds=interval, end_grace_seconds=3 * interval, merge_gap_seconds=2 * interval,
-                        baseline_seconds=int(plan.duration_s) + 3600, min_probes=2)
+                        baseline_seconds=int(plan.duration_s) + 3600)
 
 
 def targets_file(plan: LabPlan, directory: Path) -> Path:
@@ -94,11 +93,6 @@ def targets_file(plan: LabPlan, directory: Path) -> Path:
     path = directory / "targets.txt"
     path.write_text("\n".join(urls) + "\n")
     return path
-
-
-def _observatory_bin() -> str:
-    here = Path(sys.executable).parent / "observatory"
-    return str(here) if here.exists() else shutil.which("observatory") or "observatory"
 
 
 def _register_probe(store: Any, name: str) -> tuple[str, str]:
@@ -112,7 +106,6 @@ def _start_probes(lab: Lab, store: Any, targets: Path, echo: Echo) -> None:
     plan, state = lab.plan, lab.state
     env = {**os.environ, "SSL_CERT_FILE": str(lab.ca_bundle)}
     env.pop("OBSERVATORY_DB", None)
-    every = f"{int(plan.interval_s)}s"
     for net in plan.networks:
         for k, region in enumerate(net.probe_regions()):
             r = net.regions.index(region)
@@ -120,19 +113,20 @@ def _start_probes(lab: Lab, store: Any, targets: Path, echo: Echo) -> None:
             token, secret = _register_probe(store, name)
             home = Path(state.state_dir) / "probes" / name
             home.mkdir(parents=True, exist_ok=True)
-            argv = [_observatory_bin(), "probe", "--targets", str(targets), "--every", every,
-                    "--collector", f"http://{COLLECTOR_ADDR}/", "--helper", f"http://{HELPER_ADDR}/",
-                    "--token", token, "--secret", secret, "--region", region, "--cc", net.country,
-                    "--asn", str(net.asn), "--network-name", net.name, "--resolver", f"{net.resolver}:53",
-                    "--ca-file", str(lab.ca_bundle), "--spool", str(home / "spool"), "--quiet"]
+            argv = [sys.executable, "-m", "observatory.lab.agents", "probe", "--targets", str(targets),
+                    "--every", str(plan.interval_s), "--collector", f"http://{COLLECTOR_ADDR}/",
+                    "--helper", f"http://{HELPER_ADDR}/", "--token", token, "--secret", secret,
+                    "--region", region, "--cc", net.country, "--asn", str(net.asn), "--network-name", net.name,
+                    "--resolver", net.resolver, "--ca-file", str(lab.ca_bundle), "--spool", str(home / "spool")]
             netns.spawn(state, f"probe-{name}", lab.region_ns(net, r), argv, log=home / "probe.log",
                         env={**env, "HOME": str(home), "XDG_DATA_HOME": str(home), "XDG_CONFIG_HOME": str(home)})
-    echo(f"started {sum(n.probes for n in plan.networks)} probes every {every}")
+    echo(f"started {sum(n.probes for n in plan.networks)} probes, every {plan.interval_s:g}s")
 
 
 def _start_helper(lab: Lab) -> None:
     env = {**os.environ, "SSL_CERT_FILE": str(lab.ca_bundle)}
-    argv = [_observatory_bin(), "helper", "--listen", f"{HELPER_ADDR}:80", "--ca-file", str(lab.ca_bundle)]
+    argv = [sys.executable, "-m", "observatory.lab.agents", "helper", "--host", HELPER_ADDR, "--port", "80",
+            "--ca-file", str(lab.ca_bundle)]
     netns.spawn(lab.state, "helper", lab.world_ns, argv, log=Path(lab.state.state_dir) / "helper.log", env=env)
     deadline = time.monotonic() + 20
     while f"{HELPER_ADDR}:80" not in netns.run(["ss", "-Hltn"], ns=lab.world_ns, check=False).stdout:
