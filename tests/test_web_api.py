@@ -175,7 +175,7 @@ def test_series_shows_the_dip_for_the_four_platforms(client: httpx.Client) -> No
     assert r.status_code == 200, r.text
     data = r.json()
     assert data["as_of"] == "2024-01-20T15:15:00Z"  # the newest measurement: the replay's present
-    assert data["bucket_seconds"] == 900
+    assert data["bucket_seconds"] == 1800
     lines = data["series"]
     assert {s["asn"] for s in lines} == {f"AS{a}" for a in synth.NETWORKS}
     for platform in synth.SOCIAL:

@@ -51,7 +51,7 @@ def rows(*, start: datetime, end: datetime, dip: tuple[datetime, datetime] | Non
                 probe = f"{cc}{asn}p{p}"
                 for platform in PLATFORMS:
                     n += 1
-                    m = measurement_from_dict(doc(uid=f"{cc}-{n:09d}", t=t, cc=cc, asn=asn, network=network,
+                    m = measurement_from_dict(doc(uid=f"{cc}-{seed}-{n:09d}", t=t, cc=cc, asn=asn, network=network,
                                                   region=region, probe=probe, url=URLS[platform]))
                     if in_dip and platform in SOCIAL and rnd.random() < 0.95:
                         verdict = "tls_interference"

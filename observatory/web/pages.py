@@ -139,9 +139,10 @@ def incident_page(request: Request, incident_id: str) -> HTMLResponse:
     inc = get_incident(store, incident_id)
     v = view(store, inc, now=now_of(store))
     margin = timedelta(hours=6)
-    end = inc.end or now_of(store)
+    # an ongoing incident's chart ends at the data's present, not in an empty future
+    until = inc.end + margin if inc.end else now_of(store) + timedelta(minutes=30)
     platforms = [*inc.platforms, catalog.CONTROL] if inc.platforms else []
-    chart = {"country": inc.country, "since": iso(inc.start - margin), "until": iso(end + margin),
+    chart = {"country": inc.country, "since": iso(inc.start - margin), "until": iso(until),
              "platforms": platforms, "asns": [f"AS{a}" for a in inc.asns], "live": inc.end is None,
              "poll": settings_of(request).poll_seconds, "highlight": inc.id}
     return render(request, "incident.html", title=headline(inc), v=v, inc=v.incident,

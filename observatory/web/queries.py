@@ -150,8 +150,9 @@ class Window:
 
 
 def default_bucket(span: timedelta) -> int:
-    """About 100-300 points per line: enough to see a 3-hour evening dip, light enough for a phone."""
-    for limit, bucket in ((timedelta(days=1), 300), (timedelta(days=3), 900), (timedelta(days=8), 3600),
+    """About 100-200 points per line: enough to see a 3-hour evening dip, light enough for a phone, and
+    buckets wide enough that a few probes per network do not draw a comb of single failures."""
+    for limit, bucket in ((timedelta(days=1), 900), (timedelta(days=3), 1800), (timedelta(days=8), 3600),
                           (timedelta(days=32), 4 * 3600)):
         if span <= limit:
             return bucket

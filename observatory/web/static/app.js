@@ -29,7 +29,44 @@ function ticks(lo, hi) {
   const step = steps.find((s) => span / s <= 6) || steps[steps.length - 1];
   const out = [];
   for (let t = Math.ceil(lo / step) * step; t <= hi; t += step) out.push(t);
-  return { values: out, withDate: step >= 86400 };
+  // Midnight ticks carry the date, so a multi-day window never shows "00:00" without saying which day.
+  return out.map((t) => ({ t, label: step >= 86400 || t % 86400 === 0 ? fmtUTC(t, true) : fmtUTC(t, false) }));
+}
+
+// Reachability per bucket of several lines summed: the country-wide level of a platform.
+function aggregate(lines) {
+  const sums = new Map();
+  for (const line of lines) {
+    for (const [t, , ok, down, anomalous] of line.points) {
+      const s = sums.get(t) || [0, 0];
+      s[0] += ok;
+      s[1] += ok + down + anomalous;
+      sums.set(t, s);
+    }
+  }
+  return [...sums.entries()].sort((a, b) => a[0] - b[0]).map(([t, [ok, judged]]) => [t, judged, ok, judged - ok, 0]);
+}
+
+// An SVG path through the judged points; a gap longer than `gap` seconds breaks the line.
+function pathOf(points, x, y, bucket, gap) {
+  let d = "", prev = null;
+  const dots = [];
+  const values = [];
+  for (const [t, , ok, down, anomalous] of points) {
+    const judged = ok + down + anomalous;
+    if (!judged) continue;
+    const v = ok / judged;
+    values.push([t, v]);
+    const px = x(t + bucket / 2).toFixed(1), py = y(v).toFixed(1);
+    d += (prev === null || t - prev > gap ? "M" : "L") + px + "," + py;
+    prev = t;
+  }
+  // isolated points (a gap on both sides) would be invisible as a path: mark them as dots
+  values.forEach(([t], i) => {
+    const before = i === 0 || t - values[i - 1][0] > gap, after = i === values.length - 1 || values[i + 1][0] - t > gap;
+    if (before && after) dots.push([x(t + bucket / 2), y(values[i][1])]);
+  });
+  return { d, dots, values };
 }
 
 // One platform's chart: a line per network (reachability = ok / judged), incidents as shaded spans.
@@ -51,27 +88,31 @@ function drawChart(plot, platform, lines, incidents, lo, hi, bucket, colours) {
     svg.appendChild(el("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: "grid" }));
     svg.appendChild(el("text", { x: L - 4, y: y(v) + 3, "text-anchor": "end" }, `${v * 100}%`));
   }
-  const tk = ticks(lo, hi);
-  for (const t of tk.values) {
+  for (const { t, label } of ticks(lo, hi)) {
     svg.appendChild(el("line", { x1: x(t), x2: x(t), y1: H - B, y2: H - B + 3, class: "grid" }));
-    svg.appendChild(el("text", { x: x(t), y: H - 6, "text-anchor": "middle" }, fmtUTC(t, tk.withDate)));
+    svg.appendChild(el("text", { x: x(t), y: H - 6, "text-anchor": "middle" }, label));
   }
+  // Probes measure every few minutes to an hour: only a silence of an hour (or 3 buckets) breaks a line.
+  const gap = Math.max(3 * bucket, 3600);
   let worst = null;
-  for (const line of lines) {
-    let d = "", prev = null;
-    for (const [t, , ok, down, anomalous] of line.points) {
-      const judged = ok + down + anomalous;
-      if (!judged) { prev = null; continue; }
-      const v = ok / judged;
-      if (!worst || v < worst.v) worst = { v, t, asn: line.asn };
-      d += (prev === null || t - prev > 1.5 * bucket ? "M" : "L") + x(t + bucket / 2).toFixed(1) + "," + y(v).toFixed(1);
-      prev = t;
+  const values = [];
+  const draw = (points, cls, colour, title) => {
+    const { d, dots, values: vs } = pathOf(points, x, y, bucket, gap);
+    if (d) {
+      const path = el("path", { d, class: cls, stroke: colour });
+      path.appendChild(el("title", {}, title));
+      svg.appendChild(path);
     }
-    if (!d) continue;
-    const path = el("path", { d, class: "line", stroke: colours[line.asn] });
-    path.appendChild(el("title", {}, `${line.asn} ${line.network}`));
-    svg.appendChild(path);
+    for (const [cx, cy] of dots) svg.appendChild(el("circle", { cx, cy, r: 1.8, fill: colour, class: cls + "-dot" }));
+    return vs;
+  };
+  for (const line of lines) {
+    for (const [t, v] of draw(line.points, "line", colours[line.asn], `${line.asn} ${line.network}`)) {
+      values.push(v);
+      if (!worst || v < worst.v) worst = { v, t, asn: line.asn };
+    }
   }
+  if (lines.length > 1) draw(aggregate(lines), "line all", "#111", "all networks");
   const name = PLATFORM_NAMES[platform] || platform;
   if (!lines.length) {
     svg.appendChild(el("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "nodata" }, "no measurements"));
@@ -81,7 +122,10 @@ function drawChart(plot, platform, lines, incidents, lo, hi, bucket, colours) {
     svg.setAttribute("aria-label", `${name} reachability by network: ${low}; ${incidents.length} incident(s) shaded`);
   }
   plot.replaceChildren(svg);
+  // Summaries for tests and for anyone inspecting the page: the lowest point and the typical level.
   plot.dataset.lowest = worst ? worst.v.toFixed(3) : "";
+  values.sort((a, b) => a - b);
+  plot.dataset.median = values.length ? values[Math.floor(values.length / 2)].toFixed(3) : "";
 }
 
 async function getJSON(url) {
@@ -124,7 +168,17 @@ async function refreshCharts(box) {
     const key = document.createElement("span");
     key.className = "shade-key";
     key.textContent = "incident";
+    const all = document.createElement("span");
+    all.className = "all-key";
+    all.style.setProperty("--c", "#111");
+    all.textContent = "all networks";
+    legend.prepend(all);
     legend.appendChild(key);
+    const past = document.createElement("span");
+    past.className = "shade-key ended";
+    past.textContent = "past incident";
+    key.textContent = "ongoing incident";
+    legend.appendChild(past);
   }
   const badge = document.getElementById("country-status");
   if (badge && !cfg.until) {
