@@ -41,7 +41,7 @@ class Event:
 class World:
     countries: dict[str, list[Net]] = field(default_factory=lambda: {"PK": [Net(17557), Net(45669), Net(23674)]})
     start: datetime = T0
-    days: float = 3.0
+    days: float = 2.8
     noise: float = 0.02
     seed: int = 1
     events: list[Event] = field(default_factory=list)

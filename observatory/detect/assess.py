@@ -64,8 +64,9 @@ def assess(c: Cluster, *, kind: str, scope: str, techniques: list[str], networks
         else:
             reasons.append(f"onset within {spread} minutes on {n_networks} of {measured} networks")
             score = 0.85 if spread <= 15 else 0.6
-        if scope == "regional":
-            reasons.append("confined to " + ", ".join(sorted({r for e in c.episodes for r in e.regions})))
+        regions = sorted({r for e in c.episodes for r in e.regions})
+        if scope == "regional" and regions:
+            reasons.append("confined to " + ", ".join(regions))
         if any(e.silent for e in c.episodes):
             reasons.append("probes stopped reporting at once, against their usual activity")
         reasons.append("control sites fail too: everything is unreachable, not one platform")

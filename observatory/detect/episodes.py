@@ -122,21 +122,10 @@ def find_episodes(tracks: Tracks, cfg: DetectConfig) -> list[Episode]:
         for a in alarms:
             # the probes that went quiet: what was expected over one probe cycle (3 buckets) at onset
             missing = round(sum(expected.get(a.start + i * step, 0.0) for i in range(3)))
+            where = tracks.regions.get((country, asn), set()) if region == ALL_PLATFORMS else {region}
             ep = Episode(family=CONNECTIVITY, country=country, asn=asn, platform=None, start=a.start,
-                         alarm=a.alarm, end=a.end, silent=True, regions={region} if region else set())
+                         alarm=a.alarm, end=a.end, silent=True, regions={r for r in where if r})
             ep.witnesses = [(a.alarm - step, frozenset(f"silent:{asn}:{region}:{i}" for i in range(missing)))]
             ep.techniques = Counter({"unreachable": missing})
             episodes.append(ep)
-    _control_fails_too(episodes)
     return episodes
-
-
-def _control_fails_too(episodes: list[Episode]) -> None:
-    """Platforms failing in a network while its control sites fail or its probes fall silent: connectivity."""
-    network_down = [e for e in episodes if e.family == CONNECTIVITY and (e.platform in (CONTROL, None))]
-    for e in episodes:
-        if e.family in (RESTRICTION, THROTTLING):
-            for c in network_down:
-                if c.country == e.country and c.asn == e.asn and c.overlaps(e.start, e.end):
-                    e.family = CONNECTIVITY
-                    break

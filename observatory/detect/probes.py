@@ -10,36 +10,45 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
-from observatory.detect.series import Tracks
+from observatory.detect.series import ALL_PLATFORMS, Tracks
 
 
 def disagreeing_probes(tracks: Tracks, *, min_buckets: int = 3, min_targets: int = 3,
                        others_max_share: float = 0.2) -> list[dict[str, Any]]:
-    """Probe keys anomalous on several targets over several buckets while the rest of the network is fine."""
+    """Probe keys failing several targets at once, in several buckets, while the rest of the network is fine."""
     # per network and bucket: probe-observations and anomalous ones, over all targets
     per_bucket: dict[tuple[str, int, int], list[int]] = defaultdict(lambda: [0, 0])
     per_key: dict[tuple[str, int, str], dict[str, Any]] = {}
     for (country, asn, platform), obs in tracks.series.items():
+        if platform == ALL_PLATFORMS:
+            continue
         for o in obs:
             acc = per_bucket[(country, asn, o.t)]
-            acc[0] += o.n
-            acc[1] += o.k
-            for key in o.keys:
+            acc[0] += o.n + len(o.folded)
+            acc[1] += o.k + len(o.folded)
+            for key in o.keys | o.folded:
                 if key.startswith("cell:"):
                     continue
-                rec = per_key.setdefault((country, asn, key), {"buckets": set(), "targets": set(), "bad": 0})
-                rec["buckets"].add(o.t)
+                rec = per_key.setdefault((country, asn, key), {"buckets": defaultdict(set), "targets": set(),
+                                                                "bad": 0})
+                rec["buckets"][o.t].add(platform)
                 rec["targets"].add(platform)
                 rec["bad"] += 1
     flagged = []
     for (country, asn, key), rec in sorted(per_key.items()):
-        if len(rec["buckets"]) < min_buckets or len(rec["targets"]) < min_targets:
+        # buckets in which this probe failed on several targets at once (random failures rarely coincide)
+        by_bucket = rec["buckets"]
+        rec["buckets"] = {t for t, targets in by_bucket.items() if len(targets) >= min_targets}
+        if len(rec["buckets"]) < min_buckets:
             continue
+        rec["bad"] = sum(len(targets) for t, targets in by_bucket.items() if t in rec["buckets"])
+        # the rest of the network over the same span (it may not measure in exactly the same buckets)
+        lo, hi = min(rec["buckets"]), max(rec["buckets"])
         n = k = 0
-        for t in rec["buckets"]:
-            bn, bk = per_bucket[(country, asn, t)]
-            n += bn
-            k += bk
+        for (cc, a, t), (bn, bk) in per_bucket.items():
+            if cc == country and a == asn and lo <= t <= hi:
+                n += bn
+                k += bk
         others_n, others_k = n - rec["bad"], k - rec["bad"]
         if others_n <= 0 or others_k / others_n > others_max_share:
             continue  # alone on its network, or the others see it too: not a disagreement

@@ -51,6 +51,12 @@ def run_detection(store: Store, *, config: DetectConfig | None = None, full: boo
     stored = store.incidents(IncidentFilter(since=lo, limit=1_000_000))
     saved = reconcile(detected, stored, edge=edge)
     saved = [with_examples(store, inc) for inc in saved]
+    # stored incidents wholly inside the re-examined time that detection no longer finds (late data showed
+    # the suspicion was noise) are removed, unless an analyst reviewed them
+    kept = {i.id for i in saved}
+    examined_from = lo if full else lo + trailing
+    stale = [s.id for s in stored if s.id not in kept and s.review is None and s.start >= examined_from]
+    store.delete_incidents(stale)
     store.save_incidents(saved)
     store.set_state(WATERMARK_KEY, str(changes.max_seq))
     return DetectRun(lo, until, len(cells), len(detected), tuple(saved), changes.max_seq)

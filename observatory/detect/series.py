@@ -75,6 +75,7 @@ class Obs:
     keys: set[str] = field(default_factory=set)
     regions: dict[str, list[int]] = field(default_factory=dict)  # region -> [probes, anomalous probes]
     platforms: dict[str, list[int]] = field(default_factory=dict)  # platform -> [probes, anomalous probes]
+    folded: set[str] = field(default_factory=set)  # anomalous probes taken out: their control failed too
 
     @property
     def median_kbps(self) -> float | None:
@@ -84,7 +85,7 @@ class Obs:
 TrackKey = tuple[str, int, str]  # country, asn, platform (ALL_PLATFORMS: every platform but the control)
 ALL_PLATFORMS = "*"
 CONTROL = "control"
-ActivityKey = tuple[str, int, str]  # country, asn, region ("" when unknown)
+ActivityKey = tuple[str, int, str]  # country, asn, region ("" when unknown; ALL_PLATFORMS: the whole network)
 
 
 @dataclass(slots=True)
@@ -103,15 +104,21 @@ def fold(cells: Iterable[SeriesCell], bucket_seconds: int) -> Tracks:
     A probe whose control measurement failed in the same run (same or adjacent bucket) saw its whole
     connection fail, not a platform: its platform failures are taken out of the platform tracks (they are
     evidence for the control track, i.e. connectivity) so a faulty probe or a network fault never looks like a
-    restriction.
+    restriction. Conversely the control track counts only probes that failed on platforms too: one failed
+    control measurement in an otherwise healthy run is noise.
     """
     unique: dict[tuple[int, str, int, str, str], SeriesCell] = {}
     for c in cells:
         unique.setdefault((bucket_of(c.bucket, bucket_seconds), c.country, c.asn, c.region or "", c.platform), c)
     control_bad: dict[tuple[str, int, int], set[str]] = defaultdict(set)
+    platform_bad: dict[tuple[str, int, int], set[str]] = defaultdict(set)
     for (t, country, asn, _region, platform), c in unique.items():
-        if platform == CONTROL and c.anomalous_keys:
-            control_bad[(country, asn, t)].update(c.anomalous_keys)
+        if c.anomalous_keys:
+            (control_bad if platform == CONTROL else platform_bad)[(country, asn, t)].update(c.anomalous_keys)
+
+    def near(table: dict[tuple[str, int, int], set[str]], country: str, asn: int, t: int) -> set[str]:
+        return (table.get((country, asn, t - bucket_seconds), set()) | table.get((country, asn, t), set())
+                | table.get((country, asn, t + bucket_seconds), set()))
     by_key: dict[TrackKey, dict[int, Obs]] = defaultdict(dict)
     activity: dict[ActivityKey, dict[int, int]] = defaultdict(dict)
     names: dict[tuple[str, int], str] = {}
@@ -130,12 +137,15 @@ def fold(cells: Iterable[SeriesCell], bucket_seconds: int) -> Tracks:
         if not keys and k:  # cells without keys: each anomalous probe of the cell counts as its own witness
             keys = {f"cell:{asn}:{region}:{t}:{i}" for i in range(k)}
         if platform != CONTROL and keys:
-            cut = keys & (control_bad.get((country, asn, t - bucket_seconds), set())
-                          | control_bad.get((country, asn, t), set())
-                          | control_bad.get((country, asn, t + bucket_seconds), set()))
+            cut = keys & near(control_bad, country, asn, t)
             if cut:
                 keys -= cut
                 n, k = max(0, n - len(cut)), max(0, k - len(cut))
+        elif platform == CONTROL and keys:
+            # a control failure alone in a run is noise; the control and the platforms failing together is
+            # what a lost connection looks like
+            keys &= near(platform_bad, country, asn, t)
+            k = len(keys)
         targets = [platform] if platform == CONTROL else [platform, ALL_PLATFORMS]
         for target in targets:
             track = by_key[(country, asn, target)]
@@ -152,12 +162,20 @@ def fold(cells: Iterable[SeriesCell], bucket_seconds: int) -> Tracks:
             if c.median_kbps is not None and target != ALL_PLATFORMS:
                 obs.kbps.append(c.median_kbps)
             obs.keys.update(keys)
+            if platform != CONTROL and c.anomalous_keys:
+                obs.folded.update(set(c.anomalous_keys) - keys)
             r = obs.regions.setdefault(region, [0, 0])
             r[0] += n
             r[1] += k
             pl = obs.platforms.setdefault(platform, [0, 0])
             pl[0] += n
             pl[1] += k
+    # the whole network's activity too: a network going silent everywhere is seen sooner in the sum
+    for (country, asn, region), act in list(activity.items()):
+        if region != ALL_PLATFORMS:
+            total = activity.setdefault((country, asn, ALL_PLATFORMS), {})
+            for t, n in act.items():
+                total[t] = total.get(t, 0) + n
     series = {key: [v[t] for t in sorted(v)] for key, v in by_key.items()}
     return Tracks(series=series, activity=dict(activity), names=names, regions=dict(regions),
                   first=first or 0, now=(last or 0) + bucket_seconds)

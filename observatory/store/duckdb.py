@@ -23,6 +23,7 @@ import zstandard
 from observatory.errors import StoreError, StoreFullError, StoreReadOnlyError
 from observatory.incident import Incident
 from observatory.series import SeriesCell
+from observatory.signals import SignalPoint
 from observatory.store.base import (
     Changes,
     ContextEvent,
@@ -101,6 +102,27 @@ MIGRATIONS: list[str] = [
         down BIGINT NOT NULL,
         anomalous BIGINT NOT NULL,
         PRIMARY KEY (b, cc, asn, platform)
+    );
+    """,
+    # 3: outside-in signals (imported series, the outside-in prober) and probe heartbeats seen by the collector
+    """
+    CREATE TABLE signals (
+        t TIMESTAMP NOT NULL,
+        cc VARCHAR NOT NULL,
+        region VARCHAR NOT NULL,
+        asn INTEGER NOT NULL,
+        signal VARCHAR NOT NULL,
+        source VARCHAR NOT NULL,
+        value DOUBLE NOT NULL,
+        PRIMARY KEY (source, signal, cc, region, asn, t)
+    );
+    CREATE TABLE probe_heartbeats (
+        probe VARCHAR NOT NULL,
+        t TIMESTAMP NOT NULL,
+        cc VARCHAR NOT NULL,
+        asn INTEGER NOT NULL,
+        region VARCHAR NOT NULL,
+        PRIMARY KEY (probe, t)
     );
     """,
 ]
@@ -571,6 +593,15 @@ class DuckDBStore:
                     con.execute("ROLLBACK")
                 raise
 
+    def delete_incidents(self, ids: Sequence[str]) -> int:
+        """Removes incidents a re-run of detection no longer finds (the detector's own; never reviewed ones)."""
+        if not ids:
+            return 0
+        with self._lock, _mapped_errors(self.url):
+            rows = self._con.execute("DELETE FROM incidents WHERE list_contains(?, id) RETURNING id",
+                                     [list(ids)]).fetchall()
+        return len(rows)
+
     def incidents(self, flt: IncidentFilter) -> list[Incident]:
         clauses, params = [], []  # type: ignore[var-annotated]
         if flt.country:
@@ -665,6 +696,58 @@ class DuckDBStore:
             ).fetchall()
             row = row[0] if row else None
         return row is not None
+
+    # --- outside-in signals and heartbeats --------------------------------------------------------------
+
+    def insert_signals(self, points: Sequence[SignalPoint]) -> InsertResult:
+        unique = {p.key + (_naive(p.time),): p for p in points}
+        if not unique:
+            return InsertResult(accepted=0, duplicates=0)
+        ps = list(unique.values())
+        table = pa.table({
+            "t": pa.array([_naive(p.time) for p in ps], pa.timestamp("us")),
+            "cc": [p.country for p in ps],
+            "region": [p.region or "" for p in ps],
+            "asn": pa.array([p.asn or 0 for p in ps], pa.int32()),
+            "signal": [p.signal for p in ps],
+            "source": [p.source for p in ps],
+            "value": pa.array([p.value for p in ps], pa.float64()),
+        })
+        with self._lock, _mapped_errors(self.url):
+            self._con.register("_sig", table)
+            try:
+                n = len(self._con.execute(
+                    "INSERT OR IGNORE INTO signals SELECT t, cc, region, asn, signal, source, value FROM _sig "
+                    "RETURNING t").fetchall())
+            finally:
+                self._con.unregister("_sig")
+        return InsertResult(accepted=n, duplicates=len(points) - n)
+
+    def signal_points(self, *, since: datetime, until: datetime,
+                      countries: Sequence[str] | None = None) -> list[SignalPoint]:
+        params: list[Any] = [_naive(since), _naive(until)]
+        cc_clause = ""
+        if countries:
+            cc_clause = " AND list_contains(?, cc)"
+            params.append([c.upper() for c in countries])
+        with self._lock, _mapped_errors(self.url):
+            rows = self._con.execute(
+                "SELECT t, cc, region, asn, signal, source, value FROM signals WHERE t >= ? AND t < ?"
+                f"{cc_clause} ORDER BY source, signal, cc, region, asn, t", params).fetchall()
+        return [SignalPoint(time=r[0].replace(tzinfo=UTC), country=r[1], region=r[2] or None, asn=r[3] or None,
+                            signal=r[4], source=r[5], value=float(r[6])) for r in rows]
+
+    def record_heartbeat(self, *, probe: str, time: datetime, country: str, asn: int, region: str | None) -> None:
+        with self._lock, _mapped_errors(self.url):
+            self._con.execute("INSERT OR IGNORE INTO probe_heartbeats VALUES (?, ?, ?, ?, ?)",
+                              [probe, _naive(time), country, asn, region or ""])
+
+    def heartbeats(self, *, since: datetime, until: datetime) -> list[tuple[str, datetime, str, int, str | None]]:
+        with self._lock, _mapped_errors(self.url):
+            rows = self._con.execute(
+                "SELECT probe, t, cc, asn, region FROM probe_heartbeats WHERE t >= ? AND t < ? ORDER BY t",
+                [_naive(since), _naive(until)]).fetchall()
+        return [(r[0], r[1].replace(tzinfo=UTC), r[2], int(r[3]), r[4] or None) for r in rows]
 
     # --- small state ------------------------------------------------------------------------------------
 

@@ -1,0 +1,268 @@
+"""Connectivity loss seen from outside: drops in outside-in signals, and their fusion with the probes' view.
+
+PURE. Each signal series (source, signal, country, region, network) is compared with its own baseline: the
+median of the same time of day on earlier days when there are at least two such days, else of all recent
+history (so a series that starts only days before an event still works). Points far below it (a fraction per
+signal kind, after IODA's per-source thresholds) form outages; outages of one country that overlap in time
+are one `connectivity_loss` incident, whose scope comes from which series dropped: a country-wide series or
+every region -> national; some regions -> regional; some networks -> network.
+
+Confirmation needs agreeing independent evidence: two different signals, or one signal that stays down for
+`min_points_alone` consecutive points. Platform restrictions are never produced here: outside-in signals
+cannot see a platform block, so a country whose signals stay normal keeps its restriction a restriction.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from observatory.detect.incidents import incident_id
+from observatory.incident import Assessment, Incident
+from observatory.signals import SignalPoint
+from observatory.vocab import IncidentKind, Scope, Status
+
+# Fraction of the baseline below which a point is an outage, per signal kind (IODA: BGP is stable, so a small
+# drop matters; telescope counts are noisy, so only a deep one does).
+DROP_FRACTION = {"bgp": 0.8, "active_probing": 0.5, "ping-slash24": 0.5, "telescope": 0.25, "merit-nt": 0.25,
+                 "probe_heartbeats": 0.4}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignalConfig:
+    history: timedelta = timedelta(days=7)
+    min_history_points: int = 4
+    min_baseline: float = 1e-9
+    default_drop: float = 0.5
+    recover: float = 0.8  # back above this share of the baseline ends an outage
+    min_points_alone: int = 2
+    merge_gap: timedelta = timedelta(minutes=30)
+    tod_tolerance: timedelta = timedelta(minutes=45)
+
+
+@dataclass(slots=True)
+class Outage:
+    key: tuple[str, str, str, str, int]  # source, signal, country, region, asn
+    start: datetime
+    end: datetime | None
+    points: list[tuple[datetime, float, float]] = field(default_factory=list)  # time, value, baseline
+
+    @property
+    def country(self) -> str:
+        return self.key[2]
+
+    @property
+    def region(self) -> str:
+        return self.key[3]
+
+    @property
+    def asn(self) -> int:
+        return self.key[4]
+
+    @property
+    def depth(self) -> float:
+        return min(v / b for _, v, b in self.points) if self.points else 1.0
+
+    def confirmed_alone_at(self, n: int) -> datetime | None:
+        return self.points[n - 1][0] if len(self.points) >= n else None
+
+
+def _baseline(history: Sequence[tuple[datetime, float]], t: datetime, cfg: SignalConfig) -> float | None:
+    recent = [(u, v) for u, v in history if t - cfg.history <= u < t]
+    if len(recent) < cfg.min_history_points:
+        return None
+    same_time = [v for u, v in recent if _tod_distance(u, t) <= cfg.tod_tolerance and (t - u) >= timedelta(hours=12)]
+    days = {u.date() for u, _ in recent if _tod_distance(u, t) <= cfg.tod_tolerance and (t - u) >= timedelta(hours=12)}
+    values = same_time if len(days) >= 2 else [v for _, v in recent]
+    return statistics.median(values)
+
+
+def _tod_distance(a: datetime, b: datetime) -> timedelta:
+    sa = a.hour * 3600 + a.minute * 60 + a.second
+    sb = b.hour * 3600 + b.minute * 60 + b.second
+    d = abs(sa - sb)
+    return timedelta(seconds=min(d, 86400 - d))
+
+
+def series_outages(points: Iterable[SignalPoint], cfg: SignalConfig = SignalConfig()) -> list[Outage]:
+    """Outages of every series; a point judged anomalous is replaced by its baseline in the history
+    (IODA's inpainting), so a long outage does not drag its own baseline down."""
+    by_key: dict[tuple[str, str, str, str, int], list[SignalPoint]] = defaultdict(list)
+    for p in points:
+        by_key[p.key].append(p)
+    out: list[Outage] = []
+    for key, pts in sorted(by_key.items()):
+        pts.sort(key=lambda p: p.time)
+        drop = DROP_FRACTION.get(key[1], cfg.default_drop)
+        history: list[tuple[datetime, float]] = []
+        current: Outage | None = None
+        for p in pts:
+            base = _baseline(history, p.time, cfg)
+            if base is None or base <= cfg.min_baseline:
+                history.append((p.time, p.value))
+                continue
+            ratio = p.value / base
+            if current is None and ratio < drop:
+                current = Outage(key=key, start=p.time, end=None)
+            if current is not None:
+                if ratio >= max(cfg.recover, drop):
+                    current.end = p.time
+                    out.append(current)
+                    current = None
+                    history.append((p.time, p.value))
+                    continue
+                current.points.append((p.time, p.value, base))
+                history.append((p.time, base))
+            else:
+                history.append((p.time, p.value))
+        if current is not None:
+            out.append(current)
+    return out
+
+
+@dataclass(slots=True)
+class _Group:
+    country: str
+    outages: list[Outage]
+
+    @property
+    def start(self) -> datetime:
+        return min(o.start for o in self.outages)
+
+    @property
+    def end(self) -> datetime | None:
+        ends = [o.end for o in self.outages]
+        return None if any(e is None for e in ends) else max(e for e in ends if e is not None)
+
+
+def _group(outages: list[Outage], cfg: SignalConfig) -> list[_Group]:
+    groups: list[_Group] = []
+    for o in sorted(outages, key=lambda o: (o.country, o.start)):
+        last = groups[-1] if groups and groups[-1].country == o.country else None
+        if last is not None and (last.end is None or o.start <= last.end + cfg.merge_gap):
+            last.outages.append(o)
+        else:
+            groups.append(_Group(o.country, [o]))
+    return groups
+
+
+def _scope(g: _Group, measured: dict[str, tuple[set[str], set[int]]]) -> tuple[str, list[str], list[int]]:
+    regions_known, asns_known = measured.get(g.country, (set(), set()))
+    national = any(not o.region and not o.asn for o in g.outages)
+    regions = sorted({o.region for o in g.outages if o.region})
+    asns = sorted({o.asn for o in g.outages if o.asn})
+    if national or (regions_known and set(regions) >= regions_known) or (asns_known and not regions_known
+                                                                          and set(asns) >= asns_known):
+        return Scope.NATIONAL, regions, asns
+    if regions:
+        return Scope.REGIONAL, regions, asns
+    return Scope.NETWORK, regions, asns
+
+
+def _confirmed_at(g: _Group, cfg: SignalConfig) -> datetime | None:
+    """Two independent signals agreeing, or one staying down long enough, whichever comes first."""
+    candidates = [t for o in g.outages if (t := o.confirmed_alone_at(cfg.min_points_alone))]
+    signals: dict[tuple[str, str], datetime] = {}
+    for o in g.outages:
+        sig = (o.key[0], o.key[1])
+        signals[sig] = min(signals.get(sig, o.start), o.start)
+    if len(signals) >= 2:
+        candidates.append(sorted(signals.values())[1])
+    return min(candidates) if candidates else None
+
+
+def signal_incidents(points: Iterable[SignalPoint], cfg: SignalConfig = SignalConfig()) -> list[Incident]:
+    pts = list(points)
+    measured: dict[str, tuple[set[str], set[int]]] = defaultdict(lambda: (set(), set()))
+    for p in pts:
+        if p.region:
+            measured[p.country][0].add(p.region)
+        if p.asn:
+            measured[p.country][1].add(p.asn)
+    incidents = []
+    for g in _group(series_outages(pts, cfg), cfg):
+        scope, regions, asns = _scope(g, measured)
+        confirmed = _confirmed_at(g, cfg)
+        if g.end is not None and not confirmed:
+            continue  # a blip that never gathered evidence is noise, not an incident
+        status = Status.ENDED if g.end is not None else Status.CONFIRMED if confirmed else Status.SUSPECTED
+        signals = sorted({f"{o.key[0]}:{o.key[1]}" for o in g.outages})
+        reasons = [f"{len(signals)} outside-in signal(s) dropped: {', '.join(signals)}",
+                   f"deepest drop to {min(o.depth for o in g.outages):.0%} of the usual level"]
+        incidents.append(Incident(
+            id=incident_id(g.country, IncidentKind.CONNECTIVITY_LOSS, int(g.start.timestamp())),
+            country=g.country, kind=IncidentKind.CONNECTIVITY_LOSS, scope=scope, asns=tuple(asns),
+            regions=tuple(regions), platforms=(), techniques=("unreachable",), start=g.start, end=g.end,
+            status=status, confirmed_at=confirmed, confidence=min(0.99, 0.6 + 0.15 * len(signals)),
+            assessment=Assessment(deliberate=0.5, reasons=tuple(reasons)),
+            evidence={"signals": [{"source": o.key[0], "signal": o.key[1], "region": o.region or None,
+                                   "asn": f"AS{o.asn}" if o.asn else None, "start": _iso(o.start),
+                                   "end": _iso(o.end), "min_ratio": round(o.depth, 3)} for o in g.outages]},
+        ))
+    return incidents
+
+
+def heartbeat_points(beats: Iterable[tuple[str, datetime, str, int, str | None]], *, since: datetime,
+                     until: datetime, bucket_seconds: int = 300, window_seconds: int = 900) -> list[SignalPoint]:
+    """Probes heard per network (and country) in a sliding window, as a signal: when a network's probes go
+    silent at once, this series drops while the probes themselves cannot say anything."""
+    by_net: dict[tuple[str, int], list[tuple[float, str]]] = defaultdict(list)
+    for probe, t, cc, asn, _region in beats:
+        by_net[(cc, asn)].append((t.timestamp(), probe))
+    start = int(since.timestamp()) // bucket_seconds * bucket_seconds
+    out: list[SignalPoint] = []
+    country_counts: dict[tuple[str, int], set[str]] = defaultdict(set)
+    for (cc, asn), seen in by_net.items():
+        seen.sort()
+        for b in range(start, int(until.timestamp()), bucket_seconds):
+            lo, hi = b + bucket_seconds - window_seconds, b + bucket_seconds
+            probes = {p for t, p in seen if lo <= t < hi}
+            country_counts[(cc, b)] |= {f"{asn}:{p}" for p in probes}
+            out.append(SignalPoint(time=datetime.fromtimestamp(b, UTC), country=cc, region=None, asn=asn,
+                                   signal="probe_heartbeats", source="collector", value=float(len(probes))))
+    for (cc, b), probes in country_counts.items():
+        out.append(SignalPoint(time=datetime.fromtimestamp(b, UTC), country=cc, region=None, asn=None,
+                               signal="probe_heartbeats", source="collector", value=float(len(probes))))
+    return out
+
+
+def fuse(probe_incidents: Sequence[Incident], outside: Sequence[Incident]) -> list[Incident]:
+    """One connectivity loss per country and time, whoever saw it: outside-in evidence joins the probes'
+    incident (earliest confirmation wins, scope widens); restrictions are left as they are."""
+    result = list(probe_incidents)
+    for o in outside:
+        match = next((i for i, p in enumerate(result) if p.kind == IncidentKind.CONNECTIVITY_LOSS
+                      and p.country == o.country and _overlaps(p, o)), None)
+        if match is None:
+            result.append(o)
+            continue
+        p = result[match]
+        confirmations = [t for t in (p.confirmed_at, o.confirmed_at) if t is not None]
+        ends = [p.end, o.end]
+        order = [Scope.NETWORK, Scope.REGIONAL, Scope.NATIONAL]
+        result[match] = p.with_(
+            start=min(p.start, o.start),
+            end=None if any(e is None for e in ends) else max(e for e in ends if e is not None),
+            confirmed_at=min(confirmations) if confirmations else None,
+            status=p.status if p.status != Status.SUSPECTED else o.status,
+            scope=max(p.scope, o.scope, key=order.index),
+            asns=tuple(sorted(set(p.asns) | set(o.asns))),
+            regions=tuple(sorted(set(p.regions) | set(o.regions))),
+            confidence=max(p.confidence, o.confidence),
+            evidence={**p.evidence, "signals": o.evidence.get("signals", [])},
+            assessment=Assessment(deliberate=p.assessment.deliberate,
+                                  reasons=p.assessment.reasons + o.assessment.reasons),
+        )
+    return result
+
+
+def _overlaps(a: Incident, b: Incident) -> bool:
+    far = datetime.max.replace(tzinfo=UTC)
+    return a.start <= (b.end or far) and b.start <= (a.end or far)
+
+
+def _iso(t: datetime | None) -> str | None:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ") if t else None
