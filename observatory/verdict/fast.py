@@ -51,6 +51,9 @@ def plainly_ok(tk: dict[str, Any], url: str | None, baseline_kbps: float | None,
     resp = final.get("response")
     if final.get("failure") is not None or not isinstance(resp, dict):
         return False
+    req = final.get("request")
+    if not isinstance(req, dict) or not isinstance(req.get("url"), str) or not req["url"].lower().startswith("https://"):
+        return False  # a cleartext last hop is compared with the control by the full rules
     code = resp.get("code")
     if not isinstance(code, int) or isinstance(code, bool) or code <= 0 or 300 <= code < 400:
         return False
@@ -84,11 +87,14 @@ def plainly_ok(tk: dict[str, Any], url: str | None, baseline_kbps: float | None,
                 answered = True
     if not answered:
         return False
-    for c in tk.get("tcp_connect") or ():
+    connects, handshakes = tk.get("tcp_connect"), tk.get("tls_handshakes")
+    if not isinstance(connects, list | None) or not isinstance(handshakes, list | None):
+        return False
+    for c in connects or ():
         if not isinstance(c, dict) or c.get("tags") or not isinstance(c.get("status"), dict) or (
                 c["status"].get("success") is not True):
             return False
-    for h in tk.get("tls_handshakes") or ():
+    for h in handshakes or ():
         if not isinstance(h, dict) or h.get("tags") or h.get("failure") is not None:
             return False
     return _kbps_ok(tk, control, baseline_kbps, factor)
