@@ -19,6 +19,7 @@ from observatory.cli import serve  # noqa: E402,F401  isort: skip
 from observatory.cli import lab  # noqa: E402,F401  isort: skip
 from observatory.cli import probe  # noqa: E402,F401  isort: skip
 from observatory.cli import ooni  # noqa: E402,F401  isort: skip
+from observatory.cli import signals  # noqa: E402,F401  isort: skip
 
 
 def main() -> None:

@@ -35,6 +35,7 @@ DROP_FRACTION = {"bgp": 0.8, "active_probing": 0.5, "ping-slash24": 0.5, "telesc
 class SignalConfig:
     history: timedelta = timedelta(days=7)
     min_history_points: int = 4
+    min_history_span: timedelta = timedelta(hours=20)  # a day's cycle must be seen before a drop is judged
     min_baseline: float = 1e-9
     default_drop: float = 0.5
     recover: float = 0.8  # back above this share of the baseline ends an outage
@@ -72,12 +73,10 @@ class Outage:
 
 def _baseline(history: Sequence[tuple[datetime, float]], t: datetime, cfg: SignalConfig) -> float | None:
     recent = [(u, v) for u, v in history if t - cfg.history <= u < t]
-    if len(recent) < cfg.min_history_points:
+    if len(recent) < cfg.min_history_points or t - recent[0][0] < cfg.min_history_span:
         return None
     same_time = [v for u, v in recent if _tod_distance(u, t) <= cfg.tod_tolerance and (t - u) >= timedelta(hours=12)]
-    days = {u.date() for u, _ in recent if _tod_distance(u, t) <= cfg.tod_tolerance and (t - u) >= timedelta(hours=12)}
-    values = same_time if len(days) >= 2 else [v for _, v in recent]
-    return statistics.median(values)
+    return statistics.median(same_time or [v for _, v in recent])
 
 
 def _tod_distance(a: datetime, b: datetime) -> timedelta:

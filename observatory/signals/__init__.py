@@ -1,0 +1,171 @@
+"""Outside-in signals: series that show a network's connectivity from outside it.
+
+Sources: imported CSV series (IODA's BGP / active probing / telescope, Cloudflare Radar traffic, any
+connectivity index), our own outside-in prober (`pinger.py`), and probe heartbeats seen by the collector.
+A signal is a number where higher means more connectivity, for a country, optionally a region or a network.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from importlib import resources
+
+from observatory.errors import ParseError
+
+CSV_COLUMNS = ("time", "country", "region", "asn", "signal", "value")
+MAX_FIELD = 256
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignalPoint:
+    time: datetime
+    country: str
+    region: str | None
+    asn: int | None
+    signal: str
+    source: str
+    value: float
+
+    @property
+    def key(self) -> tuple[str, str, str, str, int]:
+        """The series this point belongs to."""
+        return (self.source, self.signal, self.country, self.region or "", self.asn or 0)
+
+
+@cache
+def _alpha3_to_alpha2() -> dict[str, str]:
+    text = resources.files("observatory").joinpath("data/countries.csv").read_text(encoding="utf-8")
+    rows = csv.DictReader(line for line in text.splitlines() if not line.startswith("#"))
+    return {r["alpha3"].upper(): r["alpha2"].upper() for r in rows if r.get("alpha3")}
+
+
+def country_code(value: str) -> str:
+    """ISO 3166-1 alpha-2 from alpha-2 or alpha-3."""
+    v = value.strip().upper()
+    if len(v) == 2 and v.isalpha():
+        return v
+    if len(v) == 3 and v.isalpha():
+        cc = _alpha3_to_alpha2().get(v)
+        if cc:
+            return cc
+        raise ValueError(f"country {value!r}: unknown alpha-3 code")
+    raise ValueError(f"country {value!r}: expected an ISO 3166-1 alpha-2 or alpha-3 code")
+
+
+def parse_signal_time(value: str) -> datetime:
+    v = value.strip()
+    try:
+        secs = float(v)
+    except ValueError:
+        pass
+    else:
+        if not math.isfinite(secs) or not 0 <= secs < 4_102_444_800:
+            raise ValueError(f"time {value!r}: not a plausible UNIX time")
+        return datetime.fromtimestamp(secs, UTC)
+    try:
+        t = datetime.fromisoformat(v.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"time {value!r}: expected ISO 8601 with a zone or UNIX seconds") from None
+    if t.tzinfo is None:
+        raise ValueError(f"time {value!r}: ISO 8601 times need a zone (Z or +05:00)")
+    return t.astimezone(UTC)
+
+
+def _asn(value: str) -> int | None:
+    v = value.strip().upper().removeprefix("AS")
+    if not v:
+        return None
+    if not v.isdigit() or int(v) >= 2**32:
+        raise ValueError(f"asn {value!r}: expected a number such as 17557 or AS17557")
+    return int(v)
+
+
+def _value(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise ValueError(f"value {value!r}: not a number") from None
+    if not math.isfinite(x):
+        raise ValueError(f"value {value!r}: not a finite number")
+    return x
+
+
+def parse_row(row: dict[str, str], *, source: str) -> SignalPoint:
+    for k, v in row.items():
+        if v is not None and len(v) > MAX_FIELD:
+            raise ValueError(f"{k}: field longer than {MAX_FIELD} characters")
+    signal = (row.get("signal") or "").strip()
+    if not signal:
+        raise ValueError("signal: empty")
+    region = (row.get("region") or "").strip() or None
+    return SignalPoint(time=parse_signal_time(row.get("time") or ""), country=country_code(row.get("country") or ""),
+                       region=region, asn=_asn(row.get("asn") or ""), signal=signal, source=source,
+                       value=_value(row.get("value") or ""))
+
+
+def read_signals_csv(text: Iterable[str], *, source: str, name: str = "<csv>") -> Iterator[SignalPoint | ParseError]:
+    """Points of a signals CSV (CONTRACTS.md); a bad row yields a ParseError naming file:line, the rest go on."""
+    reader = csv.reader(text)
+    try:
+        header = [h.strip().lower() for h in next(reader)]
+    except StopIteration:
+        yield ParseError("empty file: expected a header time,country,region,asn,signal,value", where=f"{name}:1")
+        return
+    except csv.Error as exc:
+        yield ParseError(f"unreadable header: {exc}", where=f"{name}:1")
+        return
+    missing = [c for c in CSV_COLUMNS if c not in header]
+    unknown = [c for c in header if c not in CSV_COLUMNS]
+    if missing or unknown or len(set(header)) != len(header):
+        problems = []
+        if missing:
+            problems.append("missing column(s) " + ", ".join(missing))
+        if unknown:
+            problems.append("unknown column(s) " + ", ".join(unknown))
+        if len(set(header)) != len(header):
+            problems.append("duplicate columns")
+        yield ParseError("; ".join(problems) + f" (expected {','.join(CSV_COLUMNS)})", where=f"{name}:1")
+        return
+    line = 1
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            line = reader.line_num
+            yield ParseError(f"unreadable row: {exc}", where=f"{name}:{line}")
+            continue
+        line = reader.line_num
+        if not any(f.strip() for f in fields):
+            continue
+        if len(fields) != len(header):
+            yield ParseError(f"expected {len(header)} fields, got {len(fields)}", where=f"{name}:{line}")
+            continue
+        try:
+            yield parse_row(dict(zip(header, fields, strict=True)), source=source)
+        except ValueError as exc:
+            yield ParseError(str(exc), where=f"{name}:{line}")
+
+
+def read_signals_file(path: str, *, source: str) -> Iterator[SignalPoint | ParseError]:
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            yield from read_signals_csv(fh, source=source, name=path)
+    except UnicodeDecodeError as exc:
+        yield ParseError(f"not UTF-8 text: {exc}", where=path)
+
+
+def points_from_text(text: str, *, source: str) -> list[SignalPoint]:
+    out = []
+    for p in read_signals_csv(io.StringIO(text), source=source):
+        if isinstance(p, ParseError):
+            raise p
+        out.append(p)
+    return out
