@@ -80,7 +80,8 @@ def test_bad_header_and_empty_file_are_refused(tmp_path: Path) -> None:
     bad = tmp_path / "h.csv"
     bad.write_text("when,country,value\n2024-01-20T12:00:00Z,PK,1\n")
     [err] = list(read_signals_file(str(bad), source="x"))
-    assert isinstance(err, ParseError) and "missing column(s) time" in err.reason and "unknown column(s) when" in err.reason
+    assert isinstance(err, ParseError)
+    assert "missing column(s) time" in err.reason and "unknown column(s) when" in err.reason
     empty = tmp_path / "e.csv"
     empty.write_text("")
     [err] = list(read_signals_file(str(empty), source="x"))
@@ -173,7 +174,8 @@ def test_fusion_joins_outside_evidence_and_leaves_restrictions_alone() -> None:
     outside = signal_incidents(series("bgp", outage=EVENT, depth=0.4) +
                                series("active_probing", outage=EVENT, depth=0.1, seed=2))
     probes_loss = Incident(id="PK-probes", country="PK", kind="connectivity_loss", scope="network", asns=(17557,),
-                           regions=(), platforms=(), techniques=("unreachable",), start=EVENT[0] + timedelta(minutes=20),
+                           regions=(), platforms=(), techniques=("unreachable",),
+                           start=EVENT[0] + timedelta(minutes=20),
                            end=None, status="suspected", confirmed_at=None, confidence=0.5,
                            assessment=Assessment(deliberate=0.5))
     restriction = probes_loss.with_(id="PK-r", kind="platform_restriction", platforms=("twitter",),
