@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from observatory.measurement import Measurement, WebConnectivityKeys, parse_measurement
+from observatory.measurement import Measurement, WebConnectivityKeys, parse_measurement, parse_time
 from observatory.simulate import Generator, load_scenario
 from observatory.simulate.blockpages import ALL as BLOCKPAGES
 from observatory.verdict.blockpages import match_response
@@ -148,8 +148,6 @@ def _in_event(m: Measurement, platform: str | None = "twitter") -> bool | None:
     t = m.start_time.strftime("%Y-%m-%dT%H:%M:%SZ")
     near = {EV_START[:-1], EV_END[:-1]}
     for b in near:
-        from observatory.measurement import parse_time
-
         if abs((m.start_time - parse_time(b)).total_seconds()) < 10:
             return None
     inside = EV_START <= t < EV_END
@@ -230,7 +228,7 @@ end = "{EV_END}"
 
 def test_platform_outage_fails_in_the_control_too(tmp_path: Path) -> None:
     events = ""
-    for i, (start, end) in enumerate([(EV_START, EV_END), ("2024-01-15T14:00:00Z", "2024-01-15T16:00:00Z")]):
+    for start, end in [(EV_START, EV_END), ("2024-01-15T14:00:00Z", "2024-01-15T16:00:00Z")]:
         events += f"""
 [[event]]
 kind = "platform_outage"
