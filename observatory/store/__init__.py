@@ -17,6 +17,7 @@ from observatory.store.base import (
     ProbeCredential,
     Row,
     Store,
+    UserReport,
 )
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "ProbeCredential",
     "Row",
     "Store",
+    "UserReport",
     "open_store",
 ]
 

@@ -69,6 +69,18 @@ class ContextEvent:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class UserReport:
+    """Someone's report that a platform does not work for them: where, on which network, in their words."""
+
+    time: datetime
+    country: str
+    region: str
+    network: str
+    platform: str
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ProbeCredential:
     name: str
     token_hash: str
@@ -122,6 +134,10 @@ class Store(Protocol):
                       countries: Sequence[str] | None = None) -> list[SignalPoint]: ...
     def record_heartbeat(self, *, probe: str, time: datetime, country: str, asn: int, region: str | None) -> None: ...
     def heartbeats(self, *, since: datetime, until: datetime) -> list[tuple[str, datetime, str, int, str | None]]: ...
+
+    def add_user_report(self, report: UserReport) -> None: ...
+    def user_report_counts(self, *, country: str | None, since: datetime, until: datetime
+                           ) -> list[tuple[str, str, str, int]]: ...
 
     # incidents, context, credentials, small state
     def save_incidents(self, incidents: Sequence[Incident]) -> None: ...

@@ -32,6 +32,7 @@ from observatory.store.base import (
     MeasurementFilter,
     ProbeCredential,
     Row,
+    UserReport,
 )
 from observatory.vocab import TECHNIQUES
 
@@ -123,6 +124,17 @@ MIGRATIONS: list[str] = [
         asn INTEGER NOT NULL,
         region VARCHAR NOT NULL,
         PRIMARY KEY (probe, t)
+    );
+    """,
+    # 4: people's own reports ("I cannot reach X from Lahore on Jazz"): a weak signal; never their address
+    """
+    CREATE TABLE user_reports (
+        t TIMESTAMP NOT NULL,
+        cc VARCHAR NOT NULL,
+        region VARCHAR NOT NULL,
+        network VARCHAR NOT NULL,
+        platform VARCHAR NOT NULL,
+        text VARCHAR NOT NULL
     );
     """,
 ]
@@ -448,8 +460,8 @@ class DuckDBStore:
                    median(kbps) AS median_kbps,
                    any_value(network) AS network,
                    count(DISTINCT probe_key) FILTER (WHERE verdict = 'down') AS down_probes,
-                   list(DISTINCT probe_key ORDER BY probe_key) FILTER (WHERE verdict IN ({tech_in}))
-                       AS anomalous_keys,
+                   list(DISTINCT verdict || ' ' || probe_key) FILTER (WHERE verdict IN ({tech_in}))
+                       AS technique_keys,
                    {tech_cols}
             FROM measurements
             WHERE t >= ? AND t < ? AND platform IS NOT NULL{cc_clause}
@@ -749,6 +761,26 @@ class DuckDBStore:
                 [_naive(since), _naive(until)]).fetchall()
         return [(r[0], r[1].replace(tzinfo=UTC), r[2], int(r[3]), r[4] or None) for r in rows]
 
+    def add_user_report(self, report: UserReport) -> None:
+        with self._lock, _mapped_errors(self.url):
+            self._con.execute("INSERT INTO user_reports VALUES (?, ?, ?, ?, ?, ?)",
+                              [_naive(report.time), report.country, report.region, report.network,
+                               report.platform, report.text])
+
+    def user_report_counts(self, *, country: str | None, since: datetime, until: datetime
+                           ) -> list[tuple[str, str, str, int]]:
+        """(country, region, platform, count), most reported first."""
+        params: list[Any] = [_naive(since), _naive(until)]
+        clause = ""
+        if country:
+            clause = " AND cc = ?"
+            params.append(country.upper())
+        with self._lock, _mapped_errors(self.url):
+            rows = self._con.execute(
+                "SELECT cc, region, platform, count(*) AS n FROM user_reports WHERE t >= ? AND t < ?"
+                f"{clause} GROUP BY ALL ORDER BY n DESC, cc, region, platform", params).fetchall()
+        return [(r[0], r[1], r[2], int(r[3])) for r in rows]
+
     # --- small state ------------------------------------------------------------------------------------
 
     def get_state(self, key: str) -> str | None:
@@ -800,6 +832,7 @@ def _cell(r: Sequence[Any]) -> SeriesCell:
         median_kbps=float(r[11]) if r[11] is not None else None,
         network_name=r[12] or "",
         down_probes=int(r[13]),
-        anomalous_keys=tuple(k for k in (r[14] or ()) if k is not None),
+        technique_keys=tuple(sorted(k for k in (r[14] or ()) if k is not None)),
+        anomalous_keys=tuple(sorted({k.split(" ", 1)[1] for k in (r[14] or ()) if k is not None})),
         by_technique=techniques,
     )

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from observatory.errors import ObservatoryError
 from observatory.store import Store
-from observatory.web import api, metrics, pages
+from observatory.web import api, metrics, pages, userreports
 from observatory.web.errors import status_for
 from observatory.web.scheduler import DetectionScheduler, Detector, default_detector
 from observatory.web.settings import WebSettings
@@ -71,6 +71,7 @@ def create_app(settings: WebSettings, store: Store, *, detector: Detector | None
     collector = _collector_router(store)
     if collector is not None:
         app.include_router(collector)
+    app.include_router(userreports.router)
     app.include_router(pages.router)
 
     @app.get("/metrics", include_in_schema=True, tags=["service"], summary="Prometheus metrics")

@@ -27,10 +27,16 @@ class Forbidden(AuthError):
     pass
 
 
+class RateLimited(ObservatoryError):
+    """Too many requests from one caller: retry later (429)."""
+
+
 def status_for(exc: ObservatoryError) -> int:
     """One place decides which HTTP status each kind of error becomes."""
     if isinstance(exc, NotFound):
         return 404
+    if isinstance(exc, RateLimited):
+        return 429
     if isinstance(exc, Forbidden):
         return 403
     if isinstance(exc, AuthError):
