@@ -75,16 +75,14 @@ def span_phrase(days: float) -> str:
         return f"in {round(days)} days"
     if days < 27.5:
         return f"in {_number(round(days / 7))} weeks"
-    if days < 548:
-        months = days / 30.44
-        m = max(1, round(months))
-        what = "a month" if m == 1 else f"{_number(m)} months"
-        if abs(months - m) < 0.1:
-            return f"in about {what}"
-        return f"in just over {what}" if months > m else f"in just under {what}"
-    years = days / 365.25
-    y = round(years)
-    return f"in about {_number(y)} years" if y > 1 else "in about a year"
+    # months up to a year, then years, each "about", "just over" or "just under" the nearest whole number
+    unit, size, one = ("month", 30.44, "a month") if days < 350 else ("year", 365.25, "a year")
+    amount = days / size
+    n = max(1, round(amount))
+    what = one if n == 1 else f"{_number(n)} {unit}s"
+    if abs(amount - n) < 0.1:
+        return f"in about {what}"
+    return f"in just over {what}" if amount > n else f"in just under {what}"
 
 
 def history_sentence(h: History) -> str | None:
