@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 
 def _helper(args: argparse.Namespace) -> None:
@@ -42,23 +43,31 @@ def _probe(args: argparse.Namespace) -> None:
     runner = Runner(net=NetConfig(resolver=f"{args.resolver}:53", ca_file=args.ca_file), metadata=meta,
                     probe_id=args.probe_id or secrets.token_hex(8), helper=HelperClient(args.helper, timeout=15))
     stop = threading.Event()
+    cycle_done = threading.Event()
 
     def uploads() -> None:
-        uploader = Uploader(spool, args.collector, token=args.token, secret=args.secret, timeout=5, retries=0)
+        """One batch after each cycle (few, larger batches); while the collector is unreachable (a shutdown),
+        measurements stay in the spool and go when it answers again."""
+        uploader = Uploader(spool, args.collector, token=args.token, secret=args.secret, timeout=20, retries=0)
         while not stop.is_set():
+            cycle_done.wait(10)
+            cycle_done.clear()
             if len(spool):
                 try:
                     uploader.upload_all()
-                except Exception as exc:  # the collector unreachable (a shutdown): keep spooling, retry soon
+                except Exception as exc:
                     print(f"upload deferred: {exc}", file=sys.stderr)
-            stop.wait(2)
 
     threading.Thread(target=uploads, name="uploads", daemon=True).start()
+
+    def keep(doc: dict[str, Any]) -> None:
+        spool.put(doc)  # durable first: the uploader thread sends it when the collector is reachable
 
     async def loop() -> None:
         next_at = time.monotonic()
         while not stop.is_set():
-            await runner.run(urls, on_done=spool.put)
+            await runner.run(urls, on_done=keep)
+            cycle_done.set()
             next_at += args.every
             now = time.monotonic()
             if next_at < now:  # a cycle longer than the interval: start again at once, never in a burst

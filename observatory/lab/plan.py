@@ -156,13 +156,8 @@ def _unknown(keys: set[str], allowed: set[str], where: str) -> None:
 def load_plan(path: str | Path) -> LabPlan:
     """Reads a lab scenario; every error names the file and the key."""
     path = Path(path)
-    try:
-        from observatory.simulate.scenario import load_scenario
-    except ImportError:  # the simulator is optional for the lab; our own checks below still apply
-        load_scenario = None
-    if load_scenario is not None and path.exists():
-        # The contract's own validation first: the same messages as `observatory simulate` gives.
-        load_scenario(path, allow_offsets=True)
+    if path.exists():
+        _contract_check(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -170,6 +165,15 @@ def load_plan(path: str | Path) -> LabPlan:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     return plan_from_dict(raw, where=str(path))
+
+
+def _contract_check(path: Path) -> None:
+    """The contract's own validation first: the same messages as `observatory simulate` gives."""
+    try:
+        from observatory.simulate.scenario import load_scenario
+    except ImportError:  # the simulator is optional for the lab; our own checks still apply
+        return
+    load_scenario(path, allow_offsets=True)
 
 
 def plan_from_dict(raw: dict[str, Any], *, where: str) -> LabPlan:

@@ -45,13 +45,18 @@ def expected_scope(plan: LabPlan, ev: LabEvent) -> tuple[str, tuple[int, ...], t
     return Scope.NATIONAL.value, asns, regions
 
 
-def expected_incidents(plan: LabPlan, t0: datetime) -> list[Expected]:
+def expected_incidents(plan: LabPlan, t0: datetime,
+                       actual: dict[int, tuple[datetime, datetime]] | None = None) -> list[Expected]:
+    """The incidents the plan's events should produce. `actual` (event index -> when the censor really
+    applied and lifted it) wins over the planned offsets: the truth is what the censor did."""
     out = []
     for ev in plan.events:
         scope, asns, regions = expected_scope(plan, ev)
+        start, end = (actual or {}).get(ev.index, (t0 + timedelta(seconds=ev.start_s),
+                                                   t0 + timedelta(seconds=ev.end_s)))
         out.append(Expected(event=ev, kind=ev.kind, technique=ev.technique, scope=scope, country=ev.country,
                             asns=asns, regions=regions, platforms=tuple(sorted(ev.platforms)),
-                            start=t0 + timedelta(seconds=ev.start_s), end=t0 + timedelta(seconds=ev.end_s)))
+                            start=start, end=end))
     return out
 
 

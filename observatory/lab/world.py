@@ -160,7 +160,7 @@ http {{
 """
 
 
-PAGE_BYTES = 256 * 1024
+PAGE_BYTES = 64 * 1024
 
 
 def write_site(directory: Path, title: str, body: str) -> Path:
