@@ -30,6 +30,8 @@ class SeriesCell:
     # `anomalous_probes`: the detector counts independent evidence across buckets and networks with them.
     down_probes: int = 0
     anomalous_keys: tuple[str, ...] = ()
+    # "technique probe_key" for each anomalous probe: whether independent probes agree on the technique
+    technique_keys: tuple[str, ...] = ()
 
     @property
     def anomaly_share(self) -> float:

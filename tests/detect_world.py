@@ -75,6 +75,7 @@ class World:
         cell = SeriesCell(bucket=t, country=cc, asn=net.asn, region=region, platform=platform,
                           network_name=f"Net {net.asn}")
         keys: set[str] = set()
+        technique_keys: set[str] = set()
         kbps: list[float] = []
         for i in members:
             verdict = "ok"
@@ -106,11 +107,13 @@ class World:
                 cell.anomalous += 1
                 cell.by_technique[verdict] = cell.by_technique.get(verdict, 0) + 1
                 keys.add(f"p:{net.asn}-{i}")
+                technique_keys.add(f"{verdict} p:{net.asn}-{i}")
         if not members:
             return None
         cell.probes = len(members)
         cell.anomalous_probes = len(keys)
         cell.anomalous_keys = tuple(sorted(keys))
+        cell.technique_keys = tuple(sorted(technique_keys))
         kbps.sort()
         cell.median_kbps = kbps[len(kbps) // 2] if kbps else None
         return cell

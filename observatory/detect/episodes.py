@@ -27,7 +27,7 @@ class Episode:
     alarm: int
     end: int | None
     techniques: Counter[str] = field(default_factory=Counter)
-    # (time the bucket's data was complete, probe keys that witnessed it): for causal confirmation
+    # (bucket, "technique probe_key" of the probes that witnessed it): for causal confirmation
     witnesses: list[tuple[int, frozenset[str]]] = field(default_factory=list)
     regions: set[str] = field(default_factory=set)  # regions where this episode's probes saw it
     probes: int = 0  # probe-observations during the episode
@@ -89,15 +89,17 @@ def _episode(family: str | None, key: tuple[str, int, str], obs: list[Obs], a: A
     elif platform != CONTROL:
         ep.platforms = {platform}
     if stream == "down":
-        ep.witnesses = [(o.t, frozenset(f"down:{asn}:{o.t}:{i}" for i in range(o.down))) for o in window if o.down]
+        ep.witnesses = [(o.t, frozenset(f"down down:{asn}:{o.t}:{i}" for i in range(o.down))) for o in window
+                        if o.down]
         ep.regions = {r for o in window for r, (n, _k) in o.regions.items() if n}
     elif stream == "slow":
-        ep.witnesses = [(o.t, frozenset(f"slow:{asn}:{o.t}:{i}" for i in range(o.n))) for o in window
-                        if o.t in set(a.buckets)]
+        slow = set(a.buckets)
+        ep.witnesses = [(o.t, frozenset(f"throttling slow:{asn}:{o.t}:{i}" for i in range(o.n))) for o in window
+                        if o.t in slow]
         ep.regions = {r for o in window for r, (n, _k) in o.regions.items() if n}
-        ep.techniques = Counter({"throttling": sum(o.n for o in window if o.t in set(a.buckets))})
+        ep.techniques = Counter({"throttling": sum(o.n for o in window if o.t in slow)})
     else:
-        ep.witnesses = [(o.t, frozenset(o.keys)) for o in window if o.keys]
+        ep.witnesses = [(o.t, frozenset(o.witnesses)) for o in window if o.witnesses]
         ep.regions = _affected_regions(window)
     return ep
 
@@ -125,7 +127,7 @@ def find_episodes(tracks: Tracks, cfg: DetectConfig) -> list[Episode]:
             where = tracks.regions.get((country, asn), set()) if region == ALL_PLATFORMS else {region}
             ep = Episode(family=CONNECTIVITY, country=country, asn=asn, platform=None, start=a.start,
                          alarm=a.alarm, end=a.end, silent=True, regions={r for r in where if r})
-            ep.witnesses = [(a.alarm - step, frozenset(f"silent:{asn}:{region}:{i}" for i in range(missing)))]
+            ep.witnesses = [(a.alarm - step, frozenset(f"unreachable silent:{asn}:{region}:{i}" for i in range(missing)))]
             ep.techniques = Counter({"unreachable": missing})
             episodes.append(ep)
     return episodes

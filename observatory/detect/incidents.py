@@ -99,19 +99,28 @@ def _overlap(a: Cluster, b: Cluster) -> bool:
 
 
 def confirmed_at(c: Cluster, cfg: DetectConfig) -> tuple[int | None, int]:
-    """Earliest time at which alarmed series had shown `min_probes` distinct witnesses, and how many in all."""
+    """Earliest time at which alarmed series had shown `min_probes` distinct witnesses, and how many in all.
+
+    For a restriction the witnesses must agree on the technique: censorship applies one method to everyone
+    it targets, while random failures scatter over every kind of failure.
+    """
     entries: list[tuple[int, frozenset[str]]] = []
     for e in c.episodes:
         for t, keys in e.witnesses:
             entries.append((max(t + cfg.bucket_seconds, e.alarm), keys))
     entries.sort(key=lambda x: x[0])
-    seen: set[str] = set()
+    per_technique = c.family == RESTRICTION
+    seen: dict[str, set[str]] = {}
+    everyone: set[str] = set()
     when: int | None = None
     for t, keys in entries:
-        seen |= keys
-        if when is None and len(seen) >= cfg.min_probes:
+        for tk in keys:
+            technique, key = tk.split(" ", 1)
+            everyone.add(key)
+            seen.setdefault(technique if per_technique else "", set()).add(key)
+        if when is None and any(len(v) >= cfg.min_probes for v in seen.values()):
             when = t
-    return when, len(seen)
+    return when, len(everyone)
 
 
 def _ts(t: int | None) -> datetime | None:

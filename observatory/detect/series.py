@@ -53,6 +53,7 @@ def build_series(rows: Iterable[Row], *, bucket_seconds: int = DEFAULT_BUCKET_SE
             anomalous_probes=len({r.measurement.probe_key for r in anomalous}),
             down_probes=len({r.measurement.probe_key for r in rs if r.verdict == "down"}),
             anomalous_keys=tuple(sorted({r.measurement.probe_key for r in anomalous})),
+            technique_keys=tuple(sorted({f"{r.verdict} {r.measurement.probe_key}" for r in anomalous})),
             by_technique=dict(techniques),
             median_kbps=float(median(kbps)) if kbps else None,
             network_name=rs[0].measurement.network_name,
@@ -76,6 +77,7 @@ class Obs:
     regions: dict[str, list[int]] = field(default_factory=dict)  # region -> [probes, anomalous probes]
     platforms: dict[str, list[int]] = field(default_factory=dict)  # platform -> [probes, anomalous probes]
     folded: set[str] = field(default_factory=set)  # anomalous probes taken out: their control failed too
+    witnesses: set[str] = field(default_factory=set)  # "technique probe_key" of the anomalous probes kept
 
     @property
     def median_kbps(self) -> float | None:
@@ -164,6 +166,7 @@ def fold(cells: Iterable[SeriesCell], bucket_seconds: int) -> Tracks:
             obs.keys.update(keys)
             if platform != CONTROL and c.anomalous_keys:
                 obs.folded.update(set(c.anomalous_keys) - keys)
+            obs.witnesses.update(_witnesses(c, keys))
             r = obs.regions.setdefault(region, [0, 0])
             r[0] += n
             r[1] += k
@@ -179,3 +182,11 @@ def fold(cells: Iterable[SeriesCell], bucket_seconds: int) -> Tracks:
     series = {key: [v[t] for t in sorted(v)] for key, v in by_key.items()}
     return Tracks(series=series, activity=dict(activity), names=names, regions=dict(regions),
                   first=first or 0, now=(last or 0) + bucket_seconds)
+
+
+def _witnesses(c: SeriesCell, keys: set[str]) -> set[str]:
+    """"technique probe_key" for the kept anomalous probes of a cell (cells without them: the main technique)."""
+    if c.technique_keys:
+        return {tk for tk in c.technique_keys if tk.split(" ", 1)[1] in keys}
+    main = max(c.by_technique, key=lambda t: (c.by_technique[t], t)) if c.by_technique else "unknown"
+    return {f"{main} {k}" for k in keys}
