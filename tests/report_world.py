@@ -41,7 +41,7 @@ def cells(*, start: datetime, end: datetime, blocked: Sequence[tuple[datetime, d
           platforms: Sequence[str] = SOCIAL, block_share: float = 0.95, stagger: timedelta = timedelta(0),
           all_down: bool = False, seed: int = 1, bucket: timedelta = timedelta(minutes=5)) -> list[SeriesCell]:
     """Series cells of PK from `start` to `end`: platforms fail on `blocked_asns` during each `blocked` span
-    (each network's onset later by `stagger` times its index); with `all_down` the controls fail too."""
+    (each network's span shifted later by `stagger` times its index); with `all_down` the controls fail too."""
     rng = random.Random(seed)
     out = []
     t = start
@@ -51,7 +51,7 @@ def cells(*, start: datetime, end: datetime, blocked: Sequence[tuple[datetime, d
             for p in (*platforms, "control"):
                 n = rng.randint(2, 4)
                 on = asn in hit and (p != "control" or all_down) and any(
-                    a + stagger * i <= t < b for a, b in blocked)
+                    a + stagger * i <= t < b + stagger * i for a, b in blocked)
                 bad = sum(rng.random() < (block_share if on else 0.02) for _ in range(n))
                 out.append(SeriesCell(bucket=t, country="PK", asn=asn, region=None, platform=p, total=n, ok=n - bad,
                                       anomalous=bad, probes=n, network_name=name))
