@@ -30,7 +30,8 @@ from observatory.incident import Assessment, Incident
 from observatory.ingest import Ingestor, IngestSummary, ingest_paths
 from observatory.measurement import PRIVATE_FIELDS, SCRUBBED
 from observatory.store import ContextEvent, IncidentFilter, MeasurementFilter, ProbeCredential, open_store
-from observatory.store.clickhouse import ClickHouseStore
+from observatory.signals import SignalPoint
+from observatory.store.clickhouse import MIGRATIONS, ClickHouseStore
 from observatory.store.duckdb import DuckDBStore
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -353,20 +354,29 @@ def test_series_and_rollup_are_identical_across_backends(pair: tuple[DuckDBStore
 
 
 def test_the_detector_finds_identical_incidents_on_both_stores(pair: tuple[DuckDBStore, ClickHouseStore]) -> None:
-    from observatory.detect import detect_incidents
+    """observatory.detect.run end to end on each store: a full pass while the block is under way, then an
+    incremental pass after the rest arrives; the stored incidents must be the same JSON on both."""
+    from observatory.detect.run import run_detection, stored_incidents
 
     world = pk_block_world()
     rows = list(world.rows())
-    found = []
+    cut = next(i for i, r in enumerate(rows) if r.measurement.start_time >= world.events[0].start + timedelta(hours=1))
+    results = []
     for s in pair:
-        _insert_all(s, rows, batch=5000)
-        cells = s.series(since=world.start, until=world.start + timedelta(days=4), bucket_seconds=300)
-        found.append([i.to_json() for i in detect_incidents(cells)])
-    duck_incidents, ch_incidents = found
+        _insert_all(s, rows[:cut], batch=5000)
+        full = run_detection(s, full=True)
+        _insert_all(s, rows[cut:], batch=5000)
+        incremental = run_detection(s)
+        assert incremental.cells > 0
+        results.append(((full.cells, full.detected, incremental.cells, incremental.detected),
+                        [i.to_json() for i in stored_incidents(s)]))
+    (duck_runs, duck_incidents), (ch_runs, ch_incidents) = results
+    assert duck_runs == ch_runs
     # ids are built from country, kind and start only (nothing store-specific), so they are compared too
     assert duck_incidents == ch_incidents
     assert [(i["country"], i["kind"], sorted(i["platforms"])) for i in ch_incidents] == \
         [("PK", "platform_restriction", ["facebook", "twitter"])]
+    assert ch_incidents[0]["end"] is not None and ch_incidents[0]["evidence"]["example_measurements"]
 
 
 # --- incidents, events, credentials, state ------------------------------------------------------------------
@@ -411,6 +421,43 @@ def test_incidents_save_filter_get_and_upsert(store: DuckDBStore | ClickHouseSto
     assert store.incidents(IncidentFilter(status="confirmed")) == []
     assert len(store.incidents(IncidentFilter())) == 4
     store.save_incidents([])
+
+
+def test_deleted_incidents_are_gone(store: DuckDBStore | ClickHouseStore) -> None:
+    incs = [_incident(1), _incident(2), _incident(3)]
+    store.save_incidents(incs)
+    store.save_incidents([incs[0].with_(status="confirmed")])  # two versions of the same id
+    assert store.delete_incidents([incs[0].id, incs[2].id, "never-existed"]) == 2
+    assert [i.id for i in store.incidents(IncidentFilter())] == [incs[1].id]
+    assert store.incident(incs[0].id) is None
+    assert store.delete_incidents([]) == 0
+
+
+def test_signals_keep_the_first_point_of_a_key(store: DuckDBStore | ClickHouseStore) -> None:
+    t = datetime(2024, 1, 20, 13, tzinfo=UTC)
+    pts = [SignalPoint(time=t + timedelta(minutes=5 * i), country="PK", region=None, asn=17557 if i % 2 else None,
+                       signal="bgp", source="ioda", value=float(100 - i)) for i in range(6)]
+    other = SignalPoint(time=t, country="IR", region="Tehran", asn=None, signal="active", source="ioda", value=1.0)
+    first = store.insert_signals([*pts, pts[0], other])
+    assert (first.accepted, first.duplicates) == (7, 1)
+    again = store.insert_signals([pts[1].__class__(time=pts[1].time, country="PK", region=None, asn=17557,
+                                                   signal="bgp", source="ioda", value=-1.0), pts[2]])
+    assert (again.accepted, again.duplicates) == (0, 2)
+    got = store.signal_points(since=t, until=t + timedelta(hours=1), countries=["pk"])
+    assert sorted(got, key=lambda p: (p.time, p.asn or 0)) == sorted(pts, key=lambda p: (p.time, p.asn or 0))
+    assert [p.time for p in got if p.asn == 17557] == sorted(p.time for p in pts if p.asn == 17557)
+    assert store.signal_points(since=t, until=t + timedelta(hours=1), countries=["IR"]) == [other]
+    assert len(store.signal_points(since=t + timedelta(minutes=10), until=t + timedelta(minutes=20))) == 2
+
+
+def test_heartbeats(store: DuckDBStore | ClickHouseStore) -> None:
+    t = datetime(2024, 1, 20, 13, tzinfo=UTC)
+    store.record_heartbeat(probe="lahore-1", time=t, country="PK", asn=17557, region="Punjab")
+    store.record_heartbeat(probe="lahore-1", time=t, country="PK", asn=17557, region="Punjab")  # repeated
+    store.record_heartbeat(probe="quetta-1", time=t + timedelta(minutes=1), country="PK", asn=45669, region=None)
+    assert store.heartbeats(since=t, until=t + timedelta(hours=1)) == [
+        ("lahore-1", t, "PK", 17557, "Punjab"), ("quetta-1", t + timedelta(minutes=1), "PK", 45669, None)]
+    assert store.heartbeats(since=t + timedelta(seconds=1), until=t + timedelta(hours=1))[0][0] == "quetta-1"
 
 
 def test_context_events_add_replace_and_filter(store: DuckDBStore | ClickHouseStore) -> None:
@@ -469,7 +516,7 @@ def test_a_reopened_clickhouse_store_keeps_everything_and_continues_the_sequence
     s1.close()
     s2 = ClickHouseStore(url)
     try:
-        assert s2.count() == 100 and s2.schema_version() == 2
+        assert s2.count() == 100 and s2.schema_version() == len(MIGRATIONS)
         assert s2.insert(rows[50:150]).accepted == 50
         assert s2.changes_since(seq).max_seq == seq + 50
     finally:

@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 from observatory.errors import ConfigError, StoreError, StoreFullError, StoreReadOnlyError
 from observatory.incident import Incident
 from observatory.series import SeriesCell
+from observatory.signals import SignalPoint
 from observatory.store.base import (
     Changes,
     ContextEvent,
@@ -109,6 +110,17 @@ MIGRATIONS: list[list[str]] = [
         ) ENGINE = SummingMergeTree((total, ok, down, anomalous))
         PARTITION BY toYYYYMM(b) ORDER BY (cc, asn, platform, b)
         SETTINGS non_replicated_deduplication_window = 1000""",
+    ],
+    # 3: outside-in signals (imported series, the outside-in prober) and probe heartbeats seen by the collector.
+    # Both keep the first write of a key, like DuckDB's INSERT OR IGNORE (checked before inserting).
+    [
+        f"""CREATE TABLE IF NOT EXISTS signals (
+            t {_TS}, cc LowCardinality(String), region LowCardinality(String), asn Int64,
+            signal LowCardinality(String), source LowCardinality(String), value Float64
+        ) ENGINE = ReplacingMergeTree PARTITION BY toYYYYMM(t) ORDER BY (source, signal, cc, region, asn, t)""",
+        f"""CREATE TABLE IF NOT EXISTS probe_heartbeats (
+            probe String, t {_TS}, cc LowCardinality(String), asn Int64, region String
+        ) ENGINE = ReplacingMergeTree PARTITION BY toYYYYMM(t) ORDER BY (probe, t)""",
     ],
 ]
 
@@ -607,6 +619,19 @@ class ClickHouseStore:
         self._insert("incidents", rows,
                      ("id", "country", "kind", "status", "start_t", "end_t", "platforms", "doc", "version"))
 
+    def delete_incidents(self, ids: Sequence[str]) -> int:
+        """Removes incidents a re-run of detection no longer finds; returns how many existed."""
+        if not ids:
+            return 0
+        with self._lock:
+            found = int(self._scalar("SELECT count() FROM {db}.incidents FINAL WHERE id IN {ids:Array(String)}",
+                                     {"ids": list(ids)}) or 0)
+            if found:
+                # a mutation, waited for: every version of these ids goes, so FINAL cannot resurrect an older one
+                self._command("ALTER TABLE {db}.incidents DELETE WHERE id IN {ids:Array(String)}",
+                              {"ids": list(ids)}, settings={"mutations_sync": 2})
+            return found
+
     def incidents(self, flt: IncidentFilter) -> list[Incident]:
         clauses: list[str] = []
         params: dict[str, Any] = {"limit": max(0, flt.limit), "offset": max(0, flt.offset)}
@@ -707,6 +732,58 @@ class ClickHouseStore:
             self._insert_cred(ProbeCredential(name=cred.name, token_hash=cred.token_hash, secret=cred.secret,
                                               created=cred.created, revoked=True))
             return True
+
+    # --- outside-in signals and probe heartbeats ----------------------------------------------------------
+
+    def insert_signals(self, points: Sequence[SignalPoint]) -> InsertResult:
+        unique = {p.key + (_utc(p.time),): p for p in points}
+        if not unique:
+            return InsertResult(accepted=0, duplicates=0)
+        with self._lock:
+            times = [k[5] for k in unique]
+            stored = {
+                (r[0], r[1], r[2], r[3], int(r[4]), _utc(r[5])) for r in self._rows(
+                    f"SELECT source, signal, cc, region, asn, t FROM {{db}}.signals FINAL "
+                    f"WHERE t >= {{lo:{_TS}}} AND t <= {{hi:{_TS}}} AND source IN {{sources:Array(String)}} "
+                    "AND signal IN {names:Array(String)}",
+                    {"lo": min(times), "hi": max(times), "sources": sorted({k[0] for k in unique}),
+                     "names": sorted({k[1] for k in unique})})
+            }
+            fresh = [p for k, p in unique.items() if k not in stored]
+            if fresh:
+                self._insert("signals", [[_utc(p.time), p.country, p.region or "", p.asn or 0, p.signal, p.source,
+                                          float(p.value)] for p in fresh],
+                             ("t", "cc", "region", "asn", "signal", "source", "value"))
+        return InsertResult(accepted=len(fresh), duplicates=len(points) - len(fresh))
+
+    def signal_points(self, *, since: datetime, until: datetime,
+                      countries: Sequence[str] | None = None) -> list[SignalPoint]:
+        params: dict[str, Any] = {"since": _utc(since), "until": _utc(until)}
+        cc_clause = ""
+        if countries:
+            cc_clause = " AND cc IN {ccs:Array(String)}"
+            params["ccs"] = [c.upper() for c in countries]
+        rows = self._rows(
+            f"SELECT t, cc, region, asn, signal, source, value FROM {{db}}.signals FINAL "
+            f"WHERE t >= {{since:{_TS}}} AND t < {{until:{_TS}}}{cc_clause} "
+            "ORDER BY source, signal, cc, region, asn, t", params)
+        return [SignalPoint(time=_utc(r[0]), country=r[1], region=r[2] or None, asn=int(r[3]) or None,
+                            signal=r[4], source=r[5], value=float(r[6])) for r in rows]
+
+    def record_heartbeat(self, *, probe: str, time: datetime, country: str, asn: int, region: str | None) -> None:
+        with self._lock:
+            seen = self._scalar(f"SELECT count() FROM {{db}}.probe_heartbeats WHERE probe = {{p:String}} "
+                                f"AND t = {{t:{_TS}}}", {"p": probe, "t": _utc(time)})
+            if not seen:
+                self._insert("probe_heartbeats", [[probe, _utc(time), country, asn, region or ""]],
+                             ("probe", "t", "cc", "asn", "region"))
+
+    def heartbeats(self, *, since: datetime, until: datetime) -> list[tuple[str, datetime, str, int, str | None]]:
+        rows = self._rows(
+            f"SELECT probe, t, cc, asn, region FROM {{db}}.probe_heartbeats FINAL "
+            f"WHERE t >= {{since:{_TS}}} AND t < {{until:{_TS}}} ORDER BY t, probe",
+            {"since": _utc(since), "until": _utc(until)})
+        return [(r[0], _utc(r[1]), r[2], int(r[3]), r[4] or None) for r in rows]
 
     # --- small state ------------------------------------------------------------------------------------
 
