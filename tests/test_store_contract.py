@@ -29,8 +29,8 @@ from observatory.errors import ConfigError, StoreError
 from observatory.incident import Assessment, Incident
 from observatory.ingest import Ingestor, IngestSummary, ingest_paths
 from observatory.measurement import PRIVATE_FIELDS, SCRUBBED
-from observatory.store import ContextEvent, IncidentFilter, MeasurementFilter, ProbeCredential, open_store
 from observatory.signals import SignalPoint
+from observatory.store import ContextEvent, IncidentFilter, MeasurementFilter, ProbeCredential, open_store
 from observatory.store.clickhouse import MIGRATIONS, ClickHouseStore
 from observatory.store.duckdb import DuckDBStore
 
