@@ -219,7 +219,12 @@ def _cycle(urls: list[str], *, net: Any, meta: Any, pid: str, helper: str | None
             os.fsync(sink.fileno())
             sink.close()
     if spool is not None and collector and token and secret:
-        report = Uploader(spool, collector, token=token, secret=secret).upload_all()
+        try:
+            report = Uploader(spool, collector, token=token, secret=secret).upload_all()
+        except Exception as exc:  # a collector answering nonsense: keep the spool, try next round
+            logging.getLogger("observatory.probe").warning("upload failed: %s; %d measurements stay spooled",
+                                                           exc, len(spool))
+            return
         msg = (f"measured {counts['measured']}; uploaded {report.accepted} new, {report.duplicates} duplicate, "
                f"{report.rejected} rejected; {report.remaining} still spooled")
         if report.error:

@@ -7,6 +7,7 @@ the concurrency limit for at most its timeouts and never delays the others.
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -28,6 +29,8 @@ from observatory.probe.metadata import ProbeMetadata, from_mmdb
 from observatory.probe.net import Clock, NetConfig, endpoint, split_endpoint
 from observatory.probe.tcp import tcp_connect
 from observatory.probe.tls import tls_handshake
+
+log = logging.getLogger("observatory.probe")
 
 TEST_NAME = "web_connectivity"
 TEST_VERSION = "0.4.3"
@@ -234,14 +237,20 @@ class Runner:
     async def stream(self, urls: Sequence[str], *, concurrency: int = 32) -> AsyncIterator[dict[str, Any]]:
         gate = asyncio.Semaphore(max(1, concurrency))
 
-        async def one(u: str) -> dict[str, Any]:
+        async def one(u: str) -> dict[str, Any] | None:
             async with gate:
-                return await self.measure(u)
+                try:
+                    return await self.measure(u)
+                except Exception:  # a bug measuring one target must not stop a probe that runs for months
+                    log.exception("measuring %s failed; skipped this round", u)
+                    return None
 
         tasks = [asyncio.create_task(one(u)) for u in urls]
         try:
             for fut in asyncio.as_completed(tasks):
-                yield await fut
+                doc = await fut
+                if doc is not None:
+                    yield doc
         finally:
             for t in tasks:
                 t.cancel()

@@ -159,5 +159,5 @@ class Uploader:
 def _message(resp: httpx.Response) -> str:
     try:
         return str(resp.json().get("error"))
-    except ValueError:
+    except (ValueError, AttributeError):
         return resp.text[:200]
