@@ -30,6 +30,7 @@ class DetectConfig:
     min_probes: int = 3  # distinct anomalous probes (probe_id, else report_id, else network+resolver)
     min_networks_national: int = 2
     merge_gap_seconds: int = 1800  # anomalies this close in time merge into one incident
+    sync_seconds: int = 3600  # connectivity losses in several networks are one event if they began this close
     # scope: share of the measured networks / regions that must be affected for a wider claim
     national_share: float = 0.6
     regional_share: float = 0.6

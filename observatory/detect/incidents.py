@@ -53,6 +53,8 @@ def cluster(episodes: list[Episode], cfg: DetectConfig) -> list[Cluster]:
     """Greedy merge by (country, family) of episodes that overlap in time, within a small gap."""
     groups: dict[tuple[str | None, str], list[Episode]] = {}
     for e in episodes:
+        if not e.silent and _distinct_keys(e) < 2:
+            continue  # one probe's word (a faulty installation, a local firewall): never an incident
         country = None if e.family == OUTAGE else e.country
         groups.setdefault((country, e.family), []).append(e)
     out: list[Cluster] = []
@@ -61,12 +63,20 @@ def cluster(episodes: list[Episode], cfg: DetectConfig) -> list[Cluster]:
         current: Cluster | None = None
         for e in eps:
             end = current.end if current else None
-            if current is not None and (end is None or e.start <= end + cfg.merge_gap_seconds):
+            # a connectivity loss across networks is one event only if it began at once in them (a shutdown);
+            # unrelated faults that happen to overlap stay apart
+            synced = family != CONNECTIVITY or current is None or any(x.asn == e.asn for x in current.episodes) \
+                or e.start - current.start <= cfg.sync_seconds
+            if current is not None and synced and (end is None or e.start <= end + cfg.merge_gap_seconds):
                 current.episodes.append(e)
             else:
                 current = Cluster(family=family, country=country, episodes=[e])
                 out.append(current)
     return _worldwide_outages(out, cfg)
+
+
+def _distinct_keys(e: Episode) -> int:
+    return len({tk.split(" ", 1)[1] for _, keys in e.witnesses for tk in keys})
 
 
 def _worldwide_outages(clusters: list[Cluster], cfg: DetectConfig) -> list[Cluster]:
