@@ -204,3 +204,23 @@ def test_deep_copies_do_not_share_state() -> None:
     b = copy.deepcopy(a)
     b["queries"][0]["answers"] = []
     assert a["queries"][0]["answers"]
+
+
+@pytest.mark.parametrize(("pattern", "literal"), [
+    (r'iframe src="http://10\.10\.34\.3[4-6]', 'iframe src="http://10.10.34.3'),
+    ("[Tt]his (?:web)?site is not accessible[^<]{0,80}(?:Pakistan|PTA)", "site is not accessible"),
+    ("abcd?e", "abc"),  # d is optional
+    ("ab|cd", None),  # a top-level alternative: nothing certain
+    (r"x\d+yy", None),  # too short to be worth a test
+])
+def test_required_literal_is_certain(pattern: str, literal: str | None) -> None:
+    import re
+
+    from observatory.verdict.blockpages import required_literal
+
+    got = required_literal(pattern)
+    assert got == literal
+    if got is not None:  # every match contains it
+        for m in re.finditer(pattern, "x abcde abce This site is not accessible in Pakistan "
+                                      '<iframe src="http://10.10.34.35">'):
+            assert got in m.group(0)
