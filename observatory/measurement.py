@@ -245,6 +245,8 @@ def parse_asn(value: str | int | None, *, where: str = "probe_asn") -> int:
         text = text[2:]
     if not text.isdigit():
         raise ParseError(f"{where} {value!r} is not of the form 'AS<number>'")
+    if int(text) >= 2**32:
+        raise ParseError(f"{where} {value!r} is beyond the 32-bit AS number space")
     return int(text)
 
 
