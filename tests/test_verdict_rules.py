@@ -224,3 +224,9 @@ def test_required_literal_is_certain(pattern: str, literal: str | None) -> None:
         for m in re.finditer(pattern, "x abcde abce This site is not accessible in Pakistan "
                                       '<iframe src="http://10.10.34.35">'):
             assert got in m.group(0)
+
+
+def test_no_literal_hint_for_case_insensitive_patterns() -> None:
+    from observatory.verdict.blockpages import required_literal
+
+    assert required_literal("(?i)blocked here") is None

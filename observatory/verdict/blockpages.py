@@ -154,6 +154,8 @@ def required_literal(pattern: str) -> str | None:
     """The longest run of plain characters every match of `pattern` must contain, if one is certain:
     a substring test on it rules most bodies out before the regular expression runs (the `re` engine
     otherwise tries a pattern that starts with a class like [Tt] at every position)."""
+    if re.compile(pattern).flags & (re.IGNORECASE | re.VERBOSE):
+        return None  # the literal's case, or its spaces, are not what the text must contain
     runs: list[str] = []
     run: list[str] = []
     depth = 0
