@@ -5,6 +5,7 @@ Prints the wall time of the whole run against the slowest single target measured
 (DNS, TLS sites, a slow site, a stalling site) run in a separate process so their CPU is not counted.
 
     .venv/bin/python benchmarks/probe.py [--targets 200] [--slow 20] [--stalled 20] [--concurrency 200]
+                                         [--servers 4]
 """
 
 from __future__ import annotations
@@ -54,12 +55,13 @@ def serve(n: int, ca_path: str, conn: Any) -> None:
     net.close()
 
 
-def config(ports: dict[str, int], kinds: list[str], ca: str) -> NetConfig:
+def config(servers: list[dict[str, int]], kinds: list[str], ca: str) -> NetConfig:
+    """Target i is served by server process i % len(servers) (200 real sites have their own CPUs)."""
     hosts = names(len(kinds))
     return NetConfig(
-        resolver=f"127.0.0.1:{ports['dns']}", ca_file=ca,
+        resolver=f"127.0.0.1:{servers[0]['dns']}", ca_file=ca,
         system_resolve=static_hosts({h: [ip_of(i)] for i, h in enumerate(hosts)}),
-        connect_map={f"{ip_of(i)}:443": f"127.0.0.1:{ports[k]}" for i, k in enumerate(kinds)},
+        connect_map={f"{ip_of(i)}:443": f"127.0.0.1:{servers[i % len(servers)][k]}" for i, k in enumerate(kinds)},
         dns_timeout=2, connect_timeout=2, tls_timeout=2, http_timeout=4, download_seconds=2,
     )
 
@@ -81,17 +83,25 @@ def main() -> int:
     ap.add_argument("--slow", type=int, default=20)
     ap.add_argument("--stalled", type=int, default=20)
     ap.add_argument("--concurrency", type=int, default=200)
+    ap.add_argument("--servers", type=int, default=4, help="server processes the targets are spread over")
     args = ap.parse_args()
     n = args.targets
     kinds = ["stall"] * args.stalled + ["slow"] * args.slow
     kinds += ["fast"] * (n - len(kinds))
-    ca = str(Path(tempfile.mkdtemp()) / "ca.pem")
-    parent, child = mp.Pipe()
-    server = mp.Process(target=serve, args=(n, ca, child), daemon=True)
-    server.start()
-    ports = parent.recv()
+    tmp = Path(tempfile.mkdtemp())
+    procs, pipes, servers = [], [], []
+    for k in range(args.servers):
+        parent, child = mp.Pipe()
+        proc = mp.Process(target=serve, args=(n, str(tmp / f"ca{k}.pem"), child), daemon=True)
+        proc.start()
+        procs.append(proc)
+        pipes.append(parent)
+        servers.append(parent.recv())
+    # one CA bundle trusting every server process's CA
+    ca = str(tmp / "ca.pem")
+    Path(ca).write_text("".join((tmp / f"ca{k}.pem").read_text() for k in range(args.servers)))
     try:
-        cfg = config(ports, kinds, ca)
+        cfg = config(servers, kinds, ca)
         urls = [f"https://{h}/" for h in names(n)]
         # each kind alone first: the slowest single target sets the bar
         singles = {}
@@ -101,14 +111,17 @@ def main() -> int:
         slowest = max(singles.values())
         wall, cpu, docs = run(cfg, urls, args.concurrency)
     finally:
-        parent.send("done")
-        server.join(10)
+        for parent in pipes:
+            parent.send("done")
+        for proc in procs:
+            proc.join(10)
     failures: dict[str, int] = {}
     for d in docs:
         f = d["test_keys"]["requests"][0]["failure"] or "ok"
         failures[f] = failures.get(f, 0) + 1
     ratio = wall / slowest
-    print(f"targets: {n} ({args.stalled} stalling, {args.slow} slow), concurrency {args.concurrency}")
+    print(f"targets: {n} ({args.stalled} stalling, {args.slow} slow), concurrency {args.concurrency}, "
+          f"served by {args.servers} processes")
     print("single target alone: " + ", ".join(f"{k} {v:.2f}s" for k, v in singles.items()))
     print(f"wall time for all {n}: {wall:.2f}s = {ratio:.2f}x the slowest single target ({slowest:.2f}s); "
           f"target <= 1.5x: {'met' if ratio <= 1.5 else 'NOT met'}")

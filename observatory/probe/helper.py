@@ -17,7 +17,7 @@ import msgspec
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from observatory.measurement import ControlDNS, ControlHTTP, ControlTCP, ControlTLS
+from observatory.measurement import ControlDNS, ControlHTTP, ControlTCP, ControlTLS, Download
 from observatory.probe import dns, http
 from observatory.probe.net import Clock, NetConfig, endpoint, split_endpoint
 from observatory.probe.tcp import tcp_connect
@@ -80,22 +80,23 @@ async def control_check(url: str, probe_endpoints: list[str], *, cfg: NetConfig)
 
 
 async def _http(url: str, first_ip: str | None, resolve: http.Resolve, dns_failure: str | None,
-                cfg: NetConfig, clock: Clock) -> tuple[ControlHTTP, Any]:
-    from observatory.measurement import Download
+                cfg: NetConfig, clock: Clock) -> tuple[ControlHTTP, Download]:
+    def failed(failure: str | None, final_url: str) -> tuple[ControlHTTP, Download]:
+        return (ControlHTTP(failure=failure, status_code=-1, body_length=-1, title="", headers={}),
+                Download(url=final_url, failure=failure))
 
     if first_ip is None:
-        failure = dns_failure or "dns_no_answer"
-        return ControlHTTP(failure=failure, status_code=-1, body_length=-1, title="", headers={}), \
-            Download(url=url, failure=failure)
+        return failed(dns_failure or "dns_no_answer", url)
     transactions, resp, final_url = await http.get(url, first_ip, resolve, cfg=cfg, clock=clock)
     if resp is None:
-        failure = transactions[0].failure
-        return ControlHTTP(failure=failure, status_code=-1, body_length=-1, title="", headers={}), \
-            Download(url=final_url, failure=failure)
-    final_ip = first_ip if final_url == url else (await resolve(urlsplit(final_url).hostname or ""))[0]
-    download = await http.download(final_url, final_ip, cfg=cfg)
-    return ControlHTTP(failure=None, status_code=resp.code, body_length=len(resp.body),
-                       title=http.title_of(resp.body), headers=resp.headers), download
+        return failed(transactions[0].failure, final_url)
+    control = ControlHTTP(failure=None, status_code=resp.code, body_length=len(resp.body),
+                          title=http.title_of(resp.body), headers=resp.headers)
+    try:
+        final_ip = first_ip if final_url == url else (await resolve(urlsplit(final_url).hostname or ""))[0]
+    except OSError as exc:
+        return control, Download(url=final_url, failure=getattr(exc, "failure", None) or "dns_no_answer")
+    return control, await http.download(final_url, final_ip, cfg=cfg)
 
 
 def make_helper_app(cfg: NetConfig) -> FastAPI:

@@ -170,10 +170,10 @@ def _path(url: str) -> str:
 
 
 async def _exchange(url: str, ip: str, cfg: NetConfig, limit: int,
-                    on_bytes: Callable[[int], None] | None = None) -> Response:
+                    on_bytes: Callable[[int], None] | None = None, conn: Conn | None = None) -> Response:
     parts = urlsplit(url)
     host = parts.netloc.rpartition("@")[2]
-    conn = await _connect(url, ip, cfg)
+    conn = conn or await _connect(url, ip, cfg)
     try:
         head = f"GET {_path(url)} HTTP/1.1\r\n" + "".join(
             f"{k}: {v}\r\n" for k, v in _request_headers(host, cfg).items()) + "\r\n"
@@ -195,12 +195,13 @@ def _failure(exc: BaseException) -> str:
 _NETWORK_ERRORS = (OSError, TimeoutError, ssl.SSLError, EOFError, ProtocolError)
 
 
-async def get(url: str, first_ip: str | None, resolve: Resolve, *, cfg: NetConfig,
-              clock: Clock) -> tuple[list[HTTPTransaction], Response | None, str]:
+async def get(url: str, first_ip: str | None, resolve: Resolve, *, cfg: NetConfig, clock: Clock,
+              first_conn: Conn | None = None) -> tuple[list[HTTPTransaction], Response | None, str]:
     """GET `url` following redirects. Returns the transactions (OONI order: last hop first), the final
-    response (None on failure) and the final URL. The first hop connects to `first_ip`."""
+    response (None on failure) and the final URL. The first hop connects to `first_ip`, or uses
+    `first_conn` (already connected to it) when given; this function closes it."""
     transactions: list[HTTPTransaction] = []
-    current, ip = url, first_ip
+    current, ip, conn = url, first_ip, first_conn
     for _ in range(cfg.max_redirects + 1):
         host = urlsplit(current).hostname or ""
         tx = HTTPTransaction(request=HTTPRequest(url=current, method="GET",
@@ -212,11 +213,14 @@ async def get(url: str, first_ip: str | None, resolve: Resolve, *, cfg: NetConfi
                 if not ips:
                     raise OSError(f"no address for {host}")
                 ip = ips[0]
-            resp = await asyncio.wait_for(_exchange(current, ip, cfg, cfg.body_limit), cfg.http_timeout)
+            resp = await asyncio.wait_for(_exchange(current, ip, cfg, cfg.body_limit, conn=conn), cfg.http_timeout)
         except _NETWORK_ERRORS as exc:
+            if conn is not None:
+                conn.close()
             tx.failure = _failure(exc) if not isinstance(exc, _DNSFailure) else exc.failure
             tx.t = clock()
             return transactions, None, current
+        conn = None  # used (and closed) by the first hop; redirects connect afresh
         tx.t = clock()
         tx.response = HTTPResponse(code=resp.code, headers=resp.headers,
                                    body=resp.body.decode("utf-8", "replace"), body_is_truncated=resp.truncated)

@@ -27,8 +27,8 @@ from observatory.measurement import Control, Download, HTTPRequest, HTTPTransact
 from observatory.probe import dns, http
 from observatory.probe.metadata import ProbeMetadata, from_mmdb
 from observatory.probe.net import Clock, NetConfig, endpoint, split_endpoint
-from observatory.probe.tcp import tcp_connect
-from observatory.probe.tls import tls_handshake
+from observatory.probe.tcp import Conn, tcp_connect
+from observatory.probe.tls import tls_handshake_conn
 
 log = logging.getLogger("observatory.probe")
 
@@ -161,15 +161,22 @@ class Runner:
 
         tcp = list(await asyncio.gather(*(tcp_connect(ip, port, cfg=cfg, clock=clock) for ip in ips)))
         tls = []
+        first_conn: Conn | None = None
+        first_ip = next((t.ip for t in tcp if t.status.success), ips[0] if ips else None)
         if https:
             ok = [t.ip for t in tcp if t.status.success]
-            tls = list(await asyncio.gather(*(tls_handshake(ip, port, host, cfg=cfg, clock=clock) for ip in ok)))
-
-        # HTTP through the address a browser would most likely end up using: one that completed TLS/TCP
-        good = [h.address for h in tls if h.failure is None]
-        first_ip = (split_endpoint(good[0])[0] if good
-                    else next((t.ip for t in tcp if t.status.success), ips[0] if ips else None))
-        requests, download = await self._http(url, first_ip, dns_failure or "dns_no_answer", clock)
+            done = await asyncio.gather(*(tls_handshake_conn(ip, port, host, cfg=cfg, clock=clock) for ip in ok))
+            tls = [h for h, _ in done]
+            # HTTP goes over the first verified connection (one handshake fewer); the others are closed
+            for h, conn in done:
+                if conn is None:
+                    continue
+                if first_conn is None and h.address:
+                    first_conn, first_ip = conn, split_endpoint(h.address)[0]
+                else:
+                    conn.close()
+        requests, download = await self._http(url, first_ip, dns_failure or "dns_no_answer", clock,
+                                              first_conn)
 
         answer = await helper_task if helper_task else HelperAnswer(None, "unknown_failure: no helper configured")
         if answer.control is not None:
@@ -200,8 +207,8 @@ class Runner:
             keys["x_control_unavailable"] = True
         return keys, answer.client_address
 
-    async def _http(self, url: str, first_ip: str | None, dns_failure: str,
-                    clock: Clock) -> tuple[list[HTTPTransaction], Download]:
+    async def _http(self, url: str, first_ip: str | None, dns_failure: str, clock: Clock,
+                    first_conn: Conn | None = None) -> tuple[list[HTTPTransaction], Download]:
         cfg = self.net
 
         async def resolve(name: str) -> list[str]:
@@ -215,7 +222,8 @@ class Runner:
             tx = HTTPTransaction(request=HTTPRequest(url=url, method="GET", headers={}), failure=dns_failure,
                                  t0=clock(), t=clock())
             return [tx], Download(url=url, failure=dns_failure)
-        requests, resp, final_url = await http.get(url, first_ip, resolve, cfg=cfg, clock=clock)
+        requests, resp, final_url = await http.get(url, first_ip, resolve, cfg=cfg, clock=clock,
+                                                   first_conn=first_conn)
         if resp is None:
             return requests, Download(url=final_url, failure=requests[0].failure)
         try:

@@ -104,6 +104,16 @@ def _describe(conn: TLSConn, result: TLSHandshake) -> None:
 
 async def tls_handshake(ip: str, port: int, server_name: str, *, cfg: NetConfig, clock: Clock) -> TLSHandshake:
     """A handshake with SNI `server_name`: outcome, version, cipher, ALPN, the peer certificate's sha256."""
+    result, conn = await tls_handshake_conn(ip, port, server_name, cfg=cfg, clock=clock)
+    if conn is not None:
+        conn.close()
+    return result
+
+
+async def tls_handshake_conn(ip: str, port: int, server_name: str, *, cfg: NetConfig,
+                             clock: Clock) -> tuple[TLSHandshake, TLSConn | None]:
+    """`tls_handshake`, also returning the open, verified connection on success (the caller closes it):
+    the probe sends its HTTP request over it rather than paying for another handshake."""
     result = TLSHandshake(address=endpoint(ip, port), server_name=server_name)
     result.t0 = clock()
     try:
@@ -113,11 +123,10 @@ async def tls_handshake(ip: str, port: int, server_name: str, *, cfg: NetConfig,
         result.t = clock()
         if isinstance(exc, ssl.SSLCertVerificationError):
             await _record_unverified(ip, port, server_name, cfg, result)
-        return result
+        return result, None
     result.t = clock()
     _describe(conn, result)
-    conn.close()
-    return result
+    return result, conn
 
 
 async def _record_unverified(ip: str, port: int, server_name: str, cfg: NetConfig, result: TLSHandshake) -> None:

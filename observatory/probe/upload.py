@@ -105,6 +105,8 @@ class Uploader:
                 paths, body = self._batch()
                 if not paths:
                     break
+                resp: httpx.Response | None
+                failure: str | None
                 try:
                     resp = self._post(client, body)
                 except httpx.HTTPError as exc:
