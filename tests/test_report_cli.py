@@ -10,6 +10,7 @@ import subprocess
 import sys
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from typer.testing import CliRunner
 
-    from observatory.cli import app
+    from observatory.cli import app, main
 
 SCENARIO = """
 name = "report-cli-day"
@@ -90,8 +91,36 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield path
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "observatory", *args], capture_output=True, text=True, timeout=120)
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """The `observatory` entry point in-process (its error handling and exit codes included): a subprocess
+    would spend seconds importing every stage for each call."""
+
+    def invoke(*args: str) -> Result:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", ["observatory", *args])
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out = capsys.readouterr()
+        return Result(code, out.out, out.err)
+
+    return invoke
+
+
+def test_entry_point_runs_as_a_process(db: str) -> None:
+    res = subprocess.run([sys.executable, "-m", "observatory", "report", "PK-nope", "--db", db],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and res.stderr.startswith("error: incident 'PK-nope' is not in the store")
 
 
 def test_events_add_and_report_text_mentions_it(db: str) -> None:
@@ -151,7 +180,7 @@ def test_events_import_csv_and_ics(db: str, tmp_path: Path) -> None:
     assert len(again) == len(listed)
 
 
-def test_bad_event_file_names_the_line_and_stores_nothing(db: str, tmp_path: Path) -> None:
+def test_bad_event_file_names_the_line_and_stores_nothing(db: str, tmp_path: Path, run) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("time,country,title\n2024-02-01T10:00:00Z,PK,Fine\n2024-02-02,Pakistan,Bad country\n")
     res = run("events", "import", str(bad), "--db", db)
@@ -161,7 +190,7 @@ def test_bad_event_file_names_the_line_and_stores_nothing(db: str, tmp_path: Pat
     assert "Fine" not in listed
 
 
-def test_unknown_incident_and_bad_flags_are_clear_errors(db: str) -> None:
+def test_unknown_incident_and_bad_flags_are_clear_errors(db: str, run) -> None:
     res = run("report", "PK-nope", "--db", db)
     assert res.returncode == 2 and "incident 'PK-nope' is not in the store" in res.stderr
     res = run("report", INCIDENT_ID, "--db", db, "--format", "pdf")
@@ -172,7 +201,7 @@ def test_unknown_incident_and_bad_flags_are_clear_errors(db: str) -> None:
     assert res.returncode == 2 and "--time" in res.stderr
 
 
-def test_alert_command_sends_once(db: str, tmp_path: Path) -> None:
+def test_alert_command_sends_once(db: str, tmp_path: Path, run) -> None:  # type: ignore[no-untyped-def]
     from test_report_deliver import Receiver
 
     with Receiver(statuses=[500]) as rx:
