@@ -296,3 +296,49 @@ def test_no_probe_address_anywhere(world: World) -> None:
     text = json.dumps(doc)
     assert "x_client_address" not in text
     assert "127.0.0.1\"" not in text.replace(world.helper.url, "")  # the helper saw 127.0.0.1; never recorded
+
+
+def test_ooni_base_and_web_connectivity_fields(world: World) -> None:
+    """df-000-base's envelope (minus probe_ip, which we never write) and ts-017's test keys, in their formats."""
+    import re
+
+    doc = world.measure(HTTPS, world.good)
+    base = {"annotations": dict, "data_format_version": str, "input": str, "measurement_start_time": str,
+            "probe_asn": str, "probe_cc": str, "report_id": str, "software_name": str, "software_version": str,
+            "test_keys": dict, "test_name": str, "test_runtime": float, "test_start_time": str,
+            "test_version": str, "measurement_uid": str, "resolver_asn": str, "resolver_ip": str,
+            "resolver_network_name": str, "probe_network_name": str}
+    for key, kind in base.items():
+        assert isinstance(doc[key], kind), key
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", doc["measurement_start_time"])
+    assert re.fullmatch(r"AS\d+", doc["probe_asn"]) and re.fullmatch(r"[A-Z]{2}", doc["probe_cc"])
+    assert re.fullmatch(r"\d{8}T\d{6}Z_webconnectivity_PK_17557_n1_[0-9a-f]{16}", doc["report_id"])
+    assert (doc["test_name"], doc["test_version"], doc["data_format_version"]) == ("web_connectivity", "0.4.3",
+                                                                                 "0.2.0")
+    tk = keys(doc)
+    for key in ("client_resolver", "queries", "tcp_connect", "tls_handshakes", "requests", "control",
+                "control_failure", "dns_experiment_failure", "http_experiment_failure", "blocking", "accessible",
+                "x_download"):
+        assert key in tk, key
+    for step in tk["queries"] + tk["tcp_connect"] + tk["tls_handshakes"] + tk["requests"]:
+        assert 0 <= step["t0"] <= step["t"] <= doc["test_runtime"] + 0.01
+    assert tk["queries"][0]["answers"][0] == {"answer_type": "A", "ipv4": IP}
+    # the typed model of the verdict rules reads it
+    wc = measurement_from_dict(doc).web_connectivity()
+    assert wc.control is not None and wc.x_download is not None and wc.x_download.kbps
+
+
+def test_helper_answers_ooni_shape_and_refuses_bad_requests(world: World) -> None:
+    import httpx
+
+    url = world.helper.url + "/"
+    r = httpx.post(url, json={"http_request": HTTPS, "tcp_connect": [f"{IP}:443", "192.0.2.1:22"]}, timeout=20)
+    assert r.status_code == 200
+    body = r.json()
+    assert set(body) >= {"dns", "tcp_connect", "tls_handshake", "http_request", "x_download", "x_client_address"}
+    assert list(body["tcp_connect"]) == [f"{IP}:443"]  # other ports are not the helper's business
+    assert body["tls_handshake"][f"{IP}:443"]["status"] is True
+    for bad in (b"{", b'{"http_request": 5}', b'{"http_request": "ftp://x/"}',
+                b'{"http_request": "https://x/", "tcp_connect": ["nonsense"]}'):
+        r = httpx.post(url, content=bad, timeout=10)
+        assert r.status_code == 400 and r.json()["error"], bad

@@ -47,7 +47,9 @@ async def control_check(url: str, probe_endpoints: list[str], *, cfg: NetConfig)
     https = parts.scheme == "https"
     port = parts.port or (443 if https else 80)
     control_dns = await _resolve(host, cfg, clock)
-    endpoints = list(dict.fromkeys([endpoint(ip, port) for ip in control_dns.addrs] + probe_endpoints))
+    # the probe's addresses, on the URL's port only: the helper is not a port scanner for whoever asks
+    theirs = [ep for ep in probe_endpoints if split_endpoint(ep)[1] == port]
+    endpoints = list(dict.fromkeys([endpoint(ip, port) for ip in control_dns.addrs] + theirs))
     endpoints = endpoints[:MAX_ENDPOINTS]
 
     async def connect(ep: str) -> tuple[str, ControlTCP, ControlTLS | None]:
