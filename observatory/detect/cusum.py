@@ -102,10 +102,12 @@ def scan_share(points: Iterable[tuple[int, int, int]], cfg: DetectConfig, now: i
     window: deque[tuple[int, int, int]] = deque()
     sn = sk = 0
     last = 0
+    points_seen: list[tuple[int, int, int]] = []
     for t, n, k in points:
         if n <= 0:
             continue
         last = t
+        points_seen.append((t, n, min(k, n)))
         while window and window[0][0] <= t - cfg.baseline_seconds:
             _, on, ok_ = window.popleft()
             sn -= on
@@ -118,7 +120,38 @@ def scan_share(points: Iterable[tuple[int, int, int]], cfg: DetectConfig, now: i
             window.append((t, n, k))
             sn += n
             sk += k
-    return cusum.finish(last + cfg.bucket_seconds, now, cfg.end_grace_seconds)
+    alarms = cusum.finish(last + cfg.bucket_seconds, now, cfg.end_grace_seconds)
+    return [_refine(a, points_seen, cfg) for a in alarms]
+
+
+def _refine(a: Alarm, points: list[tuple[int, int, int]], cfg: DetectConfig) -> Alarm:
+    """Onset and end moved to the first/last bucket that most probes around it agree with.
+
+    With sparse data a lone failure just before the onset (or after the end) keeps the sum from returning to
+    zero and would stretch the incident; a bucket counts as onset or end only if, within an hour on the side
+    of the incident (data known by the alarm, for the onset), two or more probes and at least half of those
+    measuring saw the disruption.
+    """
+    w = 3600
+    lo, hi = a.start, a.end if a.end is not None else points[-1][0] + cfg.bucket_seconds
+    inside = [p for p in points if lo <= p[0] < hi]
+    bad = [p for p in inside if p[2] * 2 >= p[1] and p[2] > 0]
+
+    def share(sel: list[tuple[int, int, int]]) -> float:
+        """Share of probes that saw it; 0 when only one probe did (a lone failure is no support)."""
+        n, k = sum(p[1] for p in sel), sum(p[2] for p in sel)
+        return k / n if n and k >= 2 else 0.0
+
+    start = next((p[0] for p in bad if share([q for q in inside if p[0] <= q[0] < min(p[0] + w, a.alarm)]) >= 0.5),
+                 a.start)
+    end = a.end
+    if a.end is not None:
+        last = next((p[0] for p in reversed(bad) if share([q for q in inside if p[0] - w < q[0] <= p[0]]) >= 0.5),
+                    None)
+        if last is not None and last >= start:
+            end = last + cfg.bucket_seconds
+    return Alarm(start=min(start, a.alarm - cfg.bucket_seconds), alarm=a.alarm, end=end,
+                 buckets=[b for b in a.buckets if b >= start])
 
 
 def scan_throughput(obs: list[Obs], cfg: DetectConfig, now: int) -> list[Alarm]:
