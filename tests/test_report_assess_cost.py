@@ -6,12 +6,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from report_world import cells, incident, utc
 
 from observatory.errors import ConfigError
 from observatory.report.assess import assess_claim, network_transitions
-from observatory.report.cost import HOURS_PER_YEAR, economy_of, estimate_cost, cost_text, money
+from observatory.report.cost import HOURS_PER_YEAR, cost_text, economy_of, estimate_cost, money
 from observatory.report.render import build_report, control_share
-from report_world import cells, incident, utc
 
 START, END = utc(2024, 1, 20, 14, 0), utc(2024, 1, 20, 17, 0)
 

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from report_world import incident, utc
 
 from observatory.ingest import ingest_paths
 from observatory.simulate.generator import generate
 from observatory.simulate.scenario import load_scenario
 from observatory.store.duckdb import DuckDBStore
-from report_world import incident, utc
 
 with warnings.catch_warnings():
     # typer imports a click helper click 8.2 deprecates: a third-party import-time warning, not our code's
@@ -143,7 +143,8 @@ def test_report_png_and_html(db: str, tmp_path: Path) -> None:
     assert runner.invoke(app, ["report", INCIDENT_ID, "--db", db, "--format", "png", "--out", str(png)]).exit_code == 0
     img = Image.open(io.BytesIO(png.read_bytes()))
     assert img.format == "PNG" and 900 <= img.size[0] <= 1400 and png.stat().st_size > 30_000
-    assert runner.invoke(app, ["report", INCIDENT_ID, "--db", db, "--format", "html", "--out", str(html)]).exit_code == 0
+    res = runner.invoke(app, ["report", INCIDENT_ID, "--db", db, "--format", "html", "--out", str(html)])
+    assert res.exit_code == 0
     page = html.read_text()
     assert "data:image/png;base64," in page and "<script" not in page
 

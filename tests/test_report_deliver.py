@@ -8,17 +8,16 @@ import hmac
 import json
 import threading
 import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from report_world import incident, utc
 
 from observatory.errors import ConfigError
 from observatory.report.deliver import DELIVERY_HEADER, SIGNATURE_HEADER, Webhook, deliver
 from observatory.store.duckdb import DuckDBStore
-from report_world import incident, utc
 
 SECRET = "s3cret-for-tests"
 

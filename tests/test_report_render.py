@@ -11,12 +11,12 @@ from datetime import timedelta
 import feedparser
 import pytest
 from PIL import Image
+from report_world import cells, incident, utc
 
 from observatory.errors import ConfigError
 from observatory.report import atom_feed, build_report, render, render_html_fragment
 from observatory.report.charts import chart_window, incident_chart
 from observatory.store.base import ContextEvent
-from report_world import cells, incident, utc
 
 START, END = utc(2024, 1, 20, 14, 5), utc(2024, 1, 20, 17, 10)
 

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from report_world import incident, utc
 
 from observatory.incident import Incident
 from observatory.report import statement
@@ -15,7 +16,6 @@ from observatory.report.countries import local_time, zone_label
 from observatory.report.history import history, span_phrase
 from observatory.report.statement import statement_parts
 from observatory.store.base import ContextEvent
-from report_world import incident, utc
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "scenarios" / "pk-2023-12-2024-01.toml"

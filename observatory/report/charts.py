@@ -19,7 +19,10 @@ matplotlib.use("Agg")
 
 import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.artist import Artist  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from observatory import catalog  # noqa: E402
@@ -112,11 +115,16 @@ def _tz_caption(inc: Incident, t: datetime) -> str:
     return f"{zone_label(t, inc.country)}, UTC{sign}{abs(hours)}" + (f":{rem:02d}" if rem else "")
 
 
-def _shade(ax, inc: Incident, end: datetime) -> None:  # type: ignore[no-untyped-def]
-    ax.axvspan(inc.start, inc.end or end, color=SHADE, alpha=0.13, lw=0, zorder=0)
+def _x(t: datetime) -> float:
+    """matplotlib's date number (its typed API takes floats)."""
+    return float(mdates.date2num(t))
 
 
-def draw_reachability(fig: Figure, axes: Sequence, inc: Incident, cells: Sequence[SeriesCell]) -> list:  # type: ignore[type-arg]
+def _shade(ax: Axes, inc: Incident, end: datetime) -> None:
+    ax.axvspan(_x(inc.start), _x(inc.end or end), color=SHADE, alpha=0.13, lw=0, zorder=0)
+
+
+def draw_reachability(fig: Figure, axes: Sequence[Axes], inc: Incident, cells: Sequence[SeriesCell]) -> list[Artist]:
     """Panels of `axes`: affected platforms first, control sites last. Returns legend handles."""
     start, end = chart_window(inc)
     platforms = ordered_platforms(inc.platforms)[: len(axes) - 1] + [catalog.CONTROL]
@@ -128,14 +136,14 @@ def draw_reachability(fig: Figure, axes: Sequence, inc: Incident, cells: Sequenc
     nets = _top_networks(window, inc)
     names = _network_names(window, inc)
     colors = {a: plt.get_cmap("tab10")(i % 10) for i, a in enumerate(nets)}
-    tz = country(inc.country).tz if country(inc.country) else UTC
+    where = country(inc.country)
+    tz = where.tz if where is not None else UTC
     for ax, platform in zip(axes, platforms, strict=False):
         _shade(ax, inc, end)
         for asn in nets:
             points = data.get(platform, {}).get(asn, [])
             if points:
-                xs, ys = zip(*points, strict=True)
-                ax.plot(xs, ys, color=colors[asn], lw=1.8, alpha=0.9)
+                ax.plot([_x(t) for t, _ in points], [y for _, y in points], color=colors[asn], lw=1.8, alpha=0.9)
         label = catalog.display_name(platform)
         if platform == catalog.CONTROL:
             label += " (baseline)"
@@ -144,7 +152,7 @@ def draw_reachability(fig: Figure, axes: Sequence, inc: Incident, cells: Sequenc
         ax.set_yticks([0, 50, 100])
         ax.set_yticklabels(["0%", "50%", "100%"], fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-        ax.set_xlim(start, end)
+        ax.set_xlim(_x(start), _x(end))
         ax.spines[["top", "right"]].set_visible(False)
         if not data.get(platform):
             ax.text(0.5, 0.5, "no measurements", transform=ax.transAxes, ha="center", va="center",
@@ -153,7 +161,7 @@ def draw_reachability(fig: Figure, axes: Sequence, inc: Incident, cells: Sequenc
         f" to {local_time(inc.end, inc.country)}" if inc.end else " (ongoing)")
     # right-align the label on a late incident, so it never runs off the chart
     late = (inc.start - start) / (end - start) > 0.5
-    axes[0].text(inc.end or end if late else inc.start, 104, span + " " if late else " " + span, fontsize=10,
+    axes[0].text(_x(inc.end or end) if late else _x(inc.start), 104, span + " " if late else " " + span, fontsize=10,
                  color="#a93226", va="bottom", ha="right" if late else "left", fontweight="bold", clip_on=False)
     last = axes[len(platforms) - 1]
     span_hours = (end - start).total_seconds() / 3600
@@ -161,12 +169,12 @@ def draw_reachability(fig: Figure, axes: Sequence, inc: Incident, cells: Sequenc
     last.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M" if span_hours <= 30 else "%d %b %H:%M", tz=tz))
     last.tick_params(axis="x", labelsize=10)
     last.set_xlabel(f"Local time ({_tz_caption(inc, inc.start)})", fontsize=11)
-    handles = [plt.Line2D([], [], color=colors[a], lw=2.5, label=names.get(a, f"AS{a}")) for a in nets]
+    handles: list[Artist] = [Line2D([], [], color=colors[a], lw=2.5, label=names.get(a, f"AS{a}")) for a in nets]
     handles.append(Patch(color=SHADE, alpha=0.25, label="incident"))
     return handles
 
 
-def draw_history(ax, inc: Incident, previous: Sequence[Incident], *, days: int = 120) -> None:  # type: ignore[no-untyped-def]
+def draw_history(ax: Axes, inc: Incident, previous: Sequence[Incident], *, days: int = 120) -> None:
     """A strip of the country's incidents over the last `days`: a marker per incident, this one highlighted."""
     shown = [p for p in previous if p.start >= inc.start - timedelta(days=days)] + [inc]
     # the strip spans the incidents shown (a month at least), not an empty season
@@ -175,15 +183,15 @@ def draw_history(ax, inc: Incident, previous: Sequence[Incident], *, days: int =
     for i, p in enumerate(sorted(shown, key=lambda p: p.start)):
         this = p.id == inc.id
         above = (len(shown) - 1 - i) % 2 == 1  # alternate sides, so neighbouring dates never overlap
-        ax.plot([p.start], [0], marker="o", ms=14 if this else 10, color=KIND_COLORS.get(p.kind, "#555"),
+        ax.plot([_x(p.start)], [0], marker="o", ms=14 if this else 10, color=KIND_COLORS.get(p.kind, "#555"),
                 markeredgecolor="black" if this else "white", markeredgewidth=2 if this else 1, zorder=3)
         ax.annotate(local_date(p.start, inc.country, year=False) + ("\n(this one)" if this else ""),
-                    (p.start, 0), xytext=(0, 12 if above else -14), textcoords="offset points",
+                    (_x(p.start), 0), xytext=(0, 12 if above else -14), textcoords="offset points",
                     ha="center", va="bottom" if above else "top",
                     fontsize=10, fontweight="bold" if this else "normal")
     ax.axhline(0, color="#bbb", lw=1, zorder=1)
     # room on the right for the last label ("20 January (this one)")
-    ax.set_xlim(since, inc.start + timedelta(days=max(4, (inc.start - since).days // 7)))
+    ax.set_xlim(_x(since), _x(inc.start + timedelta(days=max(4, (inc.start - since).days // 7))))
     ax.set_ylim(-1.5, 1)
     ax.set_yticks([])
     for side in ("top", "right", "left"):

@@ -97,24 +97,27 @@ def _ics_text(value: str) -> str:
 def parse_ics(text: str, *, name: str = "events.ics", country: str | None = None) -> list[ContextEvent]:
     """VEVENTs with DTSTART and SUMMARY; the country from `country`, else an `X-COUNTRY` or a `LOCATION` that is
     a two-letter code."""
-    out, current, start_line = [], None, 0  # type: ignore[var-annotated]
+    out: list[ContextEvent] = []
+    current: dict[str, str] | None = None  # the open VEVENT's properties
+    start: datetime | None = None
+    start_line = 0
     for n, line in _unfold(text):
         key, _, value = line.partition(":")
         name_part, _, params = key.partition(";")
         name_part = name_part.upper()
         if name_part == "BEGIN" and value.strip().upper() == "VEVENT":
-            current, start_line = {}, n
+            current, start, start_line = {}, None, n
         elif name_part == "END" and value.strip().upper() == "VEVENT" and current is not None:
             where = f"{name}:{start_line}"
-            if "DTSTART" not in current:
+            if start is None:
                 raise ParseError("VEVENT without DTSTART", where=where)
             cc = country or current.get("X-COUNTRY") or current.get("LOCATION", "")
-            out.append(make_event(country=cc, time=current["DTSTART"], title=current.get("SUMMARY", ""),
+            out.append(make_event(country=cc, time=start, title=current.get("SUMMARY", ""),
                                   url=current.get("URL"), where=where))
             current = None
         elif current is not None:
             if name_part == "DTSTART":
-                current["DTSTART"] = _ics_time(params, value.strip(), where=f"{name}:{n}")
+                start = _ics_time(params, value.strip(), where=f"{name}:{n}")
             elif name_part in ("SUMMARY", "URL", "LOCATION", "X-COUNTRY"):
                 current[name_part] = _ics_text(value.strip())
     if not out and "BEGIN:VCALENDAR" not in text.upper():

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from observatory.errors import ConfigError
+from observatory.incident import Incident
 from observatory.report.charts import chart_window
 from observatory.report.context import DEFAULT_WINDOW
 from observatory.report.history import DEFAULT_LOOKBACK
@@ -14,7 +15,7 @@ from observatory.report.render import Report, build_report
 from observatory.store.base import IncidentFilter, Store
 
 
-def load_incident(store: Store, incident_id: str):  # type: ignore[no-untyped-def]
+def load_incident(store: Store, incident_id: str) -> Incident:
     inc = store.incident(incident_id)
     if inc is None:
         raise ConfigError(f"incident {incident_id!r} is not in the store {store.url} "

@@ -172,8 +172,8 @@ def restoration_sentence(inc: Incident) -> str | None:
     if local_date(inc.end, cc) != local_date(inc.start, cc):
         since += f" on {local_date(inc.start, cc, year=False)}"
     if inc.kind == "platform_outage" or cc is None:
-        names = join_names(platform_names(inc)) or "The affected platforms"
-        return f"Restored: {names} recovered worldwide as of {at}, after a global outage of {lasted} (from {since})."
+        listed = join_names(platform_names(inc)) or "The affected platforms"
+        return f"Restored: {listed} recovered worldwide as of {at}, after a global outage of {lasted} (from {since})."
     scale, where = scale_and_where(inc)
     if inc.kind == "connectivity_loss":
         what, verb = "Internet connectivity", "has returned"
