@@ -129,7 +129,7 @@ def draw_reachability(fig: Figure, axes: Sequence[Axes], inc: Incident, cells: S
     start, end = chart_window(inc)
     platforms = ordered_platforms(inc.platforms)[: len(axes) - 1] + [catalog.CONTROL]
     if inc.kind == "connectivity_loss":
-        present = sorted({c.platform for c in cells if c.platform != catalog.CONTROL})
+        present = ordered_platforms(sorted({c.platform for c in cells}))
         platforms = present[: len(axes) - 1] + [catalog.CONTROL]
     window = [c for c in cells if start <= c.bucket < end]
     data = _reachability(window, platforms)
@@ -159,6 +159,8 @@ def draw_reachability(fig: Figure, axes: Sequence[Axes], inc: Incident, cells: S
                     color="#888", fontsize=11)
     span = f"incident {local_time(inc.start, inc.country)}" + (
         f" to {local_time(inc.end, inc.country)}" if inc.end else " (ongoing)")
+    if inc.end and local_date(inc.end, inc.country) != local_date(inc.start, inc.country):
+        span += f" on {to_local(inc.end, inc.country):%d %b}"  # an end after midnight is the next day
     # right-align the label on a late incident, so it never runs off the chart
     late = (inc.start - start) / (end - start) > 0.5
     axes[0].text(_x(inc.end or end) if late else _x(inc.start), 104, span + " " if late else " " + span, fontsize=10,
