@@ -220,7 +220,9 @@ def _cycle(urls: list[str], *, net: Any, meta: Any, pid: str, helper: str | None
             sink.close()
     if spool is not None and collector and token and secret:
         try:
-            report = Uploader(spool, collector, token=token, secret=secret).upload_all()
+            # few retries per round: the next round retries anyway, and measuring must not wait on uploads
+            # (a probe in a shutdown keeps measuring into its spool)
+            report = Uploader(spool, collector, token=token, secret=secret, retries=2).upload_all()
         except Exception as exc:  # a collector answering nonsense: keep the spool, try next round
             logging.getLogger("observatory.probe").warning("upload failed: %s; %d measurements stay spooled",
                                                            exc, len(spool))

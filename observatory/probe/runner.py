@@ -64,7 +64,9 @@ class HelperClient:
 
     async def check(self, url: str, endpoints: Sequence[str]) -> HelperAnswer:
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.timeout, trust_env=False)
+            # a short connect timeout: during a shutdown the helper is unreachable and every target waits on it
+            self._client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout, connect=min(5.0, self.timeout)),
+                                             trust_env=False)
         body = {"http_request": url, "http_request_headers": {}, "tcp_connect": list(endpoints)}
         try:
             resp = await self._client.post(self.url, json=body)

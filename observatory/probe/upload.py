@@ -100,7 +100,8 @@ class Uploader:
         """Sends the whole spool, batch by batch. Stops (leaving the rest spooled) after `retries` failures."""
         report = UploadReport()
         attempt = 0
-        with httpx.Client(timeout=self.timeout, trust_env=False) as client:
+        timeout = httpx.Timeout(self.timeout, connect=min(5.0, self.timeout))
+        with httpx.Client(timeout=timeout, trust_env=False) as client:
             while True:
                 paths, body = self._batch()
                 if not paths:
