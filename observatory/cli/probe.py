@@ -158,6 +158,7 @@ def probe(
 
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per helper request is noise
     show = not quiet and sys.stderr.isatty()
     cycle = 0
     while True:
