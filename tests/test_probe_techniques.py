@@ -342,3 +342,27 @@ def test_helper_answers_ooni_shape_and_refuses_bad_requests(world: World) -> Non
                 b'{"http_request": "https://x/", "tcp_connect": ["nonsense"]}'):
         r = httpx.post(url, content=bad, timeout=10)
         assert r.status_code == 400 and r.json()["error"], bad
+
+
+def test_down_everywhere(world: World) -> None:
+    """The site itself is down: the probe and the control fail alike."""
+    dead = {f"{IP}:443": f"127.0.0.1:{world.net.closed_port()}"}
+    helper = UvicornThread(make_helper_app(world.probe(connect_map=dead)))
+    try:
+        async def go() -> dict[str, Any]:
+            client = HelperClient(helper.url + "/")
+            runner = Runner(net=world.probe(connect_map=dead), metadata=ProbeMetadata(cc="PK", asn=17557),
+                            probe_id="p", helper=client)
+            try:
+                return await runner.measure(HTTPS)
+            finally:
+                await client.aclose()
+
+        doc = asyncio.run(go())
+    finally:
+        helper.stop()
+    tk = keys(doc)
+    assert tk["tcp_connect"][0]["status"] == {"success": False, "failure": "connection_refused", "blocked": False}
+    assert tk["control"]["tcp_connect"][f"{IP}:443"] == {"status": False, "failure": "connection_refused"}
+    assert tk["control"]["http_request"]["failure"] == "connection_refused"
+    assert verdict_of(doc) == "down"
