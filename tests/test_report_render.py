@@ -136,3 +136,24 @@ def test_atom_feed_escapes_and_handles_empty() -> None:
     weird = incident(id='x"<&>', platforms=("twitter",))
     parsed = feedparser.parse(atom_feed([weird], "http://127.0.0.1:8000"))
     assert not parsed.bozo and parsed.entries[0].id.endswith('x"<&>#confirmed')
+
+
+def test_report_imports_only_from_its_left_and_renderers_do_no_io() -> None:
+    """Data flows one way (measurement -> verdict -> ingest -> store -> detect -> report -> web); the renderers
+    never touch the network, the store's implementations or the clock."""
+    import ast
+    from pathlib import Path
+
+    import observatory.report as pkg
+
+    root = Path(pkg.__file__).parent
+    io_modules = {"gather.py", "deliver.py"}
+    for path in root.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        names = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        names |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not {m for m in names if m.startswith(("observatory.web", "observatory.cli"))}, path.name
+        if path.name not in io_modules:
+            forbidden = {"httpx", "socket", "urllib.request", "observatory.store.duckdb", "duckdb"}
+            assert not names & forbidden, (path.name, names & forbidden)
+            assert "datetime.now" not in path.read_text(), path.name
