@@ -113,3 +113,15 @@ def test_batches_shrink_when_the_collector_says_413(tmp_path: Path, collector: A
     report = up.upload_all()
     assert report.error is None and report.accepted == 40 and up.batch_size < 40
     assert store.count() == 40
+
+
+def test_a_write_cut_short_is_never_uploaded(tmp_path: Path, collector: Any) -> None:
+    """A probe killed while writing leaves only its temporary file: never taken for a measurement."""
+    store, cred, server = collector
+    spool = Spool(tmp_path / "spool")
+    whole = spool.put(sample(1))
+    (spool.dir / ("." + whole.name.replace("00001", "00002") + ".tmp")).write_bytes(whole.read_bytes()[:100])
+    assert spool.pending() == [whole]
+    report = Uploader(spool, server.url, token=cred["token"], secret=cred["secret"]).upload_all()
+    assert (report.accepted, report.rejected, report.error) == (1, 0, None)
+    assert store.count() == 1
