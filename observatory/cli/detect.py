@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Annotated
 
 import typer
@@ -53,6 +54,7 @@ def _table(incidents: list[Incident]) -> None:
         table.add_row(i.id, i.country or "world", i.kind, i.scope, ",".join(i.platforms) or "-",
                       ",".join(i.techniques) or "-", iso(i.start) or "", iso(i.end) or "ongoing", i.status,
                       iso(i.confirmed_at) or "-")
-    Console().print(table)
+    # piped output is not cut to 80 columns: ids and times must stay whole
+    Console(width=None if sys.stdout.isatty() else 240).print(table)
     if not incidents:
         typer.echo("no incidents")
