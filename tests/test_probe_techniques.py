@@ -158,7 +158,7 @@ def test_tcp_blackhole(world: World) -> None:
     doc = world.measure(HTTPS, cfg)
     tk = keys(doc)
     assert tk["tcp_connect"][0]["status"]["failure"] == "generic_timeout_error"
-    assert 0.9 <= tk["tcp_connect"][0]["t"] - tk["tcp_connect"][0]["t0"] < 3
+    assert 0.9 <= tk["tcp_connect"][0]["t"] - tk["tcp_connect"][0]["t0"] < 5  # the 1 s connect timeout
     control_ok(doc)
     assert verdict_of(doc) == "tcp_blackhole"
 
@@ -221,8 +221,8 @@ def test_http_reset_after_request(world: World) -> None:
 
 
 def test_throttling(world: World) -> None:
-    # ~160 kbit/s: the page loads (slowly) within the HTTP timeout; the control downloads at loopback speed
-    slow = world.net.serve(http_handler(page(24 * 1024), trickle=1024, trickle_every=0.05),
+    # ~80 kbit/s: the page loads (slowly) within the HTTP timeout; the control downloads at loopback speed
+    slow = world.net.serve(http_handler(page(24 * 1024), trickle=512, trickle_every=0.05),
                            tls=world.net.server_context([HOST]))
     doc = world.measure(HTTPS, world.probe(connect_map={f"{IP}:443": f"127.0.0.1:{slow}"}, http_timeout=5.0))
     tk = keys(doc)
