@@ -6,10 +6,16 @@ measurement fails at random with `noise`; events make chosen measurements fail w
 
 from __future__ import annotations
 
+import functools
+import json
 import random
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+from observatory.incident import Incident
 from observatory.series import SeriesCell
 
 T0 = datetime(2024, 1, 15, tzinfo=UTC)
@@ -88,7 +94,7 @@ class World:
             for e in self._active(t, cc, net, region, "slow"):
                 if platform in e.platforms:
                     speed /= 30
-            for e in self._active(t, cc, net, region, "cut"):
+            if self._active(t, cc, net, region, "cut"):
                 verdict = "unreachable"
             for e in [e for e in self.events if e.kind == "down" and e.start <= t < e.end]:
                 if platform in e.platforms:
@@ -117,3 +123,20 @@ class World:
         kbps.sort()
         cell.median_kbps = kbps[len(kbps) // 2] if kbps else None
         return cell
+
+
+SMALL_SCENARIO = Path(__file__).parent / "data" / "detect-small.toml"
+
+
+@functools.cache
+def small_simulation() -> tuple[tuple[str, ...], tuple[Incident, ...]]:
+    """tests/data/detect-small.toml simulated once per test session (dedicated probes): lines and truth."""
+    from observatory.simulate import load_scenario, write_simulation
+
+    d = Path(tempfile.mkdtemp(prefix="detect-small-"))
+    out, truth = d / "m.jsonl", d / "truth.json"
+    write_simulation(load_scenario(SMALL_SCENARIO), out=out, truth_path=truth)
+    lines = tuple(out.read_text().splitlines())
+    incidents = tuple(Incident.from_json(x) for x in json.loads(truth.read_text()))
+    shutil.rmtree(d, ignore_errors=True)
+    return lines, incidents

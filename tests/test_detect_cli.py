@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from detect_world import small_simulation
 
 from observatory.ingest import ingest_paths
-from observatory.simulate import load_scenario, write_simulation
 from observatory.store import open_store
 
-SCENARIO = Path(__file__).parent / "data" / "detect-small.toml"
 FIELDS = {"id", "country", "kind", "scope", "asns", "regions", "platforms", "techniques", "start", "end", "status",
           "confirmed_at", "confidence", "assessment", "evidence"}
 
@@ -26,7 +24,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 def db(tmp_path_factory: pytest.TempPathFactory) -> str:
     d = tmp_path_factory.mktemp("cli")
     out = d / "m.jsonl"
-    write_simulation(load_scenario(SCENARIO), out=out)
+    out.write_text("\n".join(small_simulation()[0]) + "\n")
     path = str(d / "obs.duckdb")
     store = open_store(path)
     ingest_paths(store, [out], rejects_path=d / "rejects.jsonl")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-
 from detect_world import T0, Event, Net, World
+
 from observatory.detect import DetectConfig, detect_incidents, disagreeing_probes
 from observatory.detect.series import fold
 

@@ -7,22 +7,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from detect_world import small_simulation
 
 from observatory.detect.run import WATERMARK_KEY, run_detection, stored_incidents
 from observatory.incident import Incident
 from observatory.ingest import ingest_paths
-from observatory.simulate import load_scenario, write_simulation
 from observatory.store import open_store
-
-SCENARIO = Path(__file__).parent / "data" / "detect-small.toml"
 
 
 @pytest.fixture(scope="module")
-def simulated(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], list[Incident]]:
-    d = tmp_path_factory.mktemp("sim")
-    out, truth = d / "m.jsonl", d / "truth.json"
-    write_simulation(load_scenario(SCENARIO), out=out, truth_path=truth)
-    return out.read_text().splitlines(), [Incident.from_json(x) for x in json.loads(truth.read_text())]
+def simulated() -> tuple[list[str], list[Incident]]:
+    lines, truth = small_simulation()
+    return list(lines), list(truth)
 
 
 def _time(line: str) -> datetime:

@@ -127,7 +127,8 @@ def find_episodes(tracks: Tracks, cfg: DetectConfig) -> list[Episode]:
             where = tracks.regions.get((country, asn), set()) if region == ALL_PLATFORMS else {region}
             ep = Episode(family=CONNECTIVITY, country=country, asn=asn, platform=None, start=a.start,
                          alarm=a.alarm, end=a.end, silent=True, regions={r for r in where if r})
-            ep.witnesses = [(a.alarm - step, frozenset(f"unreachable silent:{asn}:{region}:{i}" for i in range(missing)))]
+            quiet = frozenset(f"unreachable silent:{asn}:{region}:{i}" for i in range(missing))
+            ep.witnesses = [(a.alarm - step, quiet)]
             ep.techniques = Counter({"unreachable": missing})
             episodes.append(ep)
     return episodes

@@ -106,7 +106,7 @@ class Score:
             return round(median(xs), 1) if xs else None
 
         def worst(xs: list[float]) -> float | None:
-            return round(max(xs, key=abs), 1) if xs else None
+            return round(max(xs, key=_magnitude), 1) if xs else None
 
         tp = self.true_positives
         return {
@@ -123,6 +123,10 @@ class Score:
             "false_national": self.false_national,
             "outage_as_restriction": self.outage_as_restriction,
         }
+
+
+def _magnitude(x: float) -> float:
+    return abs(x)
 
 
 def _minutes(a: datetime, b: datetime) -> float:
