@@ -285,9 +285,13 @@ class WebFacts:
     def __init__(self, tk: dict[str, Any], url: str | None) -> None:
         self.tk = tk
         self.url = url or ""
-        parts = urlsplit(self.url) if self.url else None
+        try:
+            parts = urlsplit(self.url) if self.url else None
+            host = (parts.hostname or "") if parts else ""
+        except ValueError:  # e.g. an unbalanced "[" in what should have been an IPv6 literal
+            parts, host = None, ""
         self.scheme = (parts.scheme or "").lower() if parts else ""
-        self.host = (parts.hostname or "") if parts else ""
+        self.host = host
         if not self.host:
             # some published files keep only the test keys: the target is the name the probe looked up
             first = next((q for q in _l(tk.get("queries")) if isinstance(q, dict) and _s(q.get("hostname"))), None)

@@ -57,7 +57,10 @@ def plainly_ok(tk: dict[str, Any], url: str | None, baseline_kbps: float | None,
     code = resp.get("code")
     if not isinstance(code, int) or isinstance(code, bool) or code <= 0 or 300 <= code < 400:
         return False
-    host = (urlsplit(url).hostname or "").lower()
+    try:
+        host = (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return False
     if not host:
         return False
     answered = False
