@@ -183,3 +183,14 @@ def test_every_real_measurement_gets_a_valid_verdict(line: int) -> None:
 ])
 def test_real_blocking_cases_get_the_right_technique(line: int, verdict: str) -> None:
     assert classify(_measurement(line)).verdict == verdict
+
+
+def test_fast_path_agrees_with_the_rule_list_on_real_measurements() -> None:
+    from observatory.verdict import WEB_RULES
+    from observatory.verdict.facts import WebFacts
+    from observatory.verdict.rules import Context, first_match
+
+    ms = [_measurement(n) for n in INDEX] + [_netem(n) for n in NETEM]
+    for m in ms:
+        if m.test_name == "web_connectivity":
+            assert classify(m).rule == first_match(WEB_RULES, Context(facts=WebFacts(m.test_keys, m.input))).id

@@ -2,9 +2,9 @@
 
 Most measurements are `ok`; walking every rule for them costs more than ingest can afford. `plainly_ok`
 checks, with direct dict lookups, a set of conditions under which the rule list (rules.WEB_RULES) can
-only end at `web.ok`: every rule before it is then provably false. Anything unusual — a failure, a tag
-of OONI 0.5, a private answer, a fingerprint hit, a slow download — returns False and the full rules
-decide. tests/test_verdict_rules.py checks that both paths agree on every case it builds.
+only end at `web.ok`: every rule before it is then provably false. Anything unusual — a failure, a
+redirect hop of OONI 0.5 (`depth=1`...), a private answer, a fingerprint hit, a slow download — returns
+False and the full rules decide. tests/test_verdict_rules.py checks that both paths agree on every case it builds.
 """
 
 from __future__ import annotations
@@ -14,6 +14,16 @@ from urllib.parse import urlsplit
 
 from observatory.verdict.blockpages import default_matcher
 from observatory.verdict.facts import SYSTEM_ENGINES, download_kbps, is_bogon
+
+
+def _depth0(item: dict[str, Any]) -> bool:
+    """OONI 0.5 tags observations `depth=N` along a redirect chain: only a chain of one hop is plain."""
+    tags = item.get("tags")
+    if not tags:
+        return True
+    if not isinstance(tags, list):
+        return False
+    return not any(isinstance(t, str) and t.startswith("depth=") and t != "depth=0" for t in tags)
 
 
 def _kbps_ok(tk: dict[str, Any], control: dict[str, Any], baseline_kbps: float | None, factor: float) -> bool:
@@ -41,7 +51,7 @@ def plainly_ok(tk: dict[str, Any], url: str | None, baseline_kbps: float | None,
         return False
     matcher = default_matcher()
     for r in requests:
-        if not isinstance(r, dict) or r.get("tags"):
+        if not isinstance(r, dict) or not _depth0(r):
             return False
         resp = r.get("response")
         if isinstance(resp, dict) and matcher.match(resp.get("body"), resp.get("headers") if isinstance(
@@ -70,7 +80,7 @@ def plainly_ok(tk: dict[str, Any], url: str | None, baseline_kbps: float | None,
     if not isinstance(queries, list):
         return False
     for q in queries:
-        if not isinstance(q, dict) or q.get("tags"):
+        if not isinstance(q, dict) or not _depth0(q):
             return False
         name = q.get("hostname")
         if q.get("engine") not in SYSTEM_ENGINES or (name is not None and (
@@ -94,10 +104,10 @@ def plainly_ok(tk: dict[str, Any], url: str | None, baseline_kbps: float | None,
     if not isinstance(connects, list | None) or not isinstance(handshakes, list | None):
         return False
     for c in connects or ():
-        if not isinstance(c, dict) or c.get("tags") or not isinstance(c.get("status"), dict) or (
+        if not isinstance(c, dict) or not _depth0(c) or not isinstance(c.get("status"), dict) or (
                 c["status"].get("success") is not True):
             return False
     for h in handshakes or ():
-        if not isinstance(h, dict) or h.get("tags") or h.get("failure") is not None:
+        if not isinstance(h, dict) or not _depth0(h) or h.get("failure") is not None:
             return False
     return _kbps_ok(tk, control, baseline_kbps, factor)
