@@ -15,7 +15,7 @@ from typing import Any
 from observatory.detect.assess import assess
 from observatory.detect.config import DetectConfig
 from observatory.detect.episodes import CONNECTIVITY, CONTROL, OUTAGE, RESTRICTION, THROTTLING, Episode
-from observatory.detect.series import Tracks
+from observatory.detect.series import ALL_PLATFORMS, Tracks
 from observatory.incident import Assessment, Incident
 from observatory.vocab import IncidentKind, Scope, Status
 
@@ -197,7 +197,7 @@ def _network_evidence(c: Cluster, tracks: Tracks) -> list[dict[str, Any]]:
         r["onset"] = min(r["onset"], e.start)
         r["probe_observations"] += e.probes
         r["anomalous"] += e.bad
-        if e.platform:
+        if e.platform and e.platform != ALL_PLATFORMS:
             r["platforms"].add(e.platform)
         r["silent"] = r["silent"] or e.silent
     out = []
@@ -238,7 +238,7 @@ def to_incident(c: Cluster, tracks: Tracks, cfg: DetectConfig, flagged: list[dic
         "probe_observations": sum(e.probes for e in c.episodes),
         "anomalous": sum(e.bad for e in c.episodes),
         "by_technique": dict(sorted(counts.items())),
-        "affected_platforms": sorted({e.platform for e in c.episodes if e.platform}),
+        "affected_platforms": sorted({e.platform for e in c.episodes if e.platform and e.platform != ALL_PLATFORMS}),
         "countries": sorted({e.country for e in c.episodes}),
         "example_measurements": [],
     }

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from observatory.detect import DetectConfig, detect_incidents
+from observatory.detect.screen import candidate_countries
 from observatory.incident import Incident
 from observatory.store.base import IncidentFilter, Store
 from observatory.vocab import TECHNIQUES
 
 WATERMARK_KEY = "detect.seq"
 TRAILING = timedelta(hours=26)  # history before the new data that the baselines need
+SCREEN_SECONDS = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +46,17 @@ def run_detection(store: Store, *, config: DetectConfig | None = None, full: boo
     top = getattr(store, "latest_time", None)
     hi = max(latest, top() or latest) if callable(top) else latest
     until = hi + timedelta(seconds=cfg.bucket_seconds)
-    # every country, not only the changed ones: a platform's own outage is judged across countries
-    cells = store.series(since=lo, until=until, bucket_seconds=cfg.bucket_seconds)
+    # every country, not only the changed ones: a platform's own outage is judged across countries; but only
+    # those whose hourly counts show anything at all get the fine look (at scale, most are quiet)
+    coarse = getattr(store, "network_series", None)
+    countries: list[str] | None = None
+    if callable(coarse):
+        countries = sorted(candidate_countries(coarse(since=lo, until=until, bucket_seconds=SCREEN_SECONDS),
+                                               bucket_seconds=SCREEN_SECONDS))
+    if countries == []:
+        cells = []
+    else:
+        cells = store.series(since=lo, until=until, bucket_seconds=cfg.bucket_seconds, countries=countries)
     detected = detect_incidents(cells, config=cfg)
     edge = lo + trailing if not full else None
     stored = store.incidents(IncidentFilter(since=lo, limit=1_000_000))

@@ -106,7 +106,10 @@ class Score:
             return round(median(xs), 1) if xs else None
 
         def worst(xs: list[float]) -> float | None:
-            return round(max(xs, key=_magnitude), 1) if xs else None
+            if not xs:
+                return None
+            top: float = max(xs, key=_magnitude)
+            return round(top, 1)
 
         tp = self.true_positives
         return {

@@ -472,6 +472,34 @@ class DuckDBStore:
             rows = self._con.execute(q, params).fetchall()
         return [_cell(r) for r in rows]
 
+    def network_series(
+        self, *, since: datetime, until: datetime, bucket_seconds: int, countries: Sequence[str] | None = None
+    ) -> list[SeriesCell]:
+        """Coarse cells per (bucket, country, network, platform), no regions or probe keys: the detector's
+        cheap first pass over everything, to pick the networks worth a fine look."""
+        tech_in = ", ".join(f"'{t}'" for t in _TECHNIQUE_LIST)
+        params: list[Any] = [_naive(since), _naive(until)]
+        cc_clause = ""
+        if countries:
+            cc_clause = " AND list_contains(?, cc)"
+            params.append([c.upper() for c in countries])
+        q = f"""
+            SELECT (epoch(t)::BIGINT // {bucket_seconds}) * {bucket_seconds} AS b, cc, asn, platform,
+                   count(*), count(*) FILTER (WHERE verdict = 'ok'), count(*) FILTER (WHERE verdict = 'down'),
+                   count(*) FILTER (WHERE verdict IN ({tech_in})), count(DISTINCT probe_key),
+                   count(DISTINCT probe_key) FILTER (WHERE verdict IN ({tech_in})),
+                   count(DISTINCT probe_key) FILTER (WHERE verdict = 'down'), median(kbps)
+            FROM measurements
+            WHERE t >= ? AND t < ? AND platform IS NOT NULL{cc_clause}
+            GROUP BY ALL
+        """
+        with self._lock, _mapped_errors(self.url):
+            rows = self._con.execute(q, params).fetchall()
+        return [SeriesCell(bucket=datetime.fromtimestamp(int(r[0]), UTC), country=r[1], asn=int(r[2]), region=None,
+                           platform=r[3], total=int(r[4]), ok=int(r[5]), down=int(r[6]), anomalous=int(r[7]),
+                           probes=int(r[8]), anomalous_probes=int(r[9]), down_probes=int(r[10]),
+                           median_kbps=float(r[11]) if r[11] is not None else None) for r in rows]
+
     def changes_since(self, seq: int) -> Changes:
         with self._lock, _mapped_errors(self.url):
             rows = self._con.execute(

@@ -1,0 +1,57 @@
+"""The cheap first pass: which countries deserve the fine, 5-minute look at all.
+
+At scale almost every network is quiet almost all the time. Hourly counts per (country, network, platform)
+are enough to tell: a country is a candidate when some hour shows several probes failing a platform (or the
+control, or seeing it `down`), a throughput collapse, or a network's probes falling quiet against their usual
+activity. Thresholds are loose on purpose: a candidate costs a fine look, a miss costs an incident.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from statistics import median
+
+from observatory.series import SeriesCell
+
+
+def candidate_countries(cells: Iterable[SeriesCell], *, bucket_seconds: int = 3600, min_probes: int = 3,
+                        min_share: float = 0.2, quiet_share: float = 0.3, throttle_ratio: float = 5.0) -> set[str]:
+    candidates: set[str] = set()
+    activity: dict[tuple[str, int], dict[int, int]] = defaultdict(dict)
+    kbps: dict[tuple[str, int, str], list[tuple[int, float]]] = defaultdict(list)
+    # per (country, platform, hour) and per (country, network, platform, hour): judged, anomalous, down,
+    # probes failing, probes seeing it down (sums over networks: distinct within each network)
+    sums: dict[tuple[str, int, str, int], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
+    for c in cells:
+        t = int(c.bucket.timestamp())
+        net = activity[(c.country, c.asn)]
+        net[t] = max(net.get(t, 0), c.probes)
+        for key in ((c.country, c.asn, c.platform, t), (c.country, -1, c.platform, t)):
+            acc = sums[key]
+            acc[0] += c.ok + c.anomalous + c.down
+            acc[1] += c.anomalous
+            acc[2] += c.down
+            acc[3] += c.anomalous_probes
+            acc[4] += c.down_probes
+        if c.median_kbps is not None:
+            kbps[(c.country, c.asn, c.platform)].append((t, c.median_kbps))
+    for (country, _asn, _platform, _t), (judged, bad, down, bad_probes, down_probes) in sums.items():
+        if judged and ((bad_probes >= min_probes and bad >= min_share * judged)
+                       or (down_probes >= min_probes and down >= min_share * judged)):
+            candidates.add(country)
+    for (country, _asn, _platform), values in kbps.items():
+        if country in candidates or len(values) < 6:
+            continue
+        level = median(v for _, v in values)
+        if any(v * throttle_ratio < level for _, v in values):
+            candidates.add(country)
+    for (country, _asn), hours in activity.items():
+        if country in candidates or len(hours) < 6:
+            continue
+        usual = median(hours.values())
+        first, last = min(hours), max(hours)
+        if usual >= min_probes and any(hours.get(t, 0) < quiet_share * usual
+                                       for t in range(first, last + 1, bucket_seconds)):
+            candidates.add(country)
+    return candidates
