@@ -7,8 +7,9 @@ The same client code talks to a ClickHouse server (`clickhouse://user:pass@host:
 Why it is shaped the way it is:
 * measurements are a MergeTree partitioned by month and ordered (cc, asn, platform, t, uid), the order the
   detector reads them in, so a country's series is a contiguous range of each month's parts;
-* inserts check the batch's uids against what is stored before writing (so `insert()` reports accepted and
-  duplicates exactly like DuckDB, and a retried batch that was half-written stores only the missing half);
+* inserts check the batch's uids against what is stored in the batch's countries and time span before writing
+  (so `insert()` reports accepted and duplicates exactly like DuckDB, and a retried batch that was
+  half-written stores only the missing half);
   ReplacingMergeTree on the same key is the backstop that collapses a race between two writers at merge time;
 * time series are aggregated inside ClickHouse (intDiv on the unix time, uniqExact for distinct probes, an
   interpolated exact median for kbps), never pulled into Python row by row;
@@ -269,13 +270,24 @@ class ClickHouseStore:
 
     # --- measurements -----------------------------------------------------------------------------------
 
-    def _stored_uids(self, uids: list[str]) -> set[str]:
-        """Which of these uids are already stored (the bloom-filter index keeps this from reading every uid)."""
+    def _stored_uids(self, rows: list[Row]) -> set[str]:
+        """Which of these rows' uids are already stored.
+
+        A uid names one measurement, taken at one time in one country (OONI's uids and ours embed the time; the
+        fallback is a hash of the content), so the lookup is bounded by the rows' countries and time span: the
+        monthly partitions and the (cc, ..., t) order skip everything else, instead of reading every stored uid
+        (a bloom filter cannot help an IN of thousands of values). Rows are looked up in time order, in chunks,
+        so each chunk's span stays narrow.
+        """
         found: set[str] = set()
-        for i in range(0, len(uids), 10_000):
-            chunk = uids[i:i + 10_000]
+        ordered = sorted(rows, key=lambda r: r.measurement.start_time)
+        for i in range(0, len(ordered), 10_000):
+            chunk = [r.measurement for r in ordered[i:i + 10_000]]
             found.update(r[0] for r in self._rows(
-                "SELECT uid FROM {db}.measurements WHERE uid IN {uids:Array(String)}", {"uids": chunk}))
+                f"SELECT uid FROM {{db}}.measurements WHERE t >= {{lo:{_TS}}} AND t <= {{hi:{_TS}}} "
+                "AND cc IN {ccs:Array(String)} AND uid IN {uids:Array(String)}",
+                {"lo": _utc(chunk[0].start_time), "hi": _utc(chunk[-1].start_time),
+                 "ccs": sorted({m.probe_cc for m in chunk}), "uids": [m.uid for m in chunk]}))
         return found
 
     def insert(self, rows: Sequence[Row]) -> InsertResult:
@@ -287,7 +299,7 @@ class ClickHouseStore:
             return InsertResult(accepted=0, duplicates=in_batch_dups)
         with self._lock:
             # Checked per batch, under the lock: a retry after a failure mid-batch stores only what is missing.
-            stored = self._stored_uids(list(unique))
+            stored = self._stored_uids(list(unique.values()))
             fresh = [r for uid, r in unique.items() if uid not in stored]
             if fresh:
                 self._write(fresh)
