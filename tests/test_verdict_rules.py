@@ -230,3 +230,9 @@ def test_no_literal_hint_for_case_insensitive_patterns() -> None:
     from observatory.verdict.blockpages import required_literal
 
     assert required_literal("(?i)blocked here") is None
+
+
+def test_every_rule_is_documented() -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "verdicts.md").read_text(encoding="utf-8")
+    missing = [r.id for r in WEB_RULES if f"`{r.id}`" not in doc]
+    assert not missing, f"add these rules to docs/verdicts.md: {missing}"
