@@ -6,6 +6,10 @@ probe intervals) and nothing else reported. Then nothing of the lab may be left.
 from __future__ import annotations
 
 import importlib.util
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -46,3 +50,30 @@ def test_lab_run_finds_every_event_and_nothing_else(name: str, tmp_path: Path) -
     assert not any(Path("/etc/netns").glob(f"obs-{plan.lab_id}-*"))
     assert result.ok, report
     assert len(result.verification.events) == len(plan.events)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupting_lab_run_leaves_nothing_behind(sig: signal.Signals, tmp_path: Path) -> None:
+    why = _missing()
+    if why:
+        pytest.skip(why)
+    scenario = SCENARIOS / "mechanisms.toml"
+    plan = load_plan(scenario)
+    runner.down(plan.lab_id)
+    proc = subprocess.Popen([sys.executable, "-m", "observatory", "lab", "run", str(scenario), "--db",
+                             str(tmp_path / "lab.duckdb")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    seen = []
+    deadline = time.monotonic() + 120
+    for line in proc.stdout:
+        seen.append(line)
+        if "probes" in line or time.monotonic() > deadline:
+            break
+    assert any("started" in s for s in seen), "".join(seen)
+    assert netns.lab_namespaces(plan.lab_id), "the lab should be up while it runs"
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0, "an interrupted run is not a success"
+    assert netns.lab_namespaces(plan.lab_id) == [], "".join(seen) + out
+    assert runner.lab_processes(plan.lab_id) == []
+    assert not any(Path("/etc/netns").glob(f"obs-{plan.lab_id}-*"))

@@ -71,6 +71,16 @@ class Censor:
             self._ipt(ns, "-I", hook, "1", "-j", chain, table=table)
         return chain
 
+    def _restore(self, ns: str, ev: LabEvent, rules: list[list[str]]) -> None:
+        """The event's chain, its rules and its jump in one iptables-restore transaction: hundreds of SNI
+        rules go in at once (not rule by rule), so the event starts when the scenario says."""
+        chain = f"OBS-E{ev.index}"
+        table, hook = self._hooks(ev)[0]
+        lines = [f"*{table}", f":{chain} - [0:0]"]
+        lines += [" ".join(["-A", chain, *rule]) for rule in rules]
+        lines += [f"-I {hook} 1 -j {chain}", "COMMIT", ""]
+        netns.run(["iptables-restore", "-w", "--noflush"], ns=ns, input="\n".join(lines))
+
     def _drop_chain(self, ns: str, ev: LabEvent, hooks: list[tuple[str, str]]) -> None:
         chain = f"OBS-E{ev.index}"
         for table, hook in hooks:
@@ -114,9 +124,7 @@ class Censor:
         elif ev.technique == Technique.THROTTLING or ev.kind == IncidentKind.THROTTLING:
             self._shape()
         else:
-            chain = self._chain(self.censor_ns, ev, self._hooks(ev))
-            for rule in self._rules(ev):
-                self._ipt(self.censor_ns, "-A", chain, *rule, table=self._hooks(ev)[0][0])
+            self._restore(self.censor_ns, ev, self._rules(ev))
 
     def revert(self, ev: LabEvent) -> None:
         if self.active.pop(ev.index, None) is None:
