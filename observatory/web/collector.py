@@ -10,8 +10,10 @@ is a `duplicate`. The client's address is neither logged nor stored.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -21,16 +23,22 @@ from starlette.concurrency import run_in_threadpool
 
 from observatory.errors import AuthError, ParseError, StoreError
 from observatory.ingest import to_row
-from observatory.measurement import Measurement, measurement_from_dict
+from observatory.measurement import Measurement, measurement_from_dict, parse_asn
 from observatory.store.base import Row, Store
 from observatory.web import auth
 from observatory.web.errors import Forbidden
+from observatory.web.ratelimit import AddressKeys, KeyedLimiter
 
 log = logging.getLogger("observatory.web.collector")
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
 MAX_ITEMS = 10_000
 SOURCE = "observatory"
+# Flood limits: requests per second (with bursts) per address before authentication, measurements per second
+# per probe after it, and how many batches may be written at once before callers are asked to come back.
+ADDRESS_RATE, ADDRESS_BURST = 50.0, 200.0
+PROBE_RATE, PROBE_BURST = 2_000.0, 50_000.0
+MAX_CONCURRENT_BATCHES = 8
 
 
 def _error(status: int, message: str, **headers: str) -> JSONResponse:
@@ -87,10 +95,33 @@ def store_batch(store: Store, items: list[Any]) -> dict[str, Any]:
             "results": results}
 
 
+def _heartbeat(store: Store, probe: str, items: list[Any]) -> None:
+    """When each probe was last heard from, and where it measures: the silence of a network's probes is a signal."""
+    first = next((i for i in items if isinstance(i, dict)), None)
+    if first is None:
+        return
+    ann = first.get("annotations") if isinstance(first.get("annotations"), dict) else {}
+    try:
+        asn = parse_asn(first.get("probe_asn"))
+    except ParseError:
+        return
+    cc = first.get("probe_cc")
+    if isinstance(cc, str) and len(cc) == 2:
+        region = ann.get("region") if isinstance(ann.get("region"), str) else None
+        store.record_heartbeat(probe=probe, time=datetime.now(UTC), country=cc.upper(), asn=asn, region=region)
+
+
 def make_collector_router(get_store: Callable[[], Store], *, max_body_bytes: int = MAX_BODY_BYTES,
-                          max_items: int = MAX_ITEMS) -> APIRouter:
+                          max_items: int = MAX_ITEMS, address_rate: float = ADDRESS_RATE,
+                          address_burst: float = ADDRESS_BURST, probe_rate: float = PROBE_RATE,
+                          probe_burst: float = PROBE_BURST,
+                          max_concurrent: int = MAX_CONCURRENT_BATCHES) -> APIRouter:
     """The collector's routes, for `create_app` (or any FastAPI app) to include."""
     router = APIRouter(tags=["collector"])
+    by_address = KeyedLimiter(rate=address_rate, burst=address_burst)
+    by_probe = KeyedLimiter(rate=probe_rate, burst=probe_burst)
+    address_key = AddressKeys()
+    writers = asyncio.Semaphore(max_concurrent)
 
     @router.post(
         "/api/v1/measurements",
@@ -105,6 +136,10 @@ def make_collector_router(get_store: Callable[[], Store], *, max_body_bytes: int
     )
     async def upload(request: Request) -> JSONResponse:
         store = get_store()
+        ok, wait = by_address.allow(address_key(request.client.host if request.client else ""))
+        if not ok:
+            return _error(429, "too many requests from this address: slow down",
+                          **{"Retry-After": str(max(1, round(wait)))})
         try:
             cred = await run_in_threadpool(auth.authenticate, store, request.headers.get("authorization"))
         except AuthError as exc:
@@ -128,10 +163,22 @@ def make_collector_router(get_store: Callable[[], Store], *, max_body_bytes: int
         items = payload["measurements"]
         if len(items) > max_items:
             return _error(413, f"{len(items)} measurements in one batch; at most {max_items}")
+        ok, wait = by_probe.allow(cred.name, cost=max(1, len(items)))
+        if not ok:
+            return _error(429, f"probe {cred.name} is sending faster than {probe_rate:g} measurements/s",
+                          **{"Retry-After": str(max(1, round(wait)))})
+        try:
+            await asyncio.wait_for(writers.acquire(), timeout=30)
+        except TimeoutError:
+            return _error(503, "the collector is busy: nothing from this batch was acknowledged, retry later",
+                          **{"Retry-After": "5"})
         try:
             result = await run_in_threadpool(store_batch, store, items)
+            await run_in_threadpool(_heartbeat, store, cred.name, items)
         except StoreError as exc:
             return _error(503, f"store unavailable, nothing from this batch was acknowledged: {exc}")
+        finally:
+            writers.release()
         log.info("probe %s uploaded %d: %d accepted, %d duplicate, %d rejected", cred.name, len(items),
                  result["accepted"], result["duplicates"], result["rejected"])
         return JSONResponse(result)
