@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from verdict_cases import case, envelope
 
 from observatory.ingest import ingest_paths
@@ -75,7 +74,8 @@ def test_classify_prints_one_contract_object_per_line(tmp_path: Path, run: Calla
     assert rows[1]["ooni_blocking"] == "tcp_ip"
 
 
-def test_malformed_lines_are_reported_with_file_line_and_the_rest_classified(tmp_path: Path, run: Callable[..., Result]) -> None:
+def test_malformed_lines_are_reported_with_file_line_and_the_rest_classified(
+        tmp_path: Path, run: Callable[..., Result]) -> None:
     docs = [envelope(case("ok"), uid="a"), envelope(case("dns_nxdomain"), uid="b")]
     f = _write(tmp_path / "bad.jsonl", docs, bad_at=2)
     out = run("classify", str(f))
@@ -100,7 +100,8 @@ def test_classify_reads_gzip_and_real_ooni_files_and_tables(tmp_path: Path, run:
     assert table.returncode == 0 and "dns_tampering" in table.stdout and "dns.nxdomain" in table.stdout
 
 
-def test_classify_help_ends_with_an_example_and_bad_format_is_a_clear_error(tmp_path: Path, run: Callable[..., Result]) -> None:
+def test_classify_help_ends_with_an_example_and_bad_format_is_a_clear_error(
+        tmp_path: Path, run: Callable[..., Result]) -> None:
     for cmd in ("classify", "reclassify"):
         out = run(cmd, "--help")
         assert out.returncode == 0 and "Example: observatory " + cmd in out.stdout

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from observatory.errors import ParseError
 from observatory.measurement import Measurement, parse_measurement
-from observatory.verdict.fast import plainly_ok
 from observatory.verdict.facts import WebFacts, download_kbps
+from observatory.verdict.fast import plainly_ok
 from observatory.verdict.platform import PLATFORM_TESTS, platform_verdict
 from observatory.verdict.rules import (
     RULES_BY_ID,

@@ -269,7 +269,8 @@ def _control(tk: dict[str, Any]) -> ControlView | None:
         cv.http_status = status if isinstance(status, int) and not isinstance(status, bool) else None
         blen = http.get("body_length")
         cv.http_body_length = blen if isinstance(blen, int) and not isinstance(blen, bool) else None
-        cv.http_title = http.get("title") if isinstance(http.get("title"), str) else ""
+        title = http.get("title")
+        cv.http_title = title if isinstance(title, str) else ""
         cv.http_headers = _d(http.get("headers"))
     for ip, info in _d(ctrl.get("ip_info")).items():
         asn = _d(info).get("asn")
@@ -355,9 +356,9 @@ class WebFacts:
             if failure and failure.endswith("http_request_canceled"):
                 continue  # 0.5 cancels its parallel fetches once one answers: the probe's doing, not the network's
             req, resp = _d(r.get("request")), _d(r.get("response"))
-            code = resp.get("code")
+            code, url = resp.get("code"), req.get("url")
             out.append(Request(
-                url=req.get("url") if isinstance(req.get("url"), str) else "",
+                url=url if isinstance(url, str) else "",
                 address=_s(r.get("address")),
                 failure=failure,
                 code=code if isinstance(code, int) and not isinstance(code, bool) else None,
@@ -375,7 +376,8 @@ class WebFacts:
     def target_lookups(self) -> list[Lookup]:
         """The probe's lookups of the target's own name (not of redirect targets)."""
         host = self.host.lower().rstrip(".")
-        return [q for q in self.lookups if q.depth == 0 and (q.hostname is None or q.hostname.lower().rstrip(".") == host)]
+        return [q for q in self.lookups
+                if q.depth == 0 and (q.hostname is None or q.hostname.lower().rstrip(".") == host)]
 
     @lazy
     def system_lookups(self) -> list[Lookup]:

@@ -13,8 +13,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from observatory import failure as F
-from observatory.vocab import Verdict
 from observatory.verdict.facts import DNS_BLOCK_FAILURES, RESET_LIKE, _d, _l, _s, is_bogon
+from observatory.vocab import Verdict
 
 PLATFORM_TESTS = frozenset({"telegram", "whatsapp", "signal", "facebook_messenger"})
 TELEGRAM_DCS = frozenset({"149.154.175.50", "149.154.167.51", "149.154.175.100", "149.154.167.91",

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from observatory import failure as F
-from observatory.vocab import Verdict
 from observatory.verdict.blockpages import match_response
 from observatory.verdict.facts import (
     DNS_BLOCK_FAILURES,
@@ -22,6 +21,7 @@ from observatory.verdict.facts import (
     WebFacts,
     http_matches_control,
 )
+from observatory.vocab import Verdict
 
 # A download this many times slower than the control's (or the network's baseline) is throttled.
 THROTTLING_FACTOR = 10.0
