@@ -6,7 +6,7 @@ Prints:
 - measurements/s generated on one core (the whole scenario, lines assembled, nothing written), and the same
   for bare msgspec encoding of the same number of measurement dicts (what a dict-building generator would pay
   for JSON alone, before drawing anything): the ratio says how much the byte templates buy;
-- measurements/s writing a .jsonl.gz file (gzip level 3 included);
+- measurements/s writing a .jsonl.gz file (gzip level 1 included);
 - peak RSS of generating one day and of the whole week in a fresh process (memory must stay flat: within 1.5x);
 - the ingest of the whole simulated week (>= 500,000 measurements, issue 3) into a temporary DuckDB store:
   read / accepted / duplicates / rejected, measurements/s and the stored count.

@@ -127,7 +127,7 @@ def write_simulation(
     with raw:
         if path.name.endswith(".gz"):
             # mtime=0 and no file name in the header: the same scenario gives byte-identical files
-            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=3, mtime=0) as gz:
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=1, mtime=0) as gz:
                 return stream_to_file(scenario, gz, activity=activity, speed=speed)  # type: ignore[arg-type]
         return stream_to_file(scenario, raw, activity=activity, speed=speed)
 
