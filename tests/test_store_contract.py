@@ -31,6 +31,7 @@ from observatory.ingest import Ingestor, IngestSummary, ingest_paths
 from observatory.measurement import PRIVATE_FIELDS, SCRUBBED
 from observatory.signals import SignalPoint
 from observatory.store import ContextEvent, IncidentFilter, MeasurementFilter, ProbeCredential, open_store
+from observatory.store.base import UserReport
 from observatory.store.clickhouse import MIGRATIONS, ClickHouseStore
 from observatory.store.duckdb import DuckDBStore
 
@@ -343,6 +344,14 @@ def test_series_and_rollup_are_identical_across_backends(pair: tuple[DuckDBStore
             a = duck.series(since=T0, until=T0 + timedelta(days=3), bucket_seconds=bucket, countries=countries)
             b = ch.series(since=T0, until=T0 + timedelta(days=3), bucket_seconds=bucket, countries=countries)
             assert len(a) > 100 and a == b
+    def key(c: object) -> tuple:
+        return (c.bucket, c.country, c.asn, c.platform)  # type: ignore[attr-defined]
+
+    a = sorted(duck.network_series(since=T0, until=T0 + timedelta(days=3), bucket_seconds=3600), key=key)
+    b = ch.network_series(since=T0, until=T0 + timedelta(days=3), bucket_seconds=3600)
+    assert len(a) > 100 and a == sorted(b, key=key)
+    assert {c.country for c in ch.network_series(since=T0, until=T0 + timedelta(days=3), bucket_seconds=3600,
+                                                 countries=["ir"])} == {"IR"}
     assert duck.refresh_rollup() == ch.refresh_rollup() == len(rows)
     for args in ({}, {"country": "IR"}, {"platform": "twitter", "asn": 17557}):
         a = duck.rollup(since=T0, until=T0 + timedelta(days=3), bucket_seconds=900, **args)  # type: ignore[arg-type]
@@ -448,6 +457,19 @@ def test_signals_keep_the_first_point_of_a_key(store: DuckDBStore | ClickHouseSt
     assert [p.time for p in got if p.asn == 17557] == sorted(p.time for p in pts if p.asn == 17557)
     assert store.signal_points(since=t, until=t + timedelta(hours=1), countries=["IR"]) == [other]
     assert len(store.signal_points(since=t + timedelta(minutes=10), until=t + timedelta(minutes=20))) == 2
+
+
+def test_user_reports_are_counted_most_reported_first(store: DuckDBStore | ClickHouseStore) -> None:
+    t = datetime(2024, 1, 20, 14, tzinfo=UTC)
+    for i, (cc, region, platform) in enumerate([("PK", "Punjab", "twitter")] * 3 + [("PK", "Sindh", "twitter")]
+                                               + [("IR", "Tehran", "whatsapp")] * 2):
+        store.add_user_report(UserReport(time=t + timedelta(minutes=i), country=cc, region=region, network="Jazz",
+                                         platform=platform, text="does not load"))
+    window = {"since": t, "until": t + timedelta(hours=1)}
+    assert store.user_report_counts(country=None, **window) == [  # type: ignore[arg-type]
+        ("PK", "Punjab", "twitter", 3), ("IR", "Tehran", "whatsapp", 2), ("PK", "Sindh", "twitter", 1)]
+    assert store.user_report_counts(country="pk", since=t + timedelta(minutes=1), until=t + timedelta(hours=1)) == [
+        ("PK", "Punjab", "twitter", 2), ("PK", "Sindh", "twitter", 1)]
 
 
 def test_heartbeats(store: DuckDBStore | ClickHouseStore) -> None:

@@ -47,6 +47,7 @@ from observatory.store.base import (
     MeasurementFilter,
     ProbeCredential,
     Row,
+    UserReport,
 )
 from observatory.vocab import TECHNIQUES
 
@@ -122,6 +123,13 @@ MIGRATIONS: list[list[str]] = [
         f"""CREATE TABLE IF NOT EXISTS probe_heartbeats (
             probe String, t {_TS}, cc LowCardinality(String), asn Int64, region String
         ) ENGINE = ReplacingMergeTree PARTITION BY toYYYYMM(t) ORDER BY (probe, t)""",
+    ],
+    # 4: people's reports that a platform does not work for them (every report counts: no key, no dedup)
+    [
+        f"""CREATE TABLE IF NOT EXISTS user_reports (
+            t {_TS}, cc LowCardinality(String), region String, network String, platform LowCardinality(String),
+            text String
+        ) ENGINE = MergeTree PARTITION BY toYYYYMM(t) ORDER BY (cc, t)""",
     ],
 ]
 
@@ -521,7 +529,7 @@ class ClickHouseStore:
                    quantileExactInclusive(0.5)(kbps) AS median_kbps,
                    any(network) AS network_name,
                    uniqExactIf(probe_key, verdict = 'down') AS down_probes,
-                   arraySort(groupUniqArrayIf(probe_key, verdict IN ({_TECH_IN}))) AS anomalous_keys,
+                   groupUniqArrayIf(concat(verdict, ' ', probe_key), verdict IN ({_TECH_IN})) AS technique_keys,
                    {tech_cols}
             FROM {{db}}.measurements
             WHERE t >= {{since:{_TS}}} AND t < {{until:{_TS}}} AND platform != ''{cc_clause}
@@ -529,6 +537,35 @@ class ClickHouseStore:
             ORDER BY b, cc, asn, reg, platform
         """
         return [_cell(r) for r in self._rows(q, params)]
+
+    def network_series(
+        self, *, since: datetime, until: datetime, bucket_seconds: int, countries: Sequence[str] | None = None
+    ) -> list[SeriesCell]:
+        """Coarse cells per (bucket, country, network, platform), no regions or probe keys: the detector's
+        cheap first pass over everything, to pick the networks worth a fine look."""
+        bucket = int(bucket_seconds)
+        if bucket <= 0:
+            raise ConfigError(f"bucket_seconds must be positive, got {bucket_seconds}")
+        params: dict[str, Any] = {"since": _utc(since), "until": _utc(until)}
+        cc_clause = ""
+        if countries:
+            cc_clause = " AND cc IN {ccs:Array(String)}"
+            params["ccs"] = [c.upper() for c in countries]
+        q = f"""
+            SELECT intDiv(toUnixTimestamp(t), {bucket}) * {bucket} AS b, cc, asn, platform,
+                   count(), countIf(verdict = 'ok'), countIf(verdict = 'down'), countIf(verdict IN ({_TECH_IN})),
+                   uniqExact(probe_key), uniqExactIf(probe_key, verdict IN ({_TECH_IN})),
+                   uniqExactIf(probe_key, verdict = 'down'), quantileExactInclusive(0.5)(kbps)
+            FROM {{db}}.measurements
+            WHERE t >= {{since:{_TS}}} AND t < {{until:{_TS}}} AND platform != ''{cc_clause}
+            GROUP BY b, cc, asn, platform
+            ORDER BY b, cc, asn, platform
+        """
+        return [SeriesCell(bucket=datetime.fromtimestamp(int(r[0]), UTC), country=r[1], asn=int(r[2]), region=None,
+                           platform=r[3], total=int(r[4]), ok=int(r[5]), down=int(r[6]), anomalous=int(r[7]),
+                           probes=int(r[8]), anomalous_probes=int(r[9]), down_probes=int(r[10]),
+                           median_kbps=_median(r[11]))
+                for r in self._rows(q, params)]
 
     def changes_since(self, seq: int) -> Changes:
         rows = self._rows("SELECT cc, min(t), max(t) FROM {db}.measurements WHERE seq > {seq:UInt64} GROUP BY cc",
@@ -797,6 +834,25 @@ class ClickHouseStore:
             {"since": _utc(since), "until": _utc(until)})
         return [(r[0], _utc(r[1]), r[2], int(r[3]), r[4] or None) for r in rows]
 
+    def add_user_report(self, report: UserReport) -> None:
+        self._insert("user_reports", [[_utc(report.time), report.country, report.region, report.network,
+                                       report.platform, report.text]],
+                     ("t", "cc", "region", "network", "platform", "text"))
+
+    def user_report_counts(self, *, country: str | None, since: datetime, until: datetime
+                           ) -> list[tuple[str, str, str, int]]:
+        """(country, region, platform, count), most reported first."""
+        params: dict[str, Any] = {"since": _utc(since), "until": _utc(until)}
+        clause = ""
+        if country:
+            clause = " AND cc = {cc:String}"
+            params["cc"] = country.upper()
+        rows = self._rows(
+            f"SELECT cc, region, platform, count() AS n FROM {{db}}.user_reports "
+            f"WHERE t >= {{since:{_TS}}} AND t < {{until:{_TS}}}{clause} "
+            "GROUP BY cc, region, platform ORDER BY n DESC, cc, region, platform", params)
+        return [(r[0], r[1], r[2], int(r[3])) for r in rows]
+
     # --- small state ------------------------------------------------------------------------------------
 
     def get_state(self, key: str) -> str | None:
@@ -814,7 +870,6 @@ def _cred(row: Sequence[Any]) -> ProbeCredential:
 
 def _cell(r: Sequence[Any]) -> SeriesCell:
     techniques = {t: int(n) for t, n in zip(_TECHNIQUE_LIST, r[15:], strict=True) if n}
-    median = r[11]
     return SeriesCell(
         bucket=datetime.fromtimestamp(int(r[0]), UTC),
         country=r[1],
@@ -827,12 +882,18 @@ def _cell(r: Sequence[Any]) -> SeriesCell:
         anomalous=int(r[8]),
         probes=int(r[9]),
         anomalous_probes=int(r[10]),
-        median_kbps=float(median) if median is not None and median == median else None,
+        median_kbps=_median(r[11]),
         network_name=r[12] or "",
         down_probes=int(r[13]),
-        anomalous_keys=tuple(r[14] or ()),
+        technique_keys=tuple(sorted(r[14] or ())),
+        anomalous_keys=tuple(sorted({k.split(" ", 1)[1] for k in (r[14] or ())})),
         by_technique=techniques,
     )
+
+
+def _median(value: Any) -> float | None:
+    """ClickHouse's median of no values is NULL (or NaN for a non-Nullable column): None either way."""
+    return float(value) if value is not None and value == value else None
 
 
 def _plain_arrow(table: pa.Table) -> pa.Table:
