@@ -73,21 +73,23 @@ def paced(
 def stream_to_file(
     scenario: Scenario, fh: IO[bytes], *, activity: str = DEDICATED, speed: float | None = None
 ) -> SimulationSummary:
-    """Writes the scenario's measurements, one per line in upload order; flushes each line when paced."""
+    """Writes the scenario's measurements, one per line in upload order. When paced, each line is flushed as
+    it is released (a gzip stream is not: a sync flush per line would change its bytes and bloat it)."""
     _check(scenario, activity, speed)
     gen = Generator(scenario, activity)
     assert isinstance(scenario.start, datetime)
+    live = speed is not None and not isinstance(fh, gzip.GzipFile)
     t0 = time.perf_counter()
     buf: list[bytes] = []
     count = 0
     for _, line in paced(gen.lines(), scenario.start.timestamp(), speed):
         buf.append(line)
         count += 1
-        if speed is not None or len(buf) >= WRITE_BATCH:
+        if live or len(buf) >= WRITE_BATCH:
             buf.append(b"")
             fh.write(b"\n".join(buf))
             buf.clear()
-            if speed is not None:
+            if live:
                 fh.flush()
     if buf:
         buf.append(b"")
