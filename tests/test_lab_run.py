@@ -26,7 +26,7 @@ def _missing() -> str | None:
     reason = netns.namespaces_available()
     if reason:
         return f"lab tests need Linux network namespaces: {reason}"
-    for module, what in (("observatory.probe.upload", "the probe"), ("observatory.web.collector", "the collector"),
+    for module, what in (("observatory.cli.probe", "the probe command"), ("observatory.web.collector", "the collector"),
                          ("observatory.detect.run", "the detector")):
         if importlib.util.find_spec(module) is None:
             return f"{what} ({module}) is not available"

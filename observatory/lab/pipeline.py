@@ -3,8 +3,8 @@ to the collector, the detector runs incrementally, and at the end the incidents 
 
 The collector runs in this process, next to the store and the detector, on a socket made inside the world
 namespace (`netns.listen_in`), so the probes reach it at a world address and nothing else holds the store.
-The control helper runs in the world namespace too. Probes are real `observatory probe` processes, one per
-probe of the scenario, each in its region's namespace, trusting the lab's CA.
+The control helper (`observatory helper`) runs in the world namespace too. Probes are real `observatory probe
+--every` processes, one per probe of the scenario, each in its region's namespace, trusting the lab's CA.
 """
 
 from __future__ import annotations
@@ -95,6 +95,11 @@ def targets_file(plan: LabPlan, directory: Path) -> Path:
     return path
 
 
+def _observatory() -> list[str]:
+    """The `observatory` command of this very installation (the lab runs as root, often outside the venv)."""
+    return [sys.executable, "-m", "observatory"]
+
+
 def _register_probe(store: Any, name: str) -> tuple[str, str]:
     from observatory.web import auth
 
@@ -113,11 +118,12 @@ def _start_probes(lab: Lab, store: Any, targets: Path, echo: Echo) -> None:
             token, secret = _register_probe(store, name)
             home = Path(state.state_dir) / "probes" / name
             home.mkdir(parents=True, exist_ok=True)
-            argv = [sys.executable, "-m", "observatory.lab.agents", "probe", "--targets", str(targets),
-                    "--every", str(plan.interval_s), "--collector", f"http://{COLLECTOR_ADDR}/",
-                    "--helper", f"http://{HELPER_ADDR}/", "--token", token, "--secret", secret,
-                    "--region", region, "--cc", net.country, "--asn", str(net.asn), "--network-name", net.name,
-                    "--resolver", net.resolver, "--ca-file", str(lab.ca_bundle), "--spool", str(home / "spool")]
+            argv = [*_observatory(), "probe", "--targets", str(targets), "--every", f"{plan.interval_s:g}s",
+                    "--collector", f"http://{COLLECTOR_ADDR}/", "--helper", f"http://{HELPER_ADDR}/",
+                    "--token", token, "--secret", secret, "--region", region, "--cc", net.country,
+                    "--asn", str(net.asn), "--network-name", net.name, "--resolver", f"{net.resolver}:53",
+                    "--ca-file", str(lab.ca_bundle), "--spool", str(home / "spool"), "--state-dir", str(home),
+                    "--quiet"]
             netns.spawn(state, f"probe-{name}", lab.region_ns(net, r), argv, log=home / "probe.log",
                         env={**env, "HOME": str(home), "XDG_DATA_HOME": str(home), "XDG_CONFIG_HOME": str(home)})
     echo(f"started {sum(n.probes for n in plan.networks)} probes, every {plan.interval_s:g}s")
@@ -125,8 +131,7 @@ def _start_probes(lab: Lab, store: Any, targets: Path, echo: Echo) -> None:
 
 def _start_helper(lab: Lab) -> None:
     env = {**os.environ, "SSL_CERT_FILE": str(lab.ca_bundle)}
-    argv = [sys.executable, "-m", "observatory.lab.agents", "helper", "--host", HELPER_ADDR, "--port", "80",
-            "--ca-file", str(lab.ca_bundle)]
+    argv = [*_observatory(), "helper", "--listen", f"{HELPER_ADDR}:80", "--ca-file", str(lab.ca_bundle)]
     netns.spawn(lab.state, "helper", lab.world_ns, argv, log=Path(lab.state.state_dir) / "helper.log", env=env)
     deadline = time.monotonic() + 20
     while f"{HELPER_ADDR}:80" not in netns.run(["ss", "-Hltn"], ns=lab.world_ns, check=False).stdout:
