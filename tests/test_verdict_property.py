@@ -20,12 +20,13 @@ VERDICTS = {v.value for v in Verdict}
 KEYS = ["queries", "tcp_connect", "tls_handshakes", "requests", "control", "x_download", "control_failure",
         "x_control_unavailable", "answers", "status", "failure", "response", "request", "code", "body",
         "headers", "dns", "addrs", "http_request", "tcp_connect", "tls_handshake", "ip", "port", "address",
-        "server_name", "hostname", "engine", "ipv4", "success", "bytes", "seconds", "tags", "url"]
+        "server_name", "hostname", "engine", "ipv4", "success", "bytes", "seconds", "tags", "url", "asn"]
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 70000), st.floats(allow_nan=True),
                     st.sampled_from(["", "10.0.0.1", "198.18.2.10", "1.2.3.4:443", "[::1]:443", URL,
                                      "http://x/", "system", "udp", "depth=2", "classic", "connection_reset",
                                      "generic_timeout_error", "dns_nxdomain_error", "ssl_invalid_hostname",
-                                     "<title>Just a moment...</title>", "Surf Safely"]),
+                                     "<title>Just a moment...</title>", "Surf Safely", "www.facebook.com",
+                                     "10.10.34.34", "getaddrinfo", "depth=0"]),
                     st.text(max_size=20))
 json_values = st.recursive(
     scalars,

@@ -118,6 +118,15 @@ def body_of(response: dict[str, Any]) -> str:
     return ""
 
 
+def host_names(host: str) -> frozenset[str]:
+    """The spellings of a host name a probe may have looked up: as written, and in IDNA (punycode)."""
+    name = host.lower().rstrip(".")
+    try:
+        return frozenset({name, name.encode("idna").decode("ascii")})
+    except UnicodeError:
+        return frozenset({name})
+
+
 def title_of(body: str) -> str:
     m = TITLE_RE.search(body)
     return m.group(1) if m else ""
@@ -375,9 +384,12 @@ class WebFacts:
     @lazy
     def target_lookups(self) -> list[Lookup]:
         """The probe's lookups of the target's own name (not of redirect targets)."""
-        host = self.host.lower().rstrip(".")
-        return [q for q in self.lookups
-                if q.depth == 0 and (q.hostname is None or q.hostname.lower().rstrip(".") == host)]
+        names = host_names(self.host)
+        depth0 = [q for q in self.lookups if q.depth == 0]
+        mine = [q for q in depth0 if q.hostname is None or q.hostname.lower().rstrip(".") in names]
+        # no lookup under the URL's name (an IDN written another way, a CNAME recorded instead): the probe
+        # looked up nothing else at this hop, so what it looked up is the target
+        return mine or depth0
 
     @lazy
     def system_lookups(self) -> list[Lookup]:

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from observatory.verdict.blockpages import default_matcher
-from observatory.verdict.facts import SYSTEM_ENGINES, download_kbps, is_bogon
+from observatory.verdict.facts import SYSTEM_ENGINES, download_kbps, host_names, is_bogon
 
 
 def _depth0(item: dict[str, Any]) -> bool:
@@ -79,12 +79,19 @@ def plainly_ok(tk: dict[str, Any], url: str | None, baseline_kbps: float | None,
     queries = tk.get("queries")
     if not isinstance(queries, list):
         return False
+    names = host_names(host)
+    mine = []
     for q in queries:
         if not isinstance(q, dict) or not _depth0(q):
             return False
-        name = q.get("hostname")
-        if q.get("engine") not in SYSTEM_ENGINES or (name is not None and (
-                not isinstance(name, str) or name.lower().rstrip(".") != host)):
+        name, engine = q.get("hostname"), q.get("engine")
+        if (name is not None and not isinstance(name, str)) or (engine is not None and not isinstance(engine, str)):
+            return False
+        if not name or name.lower().rstrip(".") in names:  # as facts: an empty name is no name
+            mine.append(q)
+    # as facts.WebFacts.target_lookups: no lookup under the URL's name -> every lookup of this hop
+    for q in mine or queries:
+        if q.get("engine") not in SYSTEM_ENGINES:
             continue
         answers = q.get("answers")
         if not isinstance(answers, list):
