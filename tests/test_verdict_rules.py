@@ -8,6 +8,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from verdict_cases import EXPECTED, URL, case, envelope, ok_keys
 
 from observatory.errors import ConfigError
 from observatory.measurement import measurement_from_dict, parse_measurement
@@ -16,7 +17,6 @@ from observatory.verdict.blockpages import fingerprints, match_response, parse_f
 from observatory.verdict.facts import WebFacts
 from observatory.verdict.rules import RULES_BY_ID, Context, first_match
 from observatory.vocab import Verdict
-from verdict_cases import EXPECTED, URL, case, envelope, ok_keys
 
 VERDICTS = {v.value for v in Verdict}
 
