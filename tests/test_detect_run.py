@@ -84,7 +84,8 @@ def test_late_data_extends_an_incident_in_the_past(simulated, tmp_path: Path) ->
     before = _national(stored_incidents(store))
     assert before.end is not None and before.end <= held_from + timedelta(minutes=5)
     # meanwhile the missing hour and a half looks like every network falling silent: a connectivity loss
-    assert [i.kind for i in stored_incidents(store) if i.start >= held_from] == ["connectivity_loss"]
+    assert [i.kind for i in stored_incidents(store) if i.start >= held_from - timedelta(minutes=15)] == [
+        "connectivity_loss"]
     _ingest(store, late, tmp_path / "late.jsonl")
     run_detection(store)
     after = _national(stored_incidents(store))

@@ -21,6 +21,7 @@ from observatory.vocab import TECHNIQUES
 WATERMARK_KEY = "detect.seq"
 TRAILING = timedelta(hours=26)  # history before the new data that the baselines need
 SCREEN_SECONDS = 3600
+WARMUP = timedelta(hours=6)  # after this much history the baselines are settled: incidents there are re-judged
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +66,7 @@ def run_detection(store: Store, *, config: DetectConfig | None = None, full: boo
     # stored incidents wholly inside the re-examined time that detection no longer finds (late data showed
     # the suspicion was noise) are removed, unless an analyst reviewed them
     kept = {i.id for i in saved}
-    examined_from = lo if full else lo + trailing
+    examined_from = lo if full else lo + min(trailing, WARMUP)
     stale = [s.id for s in stored if s.id not in kept and s.review is None and s.start >= examined_from]
     store.delete_incidents(stale)
     store.save_incidents(saved)
