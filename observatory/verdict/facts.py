@@ -118,6 +118,7 @@ def body_of(response: dict[str, Any]) -> str:
     return ""
 
 
+@lru_cache(maxsize=4096)
 def host_names(host: str) -> frozenset[str]:
     """The spellings of a host name a probe may have looked up: as written, and in IDNA (punycode)."""
     name = host.lower().rstrip(".")

@@ -9,11 +9,20 @@ False and the full rules decide. tests/test_verdict_rules.py checks that both pa
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
 from observatory.verdict.blockpages import default_matcher
 from observatory.verdict.facts import SYSTEM_ENGINES, download_kbps, host_names, is_bogon
+
+
+@lru_cache(maxsize=4096)
+def _host(url: str) -> str:
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
 
 
 def _depth0(item: dict[str, Any]) -> bool:
@@ -23,7 +32,10 @@ def _depth0(item: dict[str, Any]) -> bool:
         return True
     if not isinstance(tags, list):
         return False
-    return not any(isinstance(t, str) and t.startswith("depth=") and t != "depth=0" for t in tags)
+    for t in tags:
+        if isinstance(t, str) and t[:6] == "depth=" and t != "depth=0":
+            return False
+    return True
 
 
 def _kbps_ok(tk: dict[str, Any], control: dict[str, Any], baseline_kbps: float | None, factor: float) -> bool:
@@ -67,10 +79,7 @@ def plainly_ok(tk: dict[str, Any], url: str | None, baseline_kbps: float | None,
     code = resp.get("code")
     if not isinstance(code, int) or isinstance(code, bool) or code <= 0 or 300 <= code < 400:
         return False
-    try:
-        host = (urlsplit(url).hostname or "").lower()
-    except ValueError:
-        return False
+    host = _host(url)
     if not host:
         return False
     answered = False
