@@ -39,6 +39,8 @@ from observatory.vocab import IncidentKind, Scope, Status
 
 VARIANTS = 8  # jitter variants rendered per (network, target, outcome); a power of two
 SOFTWARE = {DEDICATED: (b"observatory", b"0.1.0"), VOLUNTEER: (b"ooniprobe", b"3.20.1")}
+ENGINE = {DEDICATED: "observatory", VOLUNTEER: "ooniprobe-engine"}
+HELPER = {DEDICATED: "https://helper.observatory.example.org", VOLUNTEER: "https://0.th.ooni.org"}
 STEP_SECONDS = 4  # a probe measures its targets one after the other
 LATE_MIN_S, LATE_MAX_S = 3600, 24 * 3600
 DROP_AFTER_OUTAGE = 0.2  # share of measurements lost when the network comes back (spool wiped, app killed)
@@ -155,9 +157,12 @@ class Generator:
 
     def _envelope_body(self, p: Probe, t: obs.Target) -> bytes:
         n = p.net
-        annotations: dict[str, Any] = {"region": p.region}
+        # the annotations and test helper our probe (observatory/probe/runner.py) or OONI's records
+        annotations: dict[str, Any] = {}
         if p.probe_id is not None:
             annotations["probe_id"] = p.probe_id
+        annotations["engine_name"] = ENGINE[self.activity]
+        annotations["region"] = p.region
         annotations["platform"] = t.platform
         rest = {
             "probe_cc": n.cc,
@@ -168,6 +173,7 @@ class Generator:
             "resolver_network_name": n.network.name,
             "input": t.url,
             "annotations": annotations,
+            "test_helpers": {"backend": {"address": HELPER[self.activity], "type": "https"}},
         }
         encoded = msgspec.json.encode(rest)
         return b"," + encoded[1:-1] + b',"test_keys":'
