@@ -82,6 +82,7 @@ def test_same_scenario_and_seed_give_byte_identical_output(tmp_path: Path) -> No
     assert a.read_bytes() == b.read_bytes()
     other = lines(scenario(tmp_path, seed=8))
     assert gzip.decompress(a.read_bytes()).splitlines() != other
+    assert lines(sc, VOLUNTEER) == lines(load_scenario(sc.path), VOLUNTEER)
 
 
 def test_every_line_parses_as_an_ooni_measurement(tmp_path: Path) -> None:
