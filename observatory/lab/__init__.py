@@ -6,5 +6,6 @@
     isp.py      an ISP router with its resolver, and a host namespace per region
     censor.py   the censor router applying events with iptables, tc and resolver restarts
     runner.py   up / down
-    pipeline.py run: probes, collector, detector, and the comparison with the scenario
+    pipeline.py run: probes (`observatory probe`), helper, collector, detector, the censor's timeline
+    verify.py   events -> expected incidents; matched against what the detector found (pure)
 """
