@@ -35,7 +35,8 @@ def detect_incidents(cells: Iterable[SeriesCell], *, config: DetectConfig | None
     flagged = disagreeing_probes(tracks)
     out: list[Incident] = []
     for c in cluster(find_episodes(tracks, cfg), cfg):
-        near = [f for f in flagged if c.country in (None, f["country"])
+        witnesses = {tk.split(" ", 1)[1] for e in c.episodes for _, keys in e.witnesses for tk in keys}
+        near = [f for f in flagged if c.country in (None, f["country"]) and f["probe"] not in witnesses
                 and f["asn"] in {f"AS{e.asn}" for e in c.episodes}]
         inc = to_incident(c, tracks, cfg, near)
         if inc is not None:

@@ -56,7 +56,7 @@ def _affected_regions(window: list[Obs], use_down: bool = False) -> set[str]:
 
 
 def _family_of(platform: str, techniques: Counter[str]) -> str:
-    if platform == CONTROL:
+    if platform.startswith(CONTROL):
         return CONNECTIVITY
     total = sum(techniques.values())
     if total and techniques["unreachable"] / total >= 0.5:
@@ -86,7 +86,7 @@ def _episode(family: str | None, key: tuple[str, int, str], obs: list[Obs], a: A
             acc[1] += k
     if platform == ALL_PLATFORMS:
         ep.platforms = {p for p, (n, k) in totals.items() if n and k / n >= 0.5}
-    elif platform != CONTROL:
+    elif not platform.startswith(CONTROL):
         ep.platforms = {platform}
     if stream == "down":
         ep.witnesses = [(o.t, frozenset(f"down down:{asn}:{o.t}:{i}" for i in range(o.down))) for o in window
@@ -112,7 +112,7 @@ def find_episodes(tracks: Tracks, cfg: DetectConfig) -> list[Episode]:
     for key, obs in tracks.series.items():
         anom = scan_share(((o.t, o.n, o.k) for o in obs), cfg, now)
         episodes.extend(_episode(None, key, obs, a, "anom") for a in anom)
-        if key[2] == ALL_PLATFORMS:  # the outage and throughput tests run per platform
+        if key[2] == ALL_PLATFORMS or key[2].startswith(CONTROL + "@"):  # outage, throughput: per platform
             continue
         down = scan_share(((o.t, o.n, o.down) for o in obs), cfg, now)
         episodes.extend(_episode(OUTAGE, key, obs, a, "down") for a in down)

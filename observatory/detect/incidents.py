@@ -53,26 +53,34 @@ def cluster(episodes: list[Episode], cfg: DetectConfig) -> list[Cluster]:
     """Greedy merge by (country, family) of episodes that overlap in time, within a small gap."""
     groups: dict[tuple[str | None, str], list[Episode]] = {}
     for e in episodes:
-        if not e.silent and _distinct_keys(e) < 2:
+        if not e.silent and e.family != CONNECTIVITY and _distinct_keys(e) < 2:
             continue  # one probe's word (a faulty installation, a local firewall): never an incident
         country = None if e.family == OUTAGE else e.country
         groups.setdefault((country, e.family), []).append(e)
     out: list[Cluster] = []
     for (country, family), eps in sorted(groups.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])):
         eps.sort(key=lambda e: (e.start, e.asn, e.platform or ""))
-        current: Cluster | None = None
+        mine: list[Cluster] = []
         for e in eps:
-            end = current.end if current else None
-            # a connectivity loss across networks is one event only if it began at once in them (a shutdown);
-            # unrelated faults that happen to overlap stay apart
-            synced = family != CONNECTIVITY or current is None or any(x.asn == e.asn for x in current.episodes) \
-                or e.start - current.start <= cfg.sync_seconds
-            if current is not None and synced and (end is None or e.start <= end + cfg.merge_gap_seconds):
-                current.episodes.append(e)
+            home = next((c for c in reversed(mine) if _joins(c, e, cfg)), None)
+            if home is not None:
+                home.episodes.append(e)
             else:
-                current = Cluster(family=family, country=country, episodes=[e])
-                out.append(current)
+                mine.append(Cluster(family=family, country=country, episodes=[e]))
+        out.extend(mine)
     return _worldwide_outages(out, cfg)
+
+
+def _joins(c: Cluster, e: Episode, cfg: DetectConfig) -> bool:
+    """Whether an episode belongs to an incident: overlapping it in time (within a small gap); for a
+    connectivity loss also in a network already affected, or beginning at once with it (a shutdown), so
+    unrelated faults that happen to overlap stay apart."""
+    end = c.end
+    if end is not None and e.start > end + cfg.merge_gap_seconds:
+        return False
+    if c.family != CONNECTIVITY:
+        return True
+    return any(x.asn == e.asn for x in c.episodes) or e.start - c.start <= cfg.sync_seconds
 
 
 def _distinct_keys(e: Episode) -> int:
@@ -114,21 +122,30 @@ def confirmed_at(c: Cluster, cfg: DetectConfig) -> tuple[int | None, int]:
     For a restriction the witnesses must agree on the technique: censorship applies one method to everyone
     it targets, while random failures scatter over every kind of failure.
     """
-    entries: list[tuple[int, frozenset[str]]] = []
+    entries: list[tuple[int, frozenset[str], Episode]] = []
     for e in c.episodes:
         for t, keys in e.witnesses:
-            entries.append((max(t + cfg.bucket_seconds, e.alarm), keys))
+            entries.append((max(t + cfg.bucket_seconds, e.alarm), keys, e))
     entries.sort(key=lambda x: x[0])
     per_technique = c.family == RESTRICTION
     seen: dict[str, set[str]] = {}
     everyone: set[str] = set()
+    # connectivity: probes of different networks losing everything at once in the same region are independent
+    # witnesses even when there are only two of them (a region's few probes, each behind its own operator)
+    by_region: dict[str, dict[int, set[str]]] = {}
     when: int | None = None
-    for t, keys in entries:
+    for t, keys, e in entries:
         for tk in keys:
             technique, key = tk.split(" ", 1)
             everyone.add(key)
             seen.setdefault(technique if per_technique else "", set()).add(key)
+            if c.family == CONNECTIVITY and not e.silent:
+                for region in e.regions:
+                    by_region.setdefault(region, {}).setdefault(e.asn, set()).add(key)
         if when is None and any(len(v) >= cfg.min_probes for v in seen.values()):
+            when = t
+        if when is None and any(len(nets) >= 2 and len(set().union(*nets.values())) >= 2
+                                for nets in by_region.values()):
             when = t
     return when, len(everyone)
 
@@ -197,7 +214,7 @@ def _network_evidence(c: Cluster, tracks: Tracks) -> list[dict[str, Any]]:
         r["onset"] = min(r["onset"], e.start)
         r["probe_observations"] += e.probes
         r["anomalous"] += e.bad
-        if e.platform and e.platform != ALL_PLATFORMS:
+        if e.platform and e.platform != ALL_PLATFORMS and "@" not in e.platform:
             r["platforms"].add(e.platform)
         r["silent"] = r["silent"] or e.silent
     out = []
@@ -238,7 +255,8 @@ def to_incident(c: Cluster, tracks: Tracks, cfg: DetectConfig, flagged: list[dic
         "probe_observations": sum(e.probes for e in c.episodes),
         "anomalous": sum(e.bad for e in c.episodes),
         "by_technique": dict(sorted(counts.items())),
-        "affected_platforms": sorted({e.platform for e in c.episodes if e.platform and e.platform != ALL_PLATFORMS}),
+        "affected_platforms": sorted({e.platform for e in c.episodes
+                                      if e.platform and e.platform != ALL_PLATFORMS and "@" not in e.platform}),
         "countries": sorted({e.country for e in c.episodes}),
         "example_measurements": [],
     }

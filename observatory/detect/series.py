@@ -148,7 +148,8 @@ def fold(cells: Iterable[SeriesCell], bucket_seconds: int) -> Tracks:
             # what a lost connection looks like
             keys &= near(platform_bad, country, asn, t)
             k = len(keys)
-        targets = [platform] if platform == CONTROL else [platform, ALL_PLATFORMS]
+        # the control per region too: a region's few probes losing everything show sooner on their own
+        targets = [platform, f"{CONTROL}@{region}"] if platform == CONTROL else [platform, ALL_PLATFORMS]
         for target in targets:
             track = by_key[(country, asn, target)]
             obs = track.get(t)
