@@ -125,33 +125,36 @@ def scan_share(points: Iterable[tuple[int, int, int]], cfg: DetectConfig, now: i
 
 
 def _refine(a: Alarm, points: list[tuple[int, int, int]], cfg: DetectConfig) -> Alarm:
-    """Onset and end moved to the first/last bucket that most probes around it agree with.
+    """Onset and end moved to the first/last bucket that other data agree with.
 
     With sparse data a lone failure just before the onset (or after the end) keeps the sum from returning to
-    zero and would stretch the incident; a bucket counts as onset or end only if, within an hour on the side
-    of the incident (data known by the alarm, for the onset), two or more probes and at least half of those
-    measuring saw the disruption.
+    zero and would stretch the incident. A bucket counts as the onset (end) only if most of its probes saw the
+    disruption and either two or more did, or the next (previous) bucket with data, within an hour, agrees.
     """
-    w = 3600
     lo, hi = a.start, a.end if a.end is not None else points[-1][0] + cfg.bucket_seconds
     inside = [p for p in points if lo <= p[0] < hi]
-    bad = [p for p in inside if p[2] * 2 >= p[1] and p[2] > 0]
 
-    def share(sel: list[tuple[int, int, int]]) -> float:
-        """Share of probes that saw it; 0 when only one probe did (a lone failure is no support)."""
-        n, k = sum(p[1] for p in sel), sum(p[2] for p in sel)
-        return k / n if n and k >= 2 else 0.0
+    def bad(p: tuple[int, int, int]) -> bool:
+        return p[2] > 0 and 2 * p[2] >= p[1]
 
-    start = next((p[0] for p in bad if share([q for q in inside if p[0] <= q[0] < min(p[0] + w, a.alarm)]) >= 0.5),
-                 a.start)
+    def supported(i: int, step: int) -> bool:
+        p = inside[i]
+        if not bad(p):
+            return False
+        if p[2] >= 2:
+            return True
+        j = i + step
+        return (0 <= j < len(inside) and bad(inside[j]) and abs(inside[j][0] - p[0]) <= 3600
+                and (step < 0 or inside[j][0] < a.alarm))
+
+    start = next((inside[i][0] for i in range(len(inside)) if supported(i, 1)), a.start)
     end = a.end
     if a.end is not None:
-        last = next((p[0] for p in reversed(bad) if share([q for q in inside if p[0] - w < q[0] <= p[0]]) >= 0.5),
-                    None)
+        last = next((inside[i][0] for i in reversed(range(len(inside))) if supported(i, -1)), None)
         if last is not None and last >= start:
             end = last + cfg.bucket_seconds
-    return Alarm(start=min(start, a.alarm - cfg.bucket_seconds), alarm=a.alarm, end=end,
-                 buckets=[b for b in a.buckets if b >= start])
+    start = min(start, a.alarm - cfg.bucket_seconds)
+    return Alarm(start=start, alarm=a.alarm, end=end, buckets=[b for b in a.buckets if b >= start])
 
 
 def scan_throughput(obs: list[Obs], cfg: DetectConfig, now: int) -> list[Alarm]:
