@@ -66,7 +66,10 @@ def _domain_index() -> dict[str, str]:
 def hostname_of(url_or_host: str) -> str:
     s = url_or_host.strip()
     if "://" in s:
-        host = urlsplit(s).hostname or ""
+        try:
+            host = urlsplit(s).hostname or ""
+        except ValueError:  # e.g. "http://[zz]/": not a host we could map to a platform
+            return ""
     else:
         host = s.split("/", 1)[0].rsplit(":", 1)[0] if s.count(":") == 1 else s.split("/", 1)[0]
     return host.lower().rstrip(".")

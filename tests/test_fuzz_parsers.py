@@ -153,3 +153,10 @@ def test_signals_csv_rows_parse_or_fail_with_a_located_error(rows: list[list[str
     for item in read_signals_csv(io.StringIO(buf.getvalue()), source="fuzz", name="f.csv"):
         if isinstance(item, ParseError):
             assert item.where.startswith("f.csv:")
+
+
+def test_malformed_input_url_is_stored_without_a_platform() -> None:
+    doc = {"test_name": "web_connectivity", "measurement_start_time": "2024-01-20 13:45:00",
+           "input": "http://[zz]:80/", "probe_cc": "PK", "probe_asn": "AS1"}
+    m = parse_measurement(json.dumps(doc).encode())
+    assert m.platform is None and m.input == "http://[zz]:80/"
