@@ -34,7 +34,11 @@ def test_dedicated_probes_find_every_true_incident_and_nothing_else(bench: Modul
     assert s.truth == 2
     assert s.recall == 1.0 and s.precision == 1.0, (r.detected, r.truth)
     assert s.false_national == 0
-    assert max(s.confirm_minutes) <= 15
+    # the national event (21 probes, 15-minute cycles) within 10 minutes of onset; the one-network block
+    # (7 probes) needs about a probe cycle to gather three witnesses
+    national = bench.score(r.detected, [t for t in r.truth if t.scope == "national"])
+    assert national.confirm_minutes and max(national.confirm_minutes) <= 10
+    assert max(s.confirm_minutes) <= 30
     assert max(abs(x) for x in s.start_error_minutes) <= 15
     assert max(abs(x) for x in s.end_error_minutes) <= 15
     assert s.scope_right == 2 and s.technique_right == 2
