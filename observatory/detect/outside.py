@@ -247,7 +247,7 @@ def fuse(probe_incidents: Sequence[Incident], outside: Sequence[Incident]) -> li
             end=None if any(e is None for e in ends) else max(e for e in ends if e is not None),
             confirmed_at=min(confirmations) if confirmations else None,
             status=p.status if p.status != Status.SUSPECTED else o.status,
-            scope=max(p.scope, o.scope, key=order.index),
+            scope=max(p.scope, o.scope, key=lambda s: order.index(Scope(s))),
             asns=tuple(sorted(set(p.asns) | set(o.asns))),
             regions=tuple(sorted(set(p.regions) | set(o.regions))),
             confidence=max(p.confidence, o.confidence),

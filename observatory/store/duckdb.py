@@ -148,6 +148,11 @@ _COLUMNS = (
 )
 
 
+def _first(rows: list[tuple[Any, ...]]) -> tuple[Any, ...] | None:
+    """The first row of a result fetched whole (DuckDB 2 wants every result read to the end)."""
+    return rows[0] if rows else None
+
+
 def _naive(t: datetime) -> datetime:
     return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo else t
 
@@ -201,8 +206,7 @@ class DuckDBStore:
     def _migrate(self) -> None:
         with self._lock, _mapped_errors(self.url):
             self._con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = self._con.execute("SELECT max(version) FROM schema_version").fetchall()
-            row = row[0] if row else None
+            row = _first(self._con.execute("SELECT max(version) FROM schema_version").fetchall())
             current = row[0] if row and row[0] is not None else 0
             for version in range(current, len(MIGRATIONS)):
                 self._con.execute("BEGIN TRANSACTION")
@@ -216,8 +220,7 @@ class DuckDBStore:
 
     def schema_version(self) -> int:
         with self._lock:
-            row = self._con.execute("SELECT max(version) FROM schema_version").fetchall()
-            row = row[0] if row else None
+            row = _first(self._con.execute("SELECT max(version) FROM schema_version").fetchall())
             return int(row[0]) if row and row[0] is not None else 0
 
     def close(self) -> None:
@@ -286,8 +289,7 @@ class DuckDBStore:
 
     def count(self) -> int:
         with self._lock, _mapped_errors(self.url):
-            row = self._con.execute("SELECT count(*) FROM measurements").fetchall()
-            row = row[0] if row else None
+            row = _first(self._con.execute("SELECT count(*) FROM measurements").fetchall())
             return int(row[0]) if row else 0
 
     def stats(self) -> dict[str, Any]:
@@ -362,8 +364,8 @@ class DuckDBStore:
         n = 0
         writer: Any = None
         try:
-            cur.execute(f"SELECT {cols} FROM measurements{where} ORDER BY t, uid", params)
-            reader = cur.to_arrow_reader(10_000)
+            reader = cur.sql(f"SELECT {cols} FROM measurements{where} ORDER BY t, uid",
+                             params=params).to_arrow_reader(10_000)
             for batch in reader:
                 raw = batch.column("raw").to_pylist()
                 batch = batch.drop_columns(["raw"])
@@ -505,8 +507,7 @@ class DuckDBStore:
             rows = self._con.execute(
                 "SELECT cc, min(t), max(t), max(seq) FROM measurements WHERE seq > ? GROUP BY cc", [seq]
             ).fetchall()
-            top = self._con.execute("SELECT coalesce(max(seq), 0) FROM measurements").fetchall()
-            top = top[0] if top else None
+            top = _first(self._con.execute("SELECT coalesce(max(seq), 0) FROM measurements").fetchall())
         return Changes(
             max_seq=int(top[0]) if top else 0,
             spans={cc: (lo.replace(tzinfo=UTC), hi.replace(tzinfo=UTC)) for cc, lo, hi, _ in rows},
@@ -607,8 +608,8 @@ class DuckDBStore:
     def latest_time(self) -> datetime | None:
         """The time of the newest measurement stored (the data's "now" when replaying the past)."""
         with self._lock, _mapped_errors(self.url):
-            row = self._con.execute("SELECT max(t) FROM measurements").fetchall()
-        return row[0][0].replace(tzinfo=UTC) if row and row[0][0] is not None else None
+            row = _first(self._con.execute("SELECT max(t) FROM measurements").fetchall())
+        return row[0].replace(tzinfo=UTC) if row and row[0] is not None else None
 
     # --- incidents --------------------------------------------------------------------------------------
 
@@ -672,8 +673,7 @@ class DuckDBStore:
 
     def incident(self, incident_id: str) -> Incident | None:
         with self._lock, _mapped_errors(self.url):
-            row = self._con.execute("SELECT doc FROM incidents WHERE id = ?", [incident_id]).fetchall()
-            row = row[0] if row else None
+            row = _first(self._con.execute("SELECT doc FROM incidents WHERE id = ?", [incident_id]).fetchall())
         return Incident.from_json(json.loads(row[0])) if row else None
 
     # --- context events ---------------------------------------------------------------------------------
@@ -715,11 +715,10 @@ class DuckDBStore:
 
     def probe_by_token_hash(self, token_hash: str) -> ProbeCredential | None:
         with self._lock, _mapped_errors(self.url):
-            row = self._con.execute(
+            row = _first(self._con.execute(
                 "SELECT name, token_hash, secret, created, revoked FROM probe_credentials WHERE token_hash = ?",
                 [token_hash],
-            ).fetchall()
-            row = row[0] if row else None
+            ).fetchall())
         return _cred(row) if row else None
 
     def probes(self) -> list[ProbeCredential]:
@@ -731,10 +730,9 @@ class DuckDBStore:
 
     def revoke_probe(self, name: str) -> bool:
         with self._lock, _mapped_errors(self.url):
-            row = self._con.execute(
+            row = _first(self._con.execute(
                 "UPDATE probe_credentials SET revoked = true WHERE name = ? RETURNING name", [name]
-            ).fetchall()
-            row = row[0] if row else None
+            ).fetchall())
         return row is not None
 
     # --- outside-in signals and heartbeats --------------------------------------------------------------
@@ -813,8 +811,7 @@ class DuckDBStore:
 
     def get_state(self, key: str) -> str | None:
         with self._lock, _mapped_errors(self.url):
-            row = self._con.execute("SELECT value FROM state WHERE key = ?", [key]).fetchall()
-            row = row[0] if row else None
+            row = _first(self._con.execute("SELECT value FROM state WHERE key = ?", [key]).fetchall())
         return row[0] if row else None
 
     def set_state(self, key: str, value: str) -> None:
@@ -830,8 +827,8 @@ def _compress(docs: list[bytes]) -> list[bytes]:
     if len(docs) < 64:
         c = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
         return [c.compress(d) for d in docs]
-    buf = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).multi_compress_to_buffer(docs, threads=-1)
-    return [bytes(seg) for seg in buf]
+    buf = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).multi_compress_to_buffer(list(docs), threads=-1)
+    return [bytes(buf[i]) for i in range(len(buf))]
 
 
 def _decompress(raw: bytes) -> bytes:
