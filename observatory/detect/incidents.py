@@ -116,7 +116,7 @@ def _overlap(a: Cluster, b: Cluster) -> bool:
     return (a_end is None or b.start < a_end) and (b_end is None or a.start < b_end)
 
 
-def confirmed_at(c: Cluster, cfg: DetectConfig) -> tuple[int | None, int]:
+def confirmed_at(c: Cluster, cfg: DetectConfig, isolated: frozenset[str] = frozenset()) -> tuple[int | None, int]:
     """Earliest time at which alarmed series had shown `min_probes` distinct witnesses, and how many in all.
 
     For a restriction the witnesses must agree on the technique: censorship applies one method to everyone
@@ -137,6 +137,8 @@ def confirmed_at(c: Cluster, cfg: DetectConfig) -> tuple[int | None, int]:
     for t, keys, e in entries:
         for tk in keys:
             technique, key = tk.split(" ", 1)
+            if c.family == CONNECTIVITY and key in isolated:
+                continue  # a probe that failed alone while its neighbours were fine vouches for nothing
             everyone.add(key)
             seen.setdefault(technique if per_technique else "", set()).add(key)
             if c.family == CONNECTIVITY and not e.silent:
@@ -230,9 +232,10 @@ def incident_id(country: str | None, kind: str, start: int) -> str:
     return f"{country or 'WW'}-{datetime.fromtimestamp(start, UTC):%Y%m%d-%H%M}-{kind}"
 
 
-def to_incident(c: Cluster, tracks: Tracks, cfg: DetectConfig, flagged: list[dict[str, Any]]) -> Incident | None:
+def to_incident(c: Cluster, tracks: Tracks, cfg: DetectConfig, flagged: list[dict[str, Any]],
+                isolated: frozenset[str] = frozenset()) -> Incident | None:
     """A cluster as an incident; None when it never gathered the evidence to be more than noise."""
-    when, witnesses = confirmed_at(c, cfg)
+    when, witnesses = confirmed_at(c, cfg, isolated)
     end = c.end
     if when is None and (end is not None or witnesses < 2):
         return None  # a suspicion that ended, or one probe's word: not an incident

@@ -10,7 +10,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
-from observatory.detect.series import ALL_PLATFORMS, Tracks
+from observatory.detect.series import ALL_PLATFORMS, CONTROL, Tracks
 
 
 def disagreeing_probes(tracks: Tracks, *, min_buckets: int = 3, min_targets: int = 3,
@@ -60,3 +60,30 @@ def disagreeing_probes(tracks: Tracks, *, min_buckets: int = 3, min_targets: int
             "others_anomalous_share": round(others_k / others_n, 3),
         })
     return flagged
+
+
+def isolated_probes(tracks: Tracks, *, others_max_share: float = 0.2, min_others: int = 2) -> set[str]:
+    """Probe keys that lost everything while the other probes of their network and region stayed fine.
+
+    One installation failing alone (a faulty probe, a home router) is not a connectivity loss; a region whose
+    only probe on that network goes dark cannot be judged this way and is kept (others are needed to compare).
+    """
+    out: set[str] = set()
+    for (_country, _asn, target), obs in tracks.series.items():
+        if not target.startswith(CONTROL + "@"):
+            continue
+        spans: dict[str, list[int]] = {}
+        for o in obs:
+            for key in o.keys:
+                span = spans.setdefault(key, [o.t, o.t])
+                span[1] = o.t
+        for key, (lo, hi) in spans.items():
+            n = k = 0
+            for o in obs:
+                if lo <= o.t <= hi:
+                    mine = key in o.keys
+                    n += o.n - mine
+                    k += o.k - mine
+            if n >= min_others and k <= others_max_share * n:
+                out.add(key)
+    return out
