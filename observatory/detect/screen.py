@@ -16,7 +16,8 @@ from observatory.series import SeriesCell
 
 
 def candidate_countries(cells: Iterable[SeriesCell], *, bucket_seconds: int = 3600, min_probes: int = 3,
-                        min_share: float = 0.2, quiet_share: float = 0.3, throttle_ratio: float = 5.0) -> set[str]:
+                        min_share: float = 0.2, quiet_share: float = 0.3, throttle_ratio: float = 5.0,
+                        control_share: float = 0.15) -> set[str]:
     candidates: set[str] = set()
     activity: dict[tuple[str, int], dict[int, int]] = defaultdict(dict)
     kbps: dict[tuple[str, int, str], list[tuple[int, float]]] = defaultdict(list)
@@ -40,6 +41,13 @@ def candidate_countries(cells: Iterable[SeriesCell], *, bucket_seconds: int = 36
         if judged and ((bad_probes >= min_probes and bad >= min_share * judged)
                        or (down_probes >= min_probes and down >= min_share * judged)):
             candidates.add(country)
+    # the control failing in two networks of a country in the same hour: a region's few probes losing
+    # everything (each network alone has too few probes for the rule above)
+    control_nets: dict[tuple[str, int], int] = defaultdict(int)
+    for (country, asn, platform, t), (judged, bad, _down, bad_probes, _dp) in sums.items():
+        if platform == "control" and asn != -1 and judged and bad_probes and bad >= control_share * judged:
+            control_nets[(country, t)] += 1
+    candidates.update(country for (country, _t), nets in control_nets.items() if nets >= 2)
     for (country, _asn, _platform), values in kbps.items():
         if country in candidates or len(values) < 6:
             continue
