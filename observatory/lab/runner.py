@@ -163,7 +163,7 @@ def _nginx(state: LabState, role: str, ns: str, cert: CertFiles, *, listen: list
            default_root: str, mitm: tuple[int, CertFiles, str] | None = None) -> None:
     prefix = Path(state.state_dir) / role
     prefix.mkdir(exist_ok=True)
-    conf = nginx_conf(root_dir=prefix, prefix=prefix, cert=cert, listen=listen, sites=sites,
+    conf = nginx_conf(prefix=prefix, cert=cert, listen=listen, sites=sites,
                       default_root=default_root)
     if mitm:
         # The interception box: the real pages, under the censor's own certificate.

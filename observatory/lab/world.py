@@ -112,15 +112,14 @@ def world_dns_addresses() -> dict[str, str | None]:
     return {d: platform_address(p.id) for p in catalog.platforms().values() for d in p.domains}
 
 
-def nginx_conf(*, root_dir: Path, prefix: Path, cert: CertFiles, listen: list[str], sites: dict[str, str],
+def nginx_conf(*, prefix: Path, cert: CertFiles, listen: list[str], sites: dict[str, str],
                default_root: str) -> str:
     """An nginx configuration of our own: its own pid, logs and temp paths under `prefix`.
 
     `sites` maps a server_name list (nginx syntax, e.g. ".facebook.com .fb.com") to a document root."""
     temp = "\n".join(f"    {k}_temp_path {prefix}/{k};" for k in
                      ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    listens = "\n".join(f"        listen {a}:80{d};\n        listen {a}:443 ssl{d};" for a in listen
-                        for d in ("",))
+    listens = "\n".join(f"        listen {a}:80;\n        listen {a}:443 ssl;" for a in listen)
     default_listens = "\n".join(f"        listen {a}:80 default_server;\n"
                                 f"        listen {a}:443 ssl default_server;" for a in listen)
     servers = []
