@@ -143,7 +143,8 @@ def _start_helper(lab: Lab) -> None:
 
 @contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM tears the lab down like Ctrl-C does."""
+    """SIGTERM and SIGINT tear the lab down like Ctrl-C does, even when SIGINT came in ignored (a job started
+    in the background by a shell ignores it, and Python then never raises KeyboardInterrupt)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -151,11 +152,12 @@ def _sigterm_as_interrupt() -> Iterator[None]:
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    old = signal.signal(signal.SIGTERM, handler)
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
 
 
 def run(plan: LabPlan, *, db: str | None = None, echo: Echo = print, dashboard: tuple[str, int] | None = None,
