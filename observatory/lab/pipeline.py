@@ -183,10 +183,15 @@ def run(plan: LabPlan, *, db: str | None = None, echo: Echo = print, dashboard: 
                 import socket
 
                 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind(dashboard)
-                s.listen(64)
                 sockets.append(s)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind(dashboard)
+                except OSError as exc:
+                    for opened in sockets:
+                        opened.close()
+                    raise LabError(f"--dashboard {dashboard[0]}:{dashboard[1]}: cannot listen there: {exc}") from exc
+                s.listen(64)
             http = _Http(app, sockets)
             http.start()
             if dashboard:
