@@ -352,33 +352,30 @@ class DuckDBStore:
         cur.close()
 
     def export(self, flt: MeasurementFilter, fmt: str, path: str) -> int:
-        """Parquet (with each whole document as JSON text) or CSV (the summary columns), streamed."""
-        import pyarrow.csv as pacsv
+        """Parquet (with each whole document as JSON text, streamed) or CSV (the summary columns)."""
         import pyarrow.parquet as pq
 
         where, params = self._where(flt)
         cols = "uid, t, cc, 'AS' || asn::VARCHAR AS asn, network, region, test_name, test_version, " \
-               "software, source, input, platform, verdict, kbps, raw"
+               "software, source, input, platform, verdict, kbps"
+        query = f"SELECT {cols}{', raw' if fmt == 'parquet' else ''} FROM measurements{where} ORDER BY t, uid"
+        if fmt == "csv":
+            with self._lock, _mapped_errors(self.url):
+                row = _first(self._con.execute(f"SELECT count(*) FROM measurements{where}", params).fetchall())
+                self._con.execute(f"COPY ({query}) TO '{_sql_literal(path)}' (FORMAT CSV, HEADER)", params)
+            return int(row[0]) if row else 0
         with self._lock, _mapped_errors(self.url):
             cur = self._con.cursor()
         n = 0
         writer: Any = None
         try:
-            reader = cur.sql(f"SELECT {cols} FROM measurements{where} ORDER BY t, uid",
-                             params=params).to_arrow_reader(10_000)
-            for batch in reader:
+            for batch in cur.sql(query, params=params).to_arrow_reader(10_000):
                 raw = batch.column("raw").to_pylist()
-                batch = batch.drop_columns(["raw"])
-                if fmt == "parquet":
-                    docs = pa.array([_decompress(r).decode() for r in raw], pa.string())
-                    batch = batch.append_column("document", docs)
-                    if writer is None:
-                        writer = pq.ParquetWriter(path, batch.schema, compression="zstd")
-                    writer.write_batch(batch)
-                else:
-                    if writer is None:
-                        writer = pacsv.CSVWriter(path, batch.schema)
-                    writer.write_batch(batch)
+                docs = pa.array([_decompress(r).decode() for r in raw], pa.string())
+                batch = batch.drop_columns(["raw"]).append_column("document", docs)
+                if writer is None:
+                    writer = pq.ParquetWriter(path, batch.schema, compression="zstd")
+                writer.write_batch(batch)
                 n += batch.num_rows
         finally:
             cur.close()
@@ -817,6 +814,10 @@ class DuckDBStore:
     def set_state(self, key: str, value: str) -> None:
         with self._lock, _mapped_errors(self.url):
             self._con.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", [key, value])
+
+
+def _sql_literal(text: str) -> str:
+    return str(text).replace("'", "''")
 
 
 _ZSTD_LEVEL = 3

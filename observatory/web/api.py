@@ -29,7 +29,7 @@ Country = Annotated[str | None, Query(description="ISO 3166-1 alpha-2 code, e.g.
 Since = Annotated[str | None, Query(description="ISO 8601 time (UTC), e.g. 2024-01-20T00:00:00Z")]
 Until = Annotated[str | None, Query(description="ISO 8601 time (UTC), exclusive")]
 Limit = Annotated[int, Query(description="page size (at most the service's maximum, 500 by default)")]
-Offset = Annotated[int, Query(description="rows to skip")]
+Offset = Annotated[int, Query(le=10_000_000, description="rows to skip (at most 10,000,000)")]
 
 
 def store_of(request: Request) -> Store:
