@@ -54,8 +54,18 @@ def attach(store: Store, incident: Incident) -> Incident:
     return incident.with_(review=review) if review is not None else incident
 
 
+_INDEX = "reviews:index"
+
+
+def _reviewed_ids(store: Store) -> set[str]:
+    """Ids of incidents with a review: one state read, so an incident list does not read one per row."""
+    raw = store.get_state(_INDEX)
+    return set(json.loads(raw)) if raw else set()
+
+
 def attach_all(store: Store, incidents: Sequence[Incident]) -> list[Incident]:
-    return [attach(store, i) for i in incidents]
+    reviewed = _reviewed_ids(store)
+    return [attach(store, i) if i.id in reviewed else i for i in incidents]
 
 
 def apply(store: Store, incident: Incident, act: ReviewAction, *, now: datetime | None = None) -> dict[str, Any]:
@@ -77,6 +87,9 @@ def apply(store: Store, incident: Incident, act: ReviewAction, *, now: datetime 
     review["notes"].append({"time": iso(now), "author": act.author, "action": act.action, "note": note})
     review["updated"] = iso(now)
     store.set_state(_KEY + incident.id, json.dumps(review, separators=(",", ":")))
+    ids = _reviewed_ids(store)
+    if incident.id not in ids:
+        store.set_state(_INDEX, json.dumps(sorted(ids | {incident.id})))
     return review
 
 
