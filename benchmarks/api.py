@@ -102,8 +102,9 @@ def main() -> None:
         t0 = time.perf_counter()
         store.refresh_rollup()
         print(f"build the rollup: {time.perf_counter() - t0:.1f} s")
-        from tests.web_synth import incident  # noqa: PLC0415 - benchmark helper
         from datetime import UTC, datetime, timedelta
+
+        from tests.web_synth import incident  # noqa: PLC0415 - benchmark helper
 
         store.save_incidents([incident(id=f"bench-{i}", cc=COUNTRIES[i % 10],
                                        start=datetime(2024, 1, 1, tzinfo=UTC) + timedelta(hours=3 * i),
