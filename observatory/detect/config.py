@@ -24,7 +24,7 @@ class DetectConfig:
     # silence: Poisson CUSUM of a network-region's active probes against its usual activity at that time of day
     silence_ratio: float = 0.1
     silence_threshold: float = 9.0
-    silence_min_expected: float = 1.0
+    silence_min_expected: float = 1.5  # per bucket: sparser activity is judged by late data, not silence
     silence_history_days: int = 7
     # confirmation: independent evidence
     min_probes: int = 3  # distinct anomalous probes (probe_id, else report_id, else network+resolver)

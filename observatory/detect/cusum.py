@@ -129,7 +129,7 @@ def _refine(a: Alarm, points: list[tuple[int, int, int]], cfg: DetectConfig) -> 
 
     With sparse data a lone failure just before the onset (or after the end) keeps the sum from returning to
     zero and would stretch the incident. A bucket counts as the onset (end) only if most of its probes saw the
-    disruption and either two or more did, or the next (previous) bucket with data, within 30 minutes, agrees.
+    disruption and either three or more did, or the next (previous) bucket with data, within 30 minutes, agrees.
     """
     lo, hi = a.start, a.end if a.end is not None else points[-1][0] + cfg.bucket_seconds
     inside = [p for p in points if lo <= p[0] < hi]
@@ -141,7 +141,7 @@ def _refine(a: Alarm, points: list[tuple[int, int, int]], cfg: DetectConfig) -> 
         p = inside[i]
         if not bad(p):
             return False
-        if p[2] >= 2:
+        if p[2] >= 3:
             return True
         j = i + step
         return (0 <= j < len(inside) and bad(inside[j]) and abs(inside[j][0] - p[0]) <= 1800
