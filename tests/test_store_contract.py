@@ -332,7 +332,8 @@ def test_rollup_adds_up_across_refreshes(store: DuckDBStore | ClickHouseStore) -
     assert {c.platform for c in cells} == {r.measurement.platform for r in mine}
 
 
-def test_series_and_rollup_are_identical_across_backends(pair: tuple[DuckDBStore, ClickHouseStore]) -> None:
+def test_series_and_rollup_are_identical_across_backends(pair: tuple[DuckDBStore, ClickHouseStore],
+                                                        tmp_path: Path) -> None:
     duck, ch = pair
     world = pk_block_world(cycles=120)
     world.nets.append(Net("IR", 58224, 5, regions=("Tehran", "Isfahan")))
@@ -358,6 +359,9 @@ def test_series_and_rollup_are_identical_across_backends(pair: tuple[DuckDBStore
         b = ch.rollup(since=T0, until=T0 + timedelta(days=3), bucket_seconds=900, **args)  # type: ignore[arg-type]
         assert a and a == b
     assert duck.stats() == ch.stats()
+    for s in pair:
+        s.export(MeasurementFilter(country="IR"), "csv", str(tmp_path / f"{type(s).__name__}.csv"))
+    assert (tmp_path / "DuckDBStore.csv").read_bytes() == (tmp_path / "ClickHouseStore.csv").read_bytes()
     flt = MeasurementFilter(country="PK", platforms=("facebook",))
     assert duck.measurements(flt, limit=500, offset=100) == ch.measurements(flt, limit=500, offset=100)
 

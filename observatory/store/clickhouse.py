@@ -32,7 +32,6 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from observatory.errors import ConfigError, StoreError, StoreFullError, StoreReadOnlyError
@@ -420,7 +419,7 @@ class ClickHouseStore:
 
     def export(self, flt: MeasurementFilter, fmt: str, path: str) -> int:
         """Parquet (with each whole document as JSON text, `document`) or CSV (the summary columns): the same
-        columns and types as DuckDBStore's, streamed a block at a time."""
+        columns and types as DuckDBStore's (its CSV byte for byte), streamed a block at a time."""
         if fmt not in ("parquet", "csv"):
             raise ConfigError(f"export format {fmt!r}: use parquet or csv (jsonl comes from documents())")
         where, params = self._where(flt)
@@ -439,7 +438,7 @@ class ClickHouseStore:
                                          else batch)
                     if writer is None:
                         writer = (pq.ParquetWriter(path, table.schema, compression="zstd") if fmt == "parquet"
-                                  else pacsv.CSVWriter(path, table.schema))
+                                  else _CsvWriter(path, table.column_names))
                     writer.write_table(table)
                     n += table.num_rows
         except OSError as exc:
@@ -907,3 +906,30 @@ def _plain_arrow(table: pa.Table) -> pa.Table:
             col = col.cast(pa.timestamp(col.type.unit))  # naive UTC, as DuckDB writes TIMESTAMP
         cols.append(col)
     return pa.table(cols, names=table.column_names)
+
+
+class _CsvWriter:
+    """CSV in the shape of DuckDB's COPY (FORMAT CSV, HEADER): times as `YYYY-MM-DD HH:MM:SS`, an empty cell for
+    NULL and `""` for an empty string, quotes only where needed."""
+
+    def __init__(self, path: str, names: Sequence[str]) -> None:
+        self._fh = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115
+        self._fh.write(",".join(names) + "\n")
+
+    def write_table(self, table: pa.Table) -> None:
+        cols = [c.to_pylist() for c in table.columns]
+        self._fh.writelines(",".join(_csv_cell(v) for v in row) + "\n" for row in zip(*cols, strict=True))
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def _csv_cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, datetime):
+        return v.strftime("%Y-%m-%d %H:%M:%S") + (f".{v.microsecond:06d}" if v.microsecond else "")
+    text = str(v)
+    if text == "" or any(c in text for c in ',"\n\r'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
