@@ -69,3 +69,20 @@ def test_form_page_works_without_javascript(served: tuple[httpx.Client, Path]) -
                        headers={"accept": "text/html"})
     assert done.status_code == 200 and "Thank you" in done.text
     assert client.get("/api/v1/user-reports").json()["counts"][0]["region"] == "Islamabad"
+
+
+def test_reports_quote_users_for_the_incidents_platforms_only() -> None:
+    from datetime import UTC, datetime
+
+    from observatory.incident import Assessment, Incident
+    from observatory.report.crowd import user_reports_sentence
+
+    inc = Incident(id="PK-x", country="PK", kind="platform_restriction", scope="national", asns=(17557,),
+                   regions=(), platforms=("twitter", "facebook"), techniques=("tls_interference",),
+                   start=datetime(2024, 1, 20, 13, 40, tzinfo=UTC), end=None, status="confirmed",
+                   confirmed_at=None, confidence=0.9, assessment=Assessment(deliberate=0.9))
+    counts = [("PK", "Islamabad", "twitter", 6), ("PK", "Lahore", "twitter", 4), ("PK", "Karachi", "facebook", 3),
+              ("PK", "Quetta", "facebook", 1), ("PK", "Lahore", "telegram", 50), ("IN", "Delhi", "twitter", 9)]
+    assert user_reports_sentence(inc, counts) == ("Users also reported difficulty reaching X/Twitter and Facebook "
+                                                  "in Islamabad, Lahore and Karachi (14 reports).")
+    assert user_reports_sentence(inc, [("PK", "Lahore", "telegram", 5)]) == ""

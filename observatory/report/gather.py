@@ -36,5 +36,7 @@ def report_for(store: Store, incident_id: str, *, now: datetime | None = None, c
     start, end = chart_window(inc)
     cells = store.series(since=start, until=end, bucket_seconds=bucket_seconds,
                          countries=[inc.country] if inc.country else None)
+    crowd = store.user_report_counts(country=inc.country, since=inc.start - timedelta(hours=1),
+                                     until=inc.end or now or inc.start + timedelta(days=2)) if inc.country else []
     return build_report(inc, history_candidates=candidates, events=events, cells=cells, now=now, chart=chart,
-                        event_window=event_window, lookback=lookback, claim=claim)
+                        event_window=event_window, lookback=lookback, claim=claim, user_reports=crowd)

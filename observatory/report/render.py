@@ -24,6 +24,7 @@ from observatory.report.charts import incident_chart
 from observatory.report.context import DEFAULT_WINDOW, relevant_events
 from observatory.report.cost import ATTRIBUTION, CostEstimate, cost_text, estimate_cost, money
 from observatory.report.countries import country_name, local_date, local_time
+from observatory.report.crowd import user_reports_sentence
 from observatory.report.history import DEFAULT_LOOKBACK, History, history, history_sentence
 from observatory.report.statement import statement_parts
 from observatory.series import SeriesCell
@@ -73,12 +74,16 @@ def control_share(inc: Incident, cells: Iterable[SeriesCell], now: datetime | No
 def build_report(inc: Incident, *, history_candidates: Iterable[Incident] = (),
                  events: Iterable[ContextEvent] = (), cells: Sequence[SeriesCell] = (), now: datetime | None = None,
                  event_window: timedelta = DEFAULT_WINDOW, lookback: timedelta = DEFAULT_LOOKBACK,
-                 chart: bool = False, claim: str = "technical_fault") -> Report:
+                 chart: bool = False, claim: str = "technical_fault",
+                 user_reports: Iterable[tuple[str, str, str, int]] = ()) -> Report:
     candidates = list(history_candidates)
     events = list(events)
     measured = count_networks_measured(inc, cells, now) if cells else None
     text = " ".join(statement_parts(inc, history=candidates, events=events, networks_measured=measured,
                                     event_window=event_window, lookback=lookback, now=now))
+    crowd = user_reports_sentence(inc, user_reports)
+    if crowd:
+        text = f"{text} {crowd}"
     hist = history(inc, candidates, lookback=lookback)
     notes = []
     if not cells:
