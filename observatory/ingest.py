@@ -9,19 +9,26 @@ from __future__ import annotations
 
 import gzip
 import json
+import multiprocessing
 import os
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
 from observatory.errors import ParseError
 from observatory.measurement import MAX_DOCUMENT_BYTES, Measurement, parse_measurement
-from observatory.store.base import Row, Store
+from observatory.store.base import InsertResult, Row, Store
 from observatory.verdict import classify
 
 BATCH_SIZE = 5000
+READ_BUFFER = 1 << 20
+# Files at least this large are parsed and classified by a pool of processes, one per core, in chunks.
+POOL_MIN_BYTES = 32 << 20
+POOL_CHUNK = 256
 SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson")
 
 
@@ -102,7 +109,10 @@ def read_file(path: Path, *, limit: int = MAX_DOCUMENT_BYTES) -> Iterator[tuple[
     gz = name.endswith(".gz")
     single = name.removesuffix(".gz").endswith(".json")
     try:
-        raw: IO[bytes] = gzip.open(path, "rb") if gz else open(path, "rb")  # noqa: SIM115
+        # A large buffer: documents are kilobytes each, and each refill of a small one is a system call that
+        # gives up the GIL to the batch writer thread and waits to get it back.
+        raw: IO[bytes] = (gzip.open(path, "rb") if gz  # type: ignore[assignment]  # noqa: SIM115
+                          else open(path, "rb", buffering=READ_BUFFER))
     except OSError as exc:
         yield 0, Reject(name, 0, f"cannot open: {exc.strerror or exc}")
         return
@@ -151,8 +161,46 @@ def to_row(m: Measurement, *, source: str = "") -> Row:
     return Row(measurement=m, verdict=c.verdict, kbps=c.kbps, source=src)
 
 
+def _settled(row: Row) -> Row:
+    """The row as the store writes it: the document as JSON bytes, without its decoded tree.
+
+    A batch keeps thousands of rows alive; each decoded tree is hundreds of dicts and lists, and Python's cycle
+    collector walks every live one again and again while the next batch is decoded: it cost ingest most of
+    its time. The store reads only `document_json()` and the envelope fields, so the batch keeps just those.
+    """
+    m = row.measurement
+    return replace(row, measurement=replace(m, doc={}, raw_json=m.document_json()))
+
+
+def _parse_chunk(name: str, source: str, items: list[tuple[int, bytes]]) -> list[Row | Reject]:
+    """A pool worker's task: parse, validate and classify consecutive documents of one file, in order."""
+    out: list[Row | Reject] = []
+    for line, data in items:
+        try:
+            m = parse_measurement(data, where=f"{name}:{line}")
+        except ParseError as exc:
+            out.append(Reject(name, line, exc.reason, data[:500].decode("utf-8", "replace")))
+            continue
+        out.append(_settled(to_row(m, source=source)))
+    return out
+
+
+def _workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 class Ingestor:
-    """Batches measurements into the store; counts and records rejects. Use as a context manager."""
+    """Batches measurements into the store; counts and records rejects. Use as a context manager.
+
+    A full batch is written by a background thread while the next one is parsed (DuckDB and zstd release the
+    GIL), one batch in flight at a time; each batch is still one transaction, and leaving the context waits
+    for the last one. With `processes` > 1 a large file is parsed and classified by that many forked processes,
+    its results taken in file order, so counts, rejects and batches are exactly those of a serial run
+    (`ingest_paths`, the command's path, uses one per core; a long-running server keeps the default, serial).
+    """
 
     def __init__(
         self,
@@ -162,8 +210,11 @@ class Ingestor:
         batch_size: int = BATCH_SIZE,
         on_progress: Callable[[IngestSummary], None] | None = None,
         source: str = "",
+        processes: int = 1,
     ) -> None:
         self.store = store
+        self._processes = processes
+        self._pool: ProcessPoolExecutor | None = None
         self.summary = IngestSummary()
         self.batch_size = batch_size
         self._batch: list[Row] = []
@@ -171,21 +222,37 @@ class Ingestor:
         self._rejects_file: IO[str] | None = None
         self._on_progress = on_progress
         self._source = source
+        self._writer: ThreadPoolExecutor | None = None
+        self._in_flight: Future[InsertResult] | None = None
 
     def __enter__(self) -> Ingestor:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if exc[0] is None:
-            self.flush()
-        if self._rejects_file:
-            self._rejects_file.close()
+        try:
+            if exc[0] is None:
+                self.flush()
+                self._settle()
+            elif self._in_flight is not None:
+                self._in_flight.exception()  # let the batch in flight finish (or fail) before unwinding
+        finally:
+            if self._writer is not None:
+                self._writer.shutdown(wait=True)
+                self._writer = None
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
+            if self._rejects_file:
+                self._rejects_file.close()
 
     def add(self, m: Measurement) -> None:
+        self._add_row(_settled(to_row(m, source=self._source)))
+
+    def _add_row(self, row: Row) -> None:
         self.summary.read += 1
-        self._batch.append(to_row(m, source=self._source))
+        self._batch.append(row)
         if len(self._batch) >= self.batch_size:
-            self.flush()
+            self._flush_behind()
 
     def reject(self, r: Reject) -> None:
         self.summary.rejected += 1
@@ -201,10 +268,29 @@ class Ingestor:
             self._rejects_file.flush()
 
     def flush(self) -> None:
+        """Writes every pending row now, in the caller's thread, after the batch in flight."""
+        self._settle()
         if not self._batch:
             return
-        result = self.store.insert(self._batch)
-        self._batch = []
+        batch, self._batch = self._batch, []
+        self._count(self.store.insert(batch))
+
+    def _flush_behind(self) -> None:
+        """Hands the full batch to the writer thread and returns, once the previous batch is stored."""
+        self._settle()
+        batch, self._batch = self._batch, []
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer")
+        self._in_flight = self._writer.submit(self.store.insert, batch)
+
+    def _settle(self) -> None:
+        """Waits for the batch in flight and counts it; its error, if any, is raised here."""
+        if self._in_flight is None:
+            return
+        future, self._in_flight = self._in_flight, None
+        self._count(future.result())
+
+    def _count(self, result: InsertResult) -> None:
         self.summary.accepted += result.accepted
         self.summary.duplicates += result.duplicates
         if self._on_progress:
@@ -218,11 +304,58 @@ class Ingestor:
 
     def ingest_file(self, path: Path) -> None:
         self.summary.files += 1
+        if self._processes > 1 and _size(path) >= POOL_MIN_BYTES:
+            self._ingest_file_pooled(path)
+            return
         for line, item in read_file(path):
             if isinstance(item, Reject):
                 self.reject(item)
             else:
                 self.ingest_bytes(item, where=str(path), line=line)
+
+    def _ingest_file_pooled(self, path: Path) -> None:
+        if self._pool is None:
+            # fork: the workers start before the writer thread and never touch the store; spawn would re-run
+            # the caller's main module, which a script without a __main__ guard does not survive
+            method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+            self._pool = ProcessPoolExecutor(self._processes, mp_context=multiprocessing.get_context(method))
+        name = str(path)
+        pending: deque[Future[list[Row | Reject]]] = deque()
+        chunk: list[tuple[int, bytes]] = []
+
+        def take(future: Future[list[Row | Reject]]) -> None:
+            for item in future.result():
+                if isinstance(item, Reject):
+                    self.reject(item)
+                else:
+                    self._add_row(item)
+
+        for line, item in read_file(path):
+            if isinstance(item, Reject):  # unreadable: reported in its place, after the lines before it
+                if chunk:
+                    pending.append(self._pool.submit(_parse_chunk, name, self._source, chunk))
+                    chunk = []
+                while pending:
+                    take(pending.popleft())
+                self.reject(item)
+                continue
+            chunk.append((line, item))
+            if len(chunk) >= POOL_CHUNK:
+                pending.append(self._pool.submit(_parse_chunk, name, self._source, chunk))
+                chunk = []
+                if len(pending) > 4 * self._processes:
+                    take(pending.popleft())
+        if chunk:
+            pending.append(self._pool.submit(_parse_chunk, name, self._source, chunk))
+        while pending:
+            take(pending.popleft())
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def ingest_paths(
@@ -232,8 +365,11 @@ def ingest_paths(
     rejects_path: str | os.PathLike[str] | None = None,
     on_progress: Callable[[IngestSummary], None] | None = None,
     batch_size: int = BATCH_SIZE,
+    processes: int | None = None,
 ) -> IngestSummary:
-    with Ingestor(store, rejects_path=rejects_path, on_progress=on_progress, batch_size=batch_size) as ing:
+    """Ingests files and directories; `processes` parse large files in parallel (default: one per core)."""
+    with Ingestor(store, rejects_path=rejects_path, on_progress=on_progress, batch_size=batch_size,
+                  processes=_workers() if processes is None else processes) as ing:
         for path in expand_paths(paths):
             ing.ingest_file(path)
     return ing.summary
