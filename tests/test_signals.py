@@ -18,6 +18,7 @@ import pytest
 from observatory.detect.outside import fuse, heartbeat_points, series_outages, signal_incidents
 from observatory.errors import ConfigError, ParseError
 from observatory.incident import Assessment, Incident
+from observatory.store import IncidentFilter
 from observatory.signals import SignalPoint, points_from_text, read_signals_file
 from observatory.signals.pinger import (
     DOWN,
@@ -273,3 +274,21 @@ def test_blocks_file_errors_name_the_line(tmp_path: Path) -> None:
 def test_points_from_text_raises_on_bad_rows() -> None:
     with pytest.raises(ParseError):
         points_from_text("time,country,region,asn,signal,value\nx,PK,,,bgp,1\n", source="x")
+
+
+def test_detection_reports_a_shutdown_from_imported_signals_alone(tmp_path: Path) -> None:
+    """No measurement arrives during a shutdown; the imported series alone give the incident, in the store."""
+    from observatory.detect.run import run_detection
+    from observatory.store.duckdb import DuckDBStore
+
+    store = DuckDBStore(str(tmp_path / "o.duckdb"))
+    try:
+        store.insert_signals(series("bgp", outage=EVENT, depth=0.4) +
+                             series("active_probing", outage=EVENT, depth=0.1, seed=2))
+        first = run_detection(store)
+        [inc] = [i for i in first.saved if i.kind == "connectivity_loss"]
+        assert inc.country == "PK" and inc.scope == "national" and inc.status == "ended"
+        again = run_detection(store)
+        assert again.saved == () and [i.id for i in store.incidents(IncidentFilter())] == [inc.id]
+    finally:
+        store.close()

@@ -13,12 +13,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from observatory.detect import DetectConfig, detect_incidents
+from observatory.detect.outside import SignalConfig, fuse, heartbeat_points, signal_incidents
 from observatory.detect.screen import candidate_countries
 from observatory.incident import Incident
+from observatory.signals import SignalPoint
 from observatory.store.base import IncidentFilter, Store
 from observatory.vocab import TECHNIQUES
 
 WATERMARK_KEY = "detect.seq"
+SIGNALS_KEY = "detect.signals"
+SIGNAL_HISTORY = timedelta(days=7)  # outside-in baselines look back this far
 TRAILING = timedelta(hours=26)  # history before the new data that the baselines need
 SCREEN_SECONDS = 3600
 WARMUP = timedelta(hours=6)  # after this much history the baselines are settled: incidents there are re-judged
@@ -35,14 +39,21 @@ class DetectRun:
 
 
 def run_detection(store: Store, *, config: DetectConfig | None = None, full: bool = False,
-                  trailing: timedelta = TRAILING) -> DetectRun:
+                  trailing: timedelta = TRAILING, signal_config: SignalConfig | None = None) -> DetectRun:
     cfg = config or DetectConfig()
     since_seq = 0 if full else int(store.get_state(WATERMARK_KEY) or 0)
     changes = store.changes_since(since_seq)
-    if not changes.spans:
+    # outside-in signals arrive when measurements cannot (a shutdown silences the probes): they count as news
+    signals_now = _signals_version(store)
+    signals_new = signals_now is not None and (full or signals_now != store.get_state(SIGNALS_KEY))
+    if not changes.spans and not signals_new:
         return DetectRun(None, None, 0, 0, (), changes.max_seq)
-    lo = min(a for a, _ in changes.spans.values()) - trailing
-    latest = max(b for _, b in changes.spans.values())
+    spans = list(changes.spans.values())
+    if signals_new and signals_now:
+        newest = datetime.fromisoformat(signals_now.split("|", 1)[1])
+        spans.append((newest, newest))
+    lo = min(a for a, _ in spans) - trailing
+    latest = max(b for _, b in spans)
     # everything after the new data matters too: a late measurement can start or extend an incident in the past
     top = getattr(store, "latest_time", None)
     hi = max(latest, top() or latest) if callable(top) else latest
@@ -59,6 +70,7 @@ def run_detection(store: Store, *, config: DetectConfig | None = None, full: boo
     else:
         cells = store.series(since=lo, until=until, bucket_seconds=cfg.bucket_seconds, countries=countries)
     detected = detect_incidents(cells, config=cfg)
+    detected = fuse(detected, signal_incidents(_outside_points(store, lo, until, cfg), signal_config or SignalConfig()))
     edge = lo + trailing if not full else None
     stored = store.incidents(IncidentFilter(since=lo, limit=1_000_000))
     saved = reconcile(detected, stored, edge=edge)
@@ -71,7 +83,28 @@ def run_detection(store: Store, *, config: DetectConfig | None = None, full: boo
     store.delete_incidents(stale)
     store.save_incidents(saved)
     store.set_state(WATERMARK_KEY, str(changes.max_seq))
+    if signals_now is not None:
+        store.set_state(SIGNALS_KEY, signals_now)
     return DetectRun(lo, until, len(cells), len(detected), tuple(saved), changes.max_seq)
+
+
+def _signals_version(store: Store) -> str | None:
+    """'count|newest time' of outside-in signals and heartbeats, or None for a store without them."""
+    version = getattr(store, "signals_version", None)
+    return version() if callable(version) else None
+
+
+def _outside_points(store: Store, lo: datetime, until: datetime, cfg: DetectConfig) -> list[SignalPoint]:
+    """Imported and pinger series, and the collector's heartbeats as a series, with history for baselines."""
+    if _signals_version(store) is None:
+        return []
+    since = lo - SIGNAL_HISTORY
+    points = store.signal_points(since=since, until=until)
+    beats = store.heartbeats(since=since, until=until)
+    if beats:
+        points += heartbeat_points(beats, since=since, until=until, bucket_seconds=cfg.bucket_seconds,
+                                   window_seconds=3 * cfg.bucket_seconds)
+    return points
 
 
 def _overlap_seconds(a: Incident, b: Incident) -> float:

@@ -818,6 +818,15 @@ class ClickHouseStore:
         return [SignalPoint(time=_utc(r[0]), country=r[1], region=r[2] or None, asn=int(r[3]) or None,
                             signal=r[4], source=r[5], value=float(r[6])) for r in rows]
 
+    def signals_version(self) -> str:
+        """Changes whenever a signal or a heartbeat arrives: 'count|newest time' (detection's cue)."""
+        rows = self._rows("SELECT (SELECT count() FROM {db}.signals FINAL) + "
+                          "(SELECT count() FROM {db}.probe_heartbeats FINAL), "
+                          "greatest((SELECT max(t) FROM {db}.signals), (SELECT max(t) FROM {db}.probe_heartbeats))")
+        n, newest = rows[0] if rows else (0, None)
+        t = _utc(newest) if newest is not None and newest.year > 1970 else datetime(1970, 1, 1, tzinfo=UTC)
+        return f"{int(n)}|{t.isoformat()}"
+
     def record_heartbeat(self, *, probe: str, time: datetime, country: str, asn: int, region: str | None) -> None:
         with self._lock:
             seen = self._scalar(f"SELECT count() FROM {{db}}.probe_heartbeats WHERE probe = {{p:String}} "

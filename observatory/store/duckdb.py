@@ -780,6 +780,15 @@ class DuckDBStore:
         return [SignalPoint(time=r[0].replace(tzinfo=UTC), country=r[1], region=r[2] or None, asn=r[3] or None,
                             signal=r[4], source=r[5], value=float(r[6])) for r in rows]
 
+    def signals_version(self) -> str:
+        """Changes whenever a signal or a heartbeat arrives: 'count|newest time' (detection's cue)."""
+        with self._lock, _mapped_errors(self.url):
+            row = _first(self._con.execute(
+                "SELECT (SELECT count(*) FROM signals) + (SELECT count(*) FROM probe_heartbeats), "
+                "greatest((SELECT max(t) FROM signals), (SELECT max(t) FROM probe_heartbeats))").fetchall())
+        n, newest = (row or (0, None))
+        return f"{n}|{(newest or datetime(1970, 1, 1)).replace(tzinfo=UTC).isoformat()}"
+
     def record_heartbeat(self, *, probe: str, time: datetime, country: str, asn: int, region: str | None) -> None:
         with self._lock, _mapped_errors(self.url):
             self._con.execute("INSERT OR IGNORE INTO probe_heartbeats VALUES (?, ?, ?, ?, ?)",
