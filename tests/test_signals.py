@@ -18,7 +18,6 @@ import pytest
 from observatory.detect.outside import fuse, heartbeat_points, series_outages, signal_incidents
 from observatory.errors import ConfigError, ParseError
 from observatory.incident import Assessment, Incident
-from observatory.store import IncidentFilter
 from observatory.signals import SignalPoint, points_from_text, read_signals_file
 from observatory.signals.pinger import (
     DOWN,
@@ -30,6 +29,7 @@ from observatory.signals.pinger import (
     read_blocks,
     tcp_alive,
 )
+from observatory.store import IncidentFilter
 
 T0 = datetime(2024, 1, 16, tzinfo=UTC)
 LAB_RANGES = [ipaddress.ip_network(n) for n in
