@@ -315,8 +315,9 @@ class Ingestor:
 
     def _ingest_file_pooled(self, path: Path) -> None:
         if self._pool is None:
-            # fork: the workers start before the writer thread and never touch the store; spawn would re-run
-            # the caller's main module, which a script without a __main__ guard does not survive
+            # fork: the workers only parse and classify, never touching the store or the threads of the parent
+            # (DuckDB's, the writer); spawn would re-run the caller's main module, which a script without a
+            # __main__ guard does not survive
             method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
             self._pool = ProcessPoolExecutor(self._processes, mp_context=multiprocessing.get_context(method))
         name = str(path)
