@@ -75,6 +75,12 @@ class _Watcher:
             if before == inc.status:
                 continue
             self.seen[inc.id] = inc.status
+            if inc.status == "ended" and before != "confirmed" and inc.confirmed_at is not None:
+                # detection caught up only after the end (a fast replay): the confirmation still gets its line,
+                # with the statement as it read then
+                then = inc.with_(status="confirmed", end=None)
+                self.echo(self._line(then, headline(then)))
+                self.echo("    " + view(self.store, then, now=inc.confirmed_at).statement)
             self.echo(self._line(inc, headline(inc)))
             if inc.status in ("confirmed", "ended"):  # the statement when confirmed; the restoration when ended
                 self.echo("    " + view(self.store, inc, now=self.store.latest_time()).statement)

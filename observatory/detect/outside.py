@@ -14,8 +14,9 @@ cannot see a platform block, so a country whose signals stay normal keeps its re
 
 from __future__ import annotations
 
+import bisect
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -71,12 +72,39 @@ class Outage:
         return self.points[n - 1][0] if len(self.points) >= n else None
 
 
-def _baseline(history: Sequence[tuple[datetime, float]], t: datetime, cfg: SignalConfig) -> float | None:
-    recent = [(u, v) for u, v in history if t - cfg.history <= u < t]
-    if len(recent) < cfg.min_history_points or t - recent[0][0] < cfg.min_history_span:
-        return None
-    same_time = [v for u, v in recent if _tod_distance(u, t) <= cfg.tod_tolerance and (t - u) >= timedelta(hours=12)]
-    return statistics.median(same_time or [v for _, v in recent])
+class _History:
+    """A series' past values, indexed by time of day, so each baseline costs a few dozen look-ups, not a scan."""
+
+    def __init__(self, cfg: SignalConfig) -> None:
+        self.cfg = cfg
+        self.times: list[datetime] = []
+        self.values: list[float] = []
+        self.slot_seconds = max(60, int(cfg.tod_tolerance.total_seconds()))
+        self.by_slot: dict[int, list[tuple[datetime, float]]] = defaultdict(list)
+
+    def _slot(self, t: datetime) -> int:
+        return (t.hour * 3600 + t.minute * 60 + t.second) // self.slot_seconds
+
+    def add(self, t: datetime, v: float) -> None:
+        self.times.append(t)
+        self.values.append(v)
+        self.by_slot[self._slot(t)].append((t, v))
+
+    def baseline(self, t: datetime) -> float | None:
+        """Median of the same time of day on earlier days when there is one, else of all recent history."""
+        cfg = self.cfg
+        first = bisect.bisect_left(self.times, t - cfg.history)
+        n = len(self.times) - first
+        if n < cfg.min_history_points or t - self.times[first] < cfg.min_history_span:
+            return None
+        slots = 86400 // self.slot_seconds + 1
+        here = self._slot(t)
+        same_time = [v for s in (here - 1, here, here + 1) for u, v in self.by_slot.get(s % slots, ())
+                     if t - cfg.history <= u and t - u >= timedelta(hours=12)
+                     and _tod_distance(u, t) <= cfg.tod_tolerance]
+        if same_time:
+            return statistics.median(same_time)
+        return statistics.median(self.values[max(first, len(self.values) - 2000):])
 
 
 def _tod_distance(a: datetime, b: datetime) -> timedelta:
@@ -96,12 +124,12 @@ def series_outages(points: Iterable[SignalPoint], cfg: SignalConfig = SignalConf
     for key, pts in sorted(by_key.items()):
         pts.sort(key=lambda p: p.time)
         drop = DROP_FRACTION.get(key[1], cfg.default_drop)
-        history: list[tuple[datetime, float]] = []
+        history = _History(cfg)
         current: Outage | None = None
         for p in pts:
-            base = _baseline(history, p.time, cfg)
+            base = history.baseline(p.time)
             if base is None or base <= cfg.min_baseline:
-                history.append((p.time, p.value))
+                history.add(p.time, p.value)
                 continue
             ratio = p.value / base
             if current is None and ratio < drop:
@@ -111,12 +139,12 @@ def series_outages(points: Iterable[SignalPoint], cfg: SignalConfig = SignalConf
                     current.end = p.time
                     out.append(current)
                     current = None
-                    history.append((p.time, p.value))
+                    history.add(p.time, p.value)
                     continue
                 current.points.append((p.time, p.value, base))
-                history.append((p.time, base))
+                history.add(p.time, base)
             else:
-                history.append((p.time, p.value))
+                history.add(p.time, p.value)
         if current is not None:
             out.append(current)
     return out
@@ -212,17 +240,28 @@ def heartbeat_points(beats: Iterable[tuple[str, datetime, str, int, str | None]]
     for probe, t, cc, asn, _region in beats:
         by_net[(cc, asn)].append((t.timestamp(), probe))
     start = int(since.timestamp()) // bucket_seconds * bucket_seconds
+    stop = int(until.timestamp())
     out: list[SignalPoint] = []
     country_counts: dict[tuple[str, int], set[str]] = defaultdict(set)
-    for (cc, asn), seen in by_net.items():
+    for (cc, asn), seen in sorted(by_net.items()):
         seen.sort()
-        for b in range(start, int(until.timestamp()), bucket_seconds):
-            lo, hi = b + bucket_seconds - window_seconds, b + bucket_seconds
-            probes = {p for t, p in seen if lo <= t < hi}
-            country_counts[(cc, b)] |= {f"{asn}:{p}" for p in probes}
+        first_heard = int(seen[0][0]) // bucket_seconds * bucket_seconds
+        window: Counter[str] = Counter()
+        lo = hi = 0
+        for b in range(max(start, first_heard), stop, bucket_seconds):
+            end = b + bucket_seconds
+            while hi < len(seen) and seen[hi][0] < end:  # beats entering the window
+                window[seen[hi][1]] += 1
+                hi += 1
+            while lo < hi and seen[lo][0] < end - window_seconds:  # beats leaving it
+                window[seen[lo][1]] -= 1
+                if not window[seen[lo][1]]:
+                    del window[seen[lo][1]]
+                lo += 1
+            country_counts[(cc, b)] |= {f"{asn}:{p}" for p in window}
             out.append(SignalPoint(time=datetime.fromtimestamp(b, UTC), country=cc, region=None, asn=asn,
-                                   signal="probe_heartbeats", source="collector", value=float(len(probes))))
-    for (cc, b), probes in country_counts.items():
+                                   signal="probe_heartbeats", source="collector", value=float(len(window))))
+    for (cc, b), probes in sorted(country_counts.items()):
         out.append(SignalPoint(time=datetime.fromtimestamp(b, UTC), country=cc, region=None, asn=None,
                                signal="probe_heartbeats", source="collector", value=float(len(probes))))
     return out

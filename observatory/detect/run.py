@@ -49,7 +49,9 @@ def run_detection(store: Store, *, config: DetectConfig | None = None, full: boo
     if not changes.spans and not signals_new:
         return DetectRun(None, None, 0, 0, (), changes.max_seq)
     spans = list(changes.spans.values())
-    if signals_new and signals_now:
+    if not spans and signals_now:
+        # only signals arrived (the probes are silent): look at the time they describe. Heartbeats carry the
+        # collector's clock, measurements their own: the window follows the measurements whenever there are any.
         newest = datetime.fromisoformat(signals_now.split("|", 1)[1])
         spans.append((newest, newest))
     lo = min(a for a, _ in spans) - trailing
