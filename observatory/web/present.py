@@ -13,6 +13,13 @@ from typing import Any
 
 from observatory import catalog
 from observatory.incident import Incident
+from observatory.report.assess import assess_claim, network_transitions
+from observatory.report.charts import chart_window
+from observatory.report.cost import cost_text, estimate_cost
+from observatory.report.crowd import user_reports_sentence
+from observatory.report.history import history, history_sentence
+from observatory.report.render import control_share, count_networks_measured
+from observatory.report.statement import statement
 from observatory.store import ContextEvent, IncidentFilter, Store
 from observatory.web import review
 from observatory.web.queries import country_name
@@ -90,29 +97,27 @@ def view(store: Store, inc: Incident, *, now: datetime | None = None) -> Inciden
     earlier = history_of(store, inc)
     events = events_near(store, inc)
     v = IncidentView(incident=inc, statement=plain_statement(inc), history=earlier, events=events)
-    try:
-        from observatory.report.assess import assess_claim
-        from observatory.report.cost import cost_text, estimate_cost
-        from observatory.report.history import history, history_sentence
-        from observatory.report.statement import statement
-    except ImportError:  # pragma: no cover - the reports ship with the package
-        if earlier:
-            v.history_text = (f"The {_ordinal(len(earlier) + 1)} incident in {country_name(inc.country)} "
-                              f"in {(inc.start - min(h.start for h in earlier)).days} days.")
-        return v
-    v.statement = statement(inc, history=earlier, events=events, now=now)
+    # the incident's day of series: how many networks were measured, whether control sites stayed up, whether
+    # networks failed and recovered together -- the facts a "technical fault" claim is weighed against
+    lo, hi = chart_window(inc)
+    cells = store.series(since=lo, until=hi, bucket_seconds=300, countries=[inc.country]) if inc.country else []
+    measured = count_networks_measured(inc, cells, now) if cells else None
+    v.statement = statement(inc, history=earlier, events=events, now=now, networks_measured=measured)
+    if inc.country:
+        crowd = user_reports_sentence(inc, store.user_report_counts(
+            country=inc.country, since=inc.start - timedelta(hours=1), until=inc.end or now or hi))
+        if crowd:
+            v.statement = f"{v.statement} {crowd}"
     v.history_text = history_sentence(history(inc, earlier))
-    cost = estimate_cost(inc, now=now)
+    cost = estimate_cost(inc, now=now, networks_measured_count=measured)
     if cost is not None:
         v.cost_lines = cost_text(cost).splitlines()
     if inc.country is not None:
-        v.claim = assess_claim(inc, "technical_fault").to_json()
+        v.claim = assess_claim(
+            inc, "technical_fault",
+            control_reachability_share=control_share(inc, cells, now) if cells else None,
+            transitions=network_transitions(inc, cells) if cells else None).to_json()
     return v
-
-
-def _ordinal(n: int) -> str:
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
 
 
 def timeline(inc: Incident) -> list[tuple[str, datetime | None]]:
