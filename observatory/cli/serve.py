@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -32,26 +32,52 @@ def serve(
     admin_token: Annotated[str | None, typer.Option(
         help="Bearer token for analysts (annotate/review/dismiss). Default: $OBSERVATORY_ADMIN_TOKEN.",
         show_default=False)] = None,
+    webhook: Annotated[list[str] | None, typer.Option(
+        help="POST each incident's confirmation and end here (repeatable); signed with --webhook-secret.",
+        show_default=False)] = None,
+    webhook_secret: Annotated[str | None, typer.Option(
+        help="HMAC-SHA256 key for X-Observatory-Signature. Default: $OBSERVATORY_WEBHOOK_SECRET.",
+        show_default=False)] = None,
+    webhook_style: Annotated[str, typer.Option(help="json, or slack (a Slack/Mattermost text payload).")]
+    = "json",
 ) -> None:
     """Run the dashboard, the JSON API, the collector and scheduled detection over one store.
 
     Pages: / (overview), /country/CC, /incident/ID, /incidents (search); API under /api/v1; /feed.atom,
-    /metrics, /docs, /healthz.
+    /metrics, /docs, /healthz. With --webhook, alerts go out after each detection run, never twice.
 
-    Example: observatory serve --db obs.duckdb --host 127.0.0.1 --port 8000
+    Example: observatory serve --db obs.duckdb --port 8000 --webhook https://hooks.example.org/obs
     """
     import uvicorn
 
+    from observatory.report.deliver import Webhook
     from observatory.web import WebSettings, create_app
 
     settings = WebSettings.from_env(admin_token=admin_token, detect_every_seconds=detect_every)
+    secret = webhook_secret or os.environ.get("OBSERVATORY_WEBHOOK_SECRET")
+    hooks = [Webhook(url=u, secret=secret, style=webhook_style) for u in webhook or []]
+    base = f"http://{_url_host(host)}:{port}/"
     store = store_for(db)
     try:
-        application = create_app(settings, store)
-        typer.echo(f"observatory serving {db} at http://{_url_host(host)}:{port}/", err=True)
-        uvicorn.run(application, host=host, port=port, log_level="warning")
+        application = create_app(settings, store, **({"detector": _alerting_detector(hooks, base)} if hooks else {}))
+        typer.echo(f"observatory serving {db} at {base}", err=True)
+        uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
     finally:
         store.close()
+
+
+def _alerting_detector(hooks: list[Any], base_url: str) -> Callable[[Store], Any]:
+    """Incremental detection, then the webhooks for what it saved (deduplicated in the store)."""
+    from observatory.detect.run import run_detection
+    from observatory.report.deliver import deliver
+
+    def detect_and_alert(store: Store) -> Any:
+        result = run_detection(store)
+        if result.saved:
+            deliver(store, result.saved, hooks, base_url=base_url)
+        return result
+
+    return detect_and_alert
 
 
 def _url_host(host: str) -> str:
