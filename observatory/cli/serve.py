@@ -126,7 +126,7 @@ def _default_scenario() -> Path:
 
 def _register_demo_probe(store: Store) -> tuple[str, str]:
     """A probe credential for the replay, made the way `observatory probes add` makes one."""
-    from observatory.web import auth  # type: ignore[attr-defined]
+    from observatory.web import auth
 
     name = f"demo-{int(time.time())}"
     created = auth.create_probe(store, name)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -92,10 +93,10 @@ def _retrying(call: Callable[[], Any], *, what: str, attempts: int = 5, base_del
         except (httpx.TransportError, TimeoutError) as exc:
             err = exc
         except Exception as exc:  # botocore errors, classified below
-            code = _boto_status(exc)
-            if code is not None and 400 <= code < 500 and code != 429:
-                raise SourceError(f"{what}: HTTP {code} ({exc})") from None
-            if code is None and not _is_boto_transient(exc):
+            boto_code = _boto_status(exc)
+            if boto_code is not None and 400 <= boto_code < 500 and boto_code != 429:
+                raise SourceError(f"{what}: HTTP {boto_code} ({exc})") from None
+            if boto_code is None and not _is_boto_transient(exc):
                 raise
             err = exc
         if attempt == attempts:
@@ -143,7 +144,7 @@ class S3Source:
             kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
             if token:
                 kwargs["ContinuationToken"] = token
-            page = _retrying(lambda kw=kwargs: self._s3.list_objects_v2(**kw), what=f"list s3://{self.bucket}/{prefix}")
+            page = _retrying(partial(self._s3.list_objects_v2, **kwargs), what=f"list s3://{self.bucket}/{prefix}")
             for obj in page.get("Contents", []):
                 if obj["Key"].endswith((".jsonl.gz", ".jsonl")):
                     out.append(RemoteFile(obj["Key"], obj.get("ETag", "").strip('"'), int(obj.get("Size", 0))))
@@ -279,7 +280,7 @@ class Syncer:
         self.source.fetch(f, dest)
         return dest
 
-    def follow(self, plan: SyncPlan, *, poll_seconds: float, after_batch: Callable[[], None] | None = None,
+    def follow(self, plan: SyncPlan, *, poll_seconds: float, after_batch: Callable[[], object] | None = None,
                rounds: int | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
         """Keeps polling for new hours (OONI uploads hourly); runs `after_batch` (detection) after each batch."""
         done = 0

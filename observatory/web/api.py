@@ -33,11 +33,11 @@ Offset = Annotated[int, Query(le=10_000_000, description="rows to skip (at most 
 
 
 def store_of(request: Request) -> Store:
-    return request.app.state.store  # type: ignore[no-any-return]
+    return request.app.state.store
 
 
 def settings_of(request: Request) -> WebSettings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    return request.app.state.settings
 
 
 def now_of(store: Store) -> datetime:

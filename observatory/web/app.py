@@ -89,7 +89,7 @@ def create_app(settings: WebSettings, store: Store, *, detector: Detector | None
 def _collector_router(store: Store) -> Any:
     """The probes' upload endpoint (observatory.web.collector, from the Probe issue), when present."""
     try:
-        from observatory.web.collector import make_collector_router  # type: ignore[import-not-found]
+        from observatory.web.collector import make_collector_router
     except ImportError:
         log.warning("observatory.web.collector is not available: POST /api/v1/measurements is disabled")
         return None
@@ -113,7 +113,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ObservatoryError)
     async def observatory_error(request: Request, exc: ObservatoryError) -> Response:
         status = status_for(exc)
-        extra = {"parameter": exc.parameter} if getattr(exc, "parameter", None) else {}
+        parameter = getattr(exc, "parameter", None)
+        extra = {"parameter": parameter} if parameter else {}
         if status == 401:
             resp = error_response(request, status, str(exc), **extra)
             resp.headers["WWW-Authenticate"] = "Bearer"

@@ -100,7 +100,8 @@ def _heartbeat(store: Store, probe: str, items: list[Any]) -> None:
     first = next((i for i in items if isinstance(i, dict)), None)
     if first is None:
         return
-    ann = first.get("annotations") if isinstance(first.get("annotations"), dict) else {}
+    ann_value = first.get("annotations")
+    ann: dict[str, Any] = ann_value if isinstance(ann_value, dict) else {}
     try:
         asn = parse_asn(first.get("probe_asn"))
     except ParseError:

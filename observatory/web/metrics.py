@@ -39,7 +39,7 @@ def render(store: Store, scheduler: DetectionScheduler, *, requests: dict[str, i
     _metric(lines, "observatory_detection_lag_seconds", "gauge",
             "Seconds the newest stored measurements have waited for detection (0: none waiting).",
             [("", round(detection_lag_seconds(store, scheduler, now), 3))])
-    open_by_status = []
+    open_by_status: list[tuple[str, float]] = []
     for status in ("suspected", "confirmed"):
         n = len(store.incidents(IncidentFilter(status=status, limit=100_000)))
         open_by_status.append((f'{{status="{status}"}}', n))

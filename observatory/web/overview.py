@@ -59,7 +59,7 @@ def overview(store: Store, now: datetime) -> dict[str, Any]:
             "sparkline": sparks.get(cc, [None] * SPARK_HOURS),
         })
     # Disrupted countries first, then by name: the eye lands on what matters.
-    rows.sort(key=lambda r: (-_RANK.get(r["status"], 0), r["name"]))
+    rows.sort(key=lambda r: (-_RANK.get(str(r["status"]), 0), str(r["name"])))
     worldwide = [{"id": i.id, "headline": headline(i), "status": i.status, "start": iso(i.start)}
                  for i in by_country.get(None, [])]
     return {"as_of": iso(now), "countries": rows, "worldwide": worldwide}
