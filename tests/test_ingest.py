@@ -203,3 +203,30 @@ def test_kill_during_ingest_leaves_whole_measurements_and_rerun_completes(tmp_pa
     store = DuckDBStore(str(db))
     assert store.count() == n
     store.close()
+
+
+def test_parallel_parsing_gives_exactly_the_serial_result(tmp_path: Path) -> None:
+    """A large file is parsed by a pool of processes; counts, rejects (with file:line) and rows are the same."""
+    import observatory.ingest as ingest_mod
+
+    f = tmp_path / "mixed.jsonl"
+    with open(f, "w") as fh:
+        for i in range(3000):
+            fh.write((_good(i) if i % 97 else '{"broken": ') + "\n")
+            if i % 500 == 0:
+                fh.write(_good(i) + "\n")  # a duplicate
+    results = []
+    for processes in (1, 2):
+        store = DuckDBStore(str(tmp_path / f"p{processes}.duckdb"))
+        old = ingest_mod.POOL_MIN_BYTES
+        ingest_mod.POOL_MIN_BYTES = 0  # use the pool even for this small file
+        try:
+            s = ingest_paths(store, [f], processes=processes, batch_size=400)
+        finally:
+            ingest_mod.POOL_MIN_BYTES = old
+        docs = sorted(store.documents(MeasurementFilter()))
+        results.append(((s.read, s.accepted, s.duplicates, s.rejected), [(r.line, r.reason) for r in s.rejects],
+                        docs))
+        store.close()
+    assert results[0] == results[1]
+    assert results[0][0][3] == 31 and results[0][0][2] == 5  # i=0 is broken, so its extra copy is new

@@ -1,7 +1,7 @@
 """The embedded default store: one DuckDB file.
 
-Measurements are one row each with the fields detection reads, plus the whole document (JSON text, compressed
-by DuckDB's own column compression) so nothing is lost and everything can be re-analysed. Inserts are
+Measurements are one row each with the fields detection reads, plus the whole document (JSON, zstd-compressed
+before insert) so nothing is lost and everything can be re-analysed. Inserts are
 idempotent on the measurement's identity (`uid`, the primary key). Every batch is one transaction: a crash
 leaves whole batches or nothing.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -190,7 +191,10 @@ class DuckDBStore:
                 raise StoreError(f"store {path}: no such store")
         with _mapped_errors(path):
             try:
-                self._con = duckdb.connect(path, read_only=read_only)
+                # a bounded buffer pool: memory stays flat however much is ingested (DuckDB's default is 80%
+                # of the machine); $OBSERVATORY_DUCKDB_MEMORY overrides
+                memory = os.environ.get("OBSERVATORY_DUCKDB_MEMORY", "2GB")
+                self._con = duckdb.connect(path, read_only=read_only, config={"memory_limit": memory})
             except duckdb.IOException as exc:
                 if "lock" in str(exc).lower():
                     raise StoreError(
