@@ -193,7 +193,7 @@ class DuckDBStore:
             try:
                 # a bounded buffer pool: memory stays flat however much is ingested (DuckDB's default is 80%
                 # of the machine); $OBSERVATORY_DUCKDB_MEMORY overrides
-                memory = os.environ.get("OBSERVATORY_DUCKDB_MEMORY", "2GB")
+                memory = os.environ.get("OBSERVATORY_DUCKDB_MEMORY", "4GB")
                 self._con = duckdb.connect(path, read_only=read_only, config={"memory_limit": memory})
             except duckdb.IOException as exc:
                 if "lock" in str(exc).lower():
