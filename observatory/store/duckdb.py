@@ -191,8 +191,8 @@ class DuckDBStore:
                 raise StoreError(f"store {path}: no such store")
         with _mapped_errors(path):
             try:
-                # a bounded buffer pool: memory stays flat however much is ingested (DuckDB's default is 80%
-                # of the machine); $OBSERVATORY_DUCKDB_MEMORY overrides
+                # a bounded buffer pool (DuckDB's default is 80% of the machine, which a long ingest would
+                # take); $OBSERVATORY_DUCKDB_MEMORY overrides
                 memory = os.environ.get("OBSERVATORY_DUCKDB_MEMORY", "4GB")
                 self._con = duckdb.connect(path, read_only=read_only, config={"memory_limit": memory})
             except duckdb.IOException as exc:
