@@ -154,6 +154,14 @@ def _first(rows: list[tuple[Any, ...]]) -> tuple[Any, ...] | None:
     return rows[0] if rows else None
 
 
+def _where_clause(conditions: Sequence[tuple[str, Any]]) -> tuple[str, list[Any]]:
+    """The conditions whose value is given (not None), ANDed; each condition has one `?` for its value."""
+    used = [(cond, value) for cond, value in conditions if value is not None]
+    if not used:
+        return "", []
+    return " WHERE " + " AND ".join(c for c, _ in used), [v for _, v in used]
+
+
 def _naive(t: datetime) -> datetime:
     return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo else t
 
@@ -314,33 +322,16 @@ class DuckDBStore:
 
     @staticmethod
     def _where(flt: MeasurementFilter) -> tuple[str, list[Any]]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        if flt.country:
-            clauses.append("cc = ?")
-            params.append(flt.country.upper())
-        if flt.asn is not None:
-            clauses.append("asn = ?")
-            params.append(flt.asn)
-        if flt.platform:
-            clauses.append("platform = ?")
-            params.append(flt.platform)
-        if flt.since:
-            clauses.append("t >= ?")
-            params.append(_naive(flt.since))
-        if flt.until:
-            clauses.append("t < ?")
-            params.append(_naive(flt.until))
-        if flt.uids is not None:
-            clauses.append("list_contains(?, uid)")
-            params.append(list(flt.uids))
-        if flt.platforms:
-            clauses.append("list_contains(?, platform)")
-            params.append(list(flt.platforms))
-        if flt.asns:
-            clauses.append("list_contains(?, asn)")
-            params.append(list(flt.asns))
-        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+        return _where_clause([
+            ("cc = ?", flt.country.upper() if flt.country else None),
+            ("asn = ?", flt.asn),
+            ("platform = ?", flt.platform or None),
+            ("t >= ?", _naive(flt.since) if flt.since else None),
+            ("t < ?", _naive(flt.until) if flt.until else None),
+            ("list_contains(?, uid)", list(flt.uids) if flt.uids is not None else None),
+            ("list_contains(?, platform)", list(flt.platforms) if flt.platforms else None),
+            ("list_contains(?, asn)", list(flt.asns) if flt.asns else None),
+        ])
 
     def documents(self, flt: MeasurementFilter) -> Iterator[bytes]:
         where, params = self._where(flt)
@@ -653,26 +644,14 @@ class DuckDBStore:
         return len(rows)
 
     def incidents(self, flt: IncidentFilter) -> list[Incident]:
-        clauses, params = [], []  # type: ignore[var-annotated]
-        if flt.country:
-            clauses.append("country = ?")
-            params.append(flt.country.upper())
-        if flt.platform:
-            clauses.append("list_contains(platforms, ?)")
-            params.append(flt.platform)
-        if flt.kind:
-            clauses.append("kind = ?")
-            params.append(flt.kind)
-        if flt.status:
-            clauses.append("status = ?")
-            params.append(flt.status)
-        if flt.since:
-            clauses.append("(end_t IS NULL OR end_t >= ?)")
-            params.append(_naive(flt.since))
-        if flt.until:
-            clauses.append("start_t < ?")
-            params.append(_naive(flt.until))
-        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        where, params = _where_clause([
+            ("country = ?", flt.country.upper() if flt.country else None),
+            ("list_contains(platforms, ?)", flt.platform or None),
+            ("kind = ?", flt.kind or None),
+            ("status = ?", flt.status or None),
+            ("(end_t IS NULL OR end_t >= ?)", _naive(flt.since) if flt.since else None),
+            ("start_t < ?", _naive(flt.until) if flt.until else None),
+        ])
         with self._lock, _mapped_errors(self.url):
             rows = self._con.execute(
                 f"SELECT doc FROM incidents{where} ORDER BY start_t DESC, id LIMIT ? OFFSET ?",
