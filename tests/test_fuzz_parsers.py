@@ -45,9 +45,11 @@ def test_any_json_object_parses_or_is_refused_with_a_parse_error(doc: dict) -> N
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_never_crash_the_parser(data: bytes) -> None:
     try:
-        parse_measurement(data, where="fuzz:1")
-    except ParseError:
-        pass
+        m = parse_measurement(data, where="fuzz:1")
+    except ParseError as exc:
+        assert exc.where == "fuzz:1" and exc.reason
+    else:
+        assert m.test_name and m.uid
 
 
 measurements = st.fixed_dictionaries({
