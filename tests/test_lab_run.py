@@ -35,13 +35,7 @@ def _missing() -> str | None:
     return None
 
 
-@pytest.mark.parametrize("name", [
-    "reference.toml",
-    # Known gap, kept visible: the detector's later tuning for sparse simulated data misses this run's
-    # short lab events (few probes, 20 s buckets); an earlier detector found all 8. See the closing note.
-    pytest.param("techniques.toml", marks=pytest.mark.xfail(
-        reason="detector regression on the multi-technique lab run (0 of 8 events found)", strict=False)),
-])
+@pytest.mark.parametrize("name", ["reference.toml", "techniques.toml"])
 def test_lab_run_finds_every_event_and_nothing_else(name: str, tmp_path: Path) -> None:
     why = _missing()
     if why:

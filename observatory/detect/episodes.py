@@ -85,7 +85,9 @@ def _episode(family: str | None, key: tuple[str, int, str], obs: list[Obs], a: A
             acc[0] += n
             acc[1] += k
     if platform == ALL_PLATFORMS:
-        ep.platforms = {p for p, (n, k) in totals.items() if n and k / n >= 0.5}
+        # a platform joins on more than one failed measurement: one probe's stray verdict in a short episode
+        # is not evidence that the platform was affected
+        ep.platforms = {p for p, (n, k) in totals.items() if n and k >= 2 and k / n >= 0.5}
     elif not platform.startswith(CONTROL):
         ep.platforms = {platform}
     if stream == "down":

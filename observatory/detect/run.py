@@ -25,6 +25,7 @@ SIGNALS_KEY = "detect.signals"
 SIGNAL_HISTORY = timedelta(days=7)  # outside-in baselines look back this far
 TRAILING = timedelta(hours=26)  # history before the new data that the baselines need
 SCREEN_SECONDS = 3600
+SCREEN_MIN_CELLS = 20_000  # hourly cells below which every country gets the fine look
 WARMUP = timedelta(hours=6)  # after this much history the baselines are settled: incidents there are re-judged
 
 
@@ -65,8 +66,11 @@ def run_detection(store: Store, *, config: DetectConfig | None = None, full: boo
     coarse = getattr(store, "network_series", None)
     countries: list[str] | None = None
     if callable(coarse):
-        countries = sorted(candidate_countries(coarse(since=lo, until=until, bucket_seconds=SCREEN_SECONDS),
-                                               bucket_seconds=SCREEN_SECONDS))
+        hourly = coarse(since=lo, until=until, bucket_seconds=SCREEN_SECONDS)
+        # the screen saves time at scale; on little data (a lab run, a young deployment) its hourly view is
+        # too coarse to be trusted and the fine look is cheap anyway
+        if len(hourly) > SCREEN_MIN_CELLS:
+            countries = sorted(candidate_countries(hourly, bucket_seconds=SCREEN_SECONDS))
     if countries == []:
         cells = []
     else:

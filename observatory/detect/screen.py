@@ -16,7 +16,7 @@ from observatory.series import SeriesCell
 
 
 def candidate_countries(cells: Iterable[SeriesCell], *, bucket_seconds: int = 3600, min_probes: int = 3,
-                        min_share: float = 0.2, quiet_share: float = 0.3, throttle_ratio: float = 5.0,
+                        min_share: float = 0.06, quiet_share: float = 0.3, throttle_ratio: float = 5.0,
                         control_share: float = 0.15) -> set[str]:
     candidates: set[str] = set()
     activity: dict[tuple[str, int], dict[int, int]] = defaultdict(dict)
@@ -37,9 +37,13 @@ def candidate_countries(cells: Iterable[SeriesCell], *, bucket_seconds: int = 36
             acc[4] += c.down_probes
         if c.median_kbps is not None:
             kbps[(c.country, c.asn, c.platform)].append((t, c.median_kbps))
-    for (country, _asn, _platform, _t), (judged, bad, down, bad_probes, down_probes) in sums.items():
-        if judged and ((bad_probes >= min_probes and bad >= min_share * judged)
-                       or (down_probes >= min_probes and down >= min_share * judged)):
+    usual = _usual_rates(sums)
+    for (country, asn, platform, _t), (judged, bad, down, bad_probes, down_probes) in sums.items():
+        if not judged:
+            continue
+        rate_bad, rate_down = usual[(country, asn, platform)]
+        if ((bad_probes >= min_probes and bad >= judged * _cut(rate_bad, judged, min_share))
+                or (down_probes >= min_probes and down >= judged * _cut(rate_down, judged, min_share))):
             candidates.add(country)
     # the control failing in two networks of a country in the same hour: a region's few probes losing
     # everything (each network alone has too few probes for the rule above)
@@ -63,3 +67,20 @@ def candidate_countries(cells: Iterable[SeriesCell], *, bucket_seconds: int = 36
                                        for t in range(first, last + 1, bucket_seconds)):
             candidates.add(country)
     return candidates
+
+
+def _usual_rates(sums: dict[tuple[str, int, str, int], list[int]]) -> dict[tuple[str, int, str], tuple[float, float]]:
+    """Each series' usual share of anomalous and of `down` measurements: the median over its hours."""
+    shares: dict[tuple[str, int, str], list[tuple[float, float]]] = defaultdict(list)
+    for (country, asn, platform, _t), (judged, bad, down, _bp, _dp) in sums.items():
+        if judged:
+            shares[(country, asn, platform)].append((bad / judged, down / judged))
+    return {key: (median(b for b, _ in v), median(d for _, d in v)) for key, v in shares.items()}
+
+
+def _cut(usual: float, judged: int, floor: float) -> float:
+    """The share an hour must reach to stand out: well above the series' usual share (four binomial standard
+    errors) and never below `floor`. A share of the whole hour, so a ten-minute block among steady probes
+    (about 17%) passes; an hour that is bad throughout also raises the median, hence the floor."""
+    usual = min(usual, 0.5)
+    return max(floor, usual + 4 * (usual * (1 - usual) / judged) ** 0.5)

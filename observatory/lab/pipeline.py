@@ -83,8 +83,11 @@ def detect_config(plan: LabPlan) -> Any:
     from observatory.detect import DetectConfig
 
     interval = int(plan.interval_s)
+    # two probes per network give a bucket little weight: at the default end threshold a network's series
+    # would need six clean buckets to end, longer than a lab run leaves after its last event. The end is
+    # refined back to the last disrupted bucket anyway, so a lower threshold only makes it known sooner.
     return DetectConfig(bucket_seconds=interval, end_grace_seconds=3 * interval, merge_gap_seconds=2 * interval,
-                        baseline_seconds=int(plan.duration_s) + 3600)
+                        baseline_seconds=int(plan.duration_s) + 3600, end_threshold=5.0)
 
 
 def targets_file(plan: LabPlan, directory: Path) -> Path:

@@ -55,8 +55,11 @@ def classify(m: Measurement, baseline_kbps: float | None = None) -> Classificati
         ctx = Context(facts=facts, baseline_kbps=baseline_kbps, probe_cc=m.probe_cc)
         rule = first_match(WEB_RULES, ctx)
         page = blockpage_id(ctx) if rule.id == "http.blockpage" else None
-        return Classification(verdict=rule.verdict.value, kbps=facts.download_kbps, rule=rule.id,
-                              reason=rule.reason, blockpage=page)
+        # a throughput figure describes the platform only when the platform answered: a block page or a
+        # half-finished download measured the censor, and would read as throttling in the platform's series
+        kbps = facts.download_kbps if rule.verdict.value in ("ok", "throttling") else None
+        return Classification(verdict=rule.verdict.value, kbps=kbps, rule=rule.id, reason=rule.reason,
+                              blockpage=page)
     if m.test_name in PLATFORM_TESTS:
         pv = platform_verdict(m.test_name, tk, m.test_version)
         return Classification(verdict=pv.verdict.value, rule=pv.rule, reason=pv.reason)
