@@ -10,12 +10,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from observatory.detect.outside import fuse, heartbeat_points, series_outages, signal_incidents
+from observatory.detect.outside import SignalConfig, fuse, heartbeat_points, series_outages, signal_incidents
 from observatory.errors import ConfigError, ParseError
 from observatory.incident import Assessment, Incident
 from observatory.signals import SignalPoint, points_from_text, read_signals_file
@@ -23,6 +24,7 @@ from observatory.signals.pinger import (
     DOWN,
     UP,
     Block,
+    NetProber,
     Pinger,
     RateLimiter,
     aggregate,
@@ -249,6 +251,54 @@ def test_rate_limit_holds_when_measured() -> None:
     assert elapsed >= 0.45, f"51 probes at 100/s took only {elapsed:.3f}s"
     with pytest.raises(ConfigError):
         RateLimiter(rate=0)
+
+
+def test_the_network_prober_is_paced_per_packet_not_per_address() -> None:
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    closed = srv.getsockname()[1]
+    srv.close()  # nothing listens: a RST, which proves the host is there
+    paced: list[int] = []
+    assert tcp_alive("127.0.0.1", [closed], 0.5, pace=lambda: paced.append(1)) and len(paced) == 1
+    # a timeout of a second or more lets the kernel retransmit the SYN once: two packets, paced twice
+    assert tcp_alive("127.0.0.1", [closed], 1.0, pace=lambda: paced.append(1)) and len(paced) == 3
+    prober = NetProber(ports=(closed,), timeout=0.5, icmp=False)
+    p = Pinger([Block(prefix=ipaddress.ip_network("127.0.0.1/32"), asn=1, country="PK")], prober, rate=10_000)
+    assert prober.pace != NetProber().pace, "the pinger's limiter paces the prober's packets"
+    p.run_round(now=T0)
+    assert p.sent == ["127.0.0.1"]
+
+
+def _lab_like_rounds(dead_at: Callable[[int], set[str]], rounds: int = 10) -> list[SignalPoint]:
+    """A pinger over two networks x three regions, one round per 20 s; `dead_at(k)` names what is cut in
+    round k: region names or 'AS<n>'."""
+    blocks = [Block(prefix=ipaddress.ip_network(f"198.19.{16 * n + r}.16/28"), asn=asn, country="IN", region=region)
+              for n, asn in enumerate((9829, 55836)) for r, region in enumerate(("Manipur", "Delhi", "Maharashtra"))]
+    where = {a: b for b in blocks for a in map(str, b.prefix.hosts())}
+    k = 0
+    p = Pinger(blocks, probe=lambda a: not {where[a].region, f"AS{where[a].asn}"} & dead_at(k), rate=10_000)
+    points = []
+    for k in range(rounds):  # the probe reads k
+        points += p.run_round(now=T0 + timedelta(seconds=20 * k))
+    return points
+
+
+LAB_SIGNALS = SignalConfig(history=timedelta(hours=1), min_history_points=3, min_history_span=timedelta(seconds=60),
+                           merge_gap=timedelta(seconds=40))
+
+
+def test_one_region_cut_on_every_network_is_regional_and_names_the_networks() -> None:
+    pts = _lab_like_rounds(lambda k: {"Manipur"} if 5 <= k < 8 else set())
+    [inc] = signal_incidents(pts, LAB_SIGNALS)
+    assert (inc.scope, inc.regions, inc.asns) == ("regional", ("Manipur",), (9829, 55836))
+    assert inc.start == T0 + timedelta(seconds=100) and inc.confirmed_at == T0 + timedelta(seconds=120)
+    assert inc.end == T0 + timedelta(seconds=160)
+
+
+def test_one_network_cut_everywhere_is_a_network_outage() -> None:
+    pts = _lab_like_rounds(lambda k: {"AS9829"} if 5 <= k < 8 else set())
+    [inc] = signal_incidents(pts, LAB_SIGNALS)
+    assert (inc.scope, inc.asns) == ("network", (9829,))
 
 
 def test_tcp_probe_of_a_live_host_on_loopback() -> None:

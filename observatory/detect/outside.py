@@ -5,7 +5,8 @@ median of the same time of day on earlier days when there are at least two such 
 history (so a series that starts only days before an event still works). Points far below it (a fraction per
 signal kind, after IODA's per-source thresholds) form outages; outages of one country that overlap in time
 are one `connectivity_loss` incident, whose scope comes from which series dropped: a country-wide series or
-every region -> national; some regions -> regional; some networks -> network.
+every region -> national; some regions, or some of a network's regions (series per network in a region) ->
+regional; whole networks -> network.
 
 Confirmation needs agreeing independent evidence: two different signals, or one signal that stays down for
 `min_points_alone` consecutive points. Platform restrictions are never produced here: outside-in signals
@@ -176,15 +177,31 @@ def _group(outages: list[Outage], cfg: SignalConfig) -> list[_Group]:
     return groups
 
 
-def _scope(g: _Group, measured: dict[str, tuple[set[str], set[int]]]) -> tuple[str, list[str], list[int]]:
-    regions_known, asns_known = measured.get(g.country, (set(), set()))
+@dataclass(slots=True)
+class _Measured:
+    """What a country's series cover: regions, networks, and (region, network) cells."""
+
+    regions: set[str] = field(default_factory=set)
+    asns: set[int] = field(default_factory=set)
+    cells: set[tuple[str, int]] = field(default_factory=set)
+
+
+def _scope(g: _Group, measured: dict[str, _Measured]) -> tuple[str, list[str], list[int]]:
+    """National when the country's own series dropped or every region (network, cell) did; regional when
+    some regions dropped, or networks lost some of their regions' cells but not all; else network."""
+    known = measured.get(g.country, _Measured())
     national = any(not o.region and not o.asn for o in g.outages)
-    regions = sorted({o.region for o in g.outages if o.region})
-    asns = sorted({o.asn for o in g.outages if o.asn})
-    if national or (regions_known and set(regions) >= regions_known) or (asns_known and not regions_known
-                                                                          and set(asns) >= asns_known):
+    region_out = {o.region for o in g.outages if o.region and not o.asn}
+    asn_out = {o.asn for o in g.outages if o.asn and not o.region}
+    cells_out = {(o.region, o.asn) for o in g.outages if o.region and o.asn}
+    regions = sorted(region_out | {r for r, _ in cells_out})
+    asns = sorted(asn_out | {a for _, a in cells_out})
+    if (national or (known.regions and region_out >= known.regions)
+            or (known.asns and not known.regions and asn_out >= known.asns)
+            or (known.cells and cells_out >= known.cells)):
         return Scope.NATIONAL, regions, asns
-    if regions:
+    partial = any({c for c in known.cells if c[1] == a} - cells_out for _, a in cells_out)
+    if region_out or partial:
         return Scope.REGIONAL, regions, asns
     return Scope.NETWORK, regions, asns
 
@@ -203,12 +220,15 @@ def _confirmed_at(g: _Group, cfg: SignalConfig) -> datetime | None:
 
 def signal_incidents(points: Iterable[SignalPoint], cfg: SignalConfig = SignalConfig()) -> list[Incident]:
     pts = list(points)
-    measured: dict[str, tuple[set[str], set[int]]] = defaultdict(lambda: (set(), set()))
+    measured: dict[str, _Measured] = defaultdict(_Measured)
     for p in pts:
+        m = measured[p.country]
         if p.region:
-            measured[p.country][0].add(p.region)
+            m.regions.add(p.region)
         if p.asn:
-            measured[p.country][1].add(p.asn)
+            m.asns.add(p.asn)
+        if p.region and p.asn:
+            m.cells.add((p.region, p.asn))
     incidents = []
     for g in _group(series_outages(pts, cfg), cfg):
         scope, regions, asns = _scope(g, measured)

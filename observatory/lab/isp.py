@@ -1,4 +1,5 @@
 """An ISP of the emulated country: a router namespace with its own resolver, and one host namespace per region.
+Each region host also holds the region's answering customer addresses (what the outside-in pinger sees).
 
 The resolver is a dnsmasq forwarding to the world's DNS, so DNS tampering is done where real ISPs do it:
 the resolver is restarted with `address=` lines (dnsmasq does not reload them on SIGHUP). The region hosts are
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from observatory.lab import netns
 from observatory.lab.netns import LabState
-from observatory.lab.plan import WORLD_DNS, LabNetwork, isp_uplink, region_subnet
+from observatory.lab.plan import WORLD_DNS, LabNetwork, customer_hosts, isp_uplink, region_subnet
 from observatory.lab.world import dnsmasq_argv
 
 
@@ -39,6 +40,9 @@ def build_isp(state: LabState, lab_id: str, net: LabNetwork, censor_ns: str) -> 
         host = state.add_namespace(region_ns(lab_id, net, r), resolver=net.resolver)
         netns.veth(isp, f"r{r}", f"{subnet[1]}/24", host, "up0", f"{subnet[2]}/24")
         netns.run(["ip", "-n", host, "route", "add", "default", "via", str(subnet[1])])
+        # the region's customers, as seen from outside: addresses that answer pings and SYNs (the host's own)
+        batch = "".join(f"addr add {a}/32 dev lo\n" for a in customer_hosts(net.index, r))
+        netns.run(["ip", "-n", host, "-batch", "-"], input=batch)
 
 
 def start_resolver(state: LabState, lab_id: str, net: LabNetwork,

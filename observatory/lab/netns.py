@@ -229,6 +229,17 @@ def teardown(state: LabState) -> list[str]:
     return problems
 
 
+def enter(ns: str) -> None:
+    """Moves the calling thread (never the process) into namespace `ns`, for good: call it only from a
+    thread made for the purpose. Threads it starts afterwards are born there too."""
+    if threading.current_thread() is threading.main_thread():
+        raise LabError("netns.enter would move the main thread out of the host namespace")
+    libc = ctypes.CDLL(None, use_errno=True)
+    with open(NETNS_RUN / ns) as f:
+        if libc.setns(f.fileno(), CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns into {ns}")
+
+
 def listen_in(ns: str, host: str, port: int) -> socket.socket:
     """A listening TCP socket inside namespace `ns`, for a server running in this (host-side) process.
 
@@ -239,11 +250,8 @@ def listen_in(ns: str, host: str, port: int) -> socket.socket:
     result: dict[str, object] = {}
 
     def make() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
         try:
-            with open(NETNS_RUN / ns) as f:
-                if libc.setns(f.fileno(), CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), f"setns into {ns}")
+            enter(ns)
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind((host, port))

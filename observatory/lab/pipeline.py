@@ -5,6 +5,8 @@ The collector runs in this process, next to the store and the detector, on a soc
 namespace (`netns.listen_in`), so the probes reach it at a world address and nothing else holds the store.
 The control helper (`observatory helper`) runs in the world namespace too. Probes are real `observatory probe
 --every` processes, one per probe of the scenario, each in its region's namespace, trusting the lab's CA.
+The outside-in pinger (`lab.outside`) probes the regions' customer blocks from the world, one round per
+interval; detection runs after each round, fusing its signals and the collector's heartbeats with the probes'.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,11 +28,21 @@ from observatory import catalog
 from observatory.errors import LabError
 from observatory.incident import Incident
 from observatory.lab import netns
+from observatory.lab.outside import OutsideIn, OutsideReport, signal_config, write_blocks
 from observatory.lab.plan import COLLECTOR_ADDR, HELPER_ADDR, LabPlan
 from observatory.lab.runner import Lab, up
 from observatory.lab.verify import Verification, expected_incidents, render, verify
 
 Echo = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionPass:
+    """One detection pass during the run: when it finished, after which outside-in round, what was stored."""
+
+    time: datetime
+    round: int | None
+    incidents: tuple[Incident, ...]
 
 
 @dataclass
@@ -40,6 +52,8 @@ class RunResult:
     verification: Verification
     db: str
     table: str = ""
+    outside: OutsideReport | None = None
+    passes: list[DetectionPass] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -164,8 +178,9 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def run(plan: LabPlan, *, db: str | None = None, echo: Echo = print, dashboard: tuple[str, int] | None = None,
-        tls_mode: str = "reset", tolerance_intervals: float = 2.0) -> RunResult:
-    """Brings the lab up, runs the scenario to its end, compares, and always tears everything down."""
+        tls_mode: str = "reset", tolerance_intervals: float = 2.0, outside_in: bool = True) -> RunResult:
+    """Brings the lab up, runs the scenario to its end, compares, and always tears everything down.
+    `outside_in`: run the pinger from the world and fuse its signals (the default)."""
     from observatory.detect.run import run_detection
     from observatory.store import IncidentFilter, open_store
     from observatory.web import WebSettings, create_app
@@ -201,17 +216,25 @@ def run(plan: LabPlan, *, db: str | None = None, echo: Echo = print, dashboard: 
                 echo(f"dashboard: http://{dashboard[0]}:{sockets[-1].getsockname()[1]}/")
             _start_helper(lab)
             _start_probes(lab, store, targets_file(plan, Path(lab.state.state_dir)), echo)
-            censorship = _timeline(lab, store, run_detection, detect_config(plan), echo)
+            write_blocks(plan, Path(lab.state.state_dir) / "blocks.csv")
+            timeline = _timeline(lab, store, run_detection, detect_config(plan), echo, outside_in=outside_in)
+            censorship = timeline.censor
             t0 = censorship.t0
             # the last uploads (a region back from a shutdown sends its spool) and a final detection
             time.sleep(min(plan.interval_s, 10))
-            run_detection(store, config=detect_config(plan))
+            run_detection(store, config=detect_config(plan), signal_config=signal_config(plan))
             incidents = store.incidents(IncidentFilter(since=t0 - timedelta(minutes=5), limit=10_000))
             v = verify(expected_incidents(plan, t0, censorship.actual), incidents,
                        timedelta(seconds=tolerance_intervals * plan.interval_s))
             table = render(v, t0)
             echo(table)
-            return RunResult(t0=t0, incidents=incidents, verification=v, db=db, table=table)
+            report = timeline.outside.report if timeline.outside else None
+            if report is not None:
+                echo(f"pinger: {len(report.rounds)} rounds, {report.packets} packets counted on the wire, "
+                     f"peak {report.peak_rate():.1f}/s (limit {report.rate:g}/s), "
+                     f"{report.stray_echo_requests} echo requests outside the country")
+            return RunResult(t0=t0, incidents=incidents, verification=v, db=db, table=table, outside=report,
+                             passes=timeline.passes)
         finally:
             if lab is not None:
                 lab.censor.revert_all()
@@ -266,25 +289,47 @@ def _offset(t0: datetime, t: datetime) -> str:
     return f"+{s // 60}m{s % 60:02d}s"
 
 
-def _timeline(lab: Lab, store: Any, run_detection: Any, cfg: Any, echo: Echo) -> _Censorship:
-    """Runs the censor's schedule to the scenario's end; detection runs once per probe interval meanwhile."""
+@dataclass
+class _Timeline:
+    censor: _Censorship
+    outside: OutsideIn | None
+    passes: list[DetectionPass]
+
+
+def _timeline(lab: Lab, store: Any, run_detection: Any, cfg: Any, echo: Echo, *, outside_in: bool) -> _Timeline:
+    """Runs the censor's schedule to the scenario's end; detection runs after each outside-in round (once
+    per probe interval; on the interval itself when there is no pinger or a round is late)."""
     plan = lab.plan
     censor = _Censorship(lab, echo)
+    outside = OutsideIn(plan, lab.world_ns, store, censor.start_mono, echo=echo) if outside_in else None
+    sig_cfg = signal_config(plan)
     censor.start()
+    if outside is not None:
+        outside.start()
     seen: set[str] = set()
     passes: list[float] = []
+    timeline = _Timeline(censor, outside, [])
     try:
-        next_detect = censor.start_mono + plan.interval_s
+        next_detect = censor.start_mono + plan.interval_s * (1.5 if outside else 1.0)
         end = censor.start_mono + plan.duration_s
         while time.monotonic() < end:
             if censor.error is not None:
                 raise LabError(f"the censor failed: {censor.error}") from censor.error
-            if time.monotonic() >= next_detect:
-                next_detect += plan.interval_s
+            if outside is not None and outside.error is not None:
+                raise LabError(f"the outside-in pinger failed: {outside.error}") from outside.error
+            fresh = outside is not None and outside.fresh.is_set()
+            if fresh or time.monotonic() >= next_detect:
+                if outside is not None:
+                    outside.fresh.clear()
                 t = time.monotonic()
-                run_detection(store, config=cfg)
+                next_detect = t + plan.interval_s * (1.5 if outside else 1.0)
+                run_detection(store, config=cfg, signal_config=sig_cfg)
                 passes.append(time.monotonic() - t)
-                for inc in store.incidents(_filter(censor.t0)):
+                found = store.incidents(_filter(censor.t0))
+                rounds = outside.report.rounds if outside is not None else []
+                timeline.passes.append(DetectionPass(time=datetime.now(UTC), incidents=tuple(found),
+                                                     round=rounds[-1].index if rounds else None))
+                for inc in found:
                     key = f"{inc.id}/{inc.status}"
                     if key not in seen:
                         seen.add(key)
@@ -295,10 +340,13 @@ def _timeline(lab: Lab, store: Any, run_detection: Any, cfg: Any, echo: Echo) ->
         censor.join(timeout=30)
     finally:
         censor.stop.set()
+        if outside is not None:
+            outside.stop.set()
+            outside.join(timeout=30)
     if passes:
         echo(f"detection: {len(passes)} passes, median {sorted(passes)[len(passes) // 2]:.2f}s, "
              f"max {max(passes):.2f}s")
-    return censor
+    return timeline
 
 
 def _filter(t0: datetime) -> Any:

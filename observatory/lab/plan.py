@@ -10,6 +10,8 @@ gives every thing in the lab its address, from the documentation/benchmark range
     censor block page       203.0.113.200             (on the censor's loopback)
     censor <-> ISP i        198.51.100.4i/30          (censor .4i+1, ISP .4i+2 = the ISP's resolver)
     ISP i, region r         198.19.(16i+r).0/24       (ISP .1, the region's probe host .2)
+    its customers           198.19.(16i+r).16/28      .17-.26 answer (on the probe host), .27-.30 do not;
+                                                      what the outside-in pinger probes from the world
 """
 
 from __future__ import annotations
@@ -63,6 +65,19 @@ def isp_block(net_index: int) -> str:
 
 def region_subnet(net_index: int, region_index: int) -> ipaddress.IPv4Network:
     return ipaddress.IPv4Network(f"198.19.{16 * net_index + region_index}.0/24")
+
+
+CUSTOMERS_ANSWERING = 10  # of the 14 addresses of a customer block: a block is rarely all alive
+
+
+def customer_block(net_index: int, region_index: int) -> ipaddress.IPv4Network:
+    """A region's customers: the address block the outside-in pinger watches (inside the region's /24)."""
+    return ipaddress.IPv4Network(f"198.19.{16 * net_index + region_index}.16/28")
+
+
+def customer_hosts(net_index: int, region_index: int) -> list[str]:
+    """The customer addresses that answer (assigned to the region's host namespace)."""
+    return [str(a) for a in list(customer_block(net_index, region_index).hosts())[:CUSTOMERS_ANSWERING]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

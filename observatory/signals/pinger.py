@@ -6,8 +6,11 @@ lowers the belief in proportion to how often the block's addresses usually answe
 round, a global rate limit, and nothing but the listed blocks is ever probed.
 
 A probe is an ICMP echo (raw socket, when permitted) or a TCP SYN to a common port: a SYN-ACK or a RST both
-prove a live host. Results are aggregated per network, region and country as the share of responsive blocks
-(signal `active_probing`, source `pinger`), stored like any other signal.
+prove a live host. The rate limit counts packets, not addresses: the network prober (`NetProber`) takes a token
+before each echo request and each SYN it lets the kernel send (a SYN the kernel may retransmit costs two).
+Results are aggregated per country, region, network and network-in-region as the share of responsive blocks
+(signal `active_probing`, source `pinger`), stored like any other signal; a round's points carry the time the
+round started.
 """
 
 from __future__ import annotations
@@ -107,12 +110,22 @@ class RateLimiter:
             time.sleep(wait)
 
 
-def tcp_alive(addr: str, ports: Sequence[int], timeout: float) -> bool:
-    """A SYN-ACK or a RST on any port proves the host is there."""
+def _no_pace() -> None:
+    return None
+
+
+def tcp_alive(addr: str, ports: Sequence[int], timeout: float, pace: Callable[[], None] = _no_pace) -> bool:
+    """A SYN-ACK or a RST on any port proves the host is there. `pace` is called once per SYN that may leave:
+    with a timeout under a second the kernel sends one (its first retransmission comes after 1 s); longer,
+    the socket is limited to one retransmission (TCP_SYNCNT=1) and paced twice."""
     family = socket.AF_INET6 if ":" in addr else socket.AF_INET
     for port in ports:
         s = socket.socket(family, socket.SOCK_STREAM)
         s.settimeout(timeout)
+        pace()
+        if timeout >= 1.0:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_SYNCNT, 1)
+            pace()
         try:
             s.connect((addr, port))
             return True
@@ -134,8 +147,9 @@ def _checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
-def icmp_alive(addr: str, timeout: float) -> bool | None:
-    """An ICMP echo; None when raw sockets are not permitted here (not root)."""
+def icmp_alive(addr: str, timeout: float, pace: Callable[[], None] = _no_pace) -> bool | None:
+    """An ICMP echo; None when raw sockets are not permitted here (not root). A reply already queued when a
+    slow thread wakes after the deadline still counts (a loaded machine is not a dead host)."""
     if ":" in addr:
         return None
     try:
@@ -148,12 +162,19 @@ def icmp_alive(addr: str, timeout: float) -> bool | None:
     payload = b"observatory"
     packet = struct.pack("!BBHHH", 8, 0, _checksum(header + payload), ident, seq) + payload
     try:
-        s.settimeout(timeout)
+        pace()
         s.sendto(packet, (addr, 0))
         deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            s.settimeout(left)
-            data, src = s.recvfrom(2048)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                s.setblocking(False)
+            else:
+                s.settimeout(left)
+            try:
+                data, src = s.recvfrom(2048)
+            except (BlockingIOError, TimeoutError):
+                return False
             ihl = (data[0] & 0x0F) * 4
             typ, _, _, rid, rseq = struct.unpack("!BBHHH", data[ihl:ihl + 8])
             if src[0] == addr and typ == 0 and rid == ident and rseq == seq:
@@ -162,24 +183,33 @@ def icmp_alive(addr: str, timeout: float) -> bool | None:
         return False
     finally:
         s.close()
-    return False
 
 
-def default_prober(ports: Sequence[int] = (80, 443), timeout: float = 1.0, icmp: bool = True
-                   ) -> Callable[[str], bool]:
-    def probe(addr: str) -> bool:
-        if icmp and icmp_alive(addr, timeout):
+@dataclass
+class NetProber:
+    """Probes an address on the wire: an ICMP echo first (when raw sockets are permitted), then TCP SYNs.
+    `pace` is called before every packet; a `Pinger` sets it to its rate limiter."""
+
+    ports: Sequence[int] = (80, 443)
+    timeout: float = 1.0
+    icmp: bool = True
+    pace: Callable[[], None] = _no_pace
+
+    def __call__(self, addr: str) -> bool:
+        if self.icmp and icmp_alive(addr, self.timeout, self.pace):
             return True
-        return tcp_alive(addr, ports, timeout)
+        return tcp_alive(addr, self.ports, self.timeout, self.pace)
 
-    return probe
+
+def default_prober(ports: Sequence[int] = (80, 443), timeout: float = 1.0, icmp: bool = True) -> NetProber:
+    return NetProber(ports=tuple(ports), timeout=timeout, icmp=icmp)
 
 
 @dataclass
 class Pinger:
     blocks: Sequence[Block]
     probe: Callable[[str], bool]
-    rate: float = 50.0
+    rate: float = 50.0  # packets per second, at most (probes per second for a probe that is not a NetProber)
     max_probes_per_block: int = 8
     per_block_sample: int = 16
     concurrency: int = 16
@@ -190,6 +220,8 @@ class Pinger:
         self._targets = plan_targets(self.blocks, per_block=self.per_block_sample, seed=self.seed)
         self._states = {b: BlockState(b) for b in self.blocks}
         self._limiter = RateLimiter(self.rate)
+        if isinstance(self.probe, NetProber):
+            self.probe.pace = self._limiter.acquire  # paced per packet, inside the prober
         self._sent_lock = threading.Lock()
         self._rnd = random.Random(self.seed)
 
@@ -198,7 +230,8 @@ class Pinger:
         return [a for addrs in self._targets.values() for a in addrs]
 
     def _probe(self, addr: str) -> bool:
-        self._limiter.acquire()
+        if not isinstance(self.probe, NetProber):
+            self._limiter.acquire()
         with self._sent_lock:
             self.sent.append(addr)
         return self.probe(addr)
@@ -223,24 +256,29 @@ class Pinger:
         st.state = UP if belief >= 0.9 else DOWN if belief <= 0.1 else UNKNOWN
 
     def run_round(self, now: datetime | None = None) -> list[SignalPoint]:
+        """One round over every block; the points are stamped `now`, by default the round's start."""
+        started = now or datetime.now(UTC)
         states = list(self._states.values())
         with ThreadPoolExecutor(max(1, min(self.concurrency, len(states)))) as pool:
             list(pool.map(self._round_for, states))
-        return aggregate(states, now or datetime.now(UTC))
+        return aggregate(states, started)
 
     def states(self) -> list[BlockState]:
         return list(self._states.values())
 
 
 def aggregate(states: Iterable[BlockState], now: datetime) -> list[SignalPoint]:
-    """Share of responsive blocks per network, per region and per country (unknown blocks do not count)."""
+    """Share of responsive blocks per country, region, network and network-in-region (unknown blocks do not
+    count). The network-in-region series tell a regional shutdown (some of a network's regions) from a
+    network's own outage (all of them)."""
     groups: dict[tuple[str, str | None, int | None], list[str]] = defaultdict(list)
     for st in states:
         b = st.block
-        for key in ((b.country, None, None), (b.country, b.region, None) if b.region else None,
-                    (b.country, None, b.asn)):
-            if key is not None:
-                groups[key].append(st.state)
+        keys: list[tuple[str, str | None, int | None]] = [(b.country, None, None), (b.country, None, b.asn)]
+        if b.region:
+            keys += [(b.country, b.region, None), (b.country, b.region, b.asn)]
+        for key in keys:
+            groups[key].append(st.state)
     out = []
     for (cc, region, asn), sts in sorted(groups.items(), key=lambda kv: str(kv[0])):
         judged = [s for s in sts if s != UNKNOWN]
