@@ -477,22 +477,37 @@ class DuckDBStore:
         if countries:
             cc_clause = " AND list_contains(?, cc)"
             params.append([c.upper() for c in countries])
+        # two levels: per probe first, then per cell. Counting probes per cell from the per-probe rows is several
+        # times faster than count(DISTINCT ...) FILTER over the measurements, with the same result.
         q = f"""
-            SELECT (epoch(t)::BIGINT // {bucket_seconds}) * {bucket_seconds} AS b, cc, asn, platform,
-                   count(*), count(*) FILTER (WHERE verdict = 'ok'), count(*) FILTER (WHERE verdict = 'down'),
-                   count(*) FILTER (WHERE verdict IN ({tech_in})), count(DISTINCT probe_key),
-                   count(DISTINCT probe_key) FILTER (WHERE verdict IN ({tech_in})),
-                   count(DISTINCT probe_key) FILTER (WHERE verdict = 'down'), median(kbps)
-            FROM measurements
-            WHERE t >= ? AND t < ? AND platform IS NOT NULL{cc_clause}
+            WITH per_probe AS (
+                SELECT (epoch(t)::BIGINT // {bucket_seconds}) * {bucket_seconds} AS b, cc, asn, platform, probe_key,
+                       count(*) AS n, count(*) FILTER (WHERE verdict = 'ok') AS ok,
+                       count(*) FILTER (WHERE verdict = 'down') AS dn,
+                       count(*) FILTER (WHERE verdict IN ({tech_in})) AS bad,
+                       list(kbps) FILTER (WHERE kbps IS NOT NULL) AS ks
+                FROM measurements
+                WHERE t >= ? AND t < ? AND platform IS NOT NULL{cc_clause}
+                GROUP BY ALL
+            )
+            SELECT b, cc, asn, platform, sum(n)::BIGINT, sum(ok)::BIGINT, sum(dn)::BIGINT, sum(bad)::BIGINT,
+                   count(probe_key), count(probe_key) FILTER (WHERE bad > 0), count(probe_key) FILTER (WHERE dn > 0),
+                   list_median(flatten(list(ks)))
+            FROM per_probe
             GROUP BY ALL
         """
         with self._lock, _mapped_errors(self.url):
             rows = self._con.execute(q, params).fetchall()
-        return [SeriesCell(bucket=datetime.fromtimestamp(int(r[0]), UTC), country=r[1], asn=int(r[2]), region=None,
-                           platform=r[3], total=int(r[4]), ok=int(r[5]), down=int(r[6]), anomalous=int(r[7]),
-                           probes=int(r[8]), anomalous_probes=int(r[9]), down_probes=int(r[10]),
-                           median_kbps=float(r[11]) if r[11] is not None else None) for r in rows]
+        buckets: dict[int, datetime] = {}
+        out = []
+        for b, cc, asn, platform, total, ok, down, bad, probes, bad_probes, down_probes, kbps in rows:
+            bucket = buckets.get(b)
+            if bucket is None:
+                bucket = buckets[b] = datetime.fromtimestamp(b, UTC)
+            out.append(SeriesCell(bucket=bucket, country=cc, asn=asn, region=None, platform=platform, total=total,
+                                  ok=ok, down=down, anomalous=bad, probes=probes, anomalous_probes=bad_probes,
+                                  down_probes=down_probes, median_kbps=kbps))
+        return out
 
     def changes_since(self, seq: int) -> Changes:
         with self._lock, _mapped_errors(self.url):
