@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
+
+import pyarrow as pa
 
 from observatory.incident import Incident
 from observatory.measurement import Measurement
@@ -25,6 +27,92 @@ class Row:
     verdict: str
     kbps: float | None = None
     source: str = ""  # "ooni" for OONI's public data, "observatory" for our probes, "" unknown
+
+
+# What a store's insert_table() takes: one row per measurement, the fields the store keeps and the document as the
+# JSON bytes received (each store compresses it its own way). Times are UTC without a zone.
+BATCH_SCHEMA = pa.schema([
+    ("uid", pa.string()), ("t", pa.timestamp("us")), ("cc", pa.string()), ("asn", pa.int64()),
+    ("network", pa.string()), ("region", pa.string()), ("probe_key", pa.string()), ("resolver_asn", pa.int64()),
+    ("test_name", pa.string()), ("test_version", pa.string()), ("software", pa.string()), ("source", pa.string()),
+    ("input", pa.string()), ("platform", pa.string()), ("verdict", pa.string()), ("kbps", pa.float64()),
+    ("doc", pa.binary()),
+])
+
+
+class BatchBuilder:
+    """Measurements gathered column by column into a BATCH_SCHEMA table: no row objects kept alive, and the
+    table is handed to the store (or across a process boundary) whole."""
+
+    __slots__ = ("_cols", "_appends")
+
+    def __init__(self) -> None:
+        self._cols: list[list[Any]] = []
+        self._appends: list[Any] = []
+        self._reset()
+
+    def _reset(self) -> None:
+        self._cols = [[] for _ in BATCH_SCHEMA]
+        self._appends = [c.append for c in self._cols]
+
+    def __len__(self) -> int:
+        return len(self._cols[0])
+
+    def add(self, m: Measurement, verdict: str, kbps: float | None, source: str) -> None:
+        t = m.start_time
+        if t.tzinfo is not None:
+            t = t.astimezone(UTC).replace(tzinfo=None)
+        (uid, tt, cc, asn, network, region, probe_key, resolver_asn, test_name, test_version, software, src, inp,
+         platform, verd, kb, doc) = self._appends
+        uid(m.uid)
+        tt(t)
+        cc(m.probe_cc)
+        asn(m.probe_asn)
+        network(m.network_name)
+        region(m.region)
+        probe_key(m.probe_key)
+        resolver_asn(m.resolver_asn)
+        test_name(m.test_name)
+        test_version(m.test_version)
+        software(m.software_name)
+        src(source)
+        inp(m.input)
+        platform(m.platform)
+        verd(verdict)
+        kb(kbps)
+        doc(m.document_json())
+
+    def add_row(self, row: Row) -> None:
+        self.add(row.measurement, row.verdict, row.kbps, row.source)
+
+    def take(self) -> pa.Table:
+        """The table of everything added so far; the builder starts again empty."""
+        table = pa.Table.from_arrays([pa.array(c, f.type) for c, f in zip(self._cols, BATCH_SCHEMA, strict=True)],
+                                     schema=BATCH_SCHEMA)
+        self._reset()
+        return table
+
+
+def rows_table(rows: Sequence[Row]) -> pa.Table:
+    b = BatchBuilder()
+    for r in rows:
+        b.add_row(r)
+    return b.take()
+
+
+def first_of_each_uid(table: pa.Table) -> tuple[pa.Table, int]:
+    """The table with only the first row of each uid (a batch may repeat a measurement), and how many went."""
+    uids = table.column("uid").to_pylist()
+    seen = dict.fromkeys(uids)
+    if len(seen) == len(uids):
+        return table, 0
+    keep: list[int] = []
+    first: set[str] = set()
+    for i, u in enumerate(uids):
+        if u not in first:
+            first.add(u)
+            keep.append(i)
+    return table.take(pa.array(keep, pa.int64())), len(uids) - len(keep)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +190,7 @@ class Store(Protocol):
 
     # measurements
     def insert(self, rows: Sequence[Row]) -> InsertResult: ...
+    def insert_table(self, table: pa.Table) -> InsertResult: ...  # BATCH_SCHEMA columns, idempotent on uid
     def count(self) -> int: ...
     def stats(self) -> dict[str, Any]: ...
     def documents(self, flt: MeasurementFilter) -> Iterator[bytes]: ...

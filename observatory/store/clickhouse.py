@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from observatory.errors import ConfigError, StoreError, StoreFullError, StoreReadOnlyError
@@ -47,6 +48,8 @@ from observatory.store.base import (
     ProbeCredential,
     Row,
     UserReport,
+    first_of_each_uid,
+    rows_table,
 )
 from observatory.vocab import TECHNIQUES
 
@@ -277,7 +280,7 @@ class ClickHouseStore:
 
     # --- measurements -----------------------------------------------------------------------------------
 
-    def _stored_uids(self, rows: list[Row]) -> set[str]:
+    def _stored_uids(self, table: pa.Table) -> set[str]:
         """Which of these rows' uids are already stored.
 
         A uid names one measurement, taken at one time in one country (OONI's uids and ours embed the time; the
@@ -287,66 +290,69 @@ class ClickHouseStore:
         so each chunk's span stays narrow.
         """
         found: set[str] = set()
-        ordered = sorted(rows, key=lambda r: r.measurement.start_time)
-        for i in range(0, len(ordered), 10_000):
-            chunk = [r.measurement for r in ordered[i:i + 10_000]]
+        ordered = table.select(["uid", "t", "cc"]).sort_by("t")
+        for i in range(0, ordered.num_rows, 10_000):
+            chunk = ordered.slice(i, 10_000)
+            ts = chunk.column("t").to_pylist()
             found.update(r[0] for r in self._rows(
                 f"SELECT uid FROM {{db}}.measurements WHERE t >= {{lo:{_TS}}} AND t <= {{hi:{_TS}}} "
                 "AND cc IN {ccs:Array(String)} AND uid IN {uids:Array(String)}",
-                {"lo": _utc(chunk[0].start_time), "hi": _utc(chunk[-1].start_time),
-                 "ccs": sorted({m.probe_cc for m in chunk}), "uids": [m.uid for m in chunk]}))
+                {"lo": ts[0].replace(tzinfo=UTC), "hi": ts[-1].replace(tzinfo=UTC),
+                 "ccs": sorted(set(chunk.column("cc").to_pylist())), "uids": chunk.column("uid").to_pylist()}))
         return found
 
     def insert(self, rows: Sequence[Row]) -> InsertResult:
-        unique: dict[str, Row] = {}
-        for r in rows:
-            unique.setdefault(r.measurement.uid, r)
-        in_batch_dups = len(rows) - len(unique)
-        if not unique:
+        return self.insert_table(rows_table(rows))
+
+    def insert_table(self, table: pa.Table) -> InsertResult:
+        table, in_batch_dups = first_of_each_uid(table)
+        if table.num_rows == 0:
             return InsertResult(accepted=0, duplicates=in_batch_dups)
         with self._lock:
             # Checked per batch, under the lock: a retry after a failure mid-batch stores only what is missing.
-            stored = self._stored_uids(list(unique.values()))
-            fresh = [r for uid, r in unique.items() if uid not in stored]
-            if fresh:
-                self._write(fresh)
+            stored = self._stored_uids(table)
+            if stored:
+                uids = table.column("uid").to_pylist()
+                table = table.take(pa.array([i for i, u in enumerate(uids) if u not in stored], pa.int64()))
+            if table.num_rows:
+                self._write(table)
         return InsertResult(
-            accepted=len(fresh),
+            accepted=table.num_rows,
             duplicates=in_batch_dups + len(stored),
-            accepted_uids=tuple(r.measurement.uid for r in fresh),
+            accepted_uids=tuple(table.column("uid").to_pylist()),
         )
 
-    def _write(self, rows: list[Row]) -> None:
-        now = datetime.now(UTC)
-        ms = [r.measurement for r in rows]
+    def _write(self, table: pa.Table) -> None:
+        n = table.num_rows
         first = self._next_seq
         ts = pa.timestamp("us", tz="UTC")
-        table = pa.table({
-            "uid": [m.uid for m in ms],
-            "seq": pa.array(range(first, first + len(ms)), pa.uint64()),
-            "t": pa.array([_utc(m.start_time) for m in ms], ts),
-            "received": pa.array([now] * len(ms), ts),
-            "cc": [m.probe_cc for m in ms],
-            "asn": pa.array([m.probe_asn for m in ms], pa.int64()),
-            "network": [m.network_name or "" for m in ms],
-            "region": pa.array([m.region for m in ms], pa.string()),
-            "probe_key": [m.probe_key for m in ms],
-            "resolver_asn": pa.array([m.resolver_asn for m in ms], pa.int64()),
-            "test_name": [m.test_name for m in ms],
-            "test_version": [m.test_version or "" for m in ms],
-            "software": [m.software_name or "" for m in ms],
-            "source": [r.source for r in rows],
-            "input": pa.array([m.input for m in ms], pa.string()),
-            "platform": [m.platform or "" for m in ms],
-            "verdict": [r.verdict for r in rows],
-            "kbps": pa.array([r.kbps for r in rows], pa.float64()),
-            "raw": [m.document_json().decode() for m in ms],
+        empty = pa.scalar("", pa.string())
+        out = pa.table({
+            "uid": table.column("uid"),
+            "seq": pa.array(range(first, first + n), pa.uint64()),
+            "t": table.column("t").cast(ts),
+            "received": pa.array([datetime.now(UTC)] * n, ts),
+            "cc": table.column("cc"),
+            "asn": table.column("asn"),
+            "network": pc.fill_null(table.column("network"), empty),
+            "region": table.column("region"),
+            "probe_key": table.column("probe_key"),
+            "resolver_asn": table.column("resolver_asn"),
+            "test_name": table.column("test_name"),
+            "test_version": pc.fill_null(table.column("test_version"), empty),
+            "software": pc.fill_null(table.column("software"), empty),
+            "source": table.column("source"),
+            "input": table.column("input"),
+            "platform": pc.fill_null(table.column("platform"), empty),
+            "verdict": table.column("verdict"),
+            "kbps": table.column("kbps"),
+            "raw": table.column("doc").cast(pa.string()),
         })
         # Claimed before the insert: if the server completes it but the reply is lost, the retry must not reuse
         # these numbers (a gap in seq is harmless; a repeat would hide rows from changes_since).
-        self._next_seq = first + len(ms)
+        self._next_seq = first + n
         with _mapped_errors(self._display_url()):
-            self._client.insert_arrow("measurements", table, database=self._database)
+            self._client.insert_arrow("measurements", out, database=self._database)
 
     def count(self) -> int:
         return int(self._scalar("SELECT count() FROM {db}.measurements") or 0)
