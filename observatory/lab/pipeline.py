@@ -28,7 +28,7 @@ from observatory import catalog
 from observatory.errors import LabError
 from observatory.incident import Incident
 from observatory.lab import netns
-from observatory.lab.outside import OutsideIn, OutsideReport, signal_config, write_blocks
+from observatory.lab.outside import OutsideIn, OutsideReport, signal_config
 from observatory.lab.plan import COLLECTOR_ADDR, HELPER_ADDR, LabPlan
 from observatory.lab.runner import Lab, up
 from observatory.lab.verify import Verification, expected_incidents, render, verify
@@ -216,7 +216,6 @@ def run(plan: LabPlan, *, db: str | None = None, echo: Echo = print, dashboard: 
                 echo(f"dashboard: http://{dashboard[0]}:{sockets[-1].getsockname()[1]}/")
             _start_helper(lab)
             _start_probes(lab, store, targets_file(plan, Path(lab.state.state_dir)), echo)
-            write_blocks(plan, Path(lab.state.state_dir) / "blocks.csv")
             timeline = _timeline(lab, store, run_detection, detect_config(plan), echo, outside_in=outside_in)
             censorship = timeline.censor
             t0 = censorship.t0

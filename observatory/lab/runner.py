@@ -18,6 +18,7 @@ from observatory.lab import netns
 from observatory.lab.censor import MITM_PORT, Censor, write_blockpage_root
 from observatory.lab.isp import build_isp, isp_ns, region_ns, start_resolver, wait_udp53
 from observatory.lab.netns import STATE_ROOT, LabState
+from observatory.lab.outside import write_blocks
 from observatory.lab.plan import (
     BLOCKPAGE_ADDR,
     COLLECTOR_ADDR,
@@ -123,8 +124,10 @@ def _build(plan: LabPlan, state: LabState, tls_mode: str) -> Lab:
     for net in plan.networks:
         build_isp(state, lab_id, net, c)
         netns.run(["ip", "-n", c, "route", "add", isp_block(net.index), "via", net.resolver])
+    write_blocks(plan, d / "blocks.csv")  # the regions' customer blocks, for `observatory pinger --blocks`
     state.info.update({"world_ns": w, "censor_ns": c, "dns": WORLD_DNS,
-                       "helper": f"http://{HELPER_ADDR}:80", "collector": f"http://{COLLECTOR_ADDR}:80"})
+                       "helper": f"http://{HELPER_ADDR}:80", "collector": f"http://{COLLECTOR_ADDR}:80",
+                       "blocks": str(d / "blocks.csv")})
     state.save()
 
     certs = d / "certs"
