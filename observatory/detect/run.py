@@ -61,12 +61,18 @@ def run_detection(store: Store, *, config: DetectConfig | None = None, full: boo
     top = getattr(store, "latest_time", None)
     hi = max(latest, top() or latest) if callable(top) else latest
     until = hi + timedelta(seconds=cfg.bucket_seconds)
-    # every country, not only the changed ones: a platform's own outage is judged across countries; but only
-    # those whose hourly counts show anything at all get the fine look (at scale, most are quiet)
+    stored = store.incidents(IncidentFilter(since=lo, limit=1_000_000))
+    # a full run looks at every country; an incremental one at the countries that received data and those with
+    # incidents in the window (a platform's own outage is judged across countries: its countries are stored in
+    # its evidence). Of those, only the ones whose hourly counts show anything at all get the fine look (at
+    # scale, most are quiet)
+    scope: list[str] | None = None
+    if not full and changes.spans:
+        scope = sorted(set(changes.spans) | {c for s in stored for c in _countries_of(s)})
     coarse = getattr(store, "network_series", None)
-    countries: list[str] | None = None
+    countries: list[str] | None = scope
     if callable(coarse):
-        hourly = coarse(since=lo, until=until, bucket_seconds=SCREEN_SECONDS)
+        hourly = coarse(since=lo, until=until, bucket_seconds=SCREEN_SECONDS, countries=scope)
         # the screen saves time at scale; on little data (a lab run, a young deployment) its hourly view is
         # too coarse to be trusted and the fine look is cheap anyway
         if len(hourly) > SCREEN_MIN_CELLS:
@@ -78,7 +84,6 @@ def run_detection(store: Store, *, config: DetectConfig | None = None, full: boo
     detected = detect_incidents(cells, config=cfg)
     detected = fuse(detected, signal_incidents(_outside_points(store, lo, until, cfg), signal_config or SignalConfig()))
     edge = lo + trailing if not full else None
-    stored = store.incidents(IncidentFilter(since=lo, limit=1_000_000))
     saved = reconcile(detected, stored, edge=edge)
     saved = [with_examples(store, inc) for inc in saved]
     # stored incidents wholly inside the re-examined time that detection no longer finds (late data showed
@@ -92,6 +97,13 @@ def run_detection(store: Store, *, config: DetectConfig | None = None, full: boo
     if signals_now is not None:
         store.set_state(SIGNALS_KEY, signals_now)
     return DetectRun(lo, until, len(cells), len(detected), tuple(saved), changes.max_seq)
+
+
+def _countries_of(inc: Incident) -> set[str]:
+    """The countries an incident concerns: its own, or for a platform's outage across countries, theirs."""
+    if inc.country:
+        return {inc.country}
+    return {c for c in inc.evidence.get("countries", ()) if isinstance(c, str)}
 
 
 def _signals_version(store: Store) -> str | None:
