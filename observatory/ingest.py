@@ -15,13 +15,15 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import pyarrow as pa
+
 from observatory.errors import ParseError
 from observatory.measurement import MAX_DOCUMENT_BYTES, Measurement, parse_measurement
-from observatory.store.base import InsertResult, Row, Store
+from observatory.store.base import BatchBuilder, InsertResult, Row, Store
 from observatory.verdict import classify
 
 BATCH_SIZE = 5000
@@ -29,6 +31,7 @@ READ_BUFFER = 1 << 20
 # Files at least this large are parsed and classified by a pool of processes, one per core, in chunks.
 POOL_MIN_BYTES = 32 << 20
 POOL_CHUNK = 256
+POOL_CHUNK_BYTES = 4 << 20  # and at most this many bytes of documents per chunk
 SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson")
 
 
@@ -155,34 +158,36 @@ def parse_lines(
             yield Reject(name, line, exc.reason, data[:500].decode("utf-8", "replace"))
 
 
+def source_of(m: Measurement, source: str = "") -> str:
+    return source or ("observatory" if m.software_name == "observatory" else "ooni" if m.software_name else "")
+
+
 def to_row(m: Measurement, *, source: str = "") -> Row:
     c = classify(m)
-    src = source or ("observatory" if m.software_name == "observatory" else "ooni" if m.software_name else "")
-    return Row(measurement=m, verdict=c.verdict, kbps=c.kbps, source=src)
+    return Row(measurement=m, verdict=c.verdict, kbps=c.kbps, source=source_of(m, source))
 
 
-def _settled(row: Row) -> Row:
-    """The row as the store writes it: the document as JSON bytes, without its decoded tree.
+def _add_classified(builder: BatchBuilder, m: Measurement, source: str) -> None:
+    c = classify(m)
+    builder.add(m, c.verdict, c.kbps, source_of(m, source))
 
-    A batch keeps thousands of rows alive; each decoded tree is hundreds of dicts and lists, and Python's cycle
-    collector walks every live one again and again while the next batch is decoded: it cost ingest most of
-    its time. The store reads only `document_json()` and the envelope fields, so the batch keeps just those.
+
+def _parse_chunk(name: str, source: str, items: list[tuple[int, bytes]]) -> tuple[pa.Table, list[Reject]]:
+    """A pool worker's task: parse, validate and classify consecutive documents of one file, in order.
+
+    The rows come back as one Arrow table (pickled as Arrow IPC: a few buffers, however many rows), the
+    rejects in file order; nothing decoded crosses the process boundary.
     """
-    m = row.measurement
-    return replace(row, measurement=replace(m, doc={}, raw_json=m.document_json()))
-
-
-def _parse_chunk(name: str, source: str, items: list[tuple[int, bytes]]) -> list[Row | Reject]:
-    """A pool worker's task: parse, validate and classify consecutive documents of one file, in order."""
-    out: list[Row | Reject] = []
+    builder = BatchBuilder()
+    rejects: list[Reject] = []
     for line, data in items:
         try:
             m = parse_measurement(data, where=f"{name}:{line}")
         except ParseError as exc:
-            out.append(Reject(name, line, exc.reason, data[:500].decode("utf-8", "replace")))
+            rejects.append(Reject(name, line, exc.reason, data[:500].decode("utf-8", "replace")))
             continue
-        out.append(_settled(to_row(m, source=source)))
-    return out
+        _add_classified(builder, m, source)
+    return builder.take(), rejects
 
 
 def _workers() -> int:
@@ -195,11 +200,12 @@ def _workers() -> int:
 class Ingestor:
     """Batches measurements into the store; counts and records rejects. Use as a context manager.
 
-    A full batch is written by a background thread while the next one is parsed (DuckDB and zstd release the
-    GIL), one batch in flight at a time; each batch is still one transaction, and leaving the context waits
-    for the last one. With `processes` > 1 a large file is parsed and classified by that many forked processes,
-    its results taken in file order, so counts, rejects and batches are exactly those of a serial run
-    (`ingest_paths`, the command's path, uses one per core; a long-running server keeps the default, serial).
+    Rows are gathered column by column (BatchBuilder) and a full batch is handed to the store as one Arrow
+    table by a background thread while the next one is parsed (DuckDB and zstd release the GIL), one batch in
+    flight at a time; each batch is still one transaction, and leaving the context waits for the last one.
+    With `processes` > 1 a large file is parsed and classified by that many forked processes, its results
+    taken in file order, so counts and rejects are exactly those of a serial run (`ingest_paths`, the
+    command's path, uses one per core; a long-running server keeps the default, serial).
     """
 
     def __init__(
@@ -217,7 +223,9 @@ class Ingestor:
         self._pool: ProcessPoolExecutor | None = None
         self.summary = IngestSummary()
         self.batch_size = batch_size
-        self._batch: list[Row] = []
+        self._builder = BatchBuilder()
+        self._tables: list[pa.Table] = []  # parsed by the pool, not yet written
+        self._pending_rows = 0
         self._rejects_path = Path(rejects_path) if rejects_path else None
         self._rejects_file: IO[str] | None = None
         self._on_progress = on_progress
@@ -246,12 +254,19 @@ class Ingestor:
                 self._rejects_file.close()
 
     def add(self, m: Measurement) -> None:
-        self._add_row(_settled(to_row(m, source=self._source)))
-
-    def _add_row(self, row: Row) -> None:
         self.summary.read += 1
-        self._batch.append(row)
-        if len(self._batch) >= self.batch_size:
+        _add_classified(self._builder, m, self._source)
+        self._pending_rows += 1
+        if self._pending_rows >= self.batch_size:
+            self._flush_behind()
+
+    def _add_table(self, table: pa.Table) -> None:
+        if not table.num_rows:
+            return
+        self.summary.read += table.num_rows
+        self._tables.append(table)
+        self._pending_rows += table.num_rows
+        if self._pending_rows >= self.batch_size:
             self._flush_behind()
 
     def reject(self, r: Reject) -> None:
@@ -267,21 +282,30 @@ class Ingestor:
             self._rejects_file.write(json.dumps(r.to_json()) + "\n")
             self._rejects_file.flush()
 
+    def _take_batch(self) -> pa.Table | None:
+        if len(self._builder):
+            self._tables.append(self._builder.take())
+        if not self._tables:
+            return None
+        tables, self._tables, self._pending_rows = self._tables, [], 0
+        return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
     def flush(self) -> None:
         """Writes every pending row now, in the caller's thread, after the batch in flight."""
         self._settle()
-        if not self._batch:
-            return
-        batch, self._batch = self._batch, []
-        self._count(self.store.insert(batch))
+        batch = self._take_batch()
+        if batch is not None:
+            self._count(self.store.insert_table(batch))
 
     def _flush_behind(self) -> None:
         """Hands the full batch to the writer thread and returns, once the previous batch is stored."""
         self._settle()
-        batch, self._batch = self._batch, []
+        batch = self._take_batch()
+        if batch is None:
+            return
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer")
-        self._in_flight = self._writer.submit(self.store.insert, batch)
+        self._in_flight = self._writer.submit(self.store.insert_table, batch)
 
     def _settle(self) -> None:
         """Waits for the batch in flight and counts it; its error, if any, is raised here."""
@@ -298,9 +322,11 @@ class Ingestor:
 
     def ingest_bytes(self, data: bytes, *, where: str, line: int) -> None:
         try:
-            self.add(parse_measurement(data, where=f"{where}:{line}"))
+            m = parse_measurement(data, where=f"{where}:{line}")
         except ParseError as exc:
             self.reject(Reject(where, line, exc.reason, data[:500].decode("utf-8", "replace")))
+            return
+        self.add(m)
 
     def ingest_file(self, path: Path) -> None:
         self.summary.files += 1
@@ -321,30 +347,32 @@ class Ingestor:
             method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
             self._pool = ProcessPoolExecutor(self._processes, mp_context=multiprocessing.get_context(method))
         name = str(path)
-        pending: deque[Future[list[Row | Reject]]] = deque()
+        pending: deque[Future[tuple[pa.Table, list[Reject]]]] = deque()
         chunk: list[tuple[int, bytes]] = []
+        chunk_bytes = 0
 
-        def take(future: Future[list[Row | Reject]]) -> None:
-            for item in future.result():
-                if isinstance(item, Reject):
-                    self.reject(item)
-                else:
-                    self._add_row(item)
+        def take(future: Future[tuple[pa.Table, list[Reject]]]) -> None:
+            table, rejects = future.result()
+            for r in rejects:
+                self.reject(r)
+            self._add_table(table)
 
         for line, item in read_file(path):
             if isinstance(item, Reject):  # unreadable: reported in its place, after the lines before it
                 if chunk:
                     pending.append(self._pool.submit(_parse_chunk, name, self._source, chunk))
-                    chunk = []
+                    chunk, chunk_bytes = [], 0
                 while pending:
                     take(pending.popleft())
                 self.reject(item)
                 continue
             chunk.append((line, item))
-            if len(chunk) >= POOL_CHUNK:
+            chunk_bytes += len(item)
+            if len(chunk) >= POOL_CHUNK or chunk_bytes >= POOL_CHUNK_BYTES:
                 pending.append(self._pool.submit(_parse_chunk, name, self._source, chunk))
-                chunk = []
-                if len(pending) > 4 * self._processes:
+                chunk, chunk_bytes = [], 0
+                # bounded: at most a few chunks per worker are read ahead of what has been taken back
+                if len(pending) > 2 * self._processes:
                     take(pending.popleft())
         if chunk:
             pending.append(self._pool.submit(_parse_chunk, name, self._source, chunk))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import UTC, datetime
 from typing import Any
 
@@ -328,14 +329,54 @@ def probe_key(doc: dict[str, Any], annotations: dict[str, Any], asn: int) -> str
     return f"n:{asn}:{doc.get('resolver_ip') or doc.get('resolver_asn') or ''}"
 
 
+_ENVELOPE_STR = ("measurement_start_time", "test_start_time", "probe_cc", "probe_asn", "probe_network_name",
+                 "test_version", "software_name", "software_version", "report_id", "measurement_uid", "resolver_asn",
+                 "resolver_ip", "data_format_version")
+_ENVELOPE_NUM = ("start_time", "test_runtime")
+_ENVELOPE_DICT = ("annotations", "test_keys")
+
+
+def _plain_envelope(obj: dict[str, Any]) -> bool:
+    """Whether the envelope has _Envelope's types, checked by hand: the common case, without msgspec.convert
+    copying the document's top level (when this says no, convert decides, and words the error)."""
+    if type(obj.get("test_name")) is not str:
+        return False
+    get = obj.get
+    for k in _ENVELOPE_STR:
+        v = get(k)
+        if v is not None and type(v) is not str:
+            return False
+    for k in _ENVELOPE_NUM:
+        v = get(k)
+        if v is not None and type(v) is not float and type(v) is not int:
+            return False
+    for k in _ENVELOPE_DICT:
+        v = get(k)
+        if v is not None and type(v) is not dict:
+            return False
+    v = get("input")
+    return v is None or type(v) is str or type(v) is list
+
+
+_platform_of = lru_cache(maxsize=1 << 16)(platform_of)  # inputs repeat: a probe measures a list of targets
+
+
 def measurement_from_dict(obj: Any, *, where: str = "", raw_json: bytes | None = None) -> Measurement:
-    """Validates one decoded JSON value as an OONI measurement and normalises it."""
+    """Validates one decoded JSON value as an OONI measurement and normalises it.
+
+    `raw_json`, the text `obj` was decoded from, is kept as the stored document when it can be (nothing private
+    to remove, and on one line so that a JSON-lines export stays one document per line).
+    """
     if not isinstance(obj, dict):
         raise ParseError(f"expected a JSON object, got {type(obj).__name__}", where=where)
-    try:
-        env = msgspec.convert(obj, _Envelope, strict=True)
-    except msgspec.ValidationError as exc:
-        raise ParseError(str(exc).replace("`$.", "`"), where=where) from None
+    env: Any
+    if _plain_envelope(obj):
+        env = _DictEnvelope(obj)
+    else:
+        try:
+            env = msgspec.convert(obj, _Envelope, strict=True)
+        except msgspec.ValidationError as exc:
+            raise ParseError(str(exc).replace("`$.", "`"), where=where) from None
     if not env.test_name:
         raise ParseError("test_name is empty", where=where)
     try:
@@ -354,6 +395,7 @@ def measurement_from_dict(obj: Any, *, where: str = "", raw_json: bytes | None =
     annotations = env.annotations or {}
     region = annotations.get("region")
     inp = _input_str(env.input)
+    keep_raw = raw_json is not None and doc is obj and b"\n" not in raw_json and b"\r" not in raw_json
     return Measurement(
         uid=env.measurement_uid or content_uid(doc),
         start_time=start,
@@ -367,10 +409,22 @@ def measurement_from_dict(obj: Any, *, where: str = "", raw_json: bytes | None =
         test_version=env.test_version or "",
         software_name=env.software_name or "",
         input=inp,
-        platform=platform_of(inp),
+        platform=_platform_of(inp) if inp is not None and len(inp) < 512 else platform_of(inp),
         doc=doc,
-        raw_json=raw_json if doc is obj else None,
+        raw_json=raw_json if keep_raw else None,
     )
+
+
+class _DictEnvelope:
+    """The envelope fields read straight from the document (already checked by _plain_envelope)."""
+
+    __slots__ = ("_get",)
+
+    def __init__(self, obj: dict[str, Any]) -> None:
+        self._get = obj.get
+
+    def __getattr__(self, name: str) -> Any:
+        return self._get(name)
 
 
 _decoder = msgspec.json.Decoder()
