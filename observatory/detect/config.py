@@ -17,6 +17,9 @@ class DetectConfig:
     max_rate: float = 0.25
     threshold: float = 10.0  # h: log-likelihood ratio (nats) at which a series raises an alarm
     end_threshold: float = 8.0  # evidence for "back to normal" that ends an alarm
+    # once alarmed, "back to normal" is tested against the share the disruption showed so far, capped here
+    # so that a few stray successes inside a near-total block cannot end it
+    end_share_cap: float = 0.9
     baseline_seconds: int = 3 * 86400  # trailing window of a series' own history used for its baseline
     end_grace_seconds: int = 3600  # an alarm with no anomalous bucket for this long before "now" has ended
     # throughput: a bucket whose median collapses by this factor against the series' baseline is throttled

@@ -29,6 +29,11 @@ class Alarm:
     alarm: int  # end of the bucket whose data crossed the threshold: the earliest time it was known
     end: int | None  # end of the last bucket still consistent with the disruption
     buckets: list[int] = field(default_factory=list)  # anomalous buckets from onset to end
+    # the series' last bucket with data before the onset and first one at or after the end (None: no data):
+    # the change happened somewhere in between, which bounds the true onset and end
+    before: int | None = None
+    after: int | None = None
+    spacing: int = 0  # the usual time between buckets with data in this series during the alarm
 
 
 class Cusum:
@@ -97,25 +102,42 @@ def bernoulli_llr(k: int, n: int, p0: float, p1: float) -> float:
 
 
 def scan_share(points: Iterable[tuple[int, int, int]], cfg: DetectConfig, now: int) -> list[Alarm]:
-    """Bernoulli CUSUM of (time, probes, bad probes) against the series' own trailing rate of bad probes."""
+    """Bernoulli CUSUM of (time, probes, bad probes) against the series' own trailing rate of bad probes.
+
+    Onset is tested against a fixed disrupted share (`cfg.p1`). Once alarmed, the end is tested against the
+    share the disruption has actually shown so far: a block that fails 95% of measurements has ended after a
+    few healthy ones, while a partial one (half the probes) needs more evidence, as before.
+    """
     cusum = Cusum(cfg.threshold, cfg.end_threshold, cfg.bucket_seconds)
     window: deque[tuple[int, int, int]] = deque()
     sn = sk = 0
+    rn = rk = 0  # probes and bad probes since the current upward run began (the alarm's own share)
     last = 0
-    points_seen: list[tuple[int, int, int]] = []
+    points_seen: list[tuple[int, int, int, float]] = []
     for t, n, k in points:
         if n <= 0:
             continue
+        k = min(k, n)
         last = t
-        points_seen.append((t, n, min(k, n)))
         while window and window[0][0] <= t - cfg.baseline_seconds:
             _, on, ok_ = window.popleft()
             sn -= on
             sk -= ok_
         p0 = (sk + cfg.prior_rate * cfg.prior_weight) / (sn + cfg.prior_weight)
         p0 = min(cfg.max_rate, max(cfg.min_rate, p0))
+        points_seen.append((t, n, k, p0))
         p1 = max(cfg.p1, min(0.9, 3 * p0))
-        cusum.feed(t, bernoulli_llr(min(k, n), n, p0, p1))
+        if cusum.alarmed and rn:
+            p1 = max(p1, min(cfg.end_share_cap, rk / rn))
+        was_alarmed, run_before = cusum.alarmed, cusum.run_start
+        cusum.feed(t, bernoulli_llr(k, n, p0, p1))
+        if cusum.alarmed or cusum.run_start is not None:
+            if not was_alarmed and run_before is None:  # a new upward run begins with this bucket
+                rn = rk = 0
+            rn += n
+            rk += k
+        else:
+            rn = rk = 0
         if not cusum.alarmed:  # the baseline learns only from buckets outside alarms
             window.append((t, n, k))
             sn += n
@@ -124,37 +146,82 @@ def scan_share(points: Iterable[tuple[int, int, int]], cfg: DetectConfig, now: i
     return [_refine(a, points_seen, cfg) for a in alarms]
 
 
-def _refine(a: Alarm, points: list[tuple[int, int, int]], cfg: DetectConfig) -> Alarm:
-    """Onset and end moved to the first/last bucket that other data agree with.
+def _refine(a: Alarm, points: list[tuple[int, int, int, float]], cfg: DetectConfig) -> Alarm:
+    """Onset and end moved to the changepoints: the stretch of the alarm the data most support.
 
-    With sparse data a lone failure just before the onset (or after the end) keeps the sum from returning to
-    zero and would stretch the incident. A bucket counts as the onset (end) only if most of its probes saw the
-    disruption and either three or more did, or the next (previous) bucket with data, within 30 minutes, agrees.
+    The CUSUM tests against a fixed disrupted share, so with sparse data a lone failure just before the onset
+    (or after the end) keeps its sum from returning to zero and would stretch the incident. Once the alarm is
+    over, the share it actually showed is known; the stretch of buckets with the highest log-likelihood ratio
+    against the baseline at that share (a maximum-sum segment; twice, re-estimating the share on the stretch)
+    is the onset-to-end estimate. A share of 95% makes one healthy bucket weigh as much as one failed one,
+    so stray failures outside the event no longer pull its bounds. The buckets with data just outside the
+    stretch are kept: the true changes lie between them and the stretch's ends.
     """
-    lo, hi = a.start, a.end if a.end is not None else points[-1][0] + cfg.bucket_seconds
-    inside = [p for p in points if lo <= p[0] < hi]
-
-    def bad(p: tuple[int, int, int]) -> bool:
+    step = cfg.bucket_seconds
+    lo, hi = a.start, a.end if a.end is not None else points[-1][0] + step
+    idx = [i for i, p in enumerate(points) if lo <= p[0] < hi]
+    if not idx:
+        return a
+    inside = [points[i] for i in idx]
+    n_all = sum(p[1] for p in inside)
+    share = sum(p[2] for p in inside) / n_all if n_all else 0.0
+    first, last = 0, len(inside) - 1
+    for _ in range(2):
+        best = _max_segment(inside, share, cfg)
+        if best is None:
+            break
+        first, last = best
+        seg = inside[first:last + 1]
+        n_seg = sum(p[1] for p in seg)
+        share = sum(p[2] for p in seg) / n_seg if n_seg else share
+    # an edge needs a second witness: two bad probes in its bucket, or the next bucket with data agreeing
+    # (a lone failure followed by healthy buckets is noise even where the baseline makes it look rare)
+    def bad(p: tuple[int, int, int, float]) -> bool:
         return p[2] > 0 and 2 * p[2] >= p[1]
 
-    def supported(i: int, step: int) -> bool:
-        p = inside[i]
-        if not bad(p):
-            return False
-        if p[2] >= 3:
-            return True
-        j = i + step
-        return (0 <= j < len(inside) and bad(inside[j]) and abs(inside[j][0] - p[0]) <= 1800
-                and (step < 0 or inside[j][0] < a.alarm))
+    def supported(i: int, j: int) -> bool:
+        return bad(inside[i]) and (inside[i][2] >= 2 or (first <= j <= last and bad(inside[j])))
 
-    start = next((inside[i][0] for i in range(len(inside)) if supported(i, 1)), a.start)
+    while first < last and not supported(first, first + 1):
+        first += 1
+    while last > first and not supported(last, last - 1):
+        last -= 1
+    # the onset must come before the bucket that raised the alarm (confirmation follows onset)
+    while first > 0 and inside[first][0] > a.alarm - step:
+        first -= 1
+    start = inside[first][0]
     end = a.end
     if a.end is not None:
-        last = next((inside[i][0] for i in reversed(range(len(inside))) if supported(i, -1)), None)
-        if last is not None and last >= start:
-            end = last + cfg.bucket_seconds
-    start = min(start, a.alarm - cfg.bucket_seconds)
-    return Alarm(start=start, alarm=a.alarm, end=end, buckets=[b for b in a.buckets if b >= start])
+        end = max(inside[last][0] + step, start + step)
+    g_first = idx[first]
+    g_last = idx[last]
+    before = points[g_first - 1][0] if g_first > 0 else None
+    after = None
+    if a.end is not None:
+        after = next((p[0] for p in points[g_last + 1:] if p[0] >= end), None)
+    gaps = sorted(q[0] - p[0] for p, q in zip(inside, inside[1:], strict=False))
+    spacing = gaps[len(gaps) // 2] if gaps else step
+    return Alarm(start=start, alarm=a.alarm, end=end, buckets=[b for b in a.buckets if b >= start],
+                 before=before, after=after, spacing=spacing)
+
+
+def _max_segment(points: list[tuple[int, int, int, float]], share: float,
+                 cfg: DetectConfig) -> tuple[int, int] | None:
+    """Indexes (first, last) of the contiguous run of points with the largest log-likelihood ratio sum."""
+    best: tuple[float, int, int] | None = None
+    run, run_start = 0.0, 0
+    for i, (_t, n, k, p0) in enumerate(points):
+        p1 = min(cfg.end_share_cap, max(share, 1.5 * p0))
+        llr = bernoulli_llr(k, n, p0, p1)
+        if run <= 0:
+            run, run_start = llr, i
+        else:
+            run += llr
+        if best is None or run > best[0]:
+            best = (run, run_start, i)
+    if best is None or best[0] <= 0:
+        return None
+    return best[1], best[2]
 
 
 def scan_throughput(obs: list[Obs], cfg: DetectConfig, now: int) -> list[Alarm]:

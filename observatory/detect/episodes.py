@@ -35,6 +35,9 @@ class Episode:
     down: int = 0
     silent: bool = False
     platforms: set[str] = field(default_factory=set)  # the platforms it affected (not the control)
+    before: int | None = None  # the series' last bucket with data before `start` (None: unknown)
+    after: int | None = None  # its first bucket with data at or after `end`
+    spacing: int = 0  # the usual time between buckets with data in the series (0: unknown)
 
     def overlaps(self, start: int, end: int | None, slack: int = 0) -> bool:
         return (end is None or self.start <= end + slack) and (self.end is None or start <= self.end + slack)
@@ -74,7 +77,8 @@ def _episode(family: str | None, key: tuple[str, int, str], obs: list[Obs], a: A
         techniques.update(o.techniques)
     fam = family or _family_of(platform, techniques)
     ep = Episode(family=fam, country=country, asn=asn, platform=platform, start=a.start, alarm=a.alarm,
-                 end=a.end, techniques=techniques)
+                 end=a.end, techniques=techniques, before=a.before, after=a.after,
+                 spacing=a.spacing)
     ep.probes = sum(o.n for o in window)
     ep.down = sum(o.down for o in window)
     ep.bad = sum(o.k for o in window) if stream != "down" else ep.down
@@ -121,12 +125,12 @@ def find_episodes(tracks: Tracks, cfg: DetectConfig) -> list[Episode]:
         if key[2] != CONTROL:
             slow = scan_throughput(obs, cfg, now)
             episodes.extend(_episode(THROTTLING, key, obs, a, "slow") for a in slow)
-    for (country, asn, region), activity in tracks.activity.items():
-        alarms, expected = scan_silence(activity, cfg, now)
+    silence = {key: scan_silence(activity, cfg, now) for key, activity in tracks.activity.items()}
+    for (country, asn, region), (alarms, expected) in silence.items():
         for a in alarms:
             # the probes that went quiet: what was expected over one probe cycle (3 buckets) at onset
             missing = round(sum(expected.get(a.start + i * step, 0.0) for i in range(3)))
-            where = tracks.regions.get((country, asn), set()) if region == ALL_PLATFORMS else {region}
+            where = {region} if region != ALL_PLATFORMS else _quiet_regions(tracks, silence, (country, asn), a, now)
             ep = Episode(family=CONNECTIVITY, country=country, asn=asn, platform=None, start=a.start,
                          alarm=a.alarm, end=a.end, silent=True, regions={r for r in where if r})
             quiet = frozenset(f"unreachable silent:{asn}:{region}:{i}" for i in range(missing))
@@ -134,3 +138,25 @@ def find_episodes(tracks: Tracks, cfg: DetectConfig) -> list[Episode]:
             ep.techniques = Counter({"unreachable": missing})
             episodes.append(ep)
     return episodes
+
+
+def _quiet_regions(tracks: Tracks, silence: dict[tuple[str, int, str], tuple[list[Alarm], dict[int, float]]],
+                   network: tuple[str, int], a: Alarm, now: int) -> set[str]:
+    """The regions of a network that went quiet with it: those whose probes reported at most half of their
+    usual activity during the network's silence. A network-wide sum can fall because one region went dark;
+    the others kept reporting and are not part of the loss. All regions when none stands out."""
+    country, asn = network
+    end = a.end if a.end is not None else now
+    quiet: set[str] = set()
+    regions = tracks.regions.get(network, set())
+    for region in regions:
+        got = silence.get((country, asn, region))
+        if got is None:
+            continue
+        activity = tracks.activity.get((country, asn, region), {})
+        expected = got[1]
+        usual = sum(v for t, v in expected.items() if a.start <= t < end)
+        seen = sum(v for t, v in activity.items() if a.start <= t < end)
+        if usual > 0 and seen <= 0.5 * usual:
+            quiet.add(region)
+    return quiet or set(regions)

@@ -48,6 +48,63 @@ class Cluster:
     def platforms(self) -> list[str]:
         return sorted({p for e in self.episodes for p in e.platforms})
 
+    def _evidence(self, step: int) -> list[int]:
+        """Buckets of the anomalous observations (one per probe and bucket) across the cluster's series; a
+        silence episode's own bounds count twice (its test runs on a dense grid of counts, not on probes)."""
+        seen: set[tuple[int, str]] = set()
+        out: list[int] = []
+        for e in self.episodes:
+            if e.silent:
+                out += [e.start, e.start]
+                if e.end is not None:
+                    out += [e.end - step, e.end - step]
+                continue
+            for t, keys in e.witnesses:
+                for tk in keys:
+                    item = (t, tk.split(" ", 1)[1])
+                    if item not in seen:
+                        seen.add(item)
+                        out.append(t)
+        return sorted(out)
+
+    def onset(self, step: int) -> int:
+        """The onset estimate. One observation never defines an edge: the first anomalous bucket is the one
+        holding the cluster's second anomalous observation (a stray failure just before the event, in a
+        sparse series, would otherwise pull the whole incident early). The change happened after the latest
+        bucket with data before it in any of the affected series (if it was one event) and before it: the
+        estimate is the middle. With dense data the two are adjacent and this is the first anomalous bucket;
+        with sparse data (volunteers, night hours) the middle halves the worst error.
+        """
+        ev = self._evidence(step)
+        first = ev[1] if len(ev) >= 2 else self.start
+        first = max(first, self.start)
+        seen = [e.before for e in self.episodes if e.before is not None and e.before < first]
+        if not seen:
+            return first
+        lo = max(seen) + step
+        return first - min((first - lo) // (2 * step) * step, self._spacing(step))
+
+    def finish(self, step: int) -> int | None:
+        """The end estimate, likewise: after the bucket of the second-to-last anomalous observation, midway to
+        the first bucket with data after it in any of the affected series."""
+        end = self.end
+        if end is None:
+            return None
+        ev = self._evidence(step)
+        if len(ev) >= 2:
+            end = min(end, ev[-2] + step)
+        seen = [e.after for e in self.episodes if e.after is not None and e.after >= end]
+        if not seen:
+            return end
+        return end + min((min(seen) - end) // (2 * step) * step, self._spacing(step))
+
+    def _spacing(self, step: int) -> int:
+        """How far an edge may move into a gap: the usual time between data in the cluster's series. A gap
+        much longer than that is missing data (probes silenced, uploads late), not a sampling interval, and
+        says nothing about when the change happened inside it."""
+        gaps = sorted(e.spacing for e in self.episodes if e.spacing)
+        return gaps[len(gaps) // 2] if gaps else step
+
 
 def cluster(episodes: list[Episode], cfg: DetectConfig) -> list[Cluster]:
     """Greedy merge by (country, family) of episodes that overlap in time, within a small gap."""
@@ -236,7 +293,8 @@ def to_incident(c: Cluster, tracks: Tracks, cfg: DetectConfig, flagged: list[dic
                 isolated: frozenset[str] = frozenset()) -> Incident | None:
     """A cluster as an incident; None when it never gathered the evidence to be more than noise."""
     when, witnesses = confirmed_at(c, cfg, isolated)
-    end = c.end
+    end = c.finish(cfg.bucket_seconds)
+    start = c.onset(cfg.bucket_seconds)
     if when is None and (end is not None or witnesses < 2):
         return None  # a suspicion that ended, or one probe's word: not an incident
     kind = KIND_OF_FAMILY[c.family]
@@ -269,9 +327,9 @@ def to_incident(c: Cluster, tracks: Tracks, cfg: DetectConfig, flagged: list[dic
     if len(asns) > 1:
         confidence = min(0.99, confidence + 0.05 * (len(asns) - 1))
     return Incident(
-        id=incident_id(c.country, kind, c.start), country=c.country, kind=kind, scope=scope, asns=tuple(asns),
+        id=incident_id(c.country, kind, start), country=c.country, kind=kind, scope=scope, asns=tuple(asns),
         regions=tuple(regions), platforms=tuple(c.platforms()) if c.family != CONNECTIVITY else (),
-        techniques=tuple(techniques), start=_ts(c.start) or datetime.min, end=_ts(end), status=status,
+        techniques=tuple(techniques), start=_ts(start) or datetime.min, end=_ts(end), status=status,
         confirmed_at=_ts(when), confidence=confidence,
         assessment=Assessment(deliberate=assessment[0], reasons=tuple(assessment[1])), evidence=evidence,
     )
