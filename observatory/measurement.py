@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
 from datetime import UTC, datetime
+from functools import lru_cache, partial
 from typing import Any
 
 import msgspec
@@ -369,62 +370,53 @@ def measurement_from_dict(obj: Any, *, where: str = "", raw_json: bytes | None =
     """
     if not isinstance(obj, dict):
         raise ParseError(f"expected a JSON object, got {type(obj).__name__}", where=where)
-    env: Any
+    get: Callable[[str], Any]
     if _plain_envelope(obj):
-        env = _DictEnvelope(obj)
+        get = obj.get
     else:
         try:
-            env = msgspec.convert(obj, _Envelope, strict=True)
+            get = partial(getattr, msgspec.convert(obj, _Envelope, strict=True))
         except msgspec.ValidationError as exc:
             raise ParseError(str(exc).replace("`$.", "`"), where=where) from None
-    if not env.test_name:
+    test_name = get("test_name")
+    if not test_name:
         raise ParseError("test_name is empty", where=where)
+    probe_cc = get("probe_cc")
     try:
         start = parse_time(
-            env.measurement_start_time or env.test_start_time or env.start_time,
+            get("measurement_start_time") or get("test_start_time") or get("start_time"),
             where="measurement_start_time",
         )
-        asn = parse_asn(env.probe_asn)
-        resolver_asn = parse_asn(env.resolver_asn, where="resolver_asn") if env.resolver_asn else None
+        asn = parse_asn(get("probe_asn"))
+        resolver_asn_text = get("resolver_asn")
+        resolver_asn = parse_asn(resolver_asn_text, where="resolver_asn") if resolver_asn_text else None
     except ParseError as exc:
         raise ParseError(exc.reason, where=where) from None
-    cc = (env.probe_cc or "ZZ").upper()
+    cc = (probe_cc or "ZZ").upper()
     if len(cc) != 2 or not cc.isalpha():
-        raise ParseError(f"probe_cc {env.probe_cc!r} is not an ISO 3166-1 alpha-2 code", where=where)
+        raise ParseError(f"probe_cc {probe_cc!r} is not an ISO 3166-1 alpha-2 code", where=where)
     doc = strip_private(obj)
-    annotations = env.annotations or {}
+    annotations = get("annotations") or {}
     region = annotations.get("region")
-    inp = _input_str(env.input)
+    inp = _input_str(get("input"))
     keep_raw = raw_json is not None and doc is obj and b"\n" not in raw_json and b"\r" not in raw_json
     return Measurement(
-        uid=env.measurement_uid or content_uid(doc),
+        uid=get("measurement_uid") or content_uid(doc),
         start_time=start,
         probe_cc=cc,
         probe_asn=asn,
-        network_name=env.probe_network_name or annotations.get("network_name") or "",
+        network_name=get("probe_network_name") or annotations.get("network_name") or "",
         region=region if isinstance(region, str) and region else None,
         probe_key=probe_key(doc, annotations, asn),
         resolver_asn=resolver_asn,
-        test_name=env.test_name,
-        test_version=env.test_version or "",
-        software_name=env.software_name or "",
+        test_name=test_name,
+        test_version=get("test_version") or "",
+        software_name=get("software_name") or "",
         input=inp,
         platform=_platform_of(inp) if inp is not None and len(inp) < 512 else platform_of(inp),
         doc=doc,
         raw_json=raw_json if keep_raw else None,
     )
-
-
-class _DictEnvelope:
-    """The envelope fields read straight from the document (already checked by _plain_envelope)."""
-
-    __slots__ = ("_get",)
-
-    def __init__(self, obj: dict[str, Any]) -> None:
-        self._get = obj.get
-
-    def __getattr__(self, name: str) -> Any:
-        return self._get(name)
 
 
 _decoder = msgspec.json.Decoder()

@@ -12,19 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+import pyarrow as pa
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from observatory.errors import AuthError, ParseError, StoreError
-from observatory.ingest import to_row
 from observatory.measurement import Measurement, measurement_from_dict, parse_asn
-from observatory.store.base import Row, Store
+from observatory.store.base import BatchBuilder, Store
+from observatory.verdict import classify
 from observatory.web import auth
 from observatory.web.errors import Forbidden
 from observatory.web.ratelimit import AddressKeys, KeyedLimiter
@@ -61,30 +64,116 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def _row(m: Measurement) -> Row:
+class _Upload(msgspec.Struct):
+    """The body: each measurement is kept as the JSON text the probe sent, decoded once, by the item's parser."""
+
+    measurements: list[msgspec.Raw]
+
+
+_upload_decoder = msgspec.json.Decoder(_Upload)
+_item_decoder = msgspec.json.Decoder()
+
+
+def _verdict(m: Measurement) -> tuple[str, float | None]:
     try:
-        return to_row(m, source=SOURCE)
+        c = classify(m)
     except Exception:  # a bug in a verdict rule must not lose the measurement: store it unjudged
         log.exception("classifying %s failed; stored as unknown", m.uid)
-        return Row(measurement=m, verdict="unknown", source=SOURCE)
+        return "unknown", None
+    return c.verdict, c.kbps
 
 
-def store_batch(store: Store, items: list[Any]) -> dict[str, Any]:
-    """Validates, classifies and stores a batch; the per-item results, once the store has committed."""
+class GroupCommit:
+    """Concurrent uploads share store transactions: whoever finds the store free writes every batch waiting.
+
+    Each upload is still answered only after the transaction holding its measurements committed (or failed:
+    then nothing of it was acknowledged), but N waiting uploads cost one transaction instead of N. A
+    measurement sent in two uploads at once is accepted for the first one queued, a duplicate for the other.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._queue: list[tuple[Store, pa.Table, Future[set[str]]]] = []
+        self._busy = False
+
+    def write(self, store: Store, table: pa.Table) -> set[str]:
+        """Stores the table; the uids it was the first to store."""
+        fut: Future[set[str]] = Future()
+        with self._cond:
+            self._queue.append((store, table, fut))
+            while self._busy and not fut.done():
+                self._cond.wait()
+            if fut.done():
+                return fut.result()
+            self._busy = True
+            group, self._queue = self._queue, []
+        try:
+            self._commit(group)
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+        return fut.result()
+
+    @staticmethod
+    def _commit(group: list[tuple[Store, pa.Table, Future[set[str]]]]) -> None:
+        stores: list[Store] = []
+        for st, _, _ in group:
+            if not any(st is s for s in stores):
+                stores.append(st)
+        for st in stores:
+            mine = [(t, f) for s, t, f in group if s is st]
+            try:
+                result = st.insert_table(pa.concat_tables([t for t, _ in mine]) if len(mine) > 1 else mine[0][0])
+            except BaseException as exc:
+                for _, f in mine:
+                    f.set_exception(exc)
+                continue
+            fresh = set(result.accepted_uids)
+            for t, f in mine:
+                firsts = set()
+                for uid in t.column("uid").to_pylist():
+                    if uid in fresh:
+                        fresh.discard(uid)
+                        firsts.add(uid)
+                f.set_result(firsts)
+
+
+def store_batch(store: Store, items: list[Any], writer: GroupCommit | None = None) -> dict[str, Any]:
+    """Validates, classifies and stores a batch; the per-item results, once the store has committed.
+
+    Items are the JSON text of each measurement (msgspec.Raw, stored as received when nothing private must be
+    removed from it) or already decoded values."""
+    return _store_items(store, items, writer)[0]
+
+
+def _store_items(store: Store, items: list[Any], writer: GroupCommit | None) -> tuple[dict[str, Any], Any]:
+    """store_batch's work; also the first item that is a JSON object (for the heartbeat), decoded once."""
     results: list[dict[str, Any]] = []
-    rows: list[Row] = []
+    builder = BatchBuilder()
+    first: Any = None
     for i, item in enumerate(items):
+        where = f"measurements[{i}]"
+        raw: bytes | None = None
+        if isinstance(item, msgspec.Raw):
+            raw = bytes(item)
+            item = _item_decoder.decode(raw)  # valid JSON: the whole body was decoded already
+        if first is None and isinstance(item, dict):
+            first = item
         uid = item.get("measurement_uid") if isinstance(item, dict) else None
         try:
-            m = measurement_from_dict(item, where=f"measurements[{i}]")
+            m = measurement_from_dict(item, where=where, raw_json=raw)
         except ParseError as exc:
             results.append({"index": i, "measurement_uid": uid if isinstance(uid, str) else None,
                             "status": "rejected", "reason": str(exc)})
             continue
-        rows.append(_row(m))
+        verdict, kbps = _verdict(m)
+        builder.add(m, verdict, kbps, SOURCE)
         results.append({"index": i, "measurement_uid": m.uid, "status": "pending"})
-    inserted = store.insert(rows) if rows else None
-    fresh = set(inserted.accepted_uids) if inserted else set()
+    fresh: set[str] = set()
+    if len(builder):
+        table = builder.take()
+        fresh = writer.write(store, table) if writer else set(store.insert_table(table).accepted_uids)
     for r in results:
         if r["status"] == "pending":
             # the first item with a new uid was stored; repeats (in this batch or from a retry) are duplicates
@@ -92,7 +181,7 @@ def store_batch(store: Store, items: list[Any]) -> dict[str, Any]:
             fresh.discard(r["measurement_uid"])
     counts = {s: sum(1 for r in results if r["status"] == s) for s in ("accepted", "duplicate", "rejected")}
     return {"accepted": counts["accepted"], "duplicates": counts["duplicate"], "rejected": counts["rejected"],
-            "results": results}
+            "results": results}, first
 
 
 def _heartbeat(store: Store, probe: str, items: list[Any]) -> None:
@@ -123,6 +212,7 @@ def make_collector_router(get_store: Callable[[], Store], *, max_body_bytes: int
     by_probe = KeyedLimiter(rate=probe_rate, burst=probe_burst)
     address_key = AddressKeys()
     writers = asyncio.Semaphore(max_concurrent)
+    group = GroupCommit()
 
     @router.post(
         "/api/v1/measurements",
@@ -156,12 +246,11 @@ def make_collector_router(get_store: Callable[[], Store], *, max_body_bytes: int
         except Forbidden as exc:
             return _error(403, str(exc))
         try:
-            payload = msgspec.json.decode(body)
+            items: list[Any] = _upload_decoder.decode(body).measurements
+        except msgspec.ValidationError:
+            return _error(422, 'body must be a JSON object {"measurements": [...]}')
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             return _error(400, f"body is not JSON: {exc}")
-        if not isinstance(payload, dict) or not isinstance(payload.get("measurements"), list):
-            return _error(422, 'body must be a JSON object {"measurements": [...]}')
-        items = payload["measurements"]
         if len(items) > max_items:
             return _error(413, f"{len(items)} measurements in one batch; at most {max_items}")
         ok, wait = by_probe.allow(cred.name, cost=max(1, len(items)))
@@ -174,14 +263,19 @@ def make_collector_router(get_store: Callable[[], Store], *, max_body_bytes: int
             return _error(503, "the collector is busy: nothing from this batch was acknowledged, retry later",
                           **{"Retry-After": "5"})
         try:
-            result = await run_in_threadpool(store_batch, store, items)
-            await run_in_threadpool(_heartbeat, store, cred.name, items)
+            result = await run_in_threadpool(_store_and_beat, store, cred.name, items, group)
         except StoreError as exc:
             return _error(503, f"store unavailable, nothing from this batch was acknowledged: {exc}")
         finally:
             writers.release()
         log.info("probe %s uploaded %d: %d accepted, %d duplicate, %d rejected", cred.name, len(items),
                  result["accepted"], result["duplicates"], result["rejected"])
-        return JSONResponse(result)
+        return Response(msgspec.json.encode(result), media_type="application/json")
 
     return router
+
+
+def _store_and_beat(store: Store, probe: str, items: list[Any], group: GroupCommit) -> dict[str, Any]:
+    result, first = _store_items(store, items, group)
+    _heartbeat(store, probe, [first])
+    return result
