@@ -34,6 +34,8 @@ from observatory.store.base import (
     ProbeCredential,
     Row,
     UserReport,
+    first_of_each_uid,
+    rows_table,
 )
 from observatory.vocab import TECHNIQUES
 
@@ -243,35 +245,17 @@ class DuckDBStore:
     # --- measurements -----------------------------------------------------------------------------------
 
     def insert(self, rows: Sequence[Row]) -> InsertResult:
-        unique: dict[str, Row] = {}
-        for r in rows:
-            unique.setdefault(r.measurement.uid, r)
-        in_batch_dups = len(rows) - len(unique)
-        if not unique:
+        return self.insert_table(rows_table(rows))
+
+    def insert_table(self, table: pa.Table) -> InsertResult:
+        """Stores a BATCH_SCHEMA table in one transaction; rows whose uid is stored already are duplicates."""
+        table, in_batch_dups = first_of_each_uid(table)
+        if table.num_rows == 0:
             return InsertResult(accepted=0, duplicates=in_batch_dups)
         now = datetime.now(UTC).replace(tzinfo=None)
-        ms = [r.measurement for r in unique.values()]
-        vals = list(unique.values())
-        table = pa.table({
-            "uid": [m.uid for m in ms],
-            "t": pa.array([_naive(m.start_time) for m in ms], pa.timestamp("us")),
-            "received": pa.array([now] * len(ms), pa.timestamp("us")),
-            "cc": [m.probe_cc for m in ms],
-            "asn": pa.array([m.probe_asn for m in ms], pa.int64()),
-            "network": [m.network_name for m in ms],
-            "region": [m.region for m in ms],
-            "probe_key": [m.probe_key for m in ms],
-            "resolver_asn": pa.array([m.resolver_asn for m in ms], pa.int64()),
-            "test_name": [m.test_name for m in ms],
-            "test_version": [m.test_version for m in ms],
-            "software": [m.software_name for m in ms],
-            "source": [r.source for r in vals],
-            "input": [m.input for m in ms],
-            "platform": [m.platform for m in ms],
-            "verdict": [r.verdict for r in vals],
-            "kbps": pa.array([r.kbps for r in vals], pa.float64()),
-            "raw": pa.array(_compress([m.document_json() for m in ms]), pa.binary()),
-        })
+        raw = pa.array(_compress(table.column("doc").to_pylist()), pa.binary())
+        table = table.drop_columns(["doc"]).append_column("raw", raw).append_column(
+            "received", pa.array([now] * table.num_rows, pa.timestamp("us")))
         with self._lock, _mapped_errors(self.url):
             con = self._con
             con.register("_batch", table)
@@ -295,7 +279,7 @@ class DuckDBStore:
                 con.unregister("_batch")
         return InsertResult(
             accepted=len(accepted),
-            duplicates=in_batch_dups + len(unique) - len(accepted),
+            duplicates=in_batch_dups + table.num_rows - len(accepted),
             accepted_uids=tuple(accepted),
         )
 
