@@ -40,3 +40,58 @@ def test_a_steady_background_of_failures_is_not_a_candidate() -> None:
 def test_a_country_blocked_throughout_stays_a_candidate() -> None:
     cells = _hours("IR", hours=48, probes=20, per_hour=240, noise=0.03, blocked={h: 60 for h in range(48)}, seed=2)
     assert candidate_countries(cells) == {"IR"}
+
+
+def _network(country: str, asn: int, *, hours: int, probes: int, per_probe_hour: int, platform: str = "twitter",
+             bad_hours: frozenset[int] = frozenset(), down_hours: frozenset[int] = frozenset(),
+             quiet_hours: frozenset[int] = frozenset(), kbps: float | None = None,
+             slow_hours: frozenset[int] = frozenset()) -> list[SeriesCell]:
+    """Hourly cells of one network and platform with no noise: every probe fails (or sees the platform down, or
+    falls quiet, or is slow) in the hours named."""
+    cells = []
+    for h in range(hours):
+        if h in quiet_hours:
+            continue
+        n = probes * per_probe_hour
+        bad = n if h in bad_hours else 0
+        down = n if h in down_hours else 0
+        speed = None if kbps is None else (kbps / 20 if h in slow_hours else kbps)
+        cells.append(SeriesCell(bucket=T0 + timedelta(hours=h), country=country, asn=asn, region=None,
+                                platform=platform, total=n, ok=n - bad - down, anomalous=bad, down=down, probes=probes,
+                                anomalous_probes=probes if bad else 0, down_probes=probes if down else 0,
+                                median_kbps=speed))
+    return cells
+
+
+def test_three_small_networks_blocked_at_once_make_their_country_a_candidate() -> None:
+    """One probe per network (each network alone is one probe's word) but three networks agree: an incident."""
+    cells = [c for asn in (64501, 64502, 64503)
+             for c in _network("BY", asn, hours=30, probes=1, per_probe_hour=4, bad_hours=frozenset({20, 21}))]
+    cells += _network("BY", 64504, hours=30, probes=5, per_probe_hour=4)
+    assert candidate_countries(cells) == {"BY"}
+
+
+def test_a_platform_seen_down_in_one_network_makes_its_country_a_candidate() -> None:
+    cells = _network("BR", 64510, hours=30, probes=4, per_probe_hour=4, down_hours=frozenset({12}))
+    cells += _network("BR", 64511, hours=30, probes=4, per_probe_hour=4)
+    assert candidate_countries(cells) == {"BR"}
+
+
+def test_a_network_falling_quiet_makes_its_country_a_candidate() -> None:
+    cells = _network("ET", 64520, hours=30, probes=6, per_probe_hour=4, quiet_hours=frozenset({15, 16}))
+    cells += _network("ET", 64521, hours=30, probes=6, per_probe_hour=4)
+    assert candidate_countries(cells) == {"ET"}
+
+
+def test_a_throughput_collapse_makes_its_country_a_candidate() -> None:
+    cells = _network("RU", 64530, hours=30, probes=6, per_probe_hour=4, kbps=4000.0,
+                     slow_hours=frozenset({20, 21, 22}))
+    assert candidate_countries(cells) == {"RU"}
+
+
+def test_only_the_country_with_something_to_see_is_a_candidate() -> None:
+    """Quiet countries beside an eventful one stay out: the fine look is spent where it can find something."""
+    cells = _hours("PK", hours=48, probes=20, per_hour=240, noise=0.03, blocked={30: 10}, seed=1)
+    for i, cc in enumerate(("KE", "NG", "GH")):
+        cells += _hours(cc, hours=48, probes=20, per_hour=240, noise=0.03, blocked={}, seed=10 + i)
+    assert candidate_countries(cells) == {"PK"}
