@@ -295,6 +295,15 @@ def test_one_region_cut_on_every_network_is_regional_and_names_the_networks() ->
     assert inc.end == T0 + timedelta(seconds=160)
 
 
+def test_a_country_wide_drop_with_a_region_still_answering_is_regional() -> None:
+    # two regions of three cut: the country-wide share falls under half, yet Maharashtra answers throughout
+    pts = _lab_like_rounds(lambda k: {"Manipur", "Delhi"} if 5 <= k < 8 else set())
+    [inc] = signal_incidents(pts, LAB_SIGNALS)
+    assert (inc.scope, inc.regions) == ("regional", ("Delhi", "Manipur"))
+    every = _lab_like_rounds(lambda k: {"Manipur", "Delhi", "Maharashtra"} if 5 <= k < 8 else set())
+    assert [i.scope for i in signal_incidents(every, LAB_SIGNALS)] == ["national"]
+
+
 def test_one_network_cut_everywhere_is_a_network_outage() -> None:
     pts = _lab_like_rounds(lambda k: {"AS9829"} if 5 <= k < 8 else set())
     [inc] = signal_incidents(pts, LAB_SIGNALS)

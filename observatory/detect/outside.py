@@ -4,9 +4,9 @@ PURE. Each signal series (source, signal, country, region, network) is compared 
 median of the same time of day on earlier days when there are at least two such days, else of all recent
 history (so a series that starts only days before an event still works). Points far below it (a fraction per
 signal kind, after IODA's per-source thresholds) form outages; outages of one country that overlap in time
-are one `connectivity_loss` incident, whose scope comes from which series dropped: a country-wide series or
-every region -> national; some regions, or some of a network's regions (series per network in a region) ->
-regional; whole networks -> network.
+are one `connectivity_loss` incident, whose scope comes from which series dropped: every region (or, measured
+without regions, a country-wide series or every network) -> national; some regions, or some of a network's
+regions (series per network in a region) -> regional; whole networks -> network.
 
 Confirmation needs agreeing independent evidence: two different signals, or one signal that stays down for
 `min_points_alone` consecutive points. Platform restrictions are never produced here: outside-in signals
@@ -187,18 +187,24 @@ class _Measured:
 
 
 def _scope(g: _Group, measured: dict[str, _Measured]) -> tuple[str, list[str], list[int]]:
-    """National when the country's own series dropped or every region (network, cell) did; regional when
-    some regions dropped, or networks lost some of their regions' cells but not all; else network."""
+    """National when every region dropped (its own series, or all of its network-in-region cells), or, for a
+    country measured without regions, when its country-wide series or every network did. A country-wide
+    drop alone does not make a shutdown national where region series show some regions still answering:
+    a country-wide count such as the probes' heartbeats falls with the share of probes that sit in the cut
+    regions. Regional when some regions dropped, or networks lost some of their regions; else network."""
     known = measured.get(g.country, _Measured())
-    national = any(not o.region and not o.asn for o in g.outages)
+    country_out = any(not o.region and not o.asn for o in g.outages)
     region_out = {o.region for o in g.outages if o.region and not o.asn}
     asn_out = {o.asn for o in g.outages if o.asn and not o.region}
     cells_out = {(o.region, o.asn) for o in g.outages if o.region and o.asn}
     regions = sorted(region_out | {r for r, _ in cells_out})
     asns = sorted(asn_out | {a for _, a in cells_out})
-    if (national or (known.regions and region_out >= known.regions)
-            or (known.asns and not known.regions and asn_out >= known.asns)
-            or (known.cells and cells_out >= known.cells)):
+    if known.regions:
+        whole = {r for r in known.regions if known.cells and {c for c in known.cells if c[0] == r} <= cells_out}
+        national = (region_out | whole) >= known.regions
+    else:
+        national = country_out or bool(known.asns and asn_out >= known.asns)
+    if national:
         return Scope.NATIONAL, regions, asns
     partial = any({c for c in known.cells if c[1] == a} - cells_out for _, a in cells_out)
     if region_out or partial:
