@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from observatory.detect.config import DetectConfig
 from observatory.detect.episodes import find_episodes
 from observatory.detect.incidents import cluster, to_incident
-from observatory.detect.probes import disagreeing_probes, isolated_probes
+from observatory.detect.probes import disagreeing_probes, isolated_spans
 from observatory.detect.series import build_series, fold
 from observatory.incident import Incident
 from observatory.series import SeriesCell
@@ -33,12 +33,15 @@ def detect_incidents(cells: Iterable[SeriesCell], *, config: DetectConfig | None
     if not tracks.series:
         return []
     flagged = disagreeing_probes(tracks)
-    isolated = frozenset(isolated_probes(tracks))
+    isolated_at = isolated_spans(tracks)
     out: list[Incident] = []
     for c in cluster(find_episodes(tracks, cfg), cfg):
         witnesses = {tk.split(" ", 1)[1] for e in c.episodes for _, keys in e.witnesses for tk in keys}
         near = [f for f in flagged if c.country in (None, f["country"]) and f["probe"] not in witnesses
                 and f["asn"] in {f"AS{e.asn}" for e in c.episodes}]
+        # probes that failed alone while this cluster's event went on (not on some other day)
+        lo, hi = c.start - cfg.bucket_seconds, (c.end if c.end is not None else tracks.now)
+        isolated = frozenset(k for k, spans in isolated_at.items() if any(a <= hi and b >= lo for a, b in spans))
         inc = to_incident(c, tracks, cfg, near, isolated)
         if inc is not None:
             out.append(inc)

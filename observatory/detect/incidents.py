@@ -137,7 +137,10 @@ def _joins(c: Cluster, e: Episode, cfg: DetectConfig) -> bool:
         return False
     if c.family != CONNECTIVITY:
         return True
-    return any(x.asn == e.asn for x in c.episodes) or e.start - c.start <= cfg.sync_seconds
+    # when the series saw it first is bounded by its last data before: with sparse data (volunteers) a
+    # network's first failed measurement may come hours after the shutdown that silenced it began
+    earliest = e.start if e.before is None else min(e.start, e.before + cfg.bucket_seconds)
+    return any(x.asn == e.asn for x in c.episodes) or earliest - c.start <= cfg.sync_seconds
 
 
 def _distinct_keys(e: Episode) -> int:
@@ -242,10 +245,55 @@ def _measured_networks(c: Cluster, tracks: Tracks) -> dict[int, set[str]]:
     return out
 
 
-def scope_of(c: Cluster, tracks: Tracks, cfg: DetectConfig) -> tuple[str, list[int], list[str]]:
+def _witnessed_regions(e: Episode, tracks: Tracks, isolated: frozenset[str]) -> set[str] | None:
+    """The episode's regions where a probe that is not isolated witnessed it; None when the episode's
+    witnesses are all isolated probes (it says nothing about where the event was)."""
+    if e.silent:
+        return set(e.regions)
+    located = [tracks.where.get(tk.split(" ", 1)[1]) for _, keys in e.witnesses for tk in keys]
+    if not any(located):
+        return set(e.regions)  # counts without probe keys (down, throughput): the share decides
+    keys = {tk.split(" ", 1)[1] for _, ks in e.witnesses for tk in ks}
+    where = {tracks.where[k][1] for k in keys if k in tracks.where and k not in isolated}
+    if not where:
+        return None
+    return {r for r in e.regions if r in where}
+
+
+def scope_of(c: Cluster, tracks: Tracks, cfg: DetectConfig,
+             isolated: frozenset[str] = frozenset()) -> tuple[str, list[int], list[str]]:
+    """National, regional or network, with the networks and regions. A region counts only where a probe that
+    is not isolated (failing alone while its neighbours were fine) saw the event: one faulty installation
+    elsewhere in an affected network does not widen the event to its region."""
     affected: dict[int, set[str]] = {}
     for e in c.episodes:
-        affected.setdefault(e.asn, set()).update(r for r in e.regions if r)
+        regions = _witnessed_regions(e, tracks, isolated)
+        if regions is not None:
+            affected.setdefault(e.asn, set()).update(r for r in regions if r)
+    # over the whole incident, not one episode: a region whose measurements were mostly fine all along
+    # (a short run of failures in one series of a long event) is not part of it
+    lo, hi = c.start, c.end
+    for asn, regions in affected.items():
+        totals: dict[str, list[int]] = {}
+        silent: set[str] = set()
+        for e in c.episodes:
+            if e.asn != asn:
+                continue
+            if e.silent:
+                silent |= e.regions
+                continue
+            for o in tracks.series.get((c.country or e.country, asn, e.platform or ""), ()):
+                if o.t >= lo and (hi is None or o.t < hi):
+                    for region, (n, k) in o.regions.items():
+                        acc = totals.setdefault(region, [0, 0])
+                        acc[0] += n
+                        acc[1] += k
+        mostly = {r for r, (n, k) in totals.items() if n and 2 * k >= n} | silent
+        if regions & mostly:
+            affected[asn] = regions & mostly
+    if not affected:
+        for e in c.episodes:
+            affected.setdefault(e.asn, set()).update(r for r in e.regions if r)
     asns = sorted(affected)
     if c.family == OUTAGE:
         return Scope.NATIONAL.value, asns, sorted({r for rs in affected.values() for r in rs})
@@ -298,7 +346,7 @@ def to_incident(c: Cluster, tracks: Tracks, cfg: DetectConfig, flagged: list[dic
     if when is None and (end is not None or witnesses < 2):
         return None  # a suspicion that ended, or one probe's word: not an incident
     kind = KIND_OF_FAMILY[c.family]
-    scope, asns, regions = scope_of(c, tracks, cfg)
+    scope, asns, regions = scope_of(c, tracks, cfg, isolated)
     if scope == Scope.NATIONAL.value and c.family != OUTAGE and len(asns) < cfg.min_networks_national:
         scope = Scope.NETWORK.value
     status = Status.SUSPECTED.value if when is None else (Status.ENDED.value if end is not None else

@@ -63,27 +63,41 @@ def disagreeing_probes(tracks: Tracks, *, min_buckets: int = 3, min_targets: int
 
 
 def isolated_probes(tracks: Tracks, *, others_max_share: float = 0.2, min_others: int = 2) -> set[str]:
-    """Probe keys that lost everything while the other probes of their network and region stayed fine.
+    """Probe keys that lost everything, at some time, while the other probes of their network and region
+    stayed fine (see `isolated_spans`)."""
+    return set(isolated_spans(tracks, others_max_share=others_max_share, min_others=min_others))
+
+
+def isolated_spans(tracks: Tracks, *, others_max_share: float = 0.2, min_others: int = 2,
+                   split_seconds: int = 3600) -> dict[str, list[tuple[int, int]]]:
+    """Probe key -> the spans (first, last bucket) in which it lost everything while the other probes of its
+    network and region stayed fine.
 
     One installation failing alone (a faulty probe, a home router) is not a connectivity loss; a region whose
     only probe on that network goes dark cannot be judged this way and is kept (others are needed to compare).
+    A probe's failures more than `split_seconds` apart are separate spans, judged each on its own: a probe
+    that was faulty one day is a fair witness on another.
     """
-    out: set[str] = set()
+    out: dict[str, list[tuple[int, int]]] = {}
     for (_country, _asn, target), obs in tracks.series.items():
         if not target.startswith(CONTROL + "@"):
             continue
-        spans: dict[str, list[int]] = {}
+        runs: dict[str, list[list[int]]] = {}
         for o in obs:
             for key in o.keys:
-                span = spans.setdefault(key, [o.t, o.t])
-                span[1] = o.t
-        for key, (lo, hi) in spans.items():
-            n = k = 0
-            for o in obs:
-                if lo <= o.t <= hi:
-                    mine = key in o.keys
-                    n += o.n - mine
-                    k += o.k - mine
-            if n >= min_others and k <= others_max_share * n:
-                out.add(key)
+                spans = runs.setdefault(key, [])
+                if spans and o.t - spans[-1][1] <= split_seconds:
+                    spans[-1][1] = o.t
+                else:
+                    spans.append([o.t, o.t])
+        for key, spans in runs.items():
+            for lo, hi in spans:
+                n = k = 0
+                for o in obs:
+                    if lo <= o.t <= hi:
+                        mine = key in o.keys
+                        n += o.n - mine
+                        k += o.k - mine
+                if n >= min_others and k <= others_max_share * n:
+                    out.setdefault(key, []).append((lo, hi))
     return out

@@ -98,6 +98,7 @@ class Tracks:
     regions: dict[tuple[str, int], set[str]]  # the regions each network was seen in
     first: int
     now: int  # end of the last bucket with data: the data's "now"
+    where: dict[str, tuple[int, str]] = field(default_factory=dict)  # anomalous probe key -> (asn, region)
 
 
 def fold(cells: Iterable[SeriesCell], bucket_seconds: int) -> Tracks:
@@ -125,6 +126,7 @@ def fold(cells: Iterable[SeriesCell], bucket_seconds: int) -> Tracks:
     activity: dict[ActivityKey, dict[int, int]] = defaultdict(dict)
     names: dict[tuple[str, int], str] = {}
     regions: dict[tuple[str, int], set[str]] = defaultdict(set)
+    where: dict[str, tuple[int, str]] = {}
     first, last = None, None
     for (t, country, asn, region, platform), c in sorted(unique.items()):
         first = t if first is None else min(first, t)
@@ -138,6 +140,8 @@ def fold(cells: Iterable[SeriesCell], bucket_seconds: int) -> Tracks:
         n, k = c.probes, c.anomalous_probes
         if not keys and k:  # cells without keys: each anomalous probe of the cell counts as its own witness
             keys = {f"cell:{asn}:{region}:{t}:{i}" for i in range(k)}
+        for key in keys:
+            where.setdefault(key, (asn, region))
         if platform != CONTROL and keys:
             cut = keys & near(control_bad, country, asn, t)
             if cut:
@@ -182,7 +186,7 @@ def fold(cells: Iterable[SeriesCell], bucket_seconds: int) -> Tracks:
                 total[t] = total.get(t, 0) + n
     series = {key: [v[t] for t in sorted(v)] for key, v in by_key.items()}
     return Tracks(series=series, activity=dict(activity), names=names, regions=dict(regions),
-                  first=first or 0, now=(last or 0) + bucket_seconds)
+                  first=first or 0, now=(last or 0) + bucket_seconds, where=where)
 
 
 def _witnesses(c: SeriesCell, keys: set[str]) -> set[str]:
