@@ -188,7 +188,9 @@ def test_kill_during_ingest_leaves_whole_measurements_and_rerun_completes(tmp_pa
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         time.sleep(0.2)
-        if db.exists() and db.stat().st_size > 2_000_000 or proc.poll() is not None:
+        # committed batches are in the file or, until a checkpoint, in its write-ahead log
+        written = sum(p.stat().st_size for p in (db, Path(f"{db}.wal")) if p.exists())
+        if written > 2_000_000 or proc.poll() is not None:
             break
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()

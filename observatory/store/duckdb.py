@@ -140,6 +140,15 @@ MIGRATIONS: list[str] = [
         text VARCHAR NOT NULL
     );
     """,
+    # 5: zstd dictionaries for the raw documents. A document's frame names the dictionary it was compressed
+    # with (0: none, as every document stored before this migration); a dictionary, once stored, never changes.
+    """
+    CREATE TABLE zstd_dictionaries (
+        id UBIGINT PRIMARY KEY,
+        created TIMESTAMP NOT NULL,
+        dict BLOB NOT NULL
+    );
+    """,
 ]
 
 ROLLUP_BUCKET_SECONDS = 300
@@ -214,6 +223,7 @@ class DuckDBStore:
                 raise
         if not read_only:
             self._migrate()
+        self._codec = _Codec(self._stored_dictionaries())
 
     # --- schema -----------------------------------------------------------------------------------------
 
@@ -231,6 +241,27 @@ class DuckDBStore:
                 except Exception:
                     self._con.execute("ROLLBACK")
                     raise
+
+    def _stored_dictionaries(self) -> list[bytes]:
+        with self._lock:
+            try:
+                return [r[0] for r in self._con.execute(
+                    "SELECT dict FROM zstd_dictionaries ORDER BY created, id").fetchall()]
+            except duckdb.CatalogException:  # a read-only store from before migration 5
+                return []
+
+    def _compress_docs(self, docs: list[bytes]) -> list[bytes]:
+        """zstd with the store's dictionary, trained from the first big enough batch and stored before use."""
+        if not self._codec.has_dictionary and len(docs) >= _DICT_MIN_SAMPLES:
+            with self._lock, _mapped_errors(self.url):
+                if not self._codec.has_dictionary:
+                    trained = _train_dictionary(docs)
+                    if trained is not None:
+                        self._con.execute("INSERT OR IGNORE INTO zstd_dictionaries VALUES (?, ?, ?)",
+                                          [trained.dict_id(), datetime.now(UTC).replace(tzinfo=None),
+                                           trained.as_bytes()])
+                        self._codec.add(trained.as_bytes())
+        return self._codec.compress(docs)
 
     def schema_version(self) -> int:
         with self._lock:
@@ -253,7 +284,7 @@ class DuckDBStore:
         if table.num_rows == 0:
             return InsertResult(accepted=0, duplicates=in_batch_dups)
         now = datetime.now(UTC).replace(tzinfo=None)
-        raw = pa.array(_compress(table.column("doc").to_pylist()), pa.binary())
+        raw = pa.array(self._compress_docs(table.column("doc").to_pylist()), pa.binary())
         table = table.drop_columns(["doc"]).append_column("raw", raw).append_column(
             "received", pa.array([now] * table.num_rows, pa.timestamp("us")))
         with self._lock, _mapped_errors(self.url):
@@ -327,7 +358,7 @@ class DuckDBStore:
             if not chunk:
                 break
             for (raw,) in chunk:
-                yield _decompress(raw)
+                yield self._codec.decompress(raw)
         cur.close()
 
     def export(self, flt: MeasurementFilter, fmt: str, path: str) -> int:
@@ -350,7 +381,7 @@ class DuckDBStore:
         try:
             for batch in cur.sql(query, params=params).to_arrow_reader(10_000):
                 raw = batch.column("raw").to_pylist()
-                docs = pa.array([_decompress(r).decode() for r in raw], pa.string())
+                docs = pa.array([self._codec.decompress(r).decode() for r in raw], pa.string())
                 batch = batch.drop_columns(["raw"]).append_column("document", docs)
                 if writer is None:
                     writer = pq.ParquetWriter(path, batch.schema, compression="zstd")
@@ -394,7 +425,7 @@ class DuckDBStore:
             last = chunk[-1][0]
             updates = []
             for uid, raw, verdict, kbps in chunk:
-                new_verdict, new_kbps = classify(_decompress(raw))
+                new_verdict, new_kbps = classify(self._codec.decompress(raw))
                 if new_verdict != verdict or new_kbps != kbps:
                     updates.append((uid, new_verdict, new_kbps))
             if updates:
@@ -829,19 +860,64 @@ def _sql_literal(text: str) -> str:
 
 
 _ZSTD_LEVEL = 3
+_DICT_MIN_SAMPLES = 1000  # documents a batch needs to train the store's dictionary from
+_DICT_SAMPLES = 4000
+_DICT_BYTES = 64 << 10
 
 
-def _compress(docs: list[bytes]) -> list[bytes]:
-    """zstd, on every core: the documents are most of the bytes we write."""
-    if len(docs) < 64:
-        c = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
-        return [c.compress(d) for d in docs]
-    buf = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).multi_compress_to_buffer(list(docs), threads=-1)
-    return [bytes(buf[i]) for i in range(len(buf))]
+def _train_dictionary(docs: list[bytes]) -> zstandard.ZstdCompressionDict | None:
+    step = max(1, len(docs) // _DICT_SAMPLES)
+    try:
+        return zstandard.train_dictionary(_DICT_BYTES, docs[::step][:_DICT_SAMPLES], level=_ZSTD_LEVEL)
+    except zstandard.ZstdError:  # too few or too alike samples: documents are compressed without one
+        return None
 
 
-def _decompress(raw: bytes) -> bytes:
-    return zstandard.ZstdDecompressor().decompress(raw)
+class _Codec:
+    """zstd for the raw documents: the newest dictionary for writing, any stored one (or none) for reading.
+
+    zstd contexts are not for concurrent use, so each thread keeps its own."""
+
+    def __init__(self, dictionaries: list[bytes]) -> None:
+        self._dicts: dict[int, zstandard.ZstdCompressionDict] = {}
+        self._current = 0
+        self._local = threading.local()
+        for d in dictionaries:
+            self.add(d)
+
+    @property
+    def has_dictionary(self) -> bool:
+        return self._current != 0
+
+    def add(self, data: bytes) -> None:
+        d = zstandard.ZstdCompressionDict(data)
+        self._dicts[d.dict_id()] = d
+        self._current = d.dict_id()
+
+    def _contexts(self) -> Any:
+        local = self._local
+        if getattr(local, "current", None) != self._current:
+            d = self._dicts.get(self._current)
+            local.current = self._current
+            local.compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL, dict_data=d) if d else \
+                zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
+            local.decompressors = getattr(local, "decompressors", {})
+        return local
+
+    def compress(self, docs: list[bytes]) -> list[bytes]:
+        compress = self._contexts().compressor.compress
+        return [compress(d) for d in docs]
+
+    def decompress(self, raw: bytes) -> bytes:
+        dict_id = zstandard.get_frame_parameters(raw).dict_id
+        local = self._contexts()
+        dctx = local.decompressors.get(dict_id)
+        if dctx is None:
+            if dict_id and dict_id not in self._dicts:
+                raise StoreError(f"a stored document needs zstd dictionary {dict_id}, which the store lacks")
+            dctx = local.decompressors[dict_id] = zstandard.ZstdDecompressor(
+                dict_data=self._dicts[dict_id]) if dict_id else zstandard.ZstdDecompressor()
+        return dctx.decompress(raw)
 
 
 def _cred(row: Sequence[Any]) -> ProbeCredential:
