@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -61,7 +62,8 @@ def latency(client: httpx.Client, url: str, n: int) -> tuple[float, float]:
 
 
 def collector_throughput(base: str, store: DuckDBStore, clients: int, batches: int, size: int) -> float:
-    cred = create_probe(store, f"bench-{uuid.uuid4().hex[:8]}")
+    # one registered probe per client: the collector limits each probe's rate (PROBE_RATE), not the total
+    creds = [create_probe(store, f"bench-{uuid.uuid4().hex[:8]}") for _ in range(clients)]
     bodies: list[list[bytes]] = [[] for _ in range(clients)]
     for c in range(clients):
         for _ in range(batches):
@@ -74,6 +76,7 @@ def collector_throughput(base: str, store: DuckDBStore, clients: int, batches: i
     def run(c: int) -> None:
         with httpx.Client(base_url=base, timeout=120) as http:
             for body in bodies[c]:
+                cred = creds[c]
                 r = http.post("/api/v1/measurements", content=body, headers={
                     "Authorization": f"Bearer {cred['token']}", "X-Observatory-Signature": sign(body, cred["secret"]),
                     "Content-Type": "application/json"})
@@ -120,8 +123,10 @@ def main() -> None:
             print(f"incident list (/api/v1/incidents?limit=100): p50 {p50:.1f} ms  p95 {p95:.1f} ms")
             p50, p95 = latency(client, "/api/v1/incidents?country=PK&platform=twitter", args.requests)
             print(f"incident list, filtered: p50 {p50:.1f} ms  p95 {p95:.1f} ms")
+        load = os.getloadavg()[0]
         rate = collector_throughput(base, store, args.clients, args.batches, args.batch_size)
-        print(f"collector: {rate:,.0f} measurements/s ({args.clients} clients, batches of {args.batch_size})")
+        print(f"collector: {rate:,.0f} measurements/s ({args.clients} clients, batches of {args.batch_size}; "
+              f"load average {load:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores)")
         server.stop()
         store.close()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import subprocess
 import sys
@@ -88,6 +89,7 @@ def main() -> None:
         f = d / "m.jsonl"
         size = write_measurements(f, args.n)
         print(f"file: {args.n:,} web_connectivity measurements, {size / args.n:.0f} bytes each")
+        print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other work shares them)")
         parse = bare_parse_rate(f)
         accepted, secs, rss = ingest_run(f, d / "a.duckdb")
         rate = accepted / secs
@@ -102,6 +104,7 @@ def main() -> None:
             n_big, secs_big, rss_big = ingest_run(fb, d / "b.duckdb")
             print(f"peak RSS, {args.big:,}:        {rss_big / 1024:.0f} MiB  ({n_big / secs_big:,.0f} measurements/s)")
             print(f"memory ratio big/small:    {rss_big / rss:.2f}  (target <= 2.0)")
+        print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
