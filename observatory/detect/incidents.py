@@ -176,40 +176,61 @@ def _overlap(a: Cluster, b: Cluster) -> bool:
     return (a_end is None or b.start < a_end) and (b_end is None or a.start < b_end)
 
 
-def confirmed_at(c: Cluster, cfg: DetectConfig, isolated: frozenset[str] = frozenset()) -> tuple[int | None, int]:
+def confirmed_at(c: Cluster, cfg: DetectConfig, isolated: frozenset[str] = frozenset(),
+                 where: dict[str, tuple[int, str]] | None = None) -> tuple[int | None, int]:
     """Earliest time at which alarmed series had shown `min_probes` distinct witnesses, and how many in all.
 
     For a restriction the witnesses must agree on the technique: censorship applies one method to everyone
     it targets, while random failures scatter over every kind of failure.
+
+    For a connectivity loss, keys without a stable probe identity (a report id is new on every run) are
+    counted as installations: one faulty installation that runs often fails every run, each under a new
+    report id, exactly like a region losing its connection. Runs of one network and region count as only as
+    many witnesses as ran at the same time (in one bucket), which only different installations can.
     """
-    entries: list[tuple[int, frozenset[str], Episode]] = []
+    where = where or {}
+    entries: list[tuple[int, int, frozenset[str], Episode]] = []
     for e in c.episodes:
         for t, keys in e.witnesses:
-            entries.append((max(t + cfg.bucket_seconds, e.alarm), keys, e))
-    entries.sort(key=lambda x: x[0])
+            entries.append((max(t + cfg.bucket_seconds, e.alarm), t, keys, e))
+    entries.sort(key=lambda x: (x[0], x[1]))
     per_technique = c.family == RESTRICTION
     seen: dict[str, set[str]] = {}
     everyone: set[str] = set()
     # connectivity: probes of different networks losing everything at once in the same region are independent
     # witnesses even when there are only two of them (a region's few probes, each behind its own operator)
     by_region: dict[str, dict[int, set[str]]] = {}
+    runs: dict[tuple[int, str], dict[int, set[str]]] = {}  # (asn, region) -> bucket -> unstable keys
     when: int | None = None
-    for t, keys, e in entries:
+    for t, bucket, keys, e in entries:
         for tk in keys:
             technique, key = tk.split(" ", 1)
             if c.family == CONNECTIVITY and key in isolated:
                 continue  # a probe that failed alone while its neighbours were fine vouches for nothing
             everyone.add(key)
+            if c.family == CONNECTIVITY and key in where and not key.startswith("p:"):
+                asn, region = where[key]
+                runs.setdefault((asn, region), {}).setdefault(bucket, set()).add(key)
+                key = f"installations:{asn}:{region}"
             seen.setdefault(technique if per_technique else "", set()).add(key)
             if c.family == CONNECTIVITY and not e.silent:
                 for region in e.regions:
                     by_region.setdefault(region, {}).setdefault(e.asn, set()).add(key)
-        if when is None and any(len(v) >= cfg.min_probes for v in seen.values()):
+        independent = {name: len(v) for name, v in seen.items()}
+        if runs and "" in seen:
+            groups = [k for k in seen[""] if k.startswith("installations:")]
+            independent[""] += sum(max(len(v) for v in runs[_group(g)].values()) - 1 for g in groups)
+        if when is None and any(n >= cfg.min_probes for n in independent.values()):
             when = t
         if when is None and any(len(nets) >= 2 and len(set().union(*nets.values())) >= 2
                                 for nets in by_region.values()):
             when = t
     return when, len(everyone)
+
+
+def _group(name: str) -> tuple[int, str]:
+    _, asn, region = name.split(":", 2)
+    return int(asn), region
 
 
 def _ts(t: int | None) -> datetime | None:
@@ -340,7 +361,7 @@ def incident_id(country: str | None, kind: str, start: int) -> str:
 def to_incident(c: Cluster, tracks: Tracks, cfg: DetectConfig, flagged: list[dict[str, Any]],
                 isolated: frozenset[str] = frozenset()) -> Incident | None:
     """A cluster as an incident; None when it never gathered the evidence to be more than noise."""
-    when, witnesses = confirmed_at(c, cfg, isolated)
+    when, witnesses = confirmed_at(c, cfg, isolated, tracks.where)
     end = c.finish(cfg.bucket_seconds)
     start = c.onset(cfg.bucket_seconds)
     if when is None and (end is not None or witnesses < 2):
