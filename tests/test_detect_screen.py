@@ -6,8 +6,9 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
-from observatory.detect.screen import candidate_countries
+from observatory.detect.screen import candidate_countries, down_alarms, screen
 from observatory.series import SeriesCell
+from observatory.store.base import FailingProbe, TechniqueProbes
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -95,3 +96,57 @@ def test_only_the_country_with_something_to_see_is_a_candidate() -> None:
     for i, cc in enumerate(("KE", "NG", "GH")):
         cells += _hours(cc, hours=48, probes=20, per_hour=240, noise=0.03, blocked={}, seed=10 + i)
     assert candidate_countries(cells) == {"PK"}
+
+
+def _lost(country: str, asn: int, hour: int, probes: list[str], region: str = "North") -> list[FailingProbe]:
+    """Probes whose control and every target failed for the whole hour (4 measurements each)."""
+    return [FailingProbe(bucket=T0 + timedelta(hours=hour), country=country, asn=asn, region=region, probe=p,
+                         platform=platform, total=4, anomalous=4)
+            for p in probes for platform in ("twitter", "control")]
+
+
+def _all_lost(country: str, asn: int, hour: int, probes: int, total: int) -> list[SeriesCell]:
+    """The hour's cells of a network where `probes` of `total` probes lost everything (twitter and control)."""
+    return [SeriesCell(bucket=T0 + timedelta(hours=hour), country=country, asn=asn, region=None, platform=platform,
+                       total=4 * total, ok=4 * (total - probes), anomalous=4 * probes, probes=total,
+                       anomalous_probes=probes) for platform in ("twitter", "control")]
+
+
+def test_probes_that_lost_everything_count_as_connectivity_witnesses_only_when_three_agree() -> None:
+    quiet = [c for h in range(30) if h != 10 for c in _all_lost("KE", 64540, h, 0, 6)]
+    two = quiet + _all_lost("KE", 64540, 10, 2, 6)
+    assert screen(two, failing=_lost("KE", 64540, 10, ["a", "b"]), techniques=[])[0] == set()
+    three = quiet + _all_lost("KE", 64540, 10, 3, 6)
+    assert screen(three, failing=_lost("KE", 64540, 10, ["a", "b", "c"]), techniques=[])[0] == {"KE"}
+
+
+def test_two_networks_losing_everything_in_one_region_are_witnesses_enough() -> None:
+    cells = [c for asn in (64541, 64542) for h in range(30) for c in _all_lost("KE", asn, h, 1 if h == 10 else 0, 4)]
+    failing = _lost("KE", 64541, 10, ["a"], region="Coast") + _lost("KE", 64542, 10, ["b"], region="Coast")
+    assert screen(cells, failing=failing, techniques=[])[0] == {"KE"}
+    apart = _lost("KE", 64541, 10, ["a"], region="Coast") + _lost("KE", 64542, 10, ["b"], region="Highlands")
+    assert screen(cells, failing=apart, techniques=[])[0] == set()
+
+
+def test_a_restriction_needs_probes_agreeing_on_a_technique() -> None:
+    cells = [c for asn in (64550, 64551, 64552)
+             for c in _network("IR", asn, hours=30, probes=1, per_probe_hour=4, bad_hours=frozenset({12, 13}))]
+    agree = [TechniqueProbes(bucket=T0 + timedelta(hours=h), country="IR", asn=asn, platform="twitter",
+                             technique="tls_interference", probes=1)
+             for asn in (64550, 64551, 64552) for h in (12, 13)]
+    assert screen(cells, failing=[], techniques=agree)[0] == {"IR"}
+    kinds = {64550: "tls_interference", 64551: "tcp_reset", 64552: "dns_tampering"}
+    scattered = [TechniqueProbes(bucket=t.bucket, country="IR", asn=t.asn, platform="twitter",
+                                 technique=kinds[t.asn], probes=1) for t in agree]
+    assert screen(cells, failing=[], techniques=scattered)[0] == set()
+
+
+def test_a_platform_seen_down_is_looked_at_in_fine_buckets() -> None:
+    cells = _network("BR", 64560, hours=30, probes=4, per_probe_hour=4, down_hours=frozenset({12}))
+    countries, down_hours = screen(cells, failing=[], techniques=[])
+    assert countries == set() and down_hours == [("BR", 64560, "twitter", int((T0 + timedelta(hours=12)).timestamp()))]
+    t = T0 + timedelta(hours=12)
+    together = [(t + timedelta(minutes=5 * i), "BR", 64560, "twitter", 2, 2) for i in range(2)]
+    assert down_alarms(together) == {"BR"}
+    spread = [(t + timedelta(minutes=5 * i), "BR", 64560, "twitter", 2, 1 if i % 4 == 0 else 0) for i in range(12)]
+    assert down_alarms(spread) == set()

@@ -627,3 +627,33 @@ def test_a_client_that_raises_on_insert_is_reported_and_retried_without_duplicat
             more.accepted
     finally:
         _dispose(store)
+
+
+def test_the_screens_counts_are_identical_across_backends(pair: tuple[DuckDBStore, ClickHouseStore]) -> None:
+    """The probes whose control failed in a bucket, with each target's counts: one network loses everything for
+    an hour, the others only show noise (a stray control failure keeps its probe's other targets listed)."""
+    duck, ch = pair
+    lost = Event("PK", T0 + timedelta(hours=5), T0 + timedelta(hours=6), platforms=("twitter", "facebook", "youtube",
+                 "control"), technique="unreachable", asns=(45669,), coverage=1.0)
+    world = World(cycles=48, seed=3, noise=0.05, events=[lost])
+    rows = list(world.rows())
+    for s in pair:
+        _insert_all(s, rows, batch=5000)
+    a = duck.failing_probes(since=T0, until=T0 + timedelta(days=1), bucket_seconds=3600)
+    b = ch.failing_probes(since=T0, until=T0 + timedelta(days=1), bucket_seconds=3600)
+    assert a == b
+    assert {(p.asn, p.probe) for p in a if p.bucket == T0 + timedelta(hours=5) and p.platform == "twitter"
+            and p.anomalous == p.total} >= {(45669, f"p:pk-45669-{i}") for i in range(12)}
+    assert {p.asn for p in a} > {45669}  # noise elsewhere
+    assert all(p.country == "PK" for p in a)
+    assert duck.failing_probes(since=T0, until=T0 + timedelta(days=1), bucket_seconds=3600, countries=["IR"]) == []
+    kw = {"since": T0, "until": T0 + timedelta(days=1), "bucket_seconds": 3600}
+    techniques = duck.technique_probes(**kw)  # type: ignore[arg-type]
+    assert techniques == ch.technique_probes(**kw)  # type: ignore[arg-type]
+    assert {t.technique for t in techniques} >= {"unreachable", "tcp_blackhole"}
+    assert any(t.asn == 45669 and t.technique == "unreachable" and t.probes == 12 for t in techniques)
+    series = [("pk", 45669, "twitter"), ("PK", 17557, "control")]
+    down = duck.down_counts(since=T0, until=T0 + timedelta(hours=8), bucket_seconds=300, series=series)
+    assert down == ch.down_counts(since=T0, until=T0 + timedelta(hours=8), bucket_seconds=300, series=series)
+    assert {(asn, platform) for _b, _cc, asn, platform, _n, _d in down} == {(45669, "twitter"), (17557, "control")}
+    assert duck.down_counts(since=T0, until=T0 + timedelta(hours=8), bucket_seconds=300, series=[]) == []

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from observatory.detect import DetectConfig, detect_incidents
 from observatory.detect.outside import SignalConfig, fuse, heartbeat_points, signal_incidents
-from observatory.detect.screen import candidate_countries
+from observatory.detect.screen import candidate_countries, down_alarms, screen
 from observatory.incident import Incident
+from observatory.series import SeriesCell
 from observatory.signals import SignalPoint
 from observatory.store.base import IncidentFilter, Store
 from observatory.vocab import TECHNIQUES
@@ -76,7 +77,7 @@ def run_detection(store: Store, *, config: DetectConfig | None = None, full: boo
         # the screen saves time at scale; on little data (a lab run, a young deployment) its hourly view is
         # too coarse to be trusted and the fine look is cheap anyway
         if len(hourly) > SCREEN_MIN_CELLS:
-            countries = sorted(candidate_countries(hourly, bucket_seconds=SCREEN_SECONDS))
+            countries = sorted(_screen(store, hourly, lo, until, scope, cfg))
     if countries == []:
         cells = []
     else:
@@ -97,6 +98,33 @@ def run_detection(store: Store, *, config: DetectConfig | None = None, full: boo
     if signals_now is not None:
         store.set_state(SIGNALS_KEY, signals_now)
     return DetectRun(lo, until, len(cells), len(detected), tuple(saved), changes.max_seq)
+
+
+def _screen(store: Store, hourly: list[SeriesCell], lo: datetime, until: datetime, scope: list[str] | None,
+            cfg: DetectConfig) -> set[str]:
+    """The countries worth the fine look: the hourly screen, told which probes lost their connection and which
+    techniques the failing probes saw; the hours where a platform was seen down are looked at in 5-minute
+    buckets (few series, few hours) before their country is let through."""
+    failing = getattr(store, "failing_probes", None)
+    techniques = getattr(store, "technique_probes", None)
+    down = getattr(store, "down_counts", None)
+    if not (callable(failing) and callable(techniques) and callable(down)):
+        return candidate_countries(hourly, bucket_seconds=SCREEN_SECONDS, config=cfg)
+    kw = {"since": lo, "until": until, "bucket_seconds": SCREEN_SECONDS, "countries": scope}
+    countries, down_hours = screen(hourly, failing=failing(**kw), techniques=techniques(**kw),
+                                   bucket_seconds=SCREEN_SECONDS, config=cfg)
+    # an hour before (a run of evidence may begin there) to an hour after, per hour: one query per window
+    windows: dict[int, set[tuple[str, int, str]]] = {}
+    for country, asn, platform, t in down_hours:
+        windows.setdefault(t, set()).add((country, asn, platform))
+    for t, series in sorted(windows.items()):
+        series = {s for s in series if s[0] not in countries}
+        if series:
+            start = datetime.fromtimestamp(t - SCREEN_SECONDS, UTC)
+            counts = down(since=start, until=start + timedelta(seconds=3 * SCREEN_SECONDS),
+                          bucket_seconds=cfg.bucket_seconds, series=sorted(series))
+            countries |= down_alarms(counts, config=cfg)
+    return countries
 
 
 def _countries_of(inc: Incident) -> set[str]:

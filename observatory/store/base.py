@@ -178,6 +178,33 @@ class ProbeCredential:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FailingProbe:
+    """One probe's bucket in which its control measurement failed: what it measured and how much failed, per
+    target. The screen tells a probe that lost everything (a connectivity witness) from a stray failure."""
+
+    bucket: datetime
+    country: str
+    asn: int
+    region: str  # "" when unknown
+    probe: str
+    platform: str
+    total: int
+    anomalous: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TechniqueProbes:
+    """How many distinct probes saw one technique on one target in a bucket of one network."""
+
+    bucket: datetime
+    country: str
+    asn: int
+    platform: str
+    technique: str
+    probes: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Changes:
     """What arrived after a sequence number: per country, the span of measurement times touched."""
 
@@ -205,6 +232,15 @@ class Store(Protocol):
     def network_series(
         self, *, since: datetime, until: datetime, bucket_seconds: int, countries: Sequence[str] | None = None
     ) -> list[SeriesCell]: ...
+    def failing_probes(
+        self, *, since: datetime, until: datetime, bucket_seconds: int, countries: Sequence[str] | None = None
+    ) -> list[FailingProbe]: ...
+    def technique_probes(
+        self, *, since: datetime, until: datetime, bucket_seconds: int, countries: Sequence[str] | None = None
+    ) -> list[TechniqueProbes]: ...
+    def down_counts(
+        self, *, since: datetime, until: datetime, bucket_seconds: int, series: Sequence[tuple[str, int, str]]
+    ) -> list[tuple[datetime, str, int, str, int, int]]: ...
     def changes_since(self, seq: int) -> Changes: ...
     def countries(self) -> list[str]: ...
     def example_uids(

@@ -42,11 +42,13 @@ from observatory.signals import SignalPoint
 from observatory.store.base import (
     Changes,
     ContextEvent,
+    FailingProbe,
     IncidentFilter,
     InsertResult,
     MeasurementFilter,
     ProbeCredential,
     Row,
+    TechniqueProbes,
     UserReport,
     first_of_each_uid,
     rows_table,
@@ -570,6 +572,81 @@ class ClickHouseStore:
                            platform=r[3], total=int(r[4]), ok=int(r[5]), down=int(r[6]), anomalous=int(r[7]),
                            probes=int(r[8]), anomalous_probes=int(r[9]), down_probes=int(r[10]),
                            median_kbps=_median(r[11]))
+                for r in self._rows(q, params)]
+
+    def failing_probes(
+        self, *, since: datetime, until: datetime, bucket_seconds: int, countries: Sequence[str] | None = None
+    ) -> list[FailingProbe]:
+        """Per probe and bucket in which its control failed: each target's measurements and failures."""
+        bucket = int(bucket_seconds)
+        if bucket <= 0:
+            raise ConfigError(f"bucket_seconds must be positive, got {bucket_seconds}")
+        params: dict[str, Any] = {"since": _utc(since), "until": _utc(until)}
+        cc_clause = ""
+        if countries:
+            cc_clause = " AND cc IN {ccs:Array(String)}"
+            params["ccs"] = [c.upper() for c in countries]
+        q = f"""
+            SELECT intDiv(toUnixTimestamp(t), {bucket}) * {bucket} AS b, cc, asn, ifNull(region, '') AS reg,
+                   probe_key, platform, count(), countIf(verdict IN ({_TECH_IN}))
+            FROM {{db}}.measurements
+            WHERE t >= {{since:{_TS}}} AND t < {{until:{_TS}}} AND platform != ''{cc_clause}
+              AND (intDiv(toUnixTimestamp(t), {bucket}) * {bucket}, cc, asn, probe_key) IN (
+                  SELECT intDiv(toUnixTimestamp(t), {bucket}) * {bucket}, cc, asn, probe_key
+                  FROM {{db}}.measurements
+                  WHERE t >= {{since:{_TS}}} AND t < {{until:{_TS}}} AND platform = 'control'
+                        AND verdict IN ({_TECH_IN}) AND probe_key != ''{cc_clause})
+            GROUP BY b, cc, asn, reg, probe_key, platform
+            ORDER BY b, cc, asn, reg, probe_key, platform
+        """
+        return [FailingProbe(bucket=datetime.fromtimestamp(int(r[0]), UTC), country=r[1], asn=int(r[2]), region=r[3],
+                             probe=r[4], platform=r[5], total=int(r[6]), anomalous=int(r[7]))
+                for r in self._rows(q, params)]
+
+    def technique_probes(
+        self, *, since: datetime, until: datetime, bucket_seconds: int, countries: Sequence[str] | None = None
+    ) -> list[TechniqueProbes]:
+        """Distinct probes per anomaly technique, per bucket, network and target (anomalous measurements only)."""
+        bucket = int(bucket_seconds)
+        if bucket <= 0:
+            raise ConfigError(f"bucket_seconds must be positive, got {bucket_seconds}")
+        params: dict[str, Any] = {"since": _utc(since), "until": _utc(until)}
+        cc_clause = ""
+        if countries:
+            cc_clause = " AND cc IN {ccs:Array(String)}"
+            params["ccs"] = [c.upper() for c in countries]
+        q = f"""
+            SELECT intDiv(toUnixTimestamp(t), {bucket}) * {bucket} AS b, cc, asn, platform, verdict,
+                   uniqExact(probe_key)
+            FROM {{db}}.measurements
+            WHERE t >= {{since:{_TS}}} AND t < {{until:{_TS}}} AND platform != '' AND verdict IN ({_TECH_IN}){cc_clause}
+            GROUP BY b, cc, asn, platform, verdict
+            ORDER BY b, cc, asn, platform, verdict
+        """
+        return [TechniqueProbes(bucket=datetime.fromtimestamp(int(r[0]), UTC), country=r[1], asn=int(r[2]),
+                                platform=r[3], technique=r[4], probes=int(r[5])) for r in self._rows(q, params)]
+
+    def down_counts(
+        self, *, since: datetime, until: datetime, bucket_seconds: int, series: Sequence[tuple[str, int, str]]
+    ) -> list[tuple[datetime, str, int, str, int, int]]:
+        """(bucket, country, network, platform, probes, probes that saw it down) for a few series and a time."""
+        bucket = int(bucket_seconds)
+        if bucket <= 0:
+            raise ConfigError(f"bucket_seconds must be positive, got {bucket_seconds}")
+        if not series:
+            return []
+        params: dict[str, Any] = {"since": _utc(since), "until": _utc(until),
+                                  "keys": sorted({f"{cc.upper()}:{asn}:{platform}" for cc, asn, platform in series})}
+        q = f"""
+            SELECT intDiv(toUnixTimestamp(t), {bucket}) * {bucket} AS b, cc, asn, platform,
+                   uniqExact(probe_key), uniqExactIf(probe_key, verdict = 'down')
+            FROM {{db}}.measurements
+            WHERE t >= {{since:{_TS}}} AND t < {{until:{_TS}}} AND platform != ''
+              AND concat(cc, ':', toString(asn), ':', platform) IN {{keys:Array(String)}}
+            GROUP BY b, cc, asn, platform
+            ORDER BY b, cc, asn, platform
+        """
+        return [(datetime.fromtimestamp(int(r[0]), UTC), r[1], int(r[2]), r[3], int(r[4]), int(r[5]))
                 for r in self._rows(q, params)]
 
     def changes_since(self, seq: int) -> Changes:

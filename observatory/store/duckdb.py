@@ -28,11 +28,13 @@ from observatory.signals import SignalPoint
 from observatory.store.base import (
     Changes,
     ContextEvent,
+    FailingProbe,
     IncidentFilter,
     InsertResult,
     MeasurementFilter,
     ProbeCredential,
     Row,
+    TechniqueProbes,
     UserReport,
     first_of_each_uid,
     rows_table,
@@ -532,6 +534,81 @@ class DuckDBStore:
                                   ok=ok, down=down, anomalous=bad, probes=probes, anomalous_probes=bad_probes,
                                   down_probes=down_probes, median_kbps=kbps))
         return out
+
+    def failing_probes(
+        self, *, since: datetime, until: datetime, bucket_seconds: int, countries: Sequence[str] | None = None
+    ) -> list[FailingProbe]:
+        """Per probe and bucket in which its control failed: each target's measurements and failures."""
+        tech_in = ", ".join(f"'{t}'" for t in _TECHNIQUE_LIST)
+        params: list[Any] = [_naive(since), _naive(until)]
+        cc_clause = ""
+        if countries:
+            cc_clause = " AND list_contains(?, cc)"
+            params.append([c.upper() for c in countries])
+        params = params + params
+        q = f"""
+            WITH lost AS (
+                SELECT DISTINCT (epoch(t)::BIGINT // {bucket_seconds}) * {bucket_seconds} AS b, cc, asn, probe_key
+                FROM measurements
+                WHERE t >= ? AND t < ? AND platform = 'control' AND verdict IN ({tech_in})
+                      AND probe_key IS NOT NULL{cc_clause}
+            )
+            SELECT m.b, m.cc, m.asn, coalesce(m.region, '') AS region, m.probe_key, m.platform, count(*),
+                   count(*) FILTER (WHERE m.verdict IN ({tech_in}))
+            FROM (SELECT (epoch(t)::BIGINT // {bucket_seconds}) * {bucket_seconds} AS b, cc, asn, region, probe_key,
+                         platform, verdict
+                  FROM measurements WHERE t >= ? AND t < ? AND platform IS NOT NULL{cc_clause}) m
+            SEMI JOIN lost USING (b, cc, asn, probe_key)
+            GROUP BY ALL
+            ORDER BY ALL
+        """
+        with self._lock, _mapped_errors(self.url):
+            rows = self._con.execute(q, params).fetchall()
+        return [FailingProbe(bucket=datetime.fromtimestamp(b, UTC), country=cc, asn=asn, region=region, probe=probe,
+                             platform=platform, total=total, anomalous=bad)
+                for b, cc, asn, region, probe, platform, total, bad in rows]
+
+    def technique_probes(
+        self, *, since: datetime, until: datetime, bucket_seconds: int, countries: Sequence[str] | None = None
+    ) -> list[TechniqueProbes]:
+        """Distinct probes per anomaly technique, per bucket, network and target (anomalous measurements only)."""
+        tech_in = ", ".join(f"'{t}'" for t in _TECHNIQUE_LIST)
+        params: list[Any] = [_naive(since), _naive(until)]
+        cc_clause = ""
+        if countries:
+            cc_clause = " AND list_contains(?, cc)"
+            params.append([c.upper() for c in countries])
+        q = f"""
+            SELECT (epoch(t)::BIGINT // {bucket_seconds}) * {bucket_seconds} AS b, cc, asn, platform, verdict,
+                   count(DISTINCT probe_key)
+            FROM measurements
+            WHERE t >= ? AND t < ? AND platform IS NOT NULL AND verdict IN ({tech_in}){cc_clause}
+            GROUP BY ALL
+            ORDER BY ALL
+        """
+        with self._lock, _mapped_errors(self.url):
+            rows = self._con.execute(q, params).fetchall()
+        return [TechniqueProbes(bucket=datetime.fromtimestamp(b, UTC), country=cc, asn=asn, platform=platform,
+                                technique=technique, probes=n) for b, cc, asn, platform, technique, n in rows]
+
+    def down_counts(
+        self, *, since: datetime, until: datetime, bucket_seconds: int, series: Sequence[tuple[str, int, str]]
+    ) -> list[tuple[datetime, str, int, str, int, int]]:
+        """(bucket, country, network, platform, probes, probes that saw it down) for a few series and a time."""
+        if not series:
+            return []
+        keys = sorted({f"{cc.upper()}:{asn}:{platform}" for cc, asn, platform in series})
+        q = f"""
+            SELECT (epoch(t)::BIGINT // {bucket_seconds}) * {bucket_seconds} AS b, cc, asn, platform,
+                   count(DISTINCT probe_key), count(DISTINCT probe_key) FILTER (WHERE verdict = 'down')
+            FROM measurements
+            WHERE t >= ? AND t < ? AND platform IS NOT NULL AND list_contains(?, cc || ':' || asn || ':' || platform)
+            GROUP BY ALL
+            ORDER BY ALL
+        """
+        with self._lock, _mapped_errors(self.url):
+            rows = self._con.execute(q, [_naive(since), _naive(until), keys]).fetchall()
+        return [(datetime.fromtimestamp(b, UTC), cc, asn, platform, n, d) for b, cc, asn, platform, n, d in rows]
 
     def changes_since(self, seq: int) -> Changes:
         with self._lock, _mapped_errors(self.url):
