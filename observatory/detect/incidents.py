@@ -70,33 +70,35 @@ class Cluster:
     def onset(self, step: int) -> int:
         """The onset estimate. One observation never defines an edge: the first anomalous bucket is the one
         holding the cluster's second anomalous observation (a stray failure just before the event, in a
-        sparse series, would otherwise pull the whole incident early). The change happened after the latest
-        bucket with data before it in any of the affected series (if it was one event) and before it: the
-        estimate is the middle. With dense data the two are adjacent and this is the first anomalous bucket;
+        sparse series, would otherwise pull the whole incident early). The change happened after the last
+        bucket with data before it in the series that saw it and before it: the estimate is the middle. With dense data the two are adjacent and this is the first anomalous bucket;
         with sparse data (volunteers, night hours) the middle halves the worst error.
         """
         ev = self._evidence(step)
         first = ev[1] if len(ev) >= 2 else self.start
         first = max(first, self.start)
-        seen = [e.before for e in self.episodes if e.before is not None and e.before < first]
+        # the series that saw the first failure bound the change; a series mixing affected and unaffected
+        # probes (a network's regions) may have data closer to it that says nothing: take the widest bound
+        seen = [e.before for e in self.episodes if e.before is not None and e.before < first and e.start <= first]
         if not seen:
             return first
-        lo = max(seen) + step
+        lo = min(seen) + step
         return first - min((first - lo) // (2 * step) * step, self._spacing(step))
 
     def finish(self, step: int) -> int | None:
         """The end estimate, likewise: after the bucket of the second-to-last anomalous observation, midway to
-        the first bucket with data after it in any of the affected series."""
+        the next bucket with data in the series that saw it last."""
         end = self.end
         if end is None:
             return None
         ev = self._evidence(step)
         if len(ev) >= 2:
             end = min(end, ev[-2] + step)
-        seen = [e.after for e in self.episodes if e.after is not None and e.after >= end]
+        seen = [e.after for e in self.episodes if e.after is not None and e.after >= end
+                and e.end is not None and e.end >= end]
         if not seen:
             return end
-        return end + min((min(seen) - end) // (2 * step) * step, self._spacing(step))
+        return end + min((max(seen) - end) // (2 * step) * step, self._spacing(step))
 
     def _spacing(self, step: int) -> int:
         """How far an edge may move into a gap: the usual time between data in the cluster's series. A gap

@@ -1,0 +1,138 @@
+"""Onset, end, scope and independent evidence on plain series data: the detector's edge cases.
+
+Each test builds the series a sparse or faulty population would give and checks the estimate against the
+change the data was built with (never against what the code happens to return).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+
+from detect_world import T0, Event, Net, World
+
+from observatory.detect import DetectConfig, detect_incidents
+from observatory.detect.cusum import scan_share
+from observatory.detect.episodes import CONNECTIVITY, RESTRICTION, Episode
+from observatory.detect.incidents import Cluster, confirmed_at
+from observatory.detect.probes import isolated_spans
+from observatory.detect.series import fold
+
+STEP = 300
+CFG = DetectConfig()
+DAY = 86400
+
+
+def _quiet(hours: float, every: int = 3, n: int = 1) -> list[tuple[int, int, int]]:
+    """A healthy series: `n` probes every `every` buckets for `hours`, from t=0."""
+    return [(i * STEP, n, 0) for i in range(0, int(hours * 12), every)]
+
+
+def test_a_stray_failure_before_a_block_does_not_pull_the_onset_early() -> None:
+    onset = 2 * DAY
+    pts = [p for p in _quiet(48) if p[0] < onset]
+    # one failure two hours before, then healthy measurements (a sparse series: one probe every 15 minutes)
+    pts = [(t, n, 1 if t == onset - 2 * 3600 else 0) for t, n, _ in pts]
+    pts += [(onset + i * 3 * STEP, 1, 1) for i in range(12)]
+    [alarm] = scan_share(pts, CFG, now=onset + 12 * 3 * STEP)
+    assert alarm.start == onset
+
+
+def test_a_near_total_block_ends_after_a_few_healthy_measurements() -> None:
+    onset, end = 2 * DAY, 2 * DAY + 6 * 3600
+    pts = [p for p in _quiet(48) if p[0] < onset]
+    pts += [(t, 1, 1) for t in range(onset, end, 3 * STEP)]
+    pts += [(t, 1, 0) for t in range(end, end + 6 * 3600, 3 * STEP)]
+    [alarm] = scan_share(pts, CFG, now=end + 6 * 3600)
+    # the end is known to lie after the last failure and before the first success: both are recorded
+    assert alarm.end == end - 3 * STEP + STEP
+    assert alarm.after == end
+
+
+def _episode(asn: int, start: int, end: int | None, *, before: int | None = None, after: int | None = None,
+             spacing: int = STEP, witnesses: list[tuple[int, frozenset[str]]] | None = None,
+             family: str = RESTRICTION, regions: set[str] | None = None) -> Episode:
+    return Episode(family=family, country="PK", asn=asn, platform="twitter", start=start, alarm=start + STEP,
+                   end=end, techniques=Counter(), witnesses=witnesses or [], regions=regions or {"North"},
+                   before=before, after=after, spacing=spacing)
+
+
+def _keys(*names: str, technique: str = "tls_interference") -> frozenset[str]:
+    return frozenset(f"{technique} {n}" for n in names)
+
+
+def test_onset_is_midway_into_a_sampling_gap_but_not_further_than_the_usual_spacing() -> None:
+    t = 10 * DAY
+    w = [(t, _keys("p:a", "p:b")), (t + STEP, _keys("p:c"))]
+    sparse = Cluster(family=RESTRICTION, country="PK",
+                     episodes=[_episode(1, t, t + 3600, before=t - 6 * STEP, spacing=4 * STEP, witnesses=w)])
+    # the last healthy bucket ended 5 buckets before the first failure: the middle is 2 buckets earlier
+    assert sparse.onset(STEP) == t - 2 * STEP
+    capped = Cluster(family=RESTRICTION, country="PK",
+                     episodes=[_episode(1, t, t + 3600, before=t - 6 * STEP, spacing=STEP, witnesses=w)])
+    assert capped.onset(STEP) == t - STEP  # a gap much longer than the spacing is missing data
+    dense = Cluster(family=RESTRICTION, country="PK",
+                    episodes=[_episode(1, t, t + 3600, before=t - STEP, witnesses=w)])
+    assert dense.onset(STEP) == t
+
+
+def test_one_late_failure_does_not_stretch_the_end() -> None:
+    t = 10 * DAY
+    w = [(t, _keys("p:a", "p:b")), (t + 11 * STEP, _keys("p:a", "p:b")), (t + 60 * STEP, _keys("p:c"))]
+    c = Cluster(family=RESTRICTION, country="PK", episodes=[_episode(1, t, t + 61 * STEP, witnesses=w)])
+    assert c.finish(STEP) == t + 12 * STEP
+
+
+def test_one_volunteer_installation_failing_every_run_is_not_a_confirmed_connectivity_loss() -> None:
+    t = 10 * DAY
+    runs = [f"r:run{i}" for i in range(6)]
+    where = {k: (17557, "Sindh") for k in runs}
+    # six runs one after the other, each under a new report id: possibly one installation
+    one_by_one = [(t + i * 6 * STEP, _keys(k, technique="unreachable")) for i, k in enumerate(runs)]
+    c = Cluster(family=CONNECTIVITY, country="PK", episodes=[
+        _episode(17557, t, t + 40 * STEP, witnesses=one_by_one, family=CONNECTIVITY, regions={"Sindh"})])
+    assert confirmed_at(c, CFG, frozenset(), where)[0] is None
+    # three runs failing in the same bucket come from three installations
+    at_once = [(t, _keys(*runs[:3], technique="unreachable"))]
+    c = Cluster(family=CONNECTIVITY, country="PK", episodes=[
+        _episode(17557, t, t + 40 * STEP, witnesses=at_once, family=CONNECTIVITY, regions={"Sindh"})])
+    assert confirmed_at(c, CFG, frozenset(), where)[0] == t + STEP
+
+
+def test_probes_of_a_region_losing_its_connection_together_are_not_isolated() -> None:
+    day2 = T0 + timedelta(days=2)
+    w = World(countries={"PK": [Net(17557, probes=12), Net(45669)]}, events=[
+        Event(kind="cut", start=day2 + timedelta(hours=3), end=day2 + timedelta(hours=6), asns=(17557,),
+              regions=("North",)),
+    ])
+    tracks = fold(w.cells(), STEP)
+    spans = isolated_spans(tracks)
+    # the whole North region of the network lost its connection: nobody there failed alone
+    assert not any(k.startswith("p:17557") for k in spans)
+
+
+def test_a_regional_loss_stays_regional_with_a_faulty_probe_elsewhere_in_an_affected_network() -> None:
+    day2 = T0 + timedelta(days=2)
+    onset, end = day2 + timedelta(hours=6), day2 + timedelta(hours=14)
+    nets = [Net(17557, regions=("North", "South", "East"), probes=18),
+            Net(45669, regions=("North", "South", "East"), probes=18), Net(23674, regions=("North", "South"))]
+    w = World(countries={"PK": nets}, events=[
+        Event(kind="cut", start=onset, end=end, asns=(17557, 45669), regions=("East",)),
+        # one probe of an affected network, in another region, fails everything for a while
+        Event(kind="faulty_all", start=onset + timedelta(hours=2), end=onset + timedelta(hours=5),
+              asns=(17557,), regions=("North",), probe=0),
+    ])
+    cells = w.cells()
+    for c in cells:  # the faulty probe: every target, the control included, fails for those hours
+        if (c.asn == 17557 and c.region == "North" and onset + timedelta(hours=2) <= c.bucket
+                < onset + timedelta(hours=5) and c.probes and 0 % 3 == (int(c.bucket.timestamp()) // STEP) % 3):
+            key = "p:17557-0"
+            c.anomalous_keys = tuple(sorted({*c.anomalous_keys, key}))
+            c.technique_keys = tuple(sorted({*c.technique_keys, f"unreachable {key}"}))
+            c.anomalous_probes = len(c.anomalous_keys)
+            c.anomalous += 1
+            c.by_technique["unreachable"] = c.by_technique.get("unreachable", 0) + 1
+    [inc] = [i for i in detect_incidents(cells) if i.kind == "connectivity_loss"]
+    assert inc.scope == "regional" and inc.regions == ("East",)
+    assert abs((inc.start - onset).total_seconds()) <= 5 * 60
+    assert inc.end is not None and abs((inc.end - end).total_seconds()) <= 15 * 60
