@@ -7,6 +7,7 @@ every valid line around it is stored.
 
 from __future__ import annotations
 
+import gc
 import gzip
 import json
 import multiprocessing
@@ -190,6 +191,14 @@ def _parse_chunk(name: str, source: str, items: list[tuple[int, bytes]]) -> tupl
     return builder.take(), rejects
 
 
+def _worker_init() -> None:
+    """A pool worker's garbage collector: what it inherited from the parent is frozen (never scanned, and its
+    pages stay shared), and young collections run less often. Each decoded document is freed by reference
+    counting as soon as its row is built; a collection every 700 allocations only re-walks the document in hand."""
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+
+
 def _workers() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -345,7 +354,8 @@ class Ingestor:
             # (DuckDB's, the writer); spawn would re-run the caller's main module, which a script without a
             # __main__ guard does not survive
             method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-            self._pool = ProcessPoolExecutor(self._processes, mp_context=multiprocessing.get_context(method))
+            self._pool = ProcessPoolExecutor(self._processes, mp_context=multiprocessing.get_context(method),
+                                             initializer=_worker_init)
         name = str(path)
         pending: deque[Future[tuple[pa.Table, list[Reject]]]] = deque()
         chunk: list[tuple[int, bytes]] = []
