@@ -76,11 +76,25 @@ def test_onset_is_midway_into_a_sampling_gap_but_not_further_than_the_usual_spac
     assert dense.onset(STEP) == t
 
 
-def test_one_late_failure_does_not_stretch_the_end() -> None:
+def test_one_late_failure_does_not_stretch_the_end_when_another_series_was_normal_again() -> None:
     t = 10 * DAY
     w = [(t, _keys("p:a", "p:b")), (t + 11 * STEP, _keys("p:a", "p:b")), (t + 60 * STEP, _keys("p:c"))]
-    c = Cluster(family=RESTRICTION, country="PK", episodes=[_episode(1, t, t + 61 * STEP, witnesses=w)])
+    other = [(t, _keys("p:a", "p:b")), (t + 11 * STEP, _keys("p:a", "p:b"))]
+    c = Cluster(family=RESTRICTION, country="PK", episodes=[
+        _episode(1, t, t + 61 * STEP, witnesses=w),
+        _episode(1, t, t + 12 * STEP, after=t + 12 * STEP, witnesses=other),  # the same probes, fine again
+    ])
     assert c.finish(STEP) == t + 12 * STEP
+
+
+def test_a_sparse_series_last_failure_ends_the_incident_when_nothing_contradicts_it() -> None:
+    t = 10 * DAY
+    # volunteers at night: hours between runs, every run still failing, then a healthy one
+    w = [(t, _keys("r:1")), (t + 12 * STEP, _keys("r:2")), (t + 80 * STEP, _keys("r:3"))]
+    c = Cluster(family=RESTRICTION, country="PK", episodes=[
+        _episode(1, t, t + 81 * STEP, after=t + 100 * STEP, spacing=12 * STEP, witnesses=w)])
+    # after the last failure, midway to the next (healthy) run, at most the usual spacing
+    assert c.finish(STEP) == t + 81 * STEP + 9 * STEP
 
 
 def test_one_volunteer_installation_failing_every_run_is_not_a_confirmed_connectivity_loss() -> None:

@@ -93,7 +93,11 @@ class Cluster:
             return None
         ev = self._evidence(step)
         if len(ev) >= 2:
-            end = min(end, ev[-2] + step)
+            # the last observation alone extends the end only if no series of the incident was seen normal
+            # again before it (a stray failure after the event, versus a sparse series' last word)
+            last, second = ev[-1] + step, ev[-2] + step
+            seen_normal = any(e.after is not None and second <= e.after < last - step for e in self.episodes)
+            end = min(end, second if seen_normal else last)
         seen = [e.after for e in self.episodes if e.after is not None and e.after >= end
                 and e.end is not None and e.end >= end]
         if not seen:
