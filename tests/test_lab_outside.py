@@ -13,14 +13,14 @@ import socket
 import struct
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from observatory.lab import netns, pipeline, runner
 from observatory.lab.outside import lab_blocks
-from observatory.lab.plan import load_plan
+from observatory.lab.plan import LabPlan, load_plan
 from observatory.lab.verify import expected_incidents
 from observatory.signals.pinger import Block, Pinger, default_prober
 
@@ -75,7 +75,7 @@ def test_shutdowns_seen_from_outside_within_three_rounds_and_a_restriction_stays
         assert n is not None and n <= MAX_ROUNDS, f"{event}: confirmed after {n} rounds\n{report}{summary}"
 
 
-def _rounds_to_confirmation(plan, result) -> dict[str, int | None]:  # type: ignore[no-untyped-def]
+def _rounds_to_confirmation(plan: LabPlan, result: pipeline.RunResult) -> dict[str, int | None]:
     """For each shutdown: how many pinger rounds after the censor's start it took until a detection pass
     stored a confirmed connectivity_loss of that country with the expected scope, while the event was on
     and the affected probes had not been heard from since it began."""
@@ -102,14 +102,12 @@ def _rounds_to_confirmation(plan, result) -> dict[str, int | None]:  # type: ign
     return out
 
 
-def _actual(result):  # type: ignore[no-untyped-def]
+def _actual(result: pipeline.RunResult) -> dict[int, tuple[datetime, datetime]]:
     """Event index -> (start, end) as the censor applied them, read back from the verification."""
     return {r.expected.event.index: (r.expected.start, r.expected.end) for r in result.verification.events}
 
 
-def _heartbeats(db: str) -> list[tuple[str, object, str, int, str | None]]:
-    from datetime import UTC, datetime
-
+def _heartbeats(db: str) -> list[tuple[str, datetime, str, int, str | None]]:
     from observatory.store import open_store
 
     store = open_store(db)
