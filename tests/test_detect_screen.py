@@ -150,3 +150,4 @@ def test_a_platform_seen_down_is_looked_at_in_fine_buckets() -> None:
     assert down_alarms(together) == {"BR"}
     spread = [(t + timedelta(minutes=5 * i), "BR", 64560, "twitter", 2, 1 if i % 4 == 0 else 0) for i in range(12)]
     assert down_alarms(spread) == set()
+

@@ -1,9 +1,15 @@
 """The cheap first pass: which countries deserve the fine, 5-minute look at all.
 
-At scale almost every network is quiet almost all the time. Hourly counts per (country, network, platform)
-are enough to tell: a country is a candidate when some hour shows several probes failing a platform (or the
-control, or seeing it `down`), a throughput collapse, or a network's probes falling quiet against their usual
-activity. Thresholds are loose on purpose: a candidate costs a fine look, a miss costs an incident.
+At scale almost every network is quiet almost all the time, but not free of failures: probes break, lose
+their line, see a stray reset. The screen asks of hourly counts per (country, network, platform) what the fine
+look asks before it reports: could its CUSUM have alarmed in that hour, and are the witnesses there that
+confirmation needs (probes agreeing on a technique; probes that lost their whole connection, three of them or
+two networks in one region). A platform seen `down` is checked in 5-minute buckets (`down_alarms`). Silence
+and throughput keep loose hourly rules. A candidate costs a fine look, a miss costs an incident.
+
+Known gap: the fine look's all-platforms track (`*`) can alarm on a block of many platforms seen by sparse
+probes when no single platform can; the screen judges platforms one by one (a sum over platforms counts the
+same stray failures of one probe many times and lets quiet countries through).
 """
 
 from __future__ import annotations
@@ -75,7 +81,8 @@ def screen(cells: Iterable[SeriesCell], *, failing: Iterable[FailingProbe] | Non
     # failures for the fine CUSUM to have alarmed; then as many probes as confirmation needs, nearby in time
     by_technique: dict[tuple[str, int, str, int], dict[str, int]] = defaultdict(dict)
     for tp in techniques or ():
-        by_technique[(tp.country, tp.asn, tp.platform, int(tp.bucket.timestamp()))][tp.technique] = tp.probes
+        t = int(tp.bucket.timestamp())
+        by_technique[(tp.country, tp.asn, tp.platform, t)][tp.technique] = tp.probes
     # (country, hour, technique) -> network -> failing probes in standing-out hours ("" when techniques unknown)
     witnesses: dict[tuple[str, int, str], dict[int, int]] = defaultdict(dict)
     alarmed: dict[tuple[str, int], int] = defaultdict(int)  # (country, hour) -> failing probes, any technique
@@ -94,8 +101,15 @@ def screen(cells: Iterable[SeriesCell], *, failing: Iterable[FailingProbe] | Non
         down_hours.extend((country, asn, platform, t) for t, _n in _hot_hours(hours, 2, 4, cfg, bucket_seconds,
                                                                                 min_share))
     for (country, t, technique) in witnesses:
-        near = sum(sum(witnesses.get((country, t + d * bucket_seconds, technique), {}).values()) for d in (-1, 0, 1))
-        if near >= min_probes:
+        # per network, no more probes than it had at work in those hours (a probe counts once across the
+        # platforms and hours it failed on)
+        per_net: dict[int, int] = defaultdict(int)
+        active: dict[int, int] = defaultdict(int)
+        for d in (-1, 0, 1):
+            for asn, n in witnesses.get((country, t + d * bucket_seconds, technique), {}).items():
+                per_net[asn] += n
+                active[asn] = max(active[asn], activity[(country, asn)].get(t + d * bucket_seconds, 0))
+        if sum(min(n, active[asn]) for asn, n in per_net.items()) >= min_probes:
             candidates.add(country)
     for (country, t), probes in alarmed.items():
         if t >= last - ongoing_hours * bucket_seconds and probes >= 2:
