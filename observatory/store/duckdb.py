@@ -564,7 +564,8 @@ class DuckDBStore:
         """
         with self._lock, _mapped_errors(self.url):
             rows = self._con.execute(q, params).fetchall()
-        return [FailingProbe(bucket=datetime.fromtimestamp(b, UTC), country=cc, asn=asn, region=region, probe=probe,
+        stamps = {b: datetime.fromtimestamp(b, UTC) for b in {r[0] for r in rows}}
+        return [FailingProbe(bucket=stamps[b], country=cc, asn=asn, region=region, probe=probe,
                              platform=platform, total=total, anomalous=bad)
                 for b, cc, asn, region, probe, platform, total, bad in rows]
 
@@ -588,7 +589,8 @@ class DuckDBStore:
         """
         with self._lock, _mapped_errors(self.url):
             rows = self._con.execute(q, params).fetchall()
-        return [TechniqueProbes(bucket=datetime.fromtimestamp(b, UTC), country=cc, asn=asn, platform=platform,
+        stamps = {b: datetime.fromtimestamp(b, UTC) for b in {r[0] for r in rows}}
+        return [TechniqueProbes(bucket=stamps[b], country=cc, asn=asn, platform=platform,
                                 technique=technique, probes=n) for b, cc, asn, platform, technique, n in rows]
 
     def down_counts(
