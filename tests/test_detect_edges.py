@@ -150,3 +150,23 @@ def test_a_regional_loss_stays_regional_with_a_faulty_probe_elsewhere_in_an_affe
     assert inc.scope == "regional" and inc.regions == ("East",)
     assert abs((inc.start - onset).total_seconds()) <= 5 * 60
     assert inc.end is not None and abs((inc.end - end).total_seconds()) <= 15 * 60
+
+
+def test_an_alarm_ends_when_a_sparse_series_turns_healthy_and_then_falls_quiet() -> None:
+    onset, end = 2 * DAY, 2 * DAY + 6 * 3600
+    pts = [p for p in _quiet(48, every=6) if p[0] < onset]
+    pts += [(t, 1, 1) for t in range(onset, end, 6 * STEP)]
+    # after the event only two healthy runs, then the data stops (the end of the data, not of the world)
+    pts += [(end + 2 * STEP, 1, 0), (end + 10 * STEP, 1, 0)]
+    now = end + 10 * STEP + 3 * 3600
+    [alarm] = scan_share(pts, CFG, now=now)
+    assert alarm.end is not None and end - 6 * STEP < alarm.end <= end + 2 * STEP
+
+
+def test_an_alarm_stays_open_while_failures_continue_sparsely() -> None:
+    onset = 2 * DAY
+    pts = [p for p in _quiet(48, every=6) if p[0] < onset]
+    pts += [(t, 1, 1) for t in range(onset, onset + 6 * 3600, 6 * STEP)]
+    pts += [(onset + 6 * 3600 + 2 * STEP, 1, 0), (onset + 6 * 3600 + 8 * STEP, 1, 1)]
+    [alarm] = scan_share(pts, CFG, now=onset + 6 * 3600 + 9 * STEP)
+    assert alarm.end is None

@@ -87,9 +87,13 @@ class Cusum:
         self.s, self.d, self.run_start, self.run = 0.0, 0.0, None, []
 
     def finish(self, last_data: int, now: int, grace: int) -> list[Alarm]:
-        """The alarms; one still open is ended if its series has said nothing for `grace` before now."""
+        """The alarms; one still open is ended if its series has said nothing for `grace` before now, or has
+        shown nothing anomalous for `grace` and at least half the evidence needed to end it (sparse data:
+        a few healthy measurements after the event and then the data stops)."""
         if self.current is not None:
-            if now - max(last_data, self.last_zero) >= grace:
+            quiet = now - max(last_data, self.last_zero) >= grace
+            healthy = now - self.last_zero >= grace and self.d >= self.h_end / 2
+            if quiet or healthy:
                 self.close()
             else:
                 self.alarms.append(self.current)
