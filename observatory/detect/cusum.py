@@ -201,7 +201,7 @@ def _refine(a: Alarm, points: list[tuple[int, int, int, float]], cfg: DetectConf
     g_last = idx[last]
     before = points[g_first - 1][0] if g_first > 0 else None
     after = None
-    if a.end is not None:
+    if end is not None:
         after = next((p[0] for p in points[g_last + 1:] if p[0] >= end), None)
     gaps = sorted(q[0] - p[0] for p, q in zip(inside, inside[1:], strict=False))
     spacing = gaps[len(gaps) // 2] if gaps else step

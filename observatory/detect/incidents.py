@@ -71,8 +71,9 @@ class Cluster:
         """The onset estimate. One observation never defines an edge: the first anomalous bucket is the one
         holding the cluster's second anomalous observation (a stray failure just before the event, in a
         sparse series, would otherwise pull the whole incident early). The change happened after the last
-        bucket with data before it in the series that saw it and before it: the estimate is the middle. With dense data the two are adjacent and this is the first anomalous bucket;
-        with sparse data (volunteers, night hours) the middle halves the worst error.
+        bucket with data before it in the series that saw it and before it: the estimate is the middle,
+        moved at most the usual spacing between data. With dense data the two are adjacent and this is the
+        first anomalous bucket; with sparse data (volunteers, night hours) the middle halves the worst error.
         """
         ev = self._evidence(step)
         first = ev[1] if len(ev) >= 2 else self.start
@@ -294,13 +295,13 @@ def scope_of(c: Cluster, tracks: Tracks, cfg: DetectConfig,
     elsewhere in an affected network does not widen the event to its region."""
     affected: dict[int, set[str]] = {}
     for e in c.episodes:
-        regions = _witnessed_regions(e, tracks, isolated)
-        if regions is not None:
-            affected.setdefault(e.asn, set()).update(r for r in regions if r)
+        witnessed = _witnessed_regions(e, tracks, isolated)
+        if witnessed is not None:
+            affected.setdefault(e.asn, set()).update(r for r in witnessed if r)
     # over the whole incident, not one episode: a region whose measurements were mostly fine all along
     # (a short run of failures in one series of a long event) is not part of it
     lo, hi = c.start, c.end
-    for asn, regions in affected.items():
+    for asn, where in affected.items():
         totals: dict[str, list[int]] = {}
         silent: set[str] = set()
         for e in c.episodes:
@@ -316,8 +317,8 @@ def scope_of(c: Cluster, tracks: Tracks, cfg: DetectConfig,
                         acc[0] += n
                         acc[1] += k
         mostly = {r for r, (n, k) in totals.items() if n and 2 * k >= n} | silent
-        if regions & mostly:
-            affected[asn] = regions & mostly
+        if where & mostly:
+            affected[asn] = where & mostly
     if not affected:
         for e in c.episodes:
             affected.setdefault(e.asn, set()).update(r for r in e.regions if r)
