@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from observatory.errors import ParseError
 from observatory.measurement import MAX_DOCUMENT_BYTES, Measurement, parse_measurement
-from observatory.store.base import BatchBuilder, InsertResult, Row, Store
+from observatory.store.base import BatchBuilder, DocumentEncoder, InsertResult, Row, Store
 from observatory.verdict import classify
 
 BATCH_SIZE = 5000
@@ -33,6 +33,9 @@ READ_BUFFER = 1 << 20
 POOL_MIN_BYTES = 32 << 20
 POOL_CHUNK = 256
 POOL_CHUNK_BYTES = 4 << 20  # and at most this many bytes of documents per chunk
+# A plain (uncompressed) file is not read by the parent at all: each worker reads the lines that start in its
+# own byte range of the file, and says how many it read (file:line stays exact).
+POOL_RANGE_BYTES = 4 << 20
 SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson")
 
 
@@ -137,7 +140,7 @@ def read_file(path: Path, *, limit: int = MAX_DOCUMENT_BYTES) -> Iterator[tuple[
             for n, line in enumerate(_bounded_lines(stream, limit), start=1):
                 if isinstance(line, _LineTooLong):
                     yield n, Reject(name, n, f"line of {line.size} bytes exceeds the {limit} byte limit")
-                elif line.strip():
+                elif not line.isspace():  # a blank line is counted, not read
                     yield n, line
         except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
             broken = True
@@ -173,22 +176,76 @@ def _add_classified(builder: BatchBuilder, m: Measurement, source: str) -> None:
     builder.add(m, c.verdict, c.kbps, source_of(m, source))
 
 
-def _parse_chunk(name: str, source: str, items: list[tuple[int, bytes]]) -> tuple[pa.Table, list[Reject]]:
+# a pool worker's answer: the rows (one Arrow table), the rejects in file order, the lines it read, and the
+# read error that stopped it (None if none)
+_ChunkResult = tuple[pa.Table, list[Reject], int, str | None]
+
+
+def _parse_chunk(name: str, source: str, items: list[tuple[int, bytes]],
+                 encoder: DocumentEncoder | None) -> _ChunkResult:
     """A pool worker's task: parse, validate and classify consecutive documents of one file, in order.
 
-    The rows come back as one Arrow table (pickled as Arrow IPC: a few buffers, however many rows), the
-    rejects in file order; nothing decoded crosses the process boundary.
+    The rows come back as one Arrow table (pickled as Arrow IPC: a few buffers, however many rows), with the
+    documents already compressed when the store gave an `encoder`; the rejects in file order. Nothing decoded
+    crosses the process boundary.
     """
     builder = BatchBuilder()
     rejects: list[Reject] = []
     for line, data in items:
         try:
-            m = parse_measurement(data, where=f"{name}:{line}")
+            m = parse_measurement(data)
         except ParseError as exc:
             rejects.append(Reject(name, line, exc.reason, data[:500].decode("utf-8", "replace")))
             continue
         _add_classified(builder, m, source)
-    return builder.take(), rejects
+    return builder.take(encoder), rejects, len(items), None
+
+
+def _range_lines(stream: IO[bytes], start: int, end: int, limit: int) -> Iterator[bytes | _LineTooLong]:
+    """The lines of a seekable stream that start in [start, end): the line in progress at `start` belongs to
+    the range before, and the line in progress at `end` to this one."""
+    pos = start
+    if start > 0:
+        stream.seek(start - 1)
+        if stream.read(1) != b"\n":
+            while True:
+                more = stream.readline(1 << 20)
+                pos += len(more)
+                if not more or more.endswith(b"\n"):
+                    break
+    for line in _bounded_lines(stream, limit):
+        if pos >= end:
+            return
+        yield line
+        pos += line.size if isinstance(line, _LineTooLong) else len(line)
+
+
+def _parse_range(name: str, source: str, start: int, end: int, encoder: DocumentEncoder | None,
+                 limit: int = MAX_DOCUMENT_BYTES) -> _ChunkResult:
+    """A pool worker's task on a plain file: reads, parses, validates and classifies the lines that start in
+    [start, end). Line numbers in the rejects count from the range's first line (the parent, which takes the
+    answers in file order, knows how many came before)."""
+    builder = BatchBuilder()
+    rejects: list[Reject] = []
+    n = 0
+    error = None
+    try:
+        with open(name, "rb", buffering=READ_BUFFER) as stream:
+            for n, line in enumerate(_range_lines(stream, start, end, limit), start=1):  # noqa: B007
+                if isinstance(line, _LineTooLong):
+                    rejects.append(Reject(name, n, f"line of {line.size} bytes exceeds the {limit} byte limit"))
+                    continue
+                if line.isspace():
+                    continue
+                try:
+                    m = parse_measurement(line)
+                except ParseError as exc:
+                    rejects.append(Reject(name, n, exc.reason, line[:500].decode("utf-8", "replace")))
+                    continue
+                _add_classified(builder, m, source)
+    except OSError as exc:
+        error = str(exc.strerror or exc)
+    return builder.take(encoder), rejects, n, error
 
 
 def _worker_init() -> None:
@@ -273,6 +330,8 @@ class Ingestor:
         if not table.num_rows:
             return
         self.summary.read += table.num_rows
+        if self._tables and self._tables[-1].schema != table.schema:
+            self._flush_behind()  # documents as JSON before the store had a dictionary, encoded after
         self._tables.append(table)
         self._pending_rows += table.num_rows
         if self._pending_rows >= self.batch_size:
@@ -357,20 +416,61 @@ class Ingestor:
             self._pool = ProcessPoolExecutor(self._processes, mp_context=multiprocessing.get_context(method),
                                              initializer=_worker_init)
         name = str(path)
-        pending: deque[Future[tuple[pa.Table, list[Reject]]]] = deque()
+        if not name.endswith(".gz") and not name.endswith(".json"):
+            self._ingest_ranges(self._pool, name, _size(path))
+        else:
+            self._ingest_chunks(self._pool, path)
+
+    def _ingest_ranges(self, pool: ProcessPoolExecutor, name: str, size: int) -> None:
+        """A plain file: each worker reads its own byte ranges; the answers are taken in file order."""
+        pending: deque[Future[_ChunkResult]] = deque()
+        lines = 0  # of the file, before the range whose answer is taken next
+        broken = False
+
+        def take(future: Future[_ChunkResult]) -> None:
+            nonlocal lines, broken
+            table, rejects, n, error = future.result()
+            if broken:
+                return
+            for r in rejects:
+                self.reject(Reject(r.file, lines + r.line, r.reason, r.text) if r.line else r)
+            self._add_table(table)
+            if error is not None:
+                broken = True
+                self.reject(Reject(name, lines + n + 1, f"read error after line {lines + n}: {error}"))
+            lines += n
+
+        for start in range(0, size, POOL_RANGE_BYTES):
+            pending.append(pool.submit(_parse_range, name, self._source, start,
+                                       min(start + POOL_RANGE_BYTES, size), self.store.document_encoder()))
+            # bounded: at most a few ranges per worker are in work ahead of what has been taken back
+            if len(pending) > 2 * self._processes:
+                take(pending.popleft())
+            if broken:
+                break
+        while pending:
+            take(pending.popleft())
+
+    def _ingest_chunks(self, pool: ProcessPoolExecutor, path: Path) -> None:
+        """A compressed or single-document file: read here, parsed in chunks of lines by the workers."""
+        name = str(path)
+        pending: deque[Future[_ChunkResult]] = deque()
         chunk: list[tuple[int, bytes]] = []
         chunk_bytes = 0
 
-        def take(future: Future[tuple[pa.Table, list[Reject]]]) -> None:
-            table, rejects = future.result()
+        def take(future: Future[_ChunkResult]) -> None:
+            table, rejects, _, _ = future.result()
             for r in rejects:
                 self.reject(r)
             self._add_table(table)
 
+        def submit() -> None:
+            pending.append(pool.submit(_parse_chunk, name, self._source, chunk, self.store.document_encoder()))
+
         for line, item in read_file(path):
             if isinstance(item, Reject):  # unreadable: reported in its place, after the lines before it
                 if chunk:
-                    pending.append(self._pool.submit(_parse_chunk, name, self._source, chunk))
+                    submit()
                     chunk, chunk_bytes = [], 0
                 while pending:
                     take(pending.popleft())
@@ -379,13 +479,13 @@ class Ingestor:
             chunk.append((line, item))
             chunk_bytes += len(item)
             if len(chunk) >= POOL_CHUNK or chunk_bytes >= POOL_CHUNK_BYTES:
-                pending.append(self._pool.submit(_parse_chunk, name, self._source, chunk))
+                submit()
                 chunk, chunk_bytes = [], 0
                 # bounded: at most a few chunks per worker are read ahead of what has been taken back
                 if len(pending) > 2 * self._processes:
                     take(pending.popleft())
         if chunk:
-            pending.append(self._pool.submit(_parse_chunk, name, self._source, chunk))
+            submit()
         while pending:
             take(pending.popleft())
 

@@ -207,28 +207,36 @@ def test_kill_during_ingest_leaves_whole_measurements_and_rerun_completes(tmp_pa
     store.close()
 
 
-def test_parallel_parsing_gives_exactly_the_serial_result(tmp_path: Path) -> None:
-    """A large file is parsed by a pool of processes; counts, rejects (with file:line) and rows are the same."""
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz"])
+def test_parallel_parsing_gives_exactly_the_serial_result(tmp_path: Path, suffix: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large file is parsed by a pool of processes; counts, rejects (with file:line) and rows are the same.
+
+    A plain file is cut into byte ranges that each worker reads itself (here small ones, cutting lines
+    anywhere); a compressed one is read by the parent and sent in chunks of lines. Batches past the first are
+    big enough for the store to have trained its dictionary, so the workers compress the documents too."""
     import observatory.ingest as ingest_mod
 
-    f = tmp_path / "mixed.jsonl"
-    with open(f, "w") as fh:
-        for i in range(3000):
-            fh.write((_good(i) if i % 97 else '{"broken": ') + "\n")
-            if i % 500 == 0:
-                fh.write(_good(i) + "\n")  # a duplicate
+    lines = []
+    for i in range(3000):
+        lines.append(_good(i) if i % 97 else '{"broken": ')
+        if i % 500 == 0:
+            lines.append(_good(i))  # a duplicate
+        if i % 701 == 0:
+            lines.append("  \t")  # blank: counted, not read
+    f = tmp_path / f"mixed{suffix}"
+    text = ("\n".join(lines) + "\n").encode()
+    f.write_bytes(gzip.compress(text) if suffix.endswith(".gz") else text)
+    monkeypatch.setattr(ingest_mod, "POOL_MIN_BYTES", 0)  # use the pool even for this small file
+    monkeypatch.setattr(ingest_mod, "POOL_RANGE_BYTES", 1000)
     results = []
     for processes in (1, 2):
         store = DuckDBStore(str(tmp_path / f"p{processes}.duckdb"))
-        old = ingest_mod.POOL_MIN_BYTES
-        ingest_mod.POOL_MIN_BYTES = 0  # use the pool even for this small file
-        try:
-            s = ingest_paths(store, [f], processes=processes, batch_size=400)
-        finally:
-            ingest_mod.POOL_MIN_BYTES = old
+        s = ingest_paths(store, [f], processes=processes, batch_size=1200)
         docs = sorted(store.documents(MeasurementFilter()))
         results.append(((s.read, s.accepted, s.duplicates, s.rejected), [(r.line, r.reason) for r in s.rejects],
                         docs))
         store.close()
     assert results[0] == results[1]
     assert results[0][0][3] == 31 and results[0][0][2] == 5  # i=0 is broken, so its extra copy is new
+    assert [line for line, _ in results[0][1]][:3] == [1, 100, 197]  # after a duplicate and a blank line

@@ -306,6 +306,10 @@ class ClickHouseStore:
     def insert(self, rows: Sequence[Row]) -> InsertResult:
         return self.insert_table(rows_table(rows))
 
+    def document_encoder(self) -> None:
+        """None: documents arrive as JSON (BATCH_SCHEMA's `doc`) and the server compresses them (ZSTD codec)."""
+        return None
+
     def insert_table(self, table: pa.Table) -> InsertResult:
         table, in_batch_dups = first_of_each_uid(table)
         if table.num_rows == 0:

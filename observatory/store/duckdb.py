@@ -28,6 +28,7 @@ from observatory.signals import SignalPoint
 from observatory.store.base import (
     Changes,
     ContextEvent,
+    DocumentEncoder,
     FailingProbe,
     IncidentFilter,
     InsertResult,
@@ -280,27 +281,36 @@ class DuckDBStore:
     def insert(self, rows: Sequence[Row]) -> InsertResult:
         return self.insert_table(rows_table(rows))
 
+    def document_encoder(self) -> DocumentEncoder | None:
+        """zstd with the store's current dictionary, for documents compressed in another process (ingest's pool
+        workers); None until the store has a dictionary (its first big batch, sent as JSON, trains one)."""
+        return self._codec.encoder()
+
     def insert_table(self, table: pa.Table) -> InsertResult:
-        """Stores a BATCH_SCHEMA table in one transaction; rows whose uid is stored already are duplicates."""
+        """Stores a BATCH_SCHEMA table (or ENCODED_BATCH_SCHEMA: `raw` from document_encoder()) in one
+        transaction; rows whose uid is stored already are duplicates."""
         table, in_batch_dups = first_of_each_uid(table)
         if table.num_rows == 0:
             return InsertResult(accepted=0, duplicates=in_batch_dups)
         now = datetime.now(UTC).replace(tzinfo=None)
-        raw = pa.array(self._compress_docs(table.column("doc").to_pylist()), pa.binary())
-        table = table.drop_columns(["doc"]).append_column("raw", raw).append_column(
-            "received", pa.array([now] * table.num_rows, pa.timestamp("us")))
+        if "raw" not in table.column_names:
+            raw = pa.array(self._compress_docs(table.column("doc").to_pylist()), pa.binary())
+            table = table.drop_columns(["doc"]).append_column("raw", raw)
+        table = table.append_column("received", pa.array([now] * table.num_rows, pa.timestamp("us")))
         with self._lock, _mapped_errors(self.url):
             con = self._con
             con.register("_batch", table)
             try:
                 # A plain INSERT first: the primary key still refuses a stored uid (the whole transaction then
                 # rolls back), and it is ~20x cheaper on a big table than INSERT OR IGNORE, whose conflict
-                # handling costs ~100 us a row at 10 M rows (DuckDB 2.0). A batch holding stored uids (a retry,
-                # a re-ingest) is then written again with OR IGNORE: retries and re-ingests stay idempotent.
+                # handling costs ~100 us a row at 10 M rows (DuckDB 2.0); when it succeeds every row was
+                # written, so it returns nothing. A batch holding stored uids (a retry, a re-ingest) is then
+                # written again with OR IGNORE: retries and re-ingests stay idempotent.
                 try:
-                    accepted = self._insert_batch("INSERT")
+                    self._insert_batch("INSERT")
+                    accepted = table.column("uid").to_pylist()
                 except duckdb.ConstraintException:
-                    accepted = self._insert_batch("INSERT OR IGNORE")
+                    accepted = self._insert_batch("INSERT OR IGNORE", returning=True)
             finally:
                 con.unregister("_batch")
         return InsertResult(
@@ -309,18 +319,19 @@ class DuckDBStore:
             accepted_uids=tuple(accepted),
         )
 
-    def _insert_batch(self, verb: str) -> list[str]:
-        """The registered `_batch` in one transaction (rolled back on any error); the uids written."""
+    def _insert_batch(self, verb: str, *, returning: bool = False) -> list[str]:
+        """The registered `_batch` in one transaction (rolled back on any error); the uids written, if asked."""
         con = self._con
         con.execute("BEGIN TRANSACTION")
         try:
-            accepted = [r[0] for r in con.execute(
+            cur = con.execute(
                 f"""{verb} INTO measurements ({", ".join(_COLUMNS)})
                     SELECT uid, nextval('measurement_seq'), t, received, cc, asn, network, region,
                            probe_key, resolver_asn, test_name, test_version, software, source, input,
                            platform, verdict, kbps, raw FROM _batch
-                    RETURNING uid"""
-            ).fetchall()]
+                    {"RETURNING uid" if returning else ""}"""
+            )
+            accepted = [r[0] for r in cur.fetchall()] if returning else []
             con.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(duckdb.Error):
@@ -972,6 +983,7 @@ class _Codec:
     def __init__(self, dictionaries: list[bytes]) -> None:
         self._dicts: dict[int, zstandard.ZstdCompressionDict] = {}
         self._current = 0
+        self._encoder: _ZstdEncoder | None = None
         self._local = threading.local()
         for d in dictionaries:
             self.add(d)
@@ -984,6 +996,10 @@ class _Codec:
         d = zstandard.ZstdCompressionDict(data)
         self._dicts[d.dict_id()] = d
         self._current = d.dict_id()
+        self._encoder = _ZstdEncoder(data)
+
+    def encoder(self) -> _ZstdEncoder | None:
+        return self._encoder
 
     def _contexts(self) -> Any:
         local = self._local
@@ -1009,6 +1025,30 @@ class _Codec:
             dctx = local.decompressors[dict_id] = zstandard.ZstdDecompressor(
                 dict_data=self._dicts[dict_id]) if dict_id else zstandard.ZstdDecompressor()
         return dctx.decompress(raw)
+
+
+class _ZstdEncoder:
+    """Compresses documents as the store does with its current dictionary, in whatever process calls it: it
+    pickles as the dictionary's bytes, and each thread of each process builds its own compressor once."""
+
+    _local = threading.local()
+
+    def __init__(self, dictionary: bytes) -> None:
+        self.dictionary = dictionary
+        self.dict_id = zstandard.ZstdCompressionDict(dictionary).dict_id()
+
+    def __reduce__(self) -> tuple[type[_ZstdEncoder], tuple[bytes]]:
+        return _ZstdEncoder, (self.dictionary,)
+
+    def __call__(self, docs: list[bytes]) -> list[bytes]:
+        local = _ZstdEncoder._local
+        cctx = getattr(local, "compressors", {}).get(self.dict_id)
+        if cctx is None:
+            local.compressors = getattr(local, "compressors", {})
+            cctx = local.compressors[self.dict_id] = zstandard.ZstdCompressor(
+                level=_ZSTD_LEVEL, dict_data=zstandard.ZstdCompressionDict(self.dictionary))
+        compress = cctx.compress
+        return [compress(d) for d in docs]
 
 
 def _cred(row: Sequence[Any]) -> ProbeCredential:
