@@ -76,6 +76,27 @@ def test_onset_is_midway_into_a_sampling_gap_but_not_further_than_the_usual_spac
     assert dense.onset(STEP) == t
 
 
+def test_edges_lie_between_the_nearest_normal_data_of_the_incidents_regions_and_its_failures() -> None:
+    t = 10 * DAY
+    # one volunteer series: healthy at t - 13 buckets, then nothing until a failure at t and another at t + 3
+    # (nothing normal in between: the first failure is the event's, not a stray); its last failure at
+    # t + 40, healthy again at t + 47
+    w = [(t, _keys("r:1")), (t + 3 * STEP, _keys("r:2")), (t + 40 * STEP, _keys("r:3"))]
+    own = _episode(1, t, t + 41 * STEP, witnesses=w, spacing=12 * STEP, regions={"North"})
+    own.normal = ((t - 13 * STEP, "North"), (t - 2 * STEP, "South"), (t + 47 * STEP, "North"))
+    c = Cluster(family=RESTRICTION, country="PK", episodes=[own])
+    # the change lies between the end of the healthy bucket and the first failure: 12 buckets, the middle
+    # 6 buckets before it; "South" is not a region of the incident and bounds nothing
+    assert c.onset(STEP, {"North"}) == t - 6 * STEP
+    # the end after the last failure, midway to the healthy bucket (6 buckets later)
+    assert c.finish(STEP, {"North"}) == t + 41 * STEP + 3 * STEP
+    # a stray failure followed by normal data before the second one does not start the incident
+    stray = [(t - 20 * STEP, _keys("r:0"))] + w
+    early = _episode(1, t - 20 * STEP, t + 41 * STEP, witnesses=stray, spacing=12 * STEP, regions={"North"})
+    early.normal = ((t - 21 * STEP, "North"), (t - STEP, "North"))
+    assert Cluster(family=RESTRICTION, country="PK", episodes=[early]).onset(STEP, {"North"}) == t
+
+
 def test_one_late_failure_does_not_stretch_the_end_when_another_series_was_normal_again() -> None:
     t = 10 * DAY
     w = [(t, _keys("p:a", "p:b")), (t + 11 * STEP, _keys("p:a", "p:b")), (t + 60 * STEP, _keys("p:c"))]

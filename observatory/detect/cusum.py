@@ -13,12 +13,15 @@ afterwards over the same data agree.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from observatory.detect.config import DetectConfig
 from observatory.detect.series import Obs
+
+EDGE_WINDOW = 86400  # how far from an alarm its series' normal buckets are kept (they bound incident edges)
 
 
 @dataclass(slots=True)
@@ -34,6 +37,9 @@ class Alarm:
     before: int | None = None
     after: int | None = None
     spacing: int = 0  # the usual time between buckets with data in this series during the alarm
+    # the series' buckets with data where fewer than half of the probes saw the anomaly, within a day of the
+    # alarm: an incident's edges lie between its first/last failures and the nearest such buckets
+    normal: tuple[int, ...] = ()
 
 
 class Cusum:
@@ -205,8 +211,11 @@ def _refine(a: Alarm, points: list[tuple[int, int, int, float]], cfg: DetectConf
         after = next((p[0] for p in points[g_last + 1:] if p[0] >= end), None)
     gaps = sorted(q[0] - p[0] for p, q in zip(inside, inside[1:], strict=False))
     spacing = gaps[len(gaps) // 2] if gaps else step
+    near_lo = bisect_left(points, start - EDGE_WINDOW, key=lambda p: p[0])
+    near_hi = bisect_left(points, (end if end is not None else hi) + EDGE_WINDOW, key=lambda p: p[0])
+    normal = tuple(p[0] for p in points[near_lo:near_hi] if not bad(p))
     return Alarm(start=start, alarm=a.alarm, end=end, buckets=[b for b in a.buckets if b >= start],
-                 before=before, after=after, spacing=spacing)
+                 before=before, after=after, spacing=spacing, normal=normal)
 
 
 def _max_segment(points: list[tuple[int, int, int, float]], share: float,

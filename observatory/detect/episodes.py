@@ -38,6 +38,9 @@ class Episode:
     before: int | None = None  # the series' last bucket with data before `start` (None: unknown)
     after: int | None = None  # its first bucket with data at or after `end`
     spacing: int = 0  # the usual time between buckets with data in the series (0: unknown)
+    # (bucket, region) where the series was seen normal near the episode (fewer than half of the probes
+    # anomalous; region "" when the stream has no regional counts): the bounds of an incident's edges
+    normal: tuple[tuple[int, str], ...] = ()
 
     def overlaps(self, start: int, end: int | None, slack: int = 0) -> bool:
         return (end is None or self.start <= end + slack) and (self.end is None or start <= self.end + slack)
@@ -78,7 +81,7 @@ def _episode(family: str | None, key: tuple[str, int, str], obs: list[Obs], a: A
     fam = family or _family_of(platform, techniques)
     ep = Episode(family=fam, country=country, asn=asn, platform=platform, start=a.start, alarm=a.alarm,
                  end=a.end, techniques=techniques, before=a.before, after=a.after,
-                 spacing=a.spacing)
+                 spacing=a.spacing, normal=_normal(obs, a, stream))
     ep.probes = sum(o.n for o in window)
     ep.down = sum(o.down for o in window)
     ep.bad = sum(o.k for o in window) if stream != "down" else ep.down
@@ -108,6 +111,16 @@ def _episode(family: str | None, key: tuple[str, int, str], obs: list[Obs], a: A
         ep.witnesses = [(o.t, frozenset(o.witnesses)) for o in window if o.witnesses]
         ep.regions = _affected_regions(window)
     return ep
+
+
+def _normal(obs: list[Obs], a: Alarm, stream: str) -> tuple[tuple[int, str], ...]:
+    """Where the series was seen normal near the alarm: per region for the anomaly stream (a network's
+    track sums its regions, and a regional event leaves the others normal), else per bucket."""
+    if stream != "anom":
+        return tuple((t, "") for t in a.normal)
+    lo, hi = (a.normal[0], a.normal[-1]) if a.normal else (a.start, a.start)
+    return tuple((o.t, region) for o in obs if lo <= o.t <= hi
+                 for region, (n, k) in sorted(o.regions.items()) if n and 2 * k < n)
 
 
 def find_episodes(tracks: Tracks, cfg: DetectConfig) -> list[Episode]:

@@ -67,28 +67,34 @@ class Cluster:
                         out.append(t)
         return sorted(out)
 
-    def onset(self, step: int) -> int:
+    def onset(self, step: int, regions: set[str] | None = None) -> int:
         """The onset estimate. One observation never defines an edge: the first anomalous bucket is the one
         holding the cluster's second anomalous observation (a stray failure just before the event, in a
         sparse series, would otherwise pull the whole incident early). The change happened after the last
-        bucket with data before it in the series that saw it and before it: the estimate is the middle,
-        moved at most the usual spacing between data. With dense data the two are adjacent and this is the
-        first anomalous bucket; with sparse data (volunteers, night hours) the middle halves the worst error.
-        """
+        bucket any of the cluster's series was seen normal before it: the estimate is the middle of that gap
+        (with dense data the two are adjacent and this is the first anomalous bucket; with sparse data,
+        volunteers or night hours, the middle halves the worst error)."""
         ev = self._evidence(step)
         first = ev[1] if len(ev) >= 2 else self.start
         first = max(first, self.start)
-        # the series that saw the first failure bound the change; a series mixing affected and unaffected
-        # probes (a network's regions) may have data closer to it that says nothing: take the widest bound
-        seen = [e.before for e in self.episodes if e.before is not None and e.before < first and e.start <= first]
-        if not seen:
-            return first
-        lo = min(seen) + step
+        normal = [t for t in self._normal(regions) if t < first]
+        if normal:
+            lo = max(normal) + step  # the latest normal data before it: the tightest bound
+            # the first anomalous observation after that normal data starts the incident: a failure that
+            # nothing normal followed before the second one is the event's first word, not a stray
+            first = min((t for t in ev if t >= lo), default=first)
+        else:  # no normal data kept (episodes built by hand): the series' last data before its own start
+            before = [e.before for e in self.episodes if e.before is not None and e.before < first
+                      and e.start <= first]
+            if not before:
+                return first
+            lo = min(before) + step
         return first - min((first - lo) // (2 * step) * step, self._spacing(step))
 
-    def finish(self, step: int) -> int | None:
-        """The end estimate, likewise: after the bucket of the second-to-last anomalous observation, midway to
-        the next bucket with data in the series that saw it last."""
+    def finish(self, step: int, regions: set[str] | None = None) -> int | None:
+        """The end estimate, likewise: after the bucket of the last anomalous observation (the second-to-last
+        when another series was seen normal again in between), midway to the first bucket any of the
+        cluster's series was seen normal at or after it."""
         end = self.end
         if end is None:
             return None
@@ -99,11 +105,28 @@ class Cluster:
             last, second = ev[-1] + step, ev[-2] + step
             seen_normal = any(e.after is not None and second <= e.after < last - step for e in self.episodes)
             end = min(end, second if seen_normal else last)
-        seen = [e.after for e in self.episodes if e.after is not None and e.after >= end
-                and e.end is not None and e.end >= end]
-        if not seen:
+        normal = [t for t in self._normal(regions) if t >= end - step]
+        if normal:
+            hi = min(normal)
+        else:
+            after = [e.after for e in self.episodes if e.after is not None and e.after >= end
+                     and e.end is not None and e.end >= end]
+            if not after:
+                return end
+            hi = max(after)
+        if hi <= end:
             return end
-        return end + min((max(seen) - end) // (2 * step) * step, self._spacing(step))
+        return end + min((hi - end) // (2 * step) * step, self._spacing(step))
+
+    def _normal(self, regions: set[str] | None = None) -> list[int]:
+        """Buckets where the incident's series were seen normal in its regions (those of its scope when
+        given, else those where its episodes were seen): a region the event did not reach stays normal. A
+        network's all-platforms track is left out when a platform's own track is there (a probe that measured
+        other platforms only says nothing about the one that was blocked)."""
+        if regions is None:
+            regions = {r for e in self.episodes for r in e.regions}
+        own = [e for e in self.episodes if e.platform != ALL_PLATFORMS and not e.silent]
+        return [t for e in (own or self.episodes) for t, r in e.normal if not r or not regions or r in regions]
 
     def _spacing(self, step: int) -> int:
         """How far an edge may move into a gap: the usual time between data in the cluster's series. A gap
@@ -369,12 +392,12 @@ def to_incident(c: Cluster, tracks: Tracks, cfg: DetectConfig, flagged: list[dic
                 isolated: frozenset[str] = frozenset()) -> Incident | None:
     """A cluster as an incident; None when it never gathered the evidence to be more than noise."""
     when, witnesses = confirmed_at(c, cfg, isolated, tracks.where)
-    end = c.finish(cfg.bucket_seconds)
-    start = c.onset(cfg.bucket_seconds)
+    scope, asns, regions = scope_of(c, tracks, cfg, isolated)
+    end = c.finish(cfg.bucket_seconds, set(regions))
+    start = c.onset(cfg.bucket_seconds, set(regions))
     if when is None and (end is not None or witnesses < 2):
         return None  # a suspicion that ended, or one probe's word: not an incident
     kind = KIND_OF_FAMILY[c.family]
-    scope, asns, regions = scope_of(c, tracks, cfg, isolated)
     if scope == Scope.NATIONAL.value and c.family != OUTAGE and len(asns) < cfg.min_networks_national:
         scope = Scope.NETWORK.value
     status = Status.SUSPECTED.value if when is None else (Status.ENDED.value if end is not None else
