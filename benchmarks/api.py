@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -61,34 +62,53 @@ def latency(client: httpx.Client, url: str, n: int) -> tuple[float, float]:
     return statistics.median(times), times[int(0.95 * len(times)) - 1]
 
 
+def _client(base: str, cred: dict[str, str], c: int, batches: int, size: int, ready: Any, done: Any) -> None:
+    """One probe in its own process: signs its batches, waits for the start, uploads them one after another."""
+    bodies = []
+    for _ in range(batches):
+        items = [{"measurement_uid": uuid.uuid4().hex, "measurement_start_time": "2024-01-31 12:00:00",
+                  "probe_cc": "PK", "probe_asn": "AS17557", "test_name": "web_connectivity",
+                  "test_version": "0.5.28", "software_name": "observatory", "input": "https://twitter.com/",
+                  "annotations": {"probe_id": f"bench{c}"}, "test_keys": {}} for _ in range(size)]
+        body = json.dumps({"measurements": items}).encode()
+        bodies.append((body, sign(body, cred["secret"])))
+    accepted = 0
+    with httpx.Client(base_url=base, timeout=120) as http:
+        http.get("/healthz")  # connected before the clock starts
+        ready.wait()
+        for body, signature in bodies:
+            r = http.post("/api/v1/measurements", content=body, headers={
+                "Authorization": f"Bearer {cred['token']}", "X-Observatory-Signature": signature,
+                "Content-Type": "application/json"})
+            r.raise_for_status()
+            accepted += r.json()["accepted"]
+    done.put(accepted)
+
+
 def collector_throughput(base: str, store: DuckDBStore, clients: int, batches: int, size: int) -> float:
+    """Measurements/s acknowledged by the collector, from `clients` probes each in its own process (as probes
+    are), so that the clients' own work does not share the service's interpreter."""
     # one registered probe per client: the collector limits each probe's rate (PROBE_RATE), not the total
     creds = [create_probe(store, f"bench-{uuid.uuid4().hex[:8]}") for _ in range(clients)]
-    bodies: list[list[bytes]] = [[] for _ in range(clients)]
-    for c in range(clients):
-        for _ in range(batches):
-            items = [{"measurement_uid": uuid.uuid4().hex, "measurement_start_time": "2024-01-31 12:00:00",
-                      "probe_cc": "PK", "probe_asn": "AS17557", "test_name": "web_connectivity",
-                      "test_version": "0.5.28", "software_name": "observatory", "input": "https://twitter.com/",
-                      "annotations": {"probe_id": f"bench{c}"}, "test_keys": {}} for _ in range(size)]
-            bodies[c].append(json.dumps({"measurements": items}).encode())
-
-    def run(c: int) -> None:
-        with httpx.Client(base_url=base, timeout=120) as http:
-            for body in bodies[c]:
-                cred = creds[c]
-                r = http.post("/api/v1/measurements", content=body, headers={
-                    "Authorization": f"Bearer {cred['token']}", "X-Observatory-Signature": sign(body, cred["secret"]),
-                    "Content-Type": "application/json"})
-                r.raise_for_status()
-
-    threads = [threading.Thread(target=run, args=(c,)) for c in range(clients)]
+    ctx = multiprocessing.get_context("spawn")
+    ready, done = ctx.Barrier(clients + 1), ctx.Queue()
+    procs = [ctx.Process(target=_client, args=(base, creds[c], c, batches, size, ready, done))
+             for c in range(clients)]
+    for p in procs:
+        p.start()
+    before = store.count()
+    ready.wait(timeout=300)
     t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return clients * batches * size / (time.perf_counter() - t0)
+    accepted = sum(done.get(timeout=600) for _ in procs)
+    elapsed = time.perf_counter() - t0
+    for p in procs:
+        p.join()
+        if p.exitcode:
+            raise SystemExit(f"a client failed (exit code {p.exitcode})")
+    stored = store.count() - before
+    if accepted != clients * batches * size or stored != accepted:
+        raise SystemExit(f"sent {clients * batches * size:,}, acknowledged {accepted:,}, stored {stored:,}")
+    return accepted / elapsed
 
 
 def main() -> None:
@@ -125,7 +145,8 @@ def main() -> None:
             print(f"incident list, filtered: p50 {p50:.1f} ms  p95 {p95:.1f} ms")
         load = os.getloadavg()[0]
         rate = collector_throughput(base, store, args.clients, args.batches, args.batch_size)
-        print(f"collector: {rate:,.0f} measurements/s ({args.clients} clients, batches of {args.batch_size}; "
+        print(f"collector: {rate:,.0f} measurements/s, all {args.clients * args.batches * args.batch_size:,} stored "
+              f"({args.clients} client processes, batches of {args.batch_size}; "
               f"load average {load:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores)")
         server.stop()
         store.close()

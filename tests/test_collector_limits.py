@@ -14,6 +14,7 @@ from test_collector_api import sample
 
 from observatory.store.duckdb import DuckDBStore
 from observatory.web.auth import create_probe, sign
+from observatory.web.collector import HeartbeatThrottle
 from observatory.web.ratelimit import AddressKeys, KeyedLimiter
 
 
@@ -82,3 +83,15 @@ def test_limiter_refills_and_forgets_old_callers() -> None:
     assert "a" not in lim._buckets and len(lim._buckets) == 3
     keys = AddressKeys()
     assert keys("203.0.113.7") == keys("203.0.113.7") and "203.0.113.7" not in keys("203.0.113.7")
+
+
+def test_heartbeat_is_written_once_a_second_per_probe_and_again_when_it_moves() -> None:
+    now = [0.0]
+    beats = HeartbeatThrottle(every=1.0, clock=lambda: now[0])
+    lahore = ("PK", 17557, "Punjab")
+    assert beats.due("lahore-1", lahore)
+    assert not beats.due("lahore-1", lahore), "a second batch in the same second adds nothing"
+    assert beats.due("karachi-1", lahore), "each probe has its own heartbeat"
+    assert beats.due("lahore-1", ("PK", 45669, "Punjab")), "a probe seen from another network is recorded"
+    now[0] += 1.0
+    assert beats.due("lahore-1", ("PK", 45669, "Punjab"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import UTC, datetime
@@ -42,6 +43,10 @@ SOURCE = "observatory"
 ADDRESS_RATE, ADDRESS_BURST = 50.0, 200.0
 PROBE_RATE, PROBE_BURST = 2_000.0, 50_000.0
 MAX_CONCURRENT_BATCHES = 8
+# A probe heard again from the same place this soon is not written down again: detection counts probes heard
+# in windows of minutes (the lab's shortest is 3 x 20 s), and each heartbeat is its own store transaction
+# (~10 ms at 10 M rows), which concurrent uploads from one probe would otherwise pay on every batch.
+HEARTBEAT_EVERY_SECONDS = 1.0
 
 
 def _error(status: int, message: str, **headers: str) -> JSONResponse:
@@ -184,7 +189,28 @@ def _store_items(store: Store, items: list[Any], writer: GroupCommit | None) -> 
             "results": results}, first
 
 
-def _heartbeat(store: Store, probe: str, items: list[Any]) -> None:
+class HeartbeatThrottle:
+    """Whether a probe's heartbeat is due: not when it was recorded from the same place in the last `every` s."""
+
+    def __init__(self, every: float = HEARTBEAT_EVERY_SECONDS, clock: Callable[[], float] = time.monotonic,
+                 max_probes: int = 100_000) -> None:
+        self.every, self.clock, self.max_probes = every, clock, max_probes
+        self._last: dict[str, tuple[float, tuple[str, int, str | None]]] = {}
+        self._lock = threading.Lock()
+
+    def due(self, probe: str, place: tuple[str, int, str | None]) -> bool:
+        now = self.clock()
+        with self._lock:
+            last = self._last.get(probe)
+            if last is not None and last[1] == place and now - last[0] < self.every:
+                return False
+            if len(self._last) >= self.max_probes:
+                self._last.clear()  # only costs a few heartbeats written again
+            self._last[probe] = (now, place)
+            return True
+
+
+def _heartbeat(store: Store, probe: str, items: list[Any], throttle: HeartbeatThrottle | None = None) -> None:
     """When each probe was last heard from, and where it measures: the silence of a network's probes is a signal."""
     first = next((i for i in items if isinstance(i, dict)), None)
     if first is None:
@@ -198,6 +224,8 @@ def _heartbeat(store: Store, probe: str, items: list[Any]) -> None:
     cc = first.get("probe_cc")
     if isinstance(cc, str) and len(cc) == 2:
         region = ann.get("region") if isinstance(ann.get("region"), str) else None
+        if throttle is not None and not throttle.due(probe, (cc.upper(), asn, region)):
+            return
         store.record_heartbeat(probe=probe, time=datetime.now(UTC), country=cc.upper(), asn=asn, region=region)
 
 
@@ -207,12 +235,16 @@ def make_collector_router(get_store: Callable[[], Store], *, max_body_bytes: int
                           probe_burst: float = PROBE_BURST,
                           max_concurrent: int = MAX_CONCURRENT_BATCHES) -> APIRouter:
     """The collector's routes, for `create_app` (or any FastAPI app) to include."""
+    # pyarrow imports pandas the first time it converts a Python list (~1 s): paid here, at start-up, rather
+    # than by the first probe to upload
+    pa.array([], pa.string())
     router = APIRouter(tags=["collector"])
     by_address = KeyedLimiter(rate=address_rate, burst=address_burst)
     by_probe = KeyedLimiter(rate=probe_rate, burst=probe_burst)
     address_key = AddressKeys()
     writers = asyncio.Semaphore(max_concurrent)
     group = GroupCommit()
+    beats = HeartbeatThrottle()
 
     @router.post(
         "/api/v1/measurements",
@@ -225,7 +257,7 @@ def make_collector_router(get_store: Callable[[], Store], *, max_body_bytes: int
                    400: {"description": "not JSON"}, 422: {"description": "not {\"measurements\": [...]}"},
                    503: {"description": "the store is unavailable: retry later"}},
     )
-    async def upload(request: Request) -> JSONResponse:
+    async def upload(request: Request) -> Response:
         store = get_store()
         ok, wait = by_address.allow(address_key(request.client.host if request.client else ""))
         if not ok:
@@ -263,7 +295,7 @@ def make_collector_router(get_store: Callable[[], Store], *, max_body_bytes: int
             return _error(503, "the collector is busy: nothing from this batch was acknowledged, retry later",
                           **{"Retry-After": "5"})
         try:
-            result = await run_in_threadpool(_store_and_beat, store, cred.name, items, group)
+            result = await run_in_threadpool(_store_and_beat, store, cred.name, items, group, beats)
         except StoreError as exc:
             return _error(503, f"store unavailable, nothing from this batch was acknowledged: {exc}")
         finally:
@@ -275,7 +307,8 @@ def make_collector_router(get_store: Callable[[], Store], *, max_body_bytes: int
     return router
 
 
-def _store_and_beat(store: Store, probe: str, items: list[Any], group: GroupCommit) -> dict[str, Any]:
+def _store_and_beat(store: Store, probe: str, items: list[Any], group: GroupCommit,
+                    beats: HeartbeatThrottle) -> dict[str, Any]:
     result, first = _store_items(store, items, group)
-    _heartbeat(store, probe, [first])
+    _heartbeat(store, probe, [first], beats)
     return result
