@@ -367,3 +367,17 @@ def test_healthz_docs_and_openapi(client: httpx.Client) -> None:
 
 def test_iso_helper_round_trip() -> None:
     assert iso(synth.T_NOW) == "2024-01-20T15:30:00Z"
+
+
+def test_series_answer_is_reused_until_something_is_stored(served: tuple[httpx.Client, DuckDBStore]) -> None:
+    client, store = served
+    params = {"country": "SE", "since": "2024-01-20T00:00:00Z", "until": "2024-01-21T00:00:00Z"}
+    first = client.get("/api/v1/series", params=params)
+    assert first.headers["content-type"] == "application/json" and first.json()["series"] == []
+    assert client.get("/api/v1/series", params=params).content == first.content
+    # measurements older than the newest one stored change neither "now" nor the window: the answer must still
+    # be computed again
+    synth.insert(store, synth.rows(start=synth.T_NOW - timedelta(hours=2), end=synth.T_NOW - timedelta(hours=1),
+                                   dip=None, cc="SE"))
+    assert {s["platform"] for s in client.get("/api/v1/series", params=params).json()["series"]} == \
+        set(synth.PLATFORMS)
