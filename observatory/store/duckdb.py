@@ -39,6 +39,7 @@ from observatory.store.base import (
     UserReport,
     first_of_each_uid,
     rows_table,
+    values_of,
 )
 from observatory.vocab import TECHNIQUES
 
@@ -294,7 +295,7 @@ class DuckDBStore:
             return InsertResult(accepted=0, duplicates=in_batch_dups)
         now = datetime.now(UTC).replace(tzinfo=None)
         if "raw" not in table.column_names:
-            raw = pa.array(self._compress_docs(table.column("doc").to_pylist()), pa.binary())
+            raw = pa.array(self._compress_docs(values_of(table.column("doc"))), pa.binary())
             table = table.drop_columns(["doc"]).append_column("raw", raw)
         table = table.append_column("received", pa.array([now] * table.num_rows, pa.timestamp("us")))
         with self._lock, _mapped_errors(self.url):
@@ -308,7 +309,7 @@ class DuckDBStore:
                 # written again with OR IGNORE: retries and re-ingests stay idempotent.
                 try:
                     self._insert_batch("INSERT")
-                    accepted = table.column("uid").to_pylist()
+                    accepted = values_of(table.column("uid"))
                 except duckdb.ConstraintException:
                     accepted = self._insert_batch("INSERT OR IGNORE", returning=True)
             finally:
