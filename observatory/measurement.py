@@ -360,6 +360,7 @@ def _plain_envelope(obj: dict[str, Any]) -> bool:
 
 
 _platform_of = lru_cache(maxsize=1 << 16)(platform_of)  # inputs repeat: a probe measures a list of targets
+_parse_asn = lru_cache(maxsize=1 << 16)(parse_asn)  # networks repeat: a few thousand carry most measurements
 
 
 def measurement_from_dict(obj: Any, *, where: str = "", raw_json: bytes | None = None) -> Measurement:
@@ -387,9 +388,9 @@ def measurement_from_dict(obj: Any, *, where: str = "", raw_json: bytes | None =
             get("measurement_start_time") or get("test_start_time") or get("start_time"),
             where="measurement_start_time",
         )
-        asn = parse_asn(get("probe_asn"))
+        asn = _parse_asn(get("probe_asn"))
         resolver_asn_text = get("resolver_asn")
-        resolver_asn = parse_asn(resolver_asn_text, where="resolver_asn") if resolver_asn_text else None
+        resolver_asn = _parse_asn(resolver_asn_text, where="resolver_asn") if resolver_asn_text else None
     except ParseError as exc:
         raise ParseError(exc.reason, where=where) from None
     cc = (probe_cc or "ZZ").upper()

@@ -69,7 +69,9 @@ class BatchBuilder:
 
     def add(self, m: Measurement, verdict: str, kbps: float | None, source: str) -> None:
         t = m.start_time
-        if t.tzinfo is not None:
+        if t.tzinfo is UTC:
+            t = t.replace(tzinfo=None)
+        elif t.tzinfo is not None:
             t = t.astimezone(UTC).replace(tzinfo=None)
         (uid, tt, cc, asn, network, region, probe_key, resolver_asn, test_name, test_version, software, src, inp,
          platform, verd, kb, doc) = self._appends
