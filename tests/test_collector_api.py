@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from collector_app import make_app
 from probe_net import UvicornThread
 
+from observatory.measurement import measurement_from_dict
 from observatory.store import MeasurementFilter
+from observatory.store.base import BatchBuilder
 from observatory.store.duckdb import DuckDBStore
 from observatory.web.auth import create_probe, hash_token, sign
+from observatory.web.collector import GroupCommit, store_batch
 
 SAMPLE = json.loads((Path(__file__).parent / "data" / "probe" / "measurement.json").read_text())
 
@@ -169,3 +174,30 @@ def test_malformed_bodies_are_4xx_with_a_message(svc: Service, body: bytes, stat
 def test_empty_batch_is_fine(svc: Service) -> None:
     r = svc.upload([])
     assert r.status_code == 200 and r.json() == {"accepted": 0, "duplicates": 0, "rejected": 0, "results": []}
+
+
+def test_uploads_compressed_in_their_own_threads_and_plain_ones_commit_together(tmp_path: Path) -> None:
+    """Once the store has a zstd dictionary, each upload's thread compresses its documents (the store's one
+    writer no longer does); a group commit may then hold compressed and plain tables at once."""
+    store = DuckDBStore(str(tmp_path / "c.duckdb"))
+    try:
+        docs = [sample(i) for i in range(1200)]
+        raws = [msgspec.Raw(json.dumps(d, separators=(",", ":")).encode()) for d in docs]
+        assert store_batch(store, raws[:1000])["accepted"] == 1000  # big enough to train the dictionary
+        assert store.document_encoder() is not None
+        plain = BatchBuilder()
+        for raw in raws[1000:1100]:
+            plain.add(measurement_from_dict(json.loads(bytes(raw)), raw_json=bytes(raw)), "ok", None, "observatory")
+        group = GroupCommit()
+        done = threading.Event()
+        threads = [threading.Thread(target=lambda: store_batch(store, raws[1100:], group)),
+                   threading.Thread(target=lambda: (group.write(store, plain.take()), done.set()))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert done.is_set() and store.count() == 1200
+        stored = {json.loads(d)["measurement_uid"]: d for d in store.documents(MeasurementFilter())}
+        assert all(stored[d["measurement_uid"]] == bytes(r) for d, r in zip(docs, raws, strict=True))
+    finally:
+        store.close()

@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from observatory.errors import AuthError, ParseError, StoreError
 from observatory.measurement import Measurement, measurement_from_dict, parse_asn
-from observatory.store.base import BatchBuilder, Store
+from observatory.store.base import BatchBuilder, Store, values_of
 from observatory.verdict import classify
 from observatory.web import auth
 from observatory.web.errors import Forbidden
@@ -122,12 +122,16 @@ class GroupCommit:
 
     @staticmethod
     def _commit(group: list[tuple[Store, pa.Table, Future[set[str]]]]) -> None:
-        stores: list[Store] = []
-        for st, _, _ in group:
-            if not any(st is s for s in stores):
-                stores.append(st)
-        for st in stores:
-            mine = [(t, f) for s, t, f in group if s is st]
+        # one insert per store and table schema (documents arrive encoded once the store has a dictionary)
+        parts: list[tuple[Store, pa.Schema, list[tuple[pa.Table, Future[set[str]]]]]] = []
+        for st, table, fut in group:
+            for s, schema, mine in parts:
+                if s is st and schema.equals(table.schema):
+                    mine.append((table, fut))
+                    break
+            else:
+                parts.append((st, table.schema, [(table, fut)]))
+        for st, _, mine in parts:
             try:
                 result = st.insert_table(pa.concat_tables([t for t, _ in mine]) if len(mine) > 1 else mine[0][0])
             except BaseException as exc:
@@ -137,7 +141,7 @@ class GroupCommit:
             fresh = set(result.accepted_uids)
             for t, f in mine:
                 firsts = set()
-                for uid in t.column("uid").to_pylist():
+                for uid in values_of(t.column("uid")):
                     if uid in fresh:
                         fresh.discard(uid)
                         firsts.add(uid)
@@ -177,7 +181,8 @@ def _store_items(store: Store, items: list[Any], writer: GroupCommit | None) -> 
         results.append({"index": i, "measurement_uid": m.uid, "status": "pending"})
     fresh: set[str] = set()
     if len(builder):
-        table = builder.take()
+        # documents compressed here, in this upload's own thread, rather than in the store's one writer
+        table = builder.take(store.document_encoder())
         fresh = writer.write(store, table) if writer else set(store.insert_table(table).accepted_uids)
     for r in results:
         if r["status"] == "pending":
