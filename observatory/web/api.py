@@ -208,17 +208,19 @@ def series(
     flt_asn = queries.asn(asn) if asn else None
     flt_platform = queries.platform(platform) if platform else None
     # The data's version, read before the rollup is brought up to date: measurements are only ever added, so
-    # an unchanged count means nothing was stored since, and what the rollup then holds includes them all.
+    # an unchanged count means nothing was stored since (the rollup, the data's "now" and so the answer are
+    # the same), and what the rollup holds after the refresh below includes everything counted.
     stored = store.count()
-    store.refresh_rollup()  # cheap when nothing new: the chart is as fresh as the store
-    now = now_of(store)
-    w = queries.window(since=since, until=until, window_=window, bucket=bucket, now=now)
     cache = answer_cache_of(request)
-    key = ("series", stored, now, cc, flt_asn, flt_platform, w)
+    key = ("series", stored, cc, flt_asn, flt_platform, since, until, window, bucket)
     body = cache.get(key)
     if body is None:
+        store.refresh_rollup()  # cheap when nothing new: the chart is as fresh as the store
+        now = now_of(store)
+        w = queries.window(since=since, until=until, window_=window, bucket=bucket, now=now)
         body = msgspec.json.encode(_series(store, cc, flt_asn, flt_platform, w, now))
-        cache.put(key, body)
+        if stored:  # an empty store's "now" is the clock's
+            cache.put(key, body)
     return Response(body, media_type="application/json")
 
 
