@@ -418,10 +418,10 @@ class Ingestor:
             BatchBuilder().take()
             self._pool = ProcessPoolExecutor(self._processes, mp_context=multiprocessing.get_context(method),
                                              initializer=_worker_init)
-        name = str(path)
-        if not name.endswith(".gz") and not name.endswith(".json"):
-            self._ingest_ranges(self._pool, name, _size(path))
-        else:
+        name, size = str(path), _size(path)
+        if size and not name.endswith(".gz") and not name.endswith(".json"):
+            self._ingest_ranges(self._pool, name, size)
+        else:  # compressed, one document, or empty or unreadable (read_file says which)
             self._ingest_chunks(self._pool, path)
 
     def _ingest_ranges(self, pool: ProcessPoolExecutor, name: str, size: int) -> None:
