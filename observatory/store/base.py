@@ -118,7 +118,7 @@ def rows_table(rows: Sequence[Row]) -> pa.Table:
 def values_of(column: pa.ChunkedArray) -> list[Any]:
     """A string or binary column as a list of str or bytes (None for null): ~20x faster than to_pylist(), which
     builds a pyarrow scalar per value."""
-    return column.to_numpy().tolist()  # type: ignore[no-any-return]
+    return column.to_numpy().tolist()
 
 
 def first_of_each_uid(table: pa.Table) -> tuple[pa.Table, int]:
