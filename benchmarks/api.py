@@ -1,10 +1,20 @@
 """API latency with millions of measurements stored, and collector throughput on loopback.
 
-    .venv/bin/python benchmarks/api.py [--rows 10000000] [--clients 4] [--batches 60] [--batch-size 1000]
+    .venv/bin/python benchmarks/api.py [--rows 10000000] [--requests 50] [--clients 4] [--batches 25]
+                                       [--batch-size 1000]
 
 Rows are synthetic and written straight into the DuckDB file with one SQL statement (generating 10 M
 measurement documents one by one would take longer than the measurement); the dashboard's rollup is then
-built by the store's own refresh_rollup(), and the service reads it as it would in production.
+built by the store's own refresh_rollup(), and the service (uvicorn on 127.0.0.1, in a thread) reads it as it
+would in production. The country page's data request is timed twice: with one measurement stored before each
+request (as when probes upload between two polls: no cached answer applies, the rollup is refreshed in the
+request) and with nothing new (a poll of an unchanged store, answered from memory). The collector is fed by
+`--clients` probes, each registered and in its own process, each posting signed batches one after another over
+real HTTP; the run fails unless every measurement sent was acknowledged and is in the store.
+
+Measured at 10 M rows on the 2-core machine, load average 3.4-4.3 (other work running), four runs:
+country page p50 69-171 ms, p95 159-302 ms after new data; p50 2.7-3.8 ms, p95 3.3-4.9 ms unchanged;
+incident list p50 5.4-13.4 ms, p95 6.5-16.9 ms; collector 18,100-23,700 measurements/s.
 """
 
 from __future__ import annotations
