@@ -12,7 +12,8 @@ the other work on a shared machine cannot move, and what it allows at most when 
 Measured on the shared 2-core machine (load 2.5-3.0): before the pool's workers read their own ranges and compressed
 (bf86838) ratio 0.33, 150 us of CPU a measurement against 26 us for the bare parse; after (3dd834f) ratio 0.52 and
 0.46, 80 and 94 us against 22 us (at most 0.55 and 0.48 on two free cores); peak RSS 450 MiB (200k) and 541 MiB (1M).
-Under load 4-6 the ratio falls to 0.28-0.41: the pool then gets about one core, and one core gives 0.24-0.28.
+Over eleven runs at load 2.6-5.8 the ratio ranged 0.15-0.52 with the other work: when the pool gets about one core
+it is the ratio a core, 0.24-0.28.
 """
 
 from __future__ import annotations
