@@ -817,7 +817,8 @@ class DuckDBStore:
 
     def events(self, *, country: str | None = None, since: datetime | None = None,
                until: datetime | None = None) -> list[ContextEvent]:
-        clauses, params = [], []  # type: ignore[var-annotated]
+        clauses: list[str] = []
+        params: list[object] = []
         if country:
             clauses.append("country = ?")
             params.append(country.upper())
@@ -971,7 +972,8 @@ _DICT_BYTES = 64 << 10
 def _train_dictionary(docs: list[bytes]) -> zstandard.ZstdCompressionDict | None:
     step = max(1, len(docs) // _DICT_SAMPLES)
     try:
-        return zstandard.train_dictionary(_DICT_BYTES, docs[::step][:_DICT_SAMPLES], level=_ZSTD_LEVEL)
+        samples: list[bytes | bytearray | memoryview] = list(docs[::step][:_DICT_SAMPLES])
+        return zstandard.train_dictionary(_DICT_BYTES, samples, level=_ZSTD_LEVEL)
     except zstandard.ZstdError:  # too few or too alike samples: documents are compressed without one
         return None
 
