@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache, partial
 from typing import Any
@@ -196,9 +195,11 @@ class _Envelope(msgspec.Struct, kw_only=True):
     data_format_version: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Measurement:
-    """One measurement: the normalised envelope every stage reads, and the stored document."""
+class Measurement(msgspec.Struct, frozen=True, kw_only=True):
+    """One measurement: the normalised envelope every stage reads, and the stored document.
+
+    A msgspec Struct rather than a frozen dataclass: built once per measurement ingested or uploaded, and a
+    frozen dataclass's __init__ (a setattr call per field) cost ~4 us of the ~25 us a small upload takes."""
 
     uid: str
     start_time: datetime
@@ -213,9 +214,25 @@ class Measurement:
     software_name: str
     input: str | None
     platform: str | None
-    doc: dict[str, Any] = field(repr=False, compare=False)
+    doc: dict[str, Any]
     # the exact JSON text received, when it needed no scrubbing: stored as is, byte for byte
-    raw_json: bytes | None = field(default=None, repr=False, compare=False)
+    raw_json: bytes | None = None
+
+    def _identity(self) -> tuple[Any, ...]:
+        """What equality and hashing compare: the envelope, not the document (its uid stands for it)."""
+        return (self.uid, self.start_time, self.probe_cc, self.probe_asn, self.network_name, self.region,
+                self.probe_key, self.resolver_asn, self.test_name, self.test_version, self.software_name,
+                self.input, self.platform)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Measurement) and self._identity() == other._identity()
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
+
+    def __repr__(self) -> str:
+        return (f"Measurement(uid={self.uid!r}, start_time={self.start_time.isoformat()}, probe_cc={self.probe_cc!r}, "
+                f"probe_asn={self.probe_asn}, test_name={self.test_name!r}, input={self.input!r})")
 
     def document_json(self) -> bytes:
         return self.raw_json if self.raw_json is not None else encode_document(self.doc)

@@ -358,6 +358,17 @@ def test_series_and_rollup_are_identical_across_backends(pair: tuple[DuckDBStore
         a = duck.rollup(since=T0, until=T0 + timedelta(days=3), bucket_seconds=900, **args)  # type: ignore[arg-type]
         b = ch.rollup(since=T0, until=T0 + timedelta(days=3), bucket_seconds=900, **args)  # type: ignore[arg-type]
         assert a and a == b
+    # DuckDB reads whole hours from its hourly rollup and the partial hours at the edges from the 5-minute
+    # one; ClickHouse sums its 5-minute rollup: windows with ragged edges and buckets of hours must agree
+    for lo, hi, bucket in ((T0 + timedelta(minutes=20), T0 + timedelta(days=2, hours=5, minutes=37), 3600),
+                           (T0 + timedelta(hours=1, minutes=55), T0 + timedelta(days=2, minutes=5), 7200),
+                           (T0 - timedelta(hours=3), T0 + timedelta(days=3, minutes=50), 86400),
+                           (T0 + timedelta(minutes=10), T0 + timedelta(minutes=70), 3600)):
+        a = duck.rollup(since=lo, until=hi, bucket_seconds=bucket)
+        b = ch.rollup(since=lo, until=hi, bucket_seconds=bucket)
+        assert a and a == b
+        assert sum(c.total for c in a) == sum(lo <= r.measurement.start_time.replace(
+            minute=r.measurement.start_time.minute // 5 * 5, second=0, microsecond=0) < hi for r in rows)
     assert duck.stats() == ch.stats()
     for s in pair:
         s.export(MeasurementFilter(country="IR"), "csv", str(tmp_path / f"{type(s).__name__}.csv"))
