@@ -12,9 +12,11 @@ request) and with nothing new (a poll of an unchanged store, answered from memor
 `--clients` probes, each registered and in its own process, each posting signed batches one after another over
 real HTTP; the run fails unless every measurement sent was acknowledged and is in the store.
 
-Measured at 10 M rows on the 2-core machine, load average 3.4-4.3 (other work running), four runs:
-country page p50 69-171 ms, p95 159-302 ms after new data; p50 2.7-3.8 ms, p95 3.3-4.9 ms unchanged;
-incident list p50 5.4-13.4 ms, p95 6.5-16.9 ms; collector 18,100-23,700 measurements/s.
+Measured at 10 M rows on the 2-core machine, quiet (load average 0.6-1.3), three runs: country page p50
+48.5-72.2 ms, p95 64.1-83.5 ms after new data; p50 1.9-3.1 ms, p95 3.1-4.2 ms unchanged; incident list p50
+7.1-9.5 ms, p95 9.5-12.0 ms; collector 20,570-23,653 measurements/s. Before the hourly rollup, the frozen
+start-up heap, httptools/uvloop and the Struct Measurement, on the same quiet machine: p95 202-210 ms after new
+data, collector 17,073-19,324/s (docs/web.md says where the time went).
 """
 
 from __future__ import annotations
