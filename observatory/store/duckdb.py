@@ -175,7 +175,8 @@ MIGRATIONS: list[str] = [
 ]
 
 ROLLUP_BUCKET_SECONDS = 300
-ROLLUP_TABLES = (("series_rollup", ROLLUP_BUCKET_SECONDS), ("series_rollup_1h", 3600))
+HOUR_SECONDS = 3600
+ROLLUP_TABLES = (("series_rollup", ROLLUP_BUCKET_SECONDS), ("series_rollup_1h", HOUR_SECONDS))
 ROLLUP_SEQ_KEY = "rollup.seq"
 
 _COLUMNS = (
@@ -210,16 +211,17 @@ def _rollup_reads(lo: datetime, hi: datetime, bucket_seconds: int
     """Which rollup (table, its bucket) to read for the 5-minute buckets starting in [lo, hi), with buckets
     of `bucket_seconds` (a multiple of 300): whole hours inside the range from the hourly one, the partial
     hours at either end from the 5-minute one (same sums, ~12x fewer rows)."""
-    five = [("series_rollup", ROLLUP_BUCKET_SECONDS, [(lo, hi)])]
-    if bucket_seconds % 3600:
+    (five_minutes, _), (hourly, _) = ROLLUP_TABLES
+    five = [(five_minutes, ROLLUP_BUCKET_SECONDS, [(lo, hi)])]
+    if bucket_seconds % HOUR_SECONDS:
         return five
     first = _ceil_hour(lo)  # the first hour whose 5-minute buckets all start at or after lo
     end = _ceil_hour(hi - timedelta(minutes=55))  # hours before this one have all their buckets before hi
     if first >= end:
         return five
     edges = [(a, z) for a, z in ((lo, first), (end, hi)) if a < z]
-    reads = [("series_rollup_1h", 3600, [(first, end)])]
-    return reads + [("series_rollup", ROLLUP_BUCKET_SECONDS, edges)] if edges else reads
+    reads = [(hourly, HOUR_SECONDS, [(first, end)])]
+    return reads + [(five_minutes, ROLLUP_BUCKET_SECONDS, edges)] if edges else reads
 
 
 def _ceil_hour(t: datetime) -> datetime:
@@ -803,7 +805,7 @@ class DuckDBStore:
                              f"FROM {table} WHERE {span}" if seconds == bucket_seconds else
                              f"SELECT {grouped} FROM {table} WHERE {span} GROUP BY bb, cc, asn, platform")
         q = " UNION ALL ".join(parts)
-        if len(parts) > 1 and bucket_seconds != 3600:  # an output bucket may then draw on several parts
+        if len(parts) > 1 and bucket_seconds != HOUR_SECONDS:  # an output bucket may then draw on several parts
             q = f"""SELECT bb, cc, asn, platform, any_value(network), sum(total), sum(ok), sum(down), sum(anomalous)
                     FROM ({q}) AS p(bb, cc, asn, platform, network, total, ok, down, anomalous)
                     GROUP BY ALL"""
@@ -822,8 +824,8 @@ class DuckDBStore:
         """The time of the newest measurement stored (the data's "now" when replaying the past)."""
         # Measurements are only ever added, in seq order: the newest time is the one known so far or that of a
         # row stored since, and the seq condition skips the row groups read before (10 M rows: ~10 ms -> <1 ms)
-        seen, newest = self._latest
         with self._lock, _mapped_errors(self.url):
+            seen, newest = self._latest
             row = _first(self._con.execute("SELECT max(seq), max(t) FROM measurements WHERE seq > ?",
                                            [seen]).fetchall())
             if row and row[0] is not None:
