@@ -36,6 +36,8 @@ POOL_CHUNK_BYTES = 4 << 20  # and at most this many bytes of documents per chunk
 # A plain (uncompressed) file is not read by the parent at all: each worker reads the lines that start in its
 # own byte range of the file, and says how many it read (file:line stays exact).
 POOL_RANGE_BYTES = 4 << 20
+# documents from the head of a large file from which the store may learn its encoding before the pool starts
+ENCODER_SAMPLES = 1000
 SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson")
 
 
@@ -418,6 +420,11 @@ class Ingestor:
             BatchBuilder().take()
             self._pool = ProcessPoolExecutor(self._processes, mp_context=multiprocessing.get_context(method),
                                              initializer=_worker_init)
+        if self.store.document_encoder() is None:
+            # the store learns its encoding (a zstd dictionary) from the head of the file before the workers
+            # start, so that they compress from the first document on: else the first batches would cross the
+            # pipe as JSON, to be compressed in this process
+            self.store.document_encoder(_sample_documents(path))
         name, size = str(path), _size(path)
         if size and not name.endswith(".gz") and not name.endswith(".json"):
             self._ingest_ranges(self._pool, name, size)
@@ -491,6 +498,20 @@ class Ingestor:
             submit()
         while pending:
             take(pending.popleft())
+
+
+def _sample_documents(path: Path, n: int = ENCODER_SAMPLES) -> list[bytes]:
+    """The first `n` valid documents of a file, as they will be stored (the private fields gone)."""
+    docs: list[bytes] = []
+    for _, item in read_file(path):
+        if len(docs) >= n:
+            break
+        if isinstance(item, bytes):
+            try:
+                docs.append(parse_measurement(item).document_json())
+            except ParseError:
+                continue
+    return docs
 
 
 def _size(path: Path) -> int:

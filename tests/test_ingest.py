@@ -213,8 +213,8 @@ def test_parallel_parsing_gives_exactly_the_serial_result(tmp_path: Path, suffix
     """A large file is parsed by a pool of processes; counts, rejects (with file:line) and rows are the same.
 
     A plain file is cut into byte ranges that each worker reads itself (here small ones, cutting lines
-    anywhere); a compressed one is read by the parent and sent in chunks of lines. Batches past the first are
-    big enough for the store to have trained its dictionary, so the workers compress the documents too."""
+    anywhere); a compressed one is read by the parent and sent in chunks of lines. The store learns its zstd
+    dictionary from the head of the file first, so the workers compress the documents too."""
     import observatory.ingest as ingest_mod
 
     lines = []
@@ -240,3 +240,37 @@ def test_parallel_parsing_gives_exactly_the_serial_result(tmp_path: Path, suffix
     assert results[0] == results[1]
     assert results[0][0][3] == 31 and results[0][0][2] == 5  # i=0 is broken, so its extra copy is new
     assert [line for line, _ in results[0][1]][:3] == [1, 100, 197]  # after a duplicate and a blank line
+
+
+def test_pool_learns_the_dictionary_from_documents_without_the_probe_address(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before the pool starts, the store trains its dictionary from the head of the file: from the documents as
+    stored (no probe_ip), so the address is neither in the dictionary nor anywhere in the database file."""
+    import observatory.ingest as ingest_mod
+
+    secret = "203.0.113.77"
+    lines = []
+    for i in range(1500):
+        d = json.loads(_good(i))
+        d["probe_ip"] = secret
+        d["test_keys"] = {"client_resolver": secret, "requests": [{"response": {"body": f"page {i} " * 20}}]}
+        lines.append(json.dumps(d))
+    f = tmp_path / "big.jsonl"
+    f.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(ingest_mod, "POOL_MIN_BYTES", 0)
+    monkeypatch.setattr(ingest_mod, "POOL_RANGE_BYTES", 50_000)
+    db = tmp_path / "d.duckdb"
+    store = DuckDBStore(str(db))
+    assert store.document_encoder() is None
+    compressed_by_workers: list[bool] = []
+    insert = store.insert_table
+    monkeypatch.setattr(store, "insert_table",
+                        lambda t: (compressed_by_workers.append("raw" in t.column_names), insert(t))[1])
+    s = ingest_paths(store, [f], processes=2, batch_size=400)
+    assert (s.accepted, s.rejected) == (1500, 0)
+    assert len(compressed_by_workers) > 1 and all(compressed_by_workers), "workers compress from the first batch"
+    assert store.document_encoder() is not None, "the store learnt a dictionary"
+    docs = [json.loads(d) for d in store.documents(MeasurementFilter())]
+    assert len(docs) == 1500 and all("probe_ip" not in d and secret not in json.dumps(d) for d in docs)
+    store.close()
+    assert secret.encode() not in db.read_bytes()

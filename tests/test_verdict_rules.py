@@ -8,6 +8,8 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from verdict_cases import EXPECTED, URL, case, envelope, ok_keys
 
 from observatory.errors import ConfigError
@@ -199,6 +201,26 @@ def test_fingerprints_with_their_own_flags_combine_with_others() -> None:
     assert match_response("do not STOP", None, fps) is None
 
 
+def _first_by_trying_each(text: str) -> str | None:
+    """What the screened matcher must return: the first body fingerprint, in priority order, that matches."""
+    return next((fp.id for fp in fingerprints() if fp.location == "body" and fp.matches(text, None)), None)
+
+
+_FRAGMENTS = sorted({piece for fp in fingerprints() if fp.location == "body"
+                     for piece in (fp.pattern, fp.pattern[: len(fp.pattern) // 2], fp.pattern[len(fp.pattern) // 2:])}
+                    | {"This site is not accessible in Pakistan", "<title>x 451 Unavailable For Legal Reasons",
+                       "Not available in your region", "</title>", "<html><body>", " ", "é", "Доступ"})
+
+
+@given(st.lists(st.one_of(st.sampled_from(_FRAGMENTS), st.text(max_size=30)), max_size=12))
+@example(["administration measure has been taken for this website is not accessible in Pakistan"])  # overlapping
+@settings(max_examples=400, deadline=None)
+def test_one_pass_screen_finds_what_trying_each_fingerprint_finds(parts: list[str]) -> None:
+    text = "".join(parts)
+    fp = match_response(text, None)
+    assert (fp.id if fp else None) == _first_by_trying_each(text)
+
+
 def test_deep_copies_do_not_share_state() -> None:
     a = case("ok")
     b = copy.deepcopy(a)
@@ -206,30 +228,31 @@ def test_deep_copies_do_not_share_state() -> None:
     assert a["queries"][0]["answers"]
 
 
-@pytest.mark.parametrize(("pattern", "literal"), [
-    (r'iframe src="http://10\.10\.34\.3[4-6]', 'iframe src="http://10.10.34.3'),
-    ("[Tt]his (?:web)?site is not accessible[^<]{0,80}(?:Pakistan|PTA)", "site is not accessible"),
-    ("abcd?e", "abc"),  # d is optional
-    ("ab|cd", None),  # a top-level alternative: nothing certain
-    (r"x\d+yy", None),  # too short to be worth a test
+@pytest.mark.parametrize(("pattern", "literals"), [
+    (r'iframe src="http://10\.10\.34\.3[4-6]', ('iframe src="http://10.10.34.3',)),
+    ("[Tt]his (?:web)?site is not accessible[^<]{0,80}(?:Pakistan|PTA)", ("site is not accessible",)),
+    (r"<title>(Attention Required! \| Cloudflare|Just a moment\.\.\.)</title>",
+     ("Attention Required! | Cloudflare", "Just a moment...")),  # longer than "</title>", and rarer
+    ("abcd?e", ("abc",)),  # d is optional
+    ("abcd|efgh", ("abcd", "efgh")),  # a top-level alternative: one of them
+    ("ab|cd", None),  # too short to be worth a test
+    (r"x\d+yy", None),
+    ("(?i)blocked here", None),  # the text's case is not the literal's
+    ("a(?i:bcdef)g", None),
 ])
-def test_required_literal_is_certain(pattern: str, literal: str | None) -> None:
+def test_required_literals_are_certain(pattern: str, literals: tuple[str, ...] | None) -> None:
     import re
 
-    from observatory.verdict.blockpages import required_literal
+    from observatory.verdict.blockpages import required_literals
 
-    got = required_literal(pattern)
-    assert got == literal
-    if got is not None:  # every match contains it
-        for m in re.finditer(pattern, "x abcde abce This site is not accessible in Pakistan "
-                                      '<iframe src="http://10.10.34.35">'):
-            assert got in m.group(0)
-
-
-def test_no_literal_hint_for_case_insensitive_patterns() -> None:
-    from observatory.verdict.blockpages import required_literal
-
-    assert required_literal("(?i)blocked here") is None
+    got = required_literals(pattern)
+    assert got == literals
+    sample = ("x abcde abce abcd efgh This site is not accessible in Pakistan <iframe src=\"http://10.10.34.35\"> "
+              "<title>Just a moment...</title> <title>Attention Required! | Cloudflare</title> aBCDEFg")
+    matches = [m.group(0) for m in re.finditer(pattern, sample)]
+    assert matches or got is None, "the sample should exercise the pattern"
+    if got is not None:  # every match contains one of them
+        assert all(any(lit in m for lit in got) for m in matches)
 
 
 def test_every_rule_is_documented() -> None:

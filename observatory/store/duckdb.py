@@ -305,6 +305,10 @@ class DuckDBStore:
 
     def _compress_docs(self, docs: list[bytes]) -> list[bytes]:
         """zstd with the store's dictionary, trained from the first big enough batch and stored before use."""
+        self._ensure_dictionary(docs)
+        return self._codec.compress(docs)
+
+    def _ensure_dictionary(self, docs: Sequence[bytes]) -> None:
         if not self._codec.has_dictionary and len(docs) >= _DICT_MIN_SAMPLES:
             with self._lock, _mapped_errors(self.url):
                 if not self._codec.has_dictionary:
@@ -314,7 +318,6 @@ class DuckDBStore:
                                           [trained.dict_id(), datetime.now(UTC).replace(tzinfo=None),
                                            trained.as_bytes()])
                         self._codec.add(trained.as_bytes())
-        return self._codec.compress(docs)
 
     def schema_version(self) -> int:
         with self._lock:
@@ -331,9 +334,12 @@ class DuckDBStore:
     def insert(self, rows: Sequence[Row]) -> InsertResult:
         return self.insert_table(rows_table(rows))
 
-    def document_encoder(self) -> DocumentEncoder | None:
+    def document_encoder(self, samples: Sequence[bytes] = ()) -> DocumentEncoder | None:
         """zstd with the store's current dictionary, for documents compressed in another process (ingest's pool
-        workers); None until the store has a dictionary (its first big batch, sent as JSON, trains one)."""
+        workers). A store without one trains it from `samples` (documents as they will be stored) when they are
+        enough, else from its first big batch (sent as JSON): until then, None."""
+        if samples:
+            self._ensure_dictionary(samples)
         return self._codec.encoder()
 
     def insert_table(self, table: pa.Table) -> InsertResult:
@@ -1049,7 +1055,7 @@ _DICT_SAMPLES = 1000  # ~100x the dictionary's size in documents of a few KB: en
 _DICT_BYTES = 64 << 10
 
 
-def _train_dictionary(docs: list[bytes]) -> zstandard.ZstdCompressionDict | None:
+def _train_dictionary(docs: Sequence[bytes]) -> zstandard.ZstdCompressionDict | None:
     step = max(1, len(docs) // _DICT_SAMPLES)
     try:
         samples: list[bytes | bytearray | memoryview] = list(docs[::step][:_DICT_SAMPLES])
