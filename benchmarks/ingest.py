@@ -1,11 +1,11 @@
 """Ingest speed and memory, against the bare JSON-parse ceiling measured in the same run.
 
-    python benchmarks/ingest.py [--n 200000] [--big 1000000]
+    python benchmarks/ingest.py [--n 200000] [--small 100000] [--big 1000000]
 
 Prints: measurements/s for `observatory ingest` (parse + validate + classify + store), measurements/s for bare
 JSON parsing of the same file (msgspec, the decoder ingest itself uses: the ceiling), their ratio, and peak RSS
-of an ingest of N and of BIG measurements (memory must stay flat: within 2x).
-Targets (issue 2): ratio >= 0.5; peak RSS(BIG) <= 2 x peak RSS(N).
+of an ingest of N, of SMALL and of BIG measurements (memory must stay flat: within 2x).
+Targets (issue 2): ratio >= 0.5; peak RSS(BIG) <= 2 x peak RSS(SMALL).
 Also CPU per measurement (the ingesting process and its pool, against the bare parse's): the ratio a core, which
 the other work on a shared machine cannot move, and what it allows at most when every core is free for the pool.
 
@@ -98,8 +98,9 @@ def ingest_run(path: Path, db: Path) -> tuple[int, float, int, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=200_000)
-    ap.add_argument("--big", type=int, default=1_000_000, help="0 to skip the memory-flatness run")
+    ap.add_argument("--n", type=int, default=200_000, help="measurements of the file whose ingest rate is measured")
+    ap.add_argument("--small", type=int, default=100_000, help="the smaller file of the memory-flatness pair")
+    ap.add_argument("--big", type=int, default=1_000_000, help="the bigger one; 0 to skip the memory-flatness runs")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
@@ -109,6 +110,7 @@ def main() -> None:
         print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other work shares them)")
         parse, parse_cpu = bare_parse_rate(f)
         accepted, secs, rss, cpu = ingest_run(f, d / "a.duckdb")
+        f.unlink()
         rate = accepted / secs
         print(f"bare JSON parse (ceiling): {parse:,.0f} measurements/s")
         print(f"observatory ingest:        {rate:,.0f} measurements/s  ({accepted:,} stored in {secs:.1f} s)")
@@ -118,14 +120,18 @@ def main() -> None:
         print(f"CPU per measurement:       ingest {cpu / accepted * 1e6:.0f} us (parent + pool), bare parse "
               f"{parse_cpu * 1e6:.0f} us: ratio {per_core:.2f} a core, "
               f"at most {per_core * cores:.2f} on {cores} free cores")
-        print(f"peak RSS, {args.n:,}:          {rss / 1024:.0f} MiB")
+        print(f"peak RSS, {args.n:,}:{' ' * (13 - len(f'{args.n:,}'))}{rss / 1024:.0f} MiB")
         if args.big:
-            fb = d / "big.jsonl"
-            write_measurements(fb, args.big, seed=2)
-            f.unlink()
-            n_big, secs_big, rss_big, _ = ingest_run(fb, d / "b.duckdb")
-            print(f"peak RSS, {args.big:,}:        {rss_big / 1024:.0f} MiB  ({n_big / secs_big:,.0f} measurements/s)")
-            print(f"memory ratio big/small:    {rss_big / rss:.2f}  (target <= 2.0)")
+            peaks = []
+            for n, seed in ((args.small, 3), (args.big, 2)):
+                fn = d / f"{n}.jsonl"
+                write_measurements(fn, n, seed=seed)
+                stored, secs_n, rss_n, _ = ingest_run(fn, d / f"{n}.duckdb")
+                fn.unlink()
+                peaks.append(rss_n)
+                print(f"peak RSS, {n:,}:{' ' * (13 - len(f'{n:,}'))}{rss_n / 1024:.0f} MiB  "
+                      f"({stored / secs_n:,.0f} measurements/s)")
+            print(f"memory ratio {args.big:,}/{args.small:,}: {peaks[1] / peaks[0]:.2f}  (target <= 2.0)")
         print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
