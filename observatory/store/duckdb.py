@@ -248,6 +248,8 @@ def _mapped_errors(path: str) -> Iterator[None]:
         raise StoreError(f"store {path}: {text.splitlines()[0]}") from exc
 
 
+CHECKPOINT_WAL = "64MB"  # write-ahead log that triggers a checkpoint
+
 class DuckDBStore:
     def __init__(self, path: str, *, read_only: bool = False) -> None:
         self.url = path
@@ -266,7 +268,13 @@ class DuckDBStore:
                 # a bounded buffer pool (DuckDB's default is 80% of the machine, which a long ingest would
                 # take); $OBSERVATORY_DUCKDB_MEMORY overrides
                 memory = os.environ.get("OBSERVATORY_DUCKDB_MEMORY", "4GB")
-                self._con = duckdb.connect(path, read_only=read_only, config={"memory_limit": memory})
+                self._con = duckdb.connect(path, read_only=read_only, config={
+                    "memory_limit": memory,
+                    # a checkpoint rewrites the table's last row group and its index: at DuckDB's default (a
+                    # 16 MB write-ahead log) an ingest checkpointed every ~100k measurements. Fewer: a third
+                    # less CPU for the writer at 1M measurements, a smaller file, no more peak memory.
+                    "checkpoint_threshold": CHECKPOINT_WAL,
+                })
             except duckdb.IOException as exc:
                 if "lock" in str(exc).lower():
                     raise StoreError(
