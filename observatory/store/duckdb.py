@@ -250,6 +250,7 @@ def _mapped_errors(path: str) -> Iterator[None]:
 
 CHECKPOINT_WAL = "64MB"  # write-ahead log that triggers a checkpoint
 
+
 class DuckDBStore:
     def __init__(self, path: str, *, read_only: bool = False) -> None:
         self.url = path

@@ -26,8 +26,7 @@ def _host(url: str) -> str:
 
 
 def _depth0(item: dict[str, Any]) -> bool:
-    """OONI 0.5 tags observations `depth=N` along a redirect chain: only a chain of one hop is plain.
-    (Callers test `item.get("tags")` first: most observations carry none, and a call per item costs.)"""
+    """OONI 0.5 tags observations `depth=N` along a redirect chain: only a chain of one hop is plain."""
     tags = item.get("tags")
     if not tags:
         return True
@@ -64,7 +63,7 @@ def plainly_ok(tk: dict[str, Any], url: str | None, baseline_kbps: float | None,
         return False
     matcher = default_matcher()
     for r in requests:
-        if not isinstance(r, dict) or (r.get("tags") and not _depth0(r)):
+        if not isinstance(r, dict) or not _depth0(r):
             return False
         resp = r.get("response")
         if isinstance(resp, dict) and matcher.match(resp.get("body"), resp.get("headers") if isinstance(
@@ -92,7 +91,7 @@ def plainly_ok(tk: dict[str, Any], url: str | None, baseline_kbps: float | None,
     names = host_names(host)
     mine = []
     for q in queries:
-        if not isinstance(q, dict) or (q.get("tags") and not _depth0(q)):
+        if not isinstance(q, dict) or not _depth0(q):
             return False
         name, engine = q.get("hostname"), q.get("engine")
         if (name is not None and not isinstance(name, str)) or (engine is not None and not isinstance(engine, str)):
@@ -121,10 +120,10 @@ def plainly_ok(tk: dict[str, Any], url: str | None, baseline_kbps: float | None,
     if not isinstance(connects, list | None) or not isinstance(handshakes, list | None):
         return False
     for c in connects or ():
-        if not isinstance(c, dict) or (c.get("tags") and not _depth0(c)) or not isinstance(c.get("status"), dict) or (
+        if not isinstance(c, dict) or not _depth0(c) or not isinstance(c.get("status"), dict) or (
                 c["status"].get("success") is not True):
             return False
     for h in handshakes or ():
-        if not isinstance(h, dict) or (h.get("tags") and not _depth0(h)) or h.get("failure") is not None:
+        if not isinstance(h, dict) or not _depth0(h) or h.get("failure") is not None:
             return False
     return _kbps_ok(tk, control, baseline_kbps, factor)
