@@ -31,7 +31,7 @@ from observatory.ingest import Ingestor, IngestSummary, ingest_paths
 from observatory.measurement import PRIVATE_FIELDS, SCRUBBED
 from observatory.signals import SignalPoint
 from observatory.store import ContextEvent, IncidentFilter, MeasurementFilter, ProbeCredential, open_store
-from observatory.store.base import UserReport
+from observatory.store.base import Row, UserReport
 from observatory.store.clickhouse import MIGRATIONS, ClickHouseStore
 from observatory.store.duckdb import DuckDBStore
 
@@ -285,6 +285,46 @@ def test_reclassify_rewrites_only_changed_verdicts(store: DuckDBStore | ClickHou
     assert {m["verdict"] for m in tw} == {"dns_tampering"} and {m["kbps"] for m in tw} == {None}
     assert store.reclassify(strict) == 0
     assert store.count() == len(rows)
+
+
+def test_reclassify_rebuilds_the_rollup_from_the_new_verdicts(store: DuckDBStore | ClickHouseStore) -> None:
+    """The dashboard's rollup counts follow rewritten verdicts, there and back again (a second rebuild must
+    not be mistaken by ClickHouse's insert deduplication for the first), and later rows still fold on top."""
+    rows = list(_small_world().rows())
+    half = len(rows) // 2
+    _insert_all(store, rows[:half])
+    store.refresh_rollup()
+    by_uid = {r.measurement.uid: r for r in rows}
+
+    def twitter_blocked(raw: bytes) -> tuple[str, float | None]:
+        doc = json.loads(raw)
+        stored = by_uid[doc["measurement_uid"]]
+        return ("dns_tampering", None) if doc["input"] == "https://x.com/" else (stored.verdict, stored.kbps)
+
+    def as_stored(raw: bytes) -> tuple[str, float | None]:
+        stored = by_uid[json.loads(raw)["measurement_uid"]]
+        return stored.verdict, stored.kbps
+
+    def rollup_counts() -> tuple[int, int, int]:
+        cells = store.rollup(since=FAR_PAST, until=FAR_FUTURE, bucket_seconds=3600)
+        return sum(c.total for c in cells), sum(c.ok for c in cells), sum(c.anomalous for c in cells)
+
+    def expected(part: list[Row], blocked: bool) -> tuple[int, int, int]:
+        def verdict(r: Row) -> str:
+            return "dns_tampering" if blocked and r.measurement.platform == "twitter" else r.verdict
+        mine = [r for r in part if r.measurement.platform]
+        return (len(mine), sum(verdict(r) == "ok" for r in mine),
+                sum(verdict(r) not in ("ok", "down", "unknown") for r in mine))
+
+    before = rollup_counts()
+    assert before == expected(rows[:half], blocked=False)
+    assert store.reclassify(twitter_blocked) > 0
+    assert rollup_counts() == expected(rows[:half], blocked=True) != before
+    assert store.reclassify(as_stored) > 0
+    assert rollup_counts() == before
+    _insert_all(store, rows[half:])
+    store.refresh_rollup()
+    assert rollup_counts() == expected(rows, blocked=False)
 
 
 # --- series -------------------------------------------------------------------------------------------------

@@ -60,6 +60,8 @@ _TECH_IN = ", ".join(f"'{t}'" for t in _TECHNIQUE_LIST)
 DEFAULT_DATABASE = "observatory"
 ROLLUP_BUCKET_SECONDS = 300
 ROLLUP_SEQ_KEY = "rollup.seq"
+ROLLUP_GEN_KEY = "rollup.generation"  # bumped by each rebuild of the rollup
+_REBUILD = -1  # ROLLUP_SEQ_KEY's value while the rollup is to be emptied and refolded
 PAGE_ROWS = 20_000  # documents() reads this many rows per query
 
 _TS = "DateTime64(6, 'UTC')"
@@ -495,7 +497,20 @@ class ClickHouseStore:
                     updates.append((uid, new_verdict, new_kbps))
         if updates:
             self._apply_updates(updates)
+            self._rebuild_rollup()
         return len(updates)
+
+    def _rebuild_rollup(self) -> None:
+        """The rollup again from every stored row, after verdicts were rewritten in place: folding only ever
+        adds what is new, so the counts folded from the old verdicts would stay. The state says "rebuild"
+        (-1) before the rollup is emptied, so a failure anywhere leaves a state the next refresh completes; a
+        new generation gives the refolds deduplication tokens no earlier insert used."""
+        with self._lock:
+            if not int(self.get_state(ROLLUP_SEQ_KEY) or 0):
+                return  # never built
+            self.set_state(ROLLUP_GEN_KEY, str(int(self.get_state(ROLLUP_GEN_KEY) or 0) + 1))
+            self.set_state(ROLLUP_SEQ_KEY, str(_REBUILD))
+            self.refresh_rollup()
 
     def _apply_updates(self, updates: list[tuple[str, str, float | None]]) -> None:
         # A Join table keyed by uid feeds one ALTER ... UPDATE (a mutation, waited for), the documented way to
@@ -687,11 +702,16 @@ class ClickHouseStore:
         """Folds measurements stored since the last call into series_rollup; returns how many were folded."""
         with self._lock:
             done = int(self.get_state(ROLLUP_SEQ_KEY) or 0)
+            if done == _REBUILD:
+                self._command("TRUNCATE TABLE {db}.series_rollup")
+                self.set_state(ROLLUP_SEQ_KEY, "0")
+                done = 0
             top = int(self._scalar("SELECT max(seq) FROM {db}.measurements") or 0)
             if top <= done:
                 return 0
-            # The token names the seq range: if the state write below fails, the retry's insert is dropped
-            # by the table's deduplication window instead of counting the range twice.
+            generation = self.get_state(ROLLUP_GEN_KEY) or "0"
+            # The token names the seq range (and the rollup's generation): if the state write below fails, the
+            # retry's insert is dropped by the table's deduplication window instead of counting the range twice.
             self._command(
                 f"""INSERT INTO {{db}}.series_rollup
                     SELECT toStartOfInterval(t, INTERVAL {ROLLUP_BUCKET_SECONDS} SECOND) AS b, cc, asn, platform,
@@ -701,7 +721,7 @@ class ClickHouseStore:
                     WHERE seq > {{done:UInt64}} AND seq <= {{top:UInt64}} AND platform != ''
                     GROUP BY b, cc, asn, platform""",
                 {"done": done, "top": top},
-                settings={"insert_deduplication_token": f"rollup-{done}-{top}", "insert_deduplicate": 1},
+                settings={"insert_deduplication_token": f"rollup-{generation}-{done}-{top}", "insert_deduplicate": 1},
             )
             self.set_state(ROLLUP_SEQ_KEY, str(top))
             return top - done

@@ -511,7 +511,7 @@ class DuckDBStore:
                     [last, batch_size],
                 ).fetchall()
             if not chunk:
-                return changed
+                break
             last = chunk[-1][0]
             updates = []
             for uid, raw, verdict, kbps in chunk:
@@ -534,6 +534,29 @@ class DuckDBStore:
                     finally:
                         self._con.unregister("_upd")
                 changed += len(updates)
+        if changed:
+            self._rebuild_rollup()
+        return changed
+
+    def _rebuild_rollup(self) -> None:
+        """The rollups again from every stored row, after verdicts were rewritten in place: folding only ever
+        adds what is new, so the counts folded from the old verdicts would stay. Nothing to do for a store
+        whose rollup was never built."""
+        with self._lock, _mapped_errors(self.url):
+            if not int(self.get_state(ROLLUP_SEQ_KEY) or 0):
+                return
+            con = self._con
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for table, _ in ROLLUP_TABLES:
+                    con.execute(f"DELETE FROM {table}")
+                con.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", [ROLLUP_SEQ_KEY, "0"])
+                con.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
+                raise
+            self.refresh_rollup()
 
     # --- series -----------------------------------------------------------------------------------------
 
