@@ -19,9 +19,9 @@ Struct Measurement), then 0.52 (96 us against 26 us) and 0.47 (81 us against 20 
 free for the pool is 0.50-0.54, so the target is met only on some runs.
 Then (056fc30-67bea8a, load 0.2-2.5) block pages found in one Aho-Corasick pass (13 -> 4 us), the zstd dictionary
 learnt before the pool starts (no first batches compressed by the parent), checkpoints at a 64 MB log (the
-writer's CPU 19-23 -> 13 us): five runs 0.58, 0.67, 0.66, 0.61, 0.60 (84-94 us against 27-34 us); peak RSS
-278/254 MiB for 100k against 519/467 MiB for 1M, x1.87 and x1.84. What still grows with the file is DuckDB's
-cache of the table's blocks (131 MiB at 1M, bounded by the store's memory limit, 4 GB unless
+writer's CPU 19-23 -> 13 us): six runs 0.58, 0.67, 0.66, 0.61, 0.60, 0.54 (76-94 us against 22-34 us); peak
+RSS 278/254/252 MiB for 100k against 519/467/477 MiB for 1M, x1.87, x1.84, x1.89. What still grows with the
+file is DuckDB's cache of the table's blocks (131 MiB at 1M, bounded by the store's memory limit, 4 GB unless
 $OBSERVATORY_DUCKDB_MEMORY says otherwise).
 """
 
