@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -420,11 +421,10 @@ class Ingestor:
             BatchBuilder().take()
             self._pool = ProcessPoolExecutor(self._processes, mp_context=multiprocessing.get_context(method),
                                              initializer=_worker_init)
-        if self.store.document_encoder() is None:
-            # the store learns its encoding (a zstd dictionary) from the head of the file before the workers
-            # start, so that they compress from the first document on: else the first batches would cross the
-            # pipe as JSON, to be compressed in this process
-            self.store.document_encoder(_sample_documents(path))
+        # a store that learns its encoding (a zstd dictionary) does so from the head of the file before the
+        # workers start, so that they compress from the first document on: else the first batches would cross
+        # the pipe as JSON, to be compressed in this process
+        self.store.document_encoder(partial(_sample_documents, path))
         name, size = str(path), _size(path)
         if size and not name.endswith(".gz") and not name.endswith(".json"):
             self._ingest_ranges(self._pool, name, size)

@@ -308,7 +308,7 @@ class ClickHouseStore:
     def insert(self, rows: Sequence[Row]) -> InsertResult:
         return self.insert_table(rows_table(rows))
 
-    def document_encoder(self, samples: Sequence[bytes] = ()) -> None:
+    def document_encoder(self, samples: Callable[[], Sequence[bytes]] | None = None) -> None:
         """None: documents arrive as JSON (BATCH_SCHEMA's `doc`) and the server compresses them (ZSTD codec)."""
         return None
 

@@ -343,12 +343,12 @@ class DuckDBStore:
     def insert(self, rows: Sequence[Row]) -> InsertResult:
         return self.insert_table(rows_table(rows))
 
-    def document_encoder(self, samples: Sequence[bytes] = ()) -> DocumentEncoder | None:
+    def document_encoder(self, samples: Callable[[], Sequence[bytes]] | None = None) -> DocumentEncoder | None:
         """zstd with the store's current dictionary, for documents compressed in another process (ingest's pool
-        workers). A store without one trains it from `samples` (documents as they will be stored) when they are
-        enough, else from its first big batch (sent as JSON): until then, None."""
-        if samples:
-            self._ensure_dictionary(samples)
+        workers). A store without one trains it from `samples()` (documents as they will be stored) when they
+        are enough, else from its first big batch (sent as JSON): until then, None."""
+        if samples is not None and not self._codec.has_dictionary:
+            self._ensure_dictionary(samples())
         return self._codec.encoder()
 
     def insert_table(self, table: pa.Table) -> InsertResult:
