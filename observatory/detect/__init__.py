@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from observatory.detect.config import DetectConfig
-from observatory.detect.episodes import find_episodes
+from observatory.detect.episodes import CONNECTIVITY, find_episodes
 from observatory.detect.incidents import cluster, to_incident
 from observatory.detect.probes import disagreeing_probes, isolated_spans
 from observatory.detect.series import build_series, fold
@@ -39,9 +39,11 @@ def detect_incidents(cells: Iterable[SeriesCell], *, config: DetectConfig | None
         witnesses = {tk.split(" ", 1)[1] for e in c.episodes for _, keys in e.witnesses for tk in keys}
         near = [f for f in flagged if c.country in (None, f["country"]) and f["probe"] not in witnesses
                 and f["asn"] in {f"AS{e.asn}" for e in c.episodes}]
-        # probes that failed alone while this cluster's event went on (not on some other day)
+        # probes that lost everything alone while this cluster's event went on (not on some other day): a
+        # connectivity question only (a probe's stray failure of the control says nothing about a block)
         lo, hi = c.start - cfg.bucket_seconds, (c.end if c.end is not None else tracks.now)
-        isolated = frozenset(k for k, spans in isolated_at.items() if any(a <= hi and b >= lo for a, b in spans))
+        isolated = frozenset(k for k, spans in isolated_at.items() if any(a <= hi and b >= lo for a, b in spans)
+                             ) if c.family == CONNECTIVITY else frozenset()
         inc = to_incident(c, tracks, cfg, near, isolated)
         if inc is not None:
             out.append(inc)

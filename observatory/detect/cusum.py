@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from observatory.detect.config import DetectConfig
 from observatory.detect.series import Obs
@@ -111,12 +113,22 @@ def bernoulli_llr(k: int, n: int, p0: float, p1: float) -> float:
     return k * math.log(p1 / p0) + (n - k) * math.log((1 - p1) / (1 - p0))
 
 
-def scan_share(points: Iterable[tuple[int, int, int]], cfg: DetectConfig, now: int) -> list[Alarm]:
+def main_techniques(counts: Counter[str]) -> set[str]:
+    """The techniques behind at least a tenth of the anomalous observations: the event's, not the noise around
+    it (random failures scatter over every kind of failure; a censor applies its one or two methods)."""
+    total = sum(counts.values())
+    return {t for t, n in counts.items() if n >= 0.1 * total}
+
+
+def scan_share(points: Iterable[tuple[int, int, int]], cfg: DetectConfig, now: int,
+               techniques: dict[int, Counter[str]] | None = None) -> list[Alarm]:
     """Bernoulli CUSUM of (time, probes, bad probes) against the series' own trailing rate of bad probes.
 
     Onset is tested against a fixed disrupted share (`cfg.p1`). Once alarmed, the end is tested against the
     share the disruption has actually shown so far: a block that fails 95% of measurements has ended after a
     few healthy ones, while a partial one (half the probes) needs more evidence, as before.
+    `techniques` (bucket -> anomalous probes by technique), when known, lets the edges be drawn by the
+    alarm's own techniques (see `_refine`).
     """
     cusum = Cusum(cfg.threshold, cfg.end_threshold, cfg.bucket_seconds)
     window: deque[tuple[int, int, int]] = deque()
@@ -153,19 +165,23 @@ def scan_share(points: Iterable[tuple[int, int, int]], cfg: DetectConfig, now: i
             sn += n
             sk += k
     alarms = cusum.finish(last + cfg.bucket_seconds, now, cfg.end_grace_seconds)
-    return [_refine(a, points_seen, cfg) for a in alarms]
+    return [_refine(a, points_seen, cfg, techniques) for a in alarms]
 
 
-def _refine(a: Alarm, points: list[tuple[int, int, int, float]], cfg: DetectConfig) -> Alarm:
+def _refine(a: Alarm, points: list[tuple[int, int, int, float]], cfg: DetectConfig,
+            techniques: dict[int, Counter[str]] | None = None) -> Alarm:
     """Onset and end moved to the changepoints: the stretch of the alarm the data most support.
 
     The CUSUM tests against a fixed disrupted share, so with sparse data a lone failure just before the onset
     (or after the end) keeps its sum from returning to zero and would stretch the incident. Once the alarm is
-    over, the share it actually showed is known; the stretch of buckets with the highest log-likelihood ratio
-    against the baseline at that share (a maximum-sum segment; twice, re-estimating the share on the stretch)
-    is the onset-to-end estimate. A share of 95% makes one healthy bucket weigh as much as one failed one,
-    so stray failures outside the event no longer pull its bounds. The buckets with data just outside the
-    stretch are kept: the true changes lie between them and the stretch's ends.
+    over, the stretch is estimated as an epidemic changepoint: the contiguous run of buckets whose data are
+    most likely under "a share p of the probes failed" against the baseline, each candidate run judged at
+    its own share (profile likelihood). Judging every run at one share taken from the whole alarm does not
+    work: healthy buckets before the event dilute that share until they cost almost nothing, and a stray pair
+    of failures hours before the onset joins the stretch. Where the techniques are known, only failures of
+    the alarm's own techniques count for the stretch: scattered failures of other kinds around a block (a
+    flaky installation, noise) are not part of it. The buckets with data just outside the stretch are kept:
+    the true changes lie between them and the stretch's ends.
     """
     step = cfg.bucket_seconds
     lo, hi = a.start, a.end if a.end is not None else points[-1][0] + step
@@ -173,17 +189,14 @@ def _refine(a: Alarm, points: list[tuple[int, int, int, float]], cfg: DetectConf
     if not idx:
         return a
     inside = [points[i] for i in idx]
-    n_all = sum(p[1] for p in inside)
-    share = sum(p[2] for p in inside) / n_all if n_all else 0.0
+    if techniques:
+        own = main_techniques(sum((techniques.get(p[0], Counter()) for p in inside), Counter()))
+        inside = [(t, n, min(k, sum(techniques[t][x] for x in own)) if t in techniques else k, p0)
+                  for t, n, k, p0 in inside]
     first, last = 0, len(inside) - 1
-    for _ in range(2):
-        best = _max_segment(inside, share, cfg)
-        if best is None:
-            break
+    best = _max_segment(inside, cfg)
+    if best is not None:
         first, last = best
-        seg = inside[first:last + 1]
-        n_seg = sum(p[1] for p in seg)
-        share = sum(p[2] for p in seg) / n_seg if n_seg else share
     # an edge needs a second witness: two bad probes in its bucket, or the next bucket with data agreeing
     # (a lone failure followed by healthy buckets is noise even where the baseline makes it look rare)
     def bad(p: tuple[int, int, int, float]) -> bool:
@@ -218,23 +231,30 @@ def _refine(a: Alarm, points: list[tuple[int, int, int, float]], cfg: DetectConf
                  before=before, after=after, spacing=spacing, normal=normal)
 
 
-def _max_segment(points: list[tuple[int, int, int, float]], share: float,
-                 cfg: DetectConfig) -> tuple[int, int] | None:
-    """Indexes (first, last) of the contiguous run of points with the largest log-likelihood ratio sum."""
+def _max_segment(points: list[tuple[int, int, int, float]], cfg: DetectConfig) -> tuple[int, int] | None:
+    """Indexes (first, last) of the contiguous run of points with the largest log-likelihood ratio of "a share
+    p failed" (p: the run's own share, capped at `end_share_cap`) against each bucket's baseline rate; None when
+    no run's share rises above 1.5 times its baseline. Every run is scored from prefix sums, a start at a time."""
+    n = np.array([p[1] for p in points], dtype=float)
+    k = np.array([p[2] for p in points], dtype=float)
+    p0 = np.array([p[3] for p in points], dtype=float)
+    zeros = np.zeros(1)
+    cn = np.concatenate([zeros, np.cumsum(n)])
+    ck = np.concatenate([zeros, np.cumsum(k)])
+    c0 = np.concatenate([zeros, np.cumsum(n * p0)])  # expected failures under the baseline
+    cb = np.concatenate([zeros, np.cumsum(k * np.log(p0) + (n - k) * np.log1p(-p0))])  # baseline log-likelihood
     best: tuple[float, int, int] | None = None
-    run, run_start = 0.0, 0
-    for i, (_t, n, k, p0) in enumerate(points):
-        p1 = min(cfg.end_share_cap, max(share, 1.5 * p0))
-        llr = bernoulli_llr(k, n, p0, p1)
-        if run <= 0:
-            run, run_start = llr, i
-        else:
-            run += llr
-        if best is None or run > best[0]:
-            best = (run, run_start, i)
-    if best is None or best[0] <= 0:
-        return None
-    return best[1], best[2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for i in range(len(points)):
+            nn = cn[i + 1:] - cn[i]
+            kk = ck[i + 1:] - ck[i]
+            share = np.minimum(cfg.end_share_cap, kk / nn)
+            llr = kk * np.log(share) + (nn - kk) * np.log1p(-share) - (cb[i + 1:] - cb[i])
+            llr[~(kk > 1.5 * (c0[i + 1:] - c0[i]))] = -np.inf  # not raised above the baseline: no stretch
+            j = int(np.argmax(llr))
+            if llr[j] > 0 and (best is None or llr[j] > best[0]):
+                best = (float(llr[j]), i, i + j)
+    return None if best is None else (best[1], best[2])
 
 
 def scan_throughput(obs: list[Obs], cfg: DetectConfig, now: int) -> list[Alarm]:

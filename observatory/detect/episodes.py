@@ -129,7 +129,8 @@ def find_episodes(tracks: Tracks, cfg: DetectConfig) -> list[Episode]:
     now = tracks.now
     episodes: list[Episode] = []
     for key, obs in tracks.series.items():
-        anom = scan_share(((o.t, o.n, o.k) for o in obs), cfg, now)
+        kinds = {o.t: Counter(w.split(" ", 1)[0] for w in o.witnesses) for o in obs if o.witnesses}
+        anom = scan_share(((o.t, o.n, o.k) for o in obs), cfg, now, kinds)
         episodes.extend(_episode(None, key, obs, a, "anom") for a in anom)
         if key[2] == ALL_PLATFORMS or key[2].startswith(CONTROL + "@"):  # outage, throughput: per platform
             continue

@@ -14,6 +14,7 @@ from typing import Any
 
 from observatory.detect.assess import assess
 from observatory.detect.config import DetectConfig
+from observatory.detect.cusum import main_techniques
 from observatory.detect.episodes import CONNECTIVITY, CONTROL, OUTAGE, RESTRICTION, THROTTLING, Episode
 from observatory.detect.series import ALL_PLATFORMS, Tracks
 from observatory.incident import Assessment, Incident
@@ -50,9 +51,12 @@ class Cluster:
 
     def _evidence(self, step: int) -> list[int]:
         """Buckets of the anomalous observations (one per probe and bucket) across the cluster's series; a
-        silence episode's own bounds count twice (its test runs on a dense grid of counts, not on probes)."""
+        silence episode's own bounds count twice (its test runs on a dense grid of counts, not on probes).
+        The edges are drawn by the incident's own techniques only: failures of another kind before or after it
+        (random noise scatters over every technique) say nothing about when it began or ended."""
         seen: set[tuple[int, str]] = set()
         out: list[int] = []
+        items: list[tuple[int, str, str]] = []
         for e in self.episodes:
             if e.silent:
                 out += [e.start, e.start]
@@ -61,10 +65,13 @@ class Cluster:
                 continue
             for t, keys in e.witnesses:
                 for tk in keys:
-                    item = (t, tk.split(" ", 1)[1])
-                    if item not in seen:
-                        seen.add(item)
-                        out.append(t)
+                    technique, key = tk.split(" ", 1)
+                    items.append((t, technique, key))
+        own = main_techniques(Counter(technique for _, technique, _ in items))
+        for t, technique, key in items:
+            if technique in own and (t, key) not in seen:
+                seen.add((t, key))
+                out.append(t)
         return sorted(out)
 
     def onset(self, step: int, regions: set[str] | None = None) -> int:
@@ -95,7 +102,7 @@ class Cluster:
         """The end estimate, likewise: after the bucket of the last anomalous observation (the second-to-last
         when another series was seen normal again in between), midway to the first bucket any of the
         cluster's series was seen normal at or after it."""
-        end = self.end
+        end = self.end if self.end is not None else self._settled_end(step)
         if end is None:
             return None
         ev = self._evidence(step)
@@ -117,6 +124,25 @@ class Cluster:
         if hi <= end:
             return end
         return end + min((hi - end) // (2 * step) * step, self._spacing(step))
+
+    def _settled_end(self, step: int) -> int | None:
+        """The end of an incident some of whose series are still alarmed, when the data say it is over: the
+        others have ended, and each still-alarmed series has been seen normal since its last failure, with no
+        failure after the others ended. A sparse series (a few volunteers, at night) may need many hours to
+        gather enough evidence on its own; together with the rest of the incident it does not."""
+        closed = [e.end for e in self.episodes if e.end is not None]
+        if not closed:
+            return None
+        settled = max(closed)
+        for e in self.episodes:
+            if e.end is not None:
+                continue
+            own = main_techniques(Counter(tk.split(" ", 1)[0] for _, keys in e.witnesses for tk in keys))
+            last = max((t for t, keys in e.witnesses if any(tk.split(" ", 1)[0] in own for tk in keys)),
+                       default=e.start)
+            if last + step > settled or not any(t > last for t, _ in e.normal):
+                return None
+        return settled
 
     def _normal(self, regions: set[str] | None = None) -> list[int]:
         """Buckets where the incident's series were seen normal in its regions (those of its scope when
@@ -149,13 +175,24 @@ def cluster(episodes: list[Episode], cfg: DetectConfig) -> list[Cluster]:
         eps.sort(key=lambda e: (e.start, e.asn, e.platform or ""))
         mine: list[Cluster] = []
         for e in eps:
-            home = next((c for c in reversed(mine) if _joins(c, e, cfg)), None)
+            # an incident that already holds this network comes first: a network's next episode of the same
+            # event must not go to a fault elsewhere that began in the meantime
+            home = next((c for c in reversed(mine) if _joins(c, e, cfg) and any(x.asn == e.asn for x in c.episodes)),
+                        None) or next((c for c in reversed(mine) if _joins(c, e, cfg)), None)
             if home is not None:
                 home.episodes.append(e)
             else:
                 mine.append(Cluster(family=family, country=country, episodes=[e]))
-        out.extend(mine)
+        out.extend(mine if family != CONNECTIVITY else [c for c in mine if _whole_network(c)])
     return _worldwide_outages(out, cfg)
+
+
+def _whole_network(c: Cluster) -> bool:
+    """A connectivity loss takes everything: its probes fell silent, or the control failed, or every platform
+    did. A platform's own series failing at every step while the control worked is not one (random failures
+    of one platform's measurements, which scatter over techniques, would otherwise become an outage)."""
+    return any(e.silent or e.platform == ALL_PLATFORMS or (e.platform or "").startswith(CONTROL)
+               for e in c.episodes)
 
 
 def _joins(c: Cluster, e: Episode, cfg: DetectConfig) -> bool:
@@ -219,20 +256,17 @@ def confirmed_at(c: Cluster, cfg: DetectConfig, isolated: frozenset[str] = froze
     many witnesses as ran at the same time (in one bucket), which only different installations can.
     """
     where = where or {}
-    entries: list[tuple[int, int, frozenset[str], Episode]] = []
+    entries: list[tuple[int, int, frozenset[str]]] = []
     for e in c.episodes:
         for t, keys in e.witnesses:
-            entries.append((max(t + cfg.bucket_seconds, e.alarm), t, keys, e))
+            entries.append((max(t + cfg.bucket_seconds, e.alarm), t, keys))
     entries.sort(key=lambda x: (x[0], x[1]))
     per_technique = c.family == RESTRICTION
     seen: dict[str, set[str]] = {}
     everyone: set[str] = set()
-    # connectivity: probes of different networks losing everything at once in the same region are independent
-    # witnesses even when there are only two of them (a region's few probes, each behind its own operator)
-    by_region: dict[str, dict[int, set[str]]] = {}
     runs: dict[tuple[int, str], dict[int, set[str]]] = {}  # (asn, region) -> bucket -> unstable keys
     when: int | None = None
-    for t, bucket, keys, e in entries:
+    for t, bucket, keys in entries:
         for tk in keys:
             technique, key = tk.split(" ", 1)
             if c.family == CONNECTIVITY and key in isolated:
@@ -243,17 +277,11 @@ def confirmed_at(c: Cluster, cfg: DetectConfig, isolated: frozenset[str] = froze
                 runs.setdefault((asn, region), {}).setdefault(bucket, set()).add(key)
                 key = f"installations:{asn}:{region}"
             seen.setdefault(technique if per_technique else "", set()).add(key)
-            if c.family == CONNECTIVITY and not e.silent:
-                for region in e.regions:
-                    by_region.setdefault(region, {}).setdefault(e.asn, set()).add(key)
         independent = {name: len(v) for name, v in seen.items()}
         if runs and "" in seen:
             groups = [k for k in seen[""] if k.startswith("installations:")]
             independent[""] += sum(max(len(v) for v in runs[_group(g)].values()) - 1 for g in groups)
         if when is None and any(n >= cfg.min_probes for n in independent.values()):
-            when = t
-        if when is None and any(len(nets) >= 2 and len(set().union(*nets.values())) >= 2
-                                for nets in by_region.values()):
             when = t
     return when, len(everyone)
 

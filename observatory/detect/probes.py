@@ -70,18 +70,24 @@ def isolated_probes(tracks: Tracks, *, others_max_share: float = 0.2, min_others
 
 def isolated_spans(tracks: Tracks, *, others_max_share: float = 0.2, min_others: int = 2,
                    split_seconds: int = 3600) -> dict[str, list[tuple[int, int]]]:
-    """Probe key -> the spans (first, last bucket) in which it lost everything while the other probes of its
-    network and region stayed fine.
+    """Probe key -> the spans (first, last bucket) in which it lost everything while the probes around it
+    stayed fine.
 
-    One installation failing alone (a faulty probe, a home router) is not a connectivity loss; a region whose
-    only probe on that network goes dark cannot be judged this way and is kept (others are needed to compare).
-    A probe's failures more than `split_seconds` apart are separate spans, judged each on its own: a probe
-    that was faulty one day is a fair witness on another.
+    One installation failing alone (a faulty probe, a home router) is not a connectivity loss. Around it means,
+    in this order: the other probes of its network and region (when they failed too, it was not alone); the
+    probes of other networks in its region (likewise: a region cut off on every network); the other probes of
+    its network across the country, and those of its network and region. Any of the last two at least
+    `min_others` strong and mostly fine makes it isolated. A region whose only probe on that network goes dark
+    while nobody else around can be compared is kept. Faults are independent, so three probes failing alone
+    in three places are three faults, not a shutdown. A probe's failures more than `split_seconds` apart are
+    separate spans, judged each on its own: a probe that was faulty one day is a fair witness on another.
     """
+    controls: dict[tuple[str, int, str], list[Any]] = {}
+    for (country, asn, target), obs in tracks.series.items():
+        if target.startswith(CONTROL + "@"):
+            controls[(country, asn, target.split("@", 1)[1])] = obs
     out: dict[str, list[tuple[int, int]]] = {}
-    for (_country, _asn, target), obs in tracks.series.items():
-        if not target.startswith(CONTROL + "@"):
-            continue
+    for (country, asn, region), obs in controls.items():
         runs: dict[str, list[list[int]]] = {}
         for o in obs:
             for key in o.keys:
@@ -90,14 +96,30 @@ def isolated_spans(tracks: Tracks, *, others_max_share: float = 0.2, min_others:
                     spans[-1][1] = o.t
                 else:
                     spans.append([o.t, o.t])
+        network = [v for (c, a, _r), v in controls.items() if c == country and a == asn and v is not obs]
+        region_others = [v for (c, a, r), v in controls.items() if c == country and a != asn and r == region]
         for key, spans in runs.items():
             for lo, hi in spans:
-                n = k = 0
-                for o in obs:
-                    if lo <= o.t <= hi:
-                        mine = key in o.keys
-                        n += o.n - mine
-                        k += o.k - mine
-                if n >= min_others and k <= others_max_share * n:
+                n, k = _counts([obs], lo, hi, key)
+                if n and k > others_max_share * n:
+                    continue  # its neighbours failed with it
+                rn, rk = _counts(region_others, lo, hi, key)
+                if rn and rk > others_max_share * rn:
+                    continue  # the region failed on other networks too
+                wn, wk = _counts(network, lo, hi, key)
+                if (n >= min_others and k <= others_max_share * n) or (wn >= min_others
+                                                                      and wk <= others_max_share * wn):
                     out.setdefault(key, []).append((lo, hi))
     return out
+
+
+def _counts(series: list[list[Any]], lo: int, hi: int, key: str) -> tuple[int, int]:
+    """Probe-observations and anomalous ones in buckets lo..hi of the series, without `key`'s own."""
+    n = k = 0
+    for obs in series:
+        for o in obs:
+            if lo <= o.t <= hi:
+                mine = key in o.keys
+                n += o.n - mine
+                k += o.k - mine
+    return n, k

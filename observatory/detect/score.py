@@ -3,10 +3,17 @@
 A detected incident matches a true one when they share country and kind, overlap in time, and their platform
 sets overlap by at least half of the larger set (a truth without platforms, e.g. a connectivity loss, matches
 any). Only confirmed or ended incidents count: a suspicion is not a claim.
+
+An edge (start or end) can only be placed between the last measurement before the change and the first one
+after it in the affected series: when that sampling gap is wider than twice the target, no estimator that does
+not know the truth can promise the target there. Scores keep each edge's gap, so a miss the data allowed is
+told from one it did not.
 """
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,6 +21,7 @@ from statistics import median
 
 from observatory.incident import Incident
 
+EDGE_TARGET_MINUTES = 15.0  # start and end within this of the truth (the detector's acceptance target)
 _FAR = datetime.max
 
 
@@ -70,6 +78,9 @@ class Score:
     confirm_minutes: list[float] = field(default_factory=list)
     start_error_minutes: list[float] = field(default_factory=list)
     end_error_minutes: list[float] = field(default_factory=list)
+    # the sampling gap (minutes) around each true edge, aligned with the error lists; None: not known
+    start_gap_minutes: list[float | None] = field(default_factory=list)
+    end_gap_minutes: list[float | None] = field(default_factory=list)
     scope_right: int = 0
     technique_right: int = 0
     outage_as_restriction: int = 0
@@ -99,7 +110,27 @@ class Score:
         self.confirm_minutes += other.confirm_minutes
         self.start_error_minutes += other.start_error_minutes
         self.end_error_minutes += other.end_error_minutes
+        self.start_gap_minutes += other.start_gap_minutes
+        self.end_gap_minutes += other.end_gap_minutes
         self.false_ids += other.false_ids
+
+    def edges(self) -> list[tuple[float, float | None]]:
+        """(error, sampling gap) of every matched start and end."""
+        def gaps(errors: list[float], gaps: list[float | None]) -> list[float | None]:
+            return gaps if len(gaps) == len(errors) else [None] * len(errors)
+
+        return (list(zip(self.start_error_minutes, gaps(self.start_error_minutes, self.start_gap_minutes),
+                         strict=True))
+                + list(zip(self.end_error_minutes, gaps(self.end_error_minutes, self.end_gap_minutes), strict=True)))
+
+    def edges_within_target(self) -> float | None:
+        edges = self.edges()
+        return sum(abs(e) <= EDGE_TARGET_MINUTES for e, _ in edges) / len(edges) if edges else None
+
+    def avoidable_edge_misses(self) -> int:
+        """Edges off by more than the target although the data around them were dense enough to allow it."""
+        return sum(1 for e, gap in self.edges()
+                   if abs(e) > EDGE_TARGET_MINUTES and (gap is None or gap <= 2 * EDGE_TARGET_MINUTES))
 
     def summary(self) -> dict[str, float | int | None]:
         def med(xs: list[float]) -> float | None:
@@ -120,6 +151,8 @@ class Score:
             "start_err_worst_min": worst(self.start_error_minutes),
             "end_err_median_min": med([abs(x) for x in self.end_error_minutes]),
             "end_err_worst_min": worst(self.end_error_minutes),
+            "edges_within_target": (None if (w := self.edges_within_target()) is None else round(w, 3)),
+            "avoidable_edge_misses": self.avoidable_edge_misses(),
             "scope_acc": round(self.scope_right / tp, 3) if tp else None,
             "technique_acc": round(self.technique_right / tp, 3) if tp else None,
             "false_per_country_week": round(self.false_per_country_week, 3),
@@ -136,8 +169,19 @@ def _minutes(a: datetime, b: datetime) -> float:
     return (a - b).total_seconds() / 60
 
 
-def score(detected: Sequence[Incident], truth: Sequence[Incident], *, country_weeks: float = 0.0) -> Score:
-    """Scores detections against the truth (times in scenario time)."""
+def sampling_gap(edge: datetime, times: Sequence[datetime]) -> float | None:
+    """Minutes between the last of `times` (sorted) before `edge` and the first at or after it; None when the
+    edge is not bracketed by data."""
+    i = bisect_left(times, edge)
+    if i == 0 or i == len(times):
+        return None
+    return _minutes(times[i], times[i - 1])
+
+
+def score(detected: Sequence[Incident], truth: Sequence[Incident], *, country_weeks: float = 0.0,
+          gaps: Sequence[tuple[float | None, float | None]] | None = None) -> Score:
+    """Scores detections against the truth (times in scenario time). `gaps`, aligned with `truth`: the
+    sampling gap around each true start and end (see `sampling_gap`), when the caller knows the data."""
     found = claims(detected)
     s = Score(truth=len(truth), detected=len(found), country_weeks=country_weeks)
     pairs = match(found, truth)
@@ -147,8 +191,12 @@ def score(detected: Sequence[Incident], truth: Sequence[Incident], *, country_we
         if d.confirmed_at is not None:
             s.confirm_minutes.append(_minutes(d.confirmed_at, t.start))
         s.start_error_minutes.append(_minutes(d.start, t.start))
-        if t.end is not None and d.end is not None:
-            s.end_error_minutes.append(_minutes(d.end, t.end))
+        start_gap, end_gap = gaps[ti] if gaps is not None else (None, None)
+        s.start_gap_minutes.append(start_gap)
+        if t.end is not None:
+            # still open when the truth had ended: an end missed by the whole rest of the data
+            s.end_error_minutes.append(_minutes(d.end, t.end) if d.end is not None else math.inf)
+            s.end_gap_minutes.append(end_gap)
         s.scope_right += d.scope == t.scope
         s.technique_right += bool(set(d.techniques) & set(t.techniques)) or not t.techniques
     matched = {di for _, di in pairs}
