@@ -49,47 +49,48 @@ class Cluster:
     def platforms(self) -> list[str]:
         return sorted({p for e in self.episodes for p in e.platforms})
 
-    def _evidence(self, step: int) -> list[int]:
-        """Buckets of the anomalous observations (one per probe and bucket) across the cluster's series; a
-        silence episode's own bounds count twice (its test runs on a dense grid of counts, not on probes).
-        The edges are drawn by the incident's own techniques only: failures of another kind before or after it
-        (random noise scatters over every technique) say nothing about when it began or ended."""
-        seen: set[tuple[int, str]] = set()
-        out: list[int] = []
+    def _witnessed(self, step: int) -> list[tuple[int, str]]:
+        """(bucket, probe key) of the anomalous observations across the cluster's series, in time order; a
+        silence episode's own bounds count as two witnesses (its test runs on a dense grid of counts, not on
+        probes). The edges are drawn by the incident's own techniques only: failures of another kind before
+        or after it (random noise scatters over every technique) say nothing about when it began or ended."""
+        out: set[tuple[int, str]] = set()
         items: list[tuple[int, str, str]] = []
-        for e in self.episodes:
+        for i, e in enumerate(self.episodes):
             if e.silent:
-                out += [e.start, e.start]
+                out |= {(e.start, f"silence:{i}:a"), (e.start, f"silence:{i}:b")}
                 if e.end is not None:
-                    out += [e.end - step, e.end - step]
+                    out |= {(e.end - step, f"silence:{i}:a"), (e.end - step, f"silence:{i}:b")}
                 continue
             for t, keys in e.witnesses:
                 for tk in keys:
                     technique, key = tk.split(" ", 1)
                     items.append((t, technique, key))
         own = main_techniques(Counter(technique for _, technique, _ in items))
-        for t, technique, key in items:
-            if technique in own and (t, key) not in seen:
-                seen.add((t, key))
-                out.append(t)
+        out |= {(t, key) for t, technique, key in items if technique in own}
         return sorted(out)
 
     def onset(self, step: int, regions: set[str] | None = None) -> int:
-        """The onset estimate. One observation never defines an edge: the first anomalous bucket is the one
-        holding the cluster's second anomalous observation (a stray failure just before the event, in a
-        sparse series, would otherwise pull the whole incident early). The change happened after the last
+        """The onset estimate. One probe never defines an edge: the first anomalous bucket is the one where a
+        second probe had failed (a stray failure or a faulty probe just before the event, in a sparse series,
+        would otherwise pull the whole incident early). The change happened after the last
         bucket any of the cluster's series was seen normal before it: the estimate is the middle of that gap
         (with dense data the two are adjacent and this is the first anomalous bucket; with sparse data,
         volunteers or night hours, the middle halves the worst error)."""
-        ev = self._evidence(step)
-        first = ev[1] if len(ev) >= 2 else self.start
+        witnessed = self._witnessed(step)
+        ev = [t for t, _ in witnessed]
+        firsts = sorted({key: t for t, key in reversed(witnessed)}.values())  # each probe's first failure
+        first = firsts[1] if len(firsts) >= 2 else self.start
         first = max(first, self.start)
         normal = [t for t in self._normal(regions) if t < first]
         if normal:
             lo = max(normal) + step  # the latest normal data before it: the tightest bound
-            # the first anomalous observation after that normal data starts the incident: a failure that
-            # nothing normal followed before the second one is the event's first word, not a stray
-            first = min((t for t in ev if t >= lo), default=first)
+            # the first anomalous observation since that normal data starts the incident: a failure that
+            # nothing normal followed before the second one is the event's first word, not a stray (one in
+            # the same bucket as the normal data may be: a partial block leaves some probes unaffected)
+            first = min((t for t in ev if t >= lo - step), default=first)
+            if first < lo:
+                return first
         else:  # no normal data kept (episodes built by hand): the series' last data before its own start
             before = [e.before for e in self.episodes if e.before is not None and e.before < first
                       and e.start <= first]
@@ -99,17 +100,18 @@ class Cluster:
         return first - min((first - lo) // (2 * step) * step, self._spacing(step))
 
     def finish(self, step: int, regions: set[str] | None = None) -> int | None:
-        """The end estimate, likewise: after the bucket of the last anomalous observation (the second-to-last
-        when another series was seen normal again in between), midway to the first bucket any of the
+        """The end estimate, likewise: after the bucket of the last probe's last failure (the second-to-last
+        probe's when a series was seen normal again in between), midway to the first bucket any of the
         cluster's series was seen normal at or after it."""
         end = self.end if self.end is not None else self._settled_end(step)
         if end is None:
             return None
-        ev = self._evidence(step)
-        if len(ev) >= 2:
-            # the last observation alone extends the end only if no series of the incident was seen normal
-            # again before it (a stray failure after the event, versus a sparse series' last word)
-            last, second = ev[-1] + step, ev[-2] + step
+        lasts = sorted({key: t for t, key in self._witnessed(step)}.values())  # each probe's last failure
+        if len(lasts) >= 2:
+            # the last probe alone extends the end only if no series of the incident was seen normal again
+            # before its last failure (a faulty probe or a stray failure after the event, versus a sparse
+            # series' last word)
+            last, second = lasts[-1] + step, lasts[-2] + step
             seen_normal = any(e.after is not None and second <= e.after < last - step for e in self.episodes)
             end = min(end, second if seen_normal else last)
         normal = [t for t in self._normal(regions) if t >= end - step]
