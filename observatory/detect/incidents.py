@@ -129,21 +129,25 @@ class Cluster:
 
     def _settled_end(self, step: int) -> int | None:
         """The end of an incident some of whose series are still alarmed, when the data say it is over: the
-        others have ended, and each still-alarmed series has been seen normal since its last failure, with no
-        failure after the others ended. A sparse series (a few volunteers, at night) may need many hours to
-        gather enough evidence on its own; together with the rest of the incident it does not."""
+        others have ended, and each still-alarmed series either failed last (by the incident's techniques)
+        before they had, or has been seen normal since its last failure. A sparse series (a few volunteers,
+        at night) may need many hours to gather enough evidence to end on its own, and one with no data since
+        its last failure says nothing either way; together with the rest of the incident neither holds it
+        open. A network gone silent does: its silence is its own episode."""
         closed = [e.end for e in self.episodes if e.end is not None]
         if not closed:
             return None
-        settled = max(closed)
+        others = max(closed)
+        settled = others
         for e in self.episodes:
             if e.end is not None:
                 continue
             own = main_techniques(Counter(tk.split(" ", 1)[0] for _, keys in e.witnesses for tk in keys))
             last = max((t for t, keys in e.witnesses if any(tk.split(" ", 1)[0] in own for tk in keys)),
                        default=e.start)
-            if last + step > settled or not any(t > last for t, _ in e.normal):
-                return None
+            if last + step > others and not any(t > last for t, _ in e.normal):
+                return None  # failing after the others had ended, and not seen normal since
+            settled = max(settled, last + step)
         return settled
 
     def _normal(self, regions: set[str] | None = None) -> list[int]:
@@ -199,8 +203,9 @@ def _whole_network(c: Cluster) -> bool:
 
 def _joins(c: Cluster, e: Episode, cfg: DetectConfig) -> bool:
     """Whether an episode belongs to an incident: overlapping it in time (within a small gap); for a
-    connectivity loss also in a network already affected, or beginning at once with it (a shutdown), so
-    unrelated faults that happen to overlap stay apart."""
+    connectivity loss also in a network already affected, or in a region already affected (a region cut off
+    on several networks, whose sparse probes may first report hours apart), or beginning at once with it (a
+    shutdown), so unrelated faults that happen to overlap stay apart."""
     end = c.end
     if end is not None and e.start > end + cfg.merge_gap_seconds:
         return False
@@ -209,7 +214,9 @@ def _joins(c: Cluster, e: Episode, cfg: DetectConfig) -> bool:
     # when the series saw it first is bounded by its last data before: with sparse data (volunteers) a
     # network's first failed measurement may come hours after the shutdown that silenced it began
     earliest = e.start if e.before is None else min(e.start, e.before + cfg.bucket_seconds)
-    return any(x.asn == e.asn for x in c.episodes) or earliest - c.start <= cfg.sync_seconds
+    if any(x.asn == e.asn for x in c.episodes) or earliest - c.start <= cfg.sync_seconds:
+        return True
+    return bool(e.regions & {r for x in c.episodes for r in x.regions})
 
 
 def _distinct_keys(e: Episode) -> int:
