@@ -120,12 +120,13 @@ def test_probes_that_lost_everything_count_as_connectivity_witnesses_only_when_t
     assert screen(three, failing=_lost("KE", 64540, 10, ["a", "b", "c"]), techniques=[])[0] == {"KE"}
 
 
-def test_two_networks_losing_everything_in_one_region_are_witnesses_enough() -> None:
+def test_probes_losing_everything_need_min_probes_even_in_one_region() -> None:
+    # two probes of two networks in one region are two faults as likely as one cut (confirmation needs three)
     cells = [c for asn in (64541, 64542) for h in range(30) for c in _all_lost("KE", asn, h, 1 if h == 10 else 0, 4)]
-    failing = _lost("KE", 64541, 10, ["a"], region="Coast") + _lost("KE", 64542, 10, ["b"], region="Coast")
-    assert screen(cells, failing=failing, techniques=[])[0] == {"KE"}
-    apart = _lost("KE", 64541, 10, ["a"], region="Coast") + _lost("KE", 64542, 10, ["b"], region="Highlands")
-    assert screen(cells, failing=apart, techniques=[])[0] == set()
+    two = _lost("KE", 64541, 10, ["a"], region="Coast") + _lost("KE", 64542, 10, ["b"], region="Coast")
+    assert screen(cells, failing=two, techniques=[])[0] == set()
+    three = two + _lost("KE", 64542, 10, ["c"], region="Coast")
+    assert screen(cells, failing=three, techniques=[])[0] == {"KE"}
 
 
 def test_a_restriction_needs_probes_agreeing_on_a_technique() -> None:

@@ -240,8 +240,7 @@ def _lost_probes(failing: Iterable[FailingProbe]) -> tuple[dict[tuple[str, int, 
 def _connectivity(lost: dict[tuple[str, int, int], dict[str, tuple[int, str]]], *, min_probes: int, last: int,
                   bucket_seconds: int, ongoing_hours: int) -> set[str]:
     """Countries where probes lost their connection as the fine look confirms it: `min_probes` distinct
-    probes within an hour of each other, or two networks in one region in the same hour, or two probes in
-    the last hours (an alarm still open)."""
+    probes within an hour of each other, or two probes in the last hours (an alarm still open)."""
     by_hour: dict[tuple[str, int], dict[str, tuple[int, str]]] = defaultdict(dict)  # probe -> (network, region)
     for (country, asn, t), probes in lost.items():
         for probe, (_n, region) in probes.items():
@@ -251,11 +250,7 @@ def _connectivity(lost: dict[tuple[str, int, int], dict[str, tuple[int, str]]], 
         near: set[str] = set()
         for d in (-1, 0, 1):
             near.update(by_hour.get((country, t + d * bucket_seconds), {}))
-        nets_by_region: dict[str, set[int]] = defaultdict(set)
-        for asn, region in probes.values():
-            nets_by_region[region].add(asn)
-        if (len(near) >= min_probes or any(len(nets) >= 2 for nets in nets_by_region.values())
-                or (t >= last - ongoing_hours * bucket_seconds and len(probes) >= 2)):
+        if len(near) >= min_probes or (t >= last - ongoing_hours * bucket_seconds and len(probes) >= 2):
             out.add(country)
     return out
 
