@@ -194,3 +194,78 @@ def test_an_alarm_stays_open_while_failures_continue_sparsely() -> None:
     pts += [(onset + 6 * 3600 + 2 * STEP, 1, 0), (onset + 6 * 3600 + 8 * STEP, 1, 1)]
     [alarm] = scan_share(pts, CFG, now=onset + 6 * 3600 + 9 * STEP)
     assert alarm.end is None
+
+
+def test_a_pair_of_stray_failures_hours_before_a_block_stays_out_of_its_stretch() -> None:
+    # two probes fail in one bucket two hours before the block, healthy data between: judged at the whole
+    # alarm's diluted share the pair would join the stretch; judged at each run's own share it does not
+    onset = 2 * DAY
+    pts = [(t, 2, 2) if t == onset - 2 * 3600 else (t, n, 0) for t, n, _ in _quiet(48) if t < onset]
+    pts += [(onset + i * 3 * STEP, 1, 1) for i in range(8)]
+    pts += [(t, 1, 0) for t in range(onset + 8 * 3 * STEP, onset + 16 * 3 * STEP, 3 * STEP)]
+    [alarm] = scan_share(pts, CFG, now=onset + 16 * 3 * STEP)
+    assert alarm.start == onset
+
+
+def test_failures_of_other_techniques_around_a_block_do_not_move_its_edges() -> None:
+    onset, end = 2 * DAY, 2 * DAY + 4 * 3600
+    pts = [p for p in _quiet(48) if p[0] < onset]
+    pts += [(t, 1, 1) for t in range(onset, end, 3 * STEP)]
+    stray = [end, end + 3 * STEP]  # a flaky probe's failures of other kinds just after the block
+    pts += [(t, 1, 1 if t in stray else 0) for t in range(end, end + 8 * 3600, 3 * STEP)]
+    kinds = {t: Counter({"tls_interference": k}) for t, _n, k in pts if k and t < end}
+    kinds |= {t: Counter({"dns_tampering" if i else "tcp_reset": 1}) for i, t in enumerate(stray)}
+    [alarm] = scan_share(pts, CFG, now=end + 8 * 3600, techniques=kinds)
+    assert alarm.end == end - 3 * STEP + STEP
+
+
+def test_one_platform_failing_at_every_step_is_not_a_connectivity_loss() -> None:
+    day2 = T0 + timedelta(days=2)
+    w = World(countries={"PK": [Net(17557, probes=9), Net(45669, probes=9)]})
+    cells = w.cells()
+    lo, hi = day2 + timedelta(hours=3), day2 + timedelta(hours=5)
+    for c in cells:  # youtube alone fails at every step for everyone, the control and the rest stay fine
+        if c.platform == "youtube" and lo <= c.bucket < hi and c.probes:
+            keys = tuple(f"p:{c.asn}-{i}:{int(c.bucket.timestamp())}" for i in range(c.probes))
+            c.anomalous_keys = keys
+            c.technique_keys = tuple(f"unreachable {k}" for k in keys)
+            c.anomalous_probes = c.anomalous = c.probes
+            c.by_technique = {"unreachable": c.probes}
+    assert not [i for i in detect_incidents(cells) if i.kind == "connectivity_loss"]
+    # the same failures with the control failing too are one
+    for c in cells:
+        if c.platform == "control" and lo <= c.bucket < hi and c.probes:
+            keys = tuple(f"p:{c.asn}-{i}:{int(c.bucket.timestamp())}" for i in range(c.probes))
+            c.anomalous_keys = keys
+            c.technique_keys = tuple(f"unreachable {k}" for k in keys)
+            c.anomalous_probes = c.anomalous = c.probes
+            c.by_technique = {"unreachable": c.probes}
+    assert [i for i in detect_incidents(cells) if i.kind == "connectivity_loss"]
+
+
+def test_a_faulty_probe_failing_on_after_a_shutdown_does_not_stretch_its_end() -> None:
+    t, end = 10 * DAY, 10 * DAY + 20 * STEP
+    crowd = [(b, _keys(*(f"p:{i}" for i in range(5)), technique="unreachable")) for b in range(t, end, STEP)]
+    late = [(b, _keys("p:faulty", technique="unreachable")) for b in range(t, end + 40 * STEP, STEP)]
+    c = Cluster(family=CONNECTIVITY, country="PK", episodes=[
+        _episode(17557, t, end, after=end, witnesses=crowd, family=CONNECTIVITY),
+        _episode(45669, t, end + 40 * STEP, witnesses=late, family=CONNECTIVITY),
+    ])
+    assert c.finish(STEP) == end
+
+
+def test_an_incident_ends_when_its_sparse_series_was_seen_normal_after_the_others_ended() -> None:
+    t, end = 10 * DAY, 10 * DAY + 24 * STEP
+    dense = [(b, _keys(f"p:{b}")) for b in range(t, end, STEP)]
+    # one run every half hour, the last one failing just after the dense network's block had ended
+    sparse = [(b, _keys(f"r:{b}")) for b in range(t, end + 6 * STEP, 6 * STEP)]
+    closed = _episode(17557, t, end, after=end, witnesses=dense)
+    still = _episode(45669, t, None, witnesses=sparse)
+    c = Cluster(family=RESTRICTION, country="PK", episodes=[closed, still])
+    assert c.finish(STEP) is None  # nothing says the sparse network's block is over
+    still.normal = ((end + 12 * STEP, "North"),)  # a healthy run since
+    got = c.finish(STEP)
+    assert got is not None and end + STEP <= got <= end + 12 * STEP
+    # its last failure came before the others ended, and nothing since: it says nothing either way
+    still.witnesses, still.normal = sparse[:-1], ()
+    assert c.finish(STEP) is not None

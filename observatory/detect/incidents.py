@@ -194,10 +194,11 @@ def cluster(episodes: list[Episode], cfg: DetectConfig) -> list[Cluster]:
 
 
 def _whole_network(c: Cluster) -> bool:
-    """A connectivity loss takes everything: its probes fell silent, or the control failed, or every platform
-    did. A platform's own series failing at every step while the control worked is not one (random failures
-    of one platform's measurements, which scatter over techniques, would otherwise become an outage)."""
-    return any(e.silent or e.platform == ALL_PLATFORMS or (e.platform or "").startswith(CONTROL)
+    """A connectivity loss takes everything: its probes fell silent, or the control failed, or several
+    platforms did. One platform failing at every step while the control worked is not one (random failures of
+    one platform's measurements, or that platform's own trouble)."""
+    return any(e.silent or (e.platform or "").startswith(CONTROL) or (e.platform == ALL_PLATFORMS
+                                                                     and len(e.platforms) >= 2)
                for e in c.episodes)
 
 
