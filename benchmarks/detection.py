@@ -3,9 +3,15 @@
 For every scenario under scenarios/ (not scenarios/lab/) and both probe populations: simulate -> ingest into
 a temporary DuckDB -> detect (the same `run_detection` the CLI uses) -> match to the truth and score.
 Prints per scenario and overall: recall, precision, time from onset to confirmation, start/end errors,
-scope and technique accuracy, false incidents per country-week of noise.
+scope and technique accuracy, false incidents per country-week of noise, and the share of starts and ends
+within 15 minutes, with the misses the data allowed (the measurements bracketing the true edge were at most
+30 minutes apart) told from those they did not.
+
+One seed is one draw of the noise, the volunteers' hours and the late uploads: `--seeds N` scores every
+scenario over its own seed and the N-1 after it, the check that a rule holds beyond the draw it was built on.
 
     .venv/bin/python benchmarks/detection.py                       # every scenario, both populations
+    .venv/bin/python benchmarks/detection.py --seeds 20 --activity volunteer
     .venv/bin/python benchmarks/detection.py --scenario tr-single-isp-dns-block --activity volunteer -v
     .venv/bin/python benchmarks/detection.py --scale               # 10 M measurements: full and incremental
 """
