@@ -112,7 +112,7 @@ class Cluster:
             # before its last failure (a faulty probe or a stray failure after the event, versus a sparse
             # series' last word)
             last, second = lasts[-1] + step, lasts[-2] + step
-            seen_normal = any(e.after is not None and second <= e.after < last - step for e in self.episodes)
+            seen_normal = any(e.after is not None and second <= e.after < last - step for e in self._judges())
             end = min(end, second if seen_normal else last)
         normal = [t for t in self._normal(regions) if t >= end - step]
         if normal:
@@ -157,8 +157,13 @@ class Cluster:
         other platforms only says nothing about the one that was blocked)."""
         if regions is None:
             regions = {r for e in self.episodes for r in e.regions}
+        return [t for e in self._judges() for t, r in e.normal if not r or not regions or r in regions]
+
+    def _judges(self) -> list[Episode]:
+        """The episodes whose data can say the incident's platforms were fine: a platform's own track when
+        there is one, not the network's all-platforms track (a probe that measured other platforms only)."""
         own = [e for e in self.episodes if e.platform != ALL_PLATFORMS and not e.silent]
-        return [t for e in (own or self.episodes) for t, r in e.normal if not r or not regions or r in regions]
+        return own or self.episodes
 
     def _spacing(self, step: int) -> int:
         """How far an edge may move into a gap: the usual time between data in the cluster's series. A gap
