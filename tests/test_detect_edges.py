@@ -7,7 +7,8 @@ change the data was built with (never against what the code happens to return).
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from detect_world import T0, Event, Net, World
 
@@ -219,27 +220,24 @@ def test_failures_of_other_techniques_around_a_block_do_not_move_its_edges() -> 
     assert alarm.end == end - 3 * STEP + STEP
 
 
+def _fail_at_every_step(cells: list[Any], platform: str, lo: datetime, hi: datetime) -> None:
+    """Every probe's measurements of `platform` between lo and hi fail at every step."""
+    for c in cells:
+        if c.platform == platform and lo <= c.bucket < hi and c.probes:
+            keys = tuple(f"p:{c.asn}-{i}:{int(c.bucket.timestamp())}" for i in range(c.probes))
+            c.anomalous_keys = keys
+            c.technique_keys = tuple(f"unreachable {k}" for k in keys)
+            c.anomalous_probes = c.anomalous = c.probes
+            c.by_technique = {"unreachable": c.probes}
+
+
 def test_one_platform_failing_at_every_step_is_not_a_connectivity_loss() -> None:
     day2 = T0 + timedelta(days=2)
-    w = World(countries={"PK": [Net(17557, probes=9), Net(45669, probes=9)]})
-    cells = w.cells()
+    cells = World(countries={"PK": [Net(17557, probes=9), Net(45669, probes=9)]}).cells()
     lo, hi = day2 + timedelta(hours=3), day2 + timedelta(hours=5)
-    for c in cells:  # youtube alone fails at every step for everyone, the control and the rest stay fine
-        if c.platform == "youtube" and lo <= c.bucket < hi and c.probes:
-            keys = tuple(f"p:{c.asn}-{i}:{int(c.bucket.timestamp())}" for i in range(c.probes))
-            c.anomalous_keys = keys
-            c.technique_keys = tuple(f"unreachable {k}" for k in keys)
-            c.anomalous_probes = c.anomalous = c.probes
-            c.by_technique = {"unreachable": c.probes}
+    _fail_at_every_step(cells, "youtube", lo, hi)  # the control and the other platforms stay fine
     assert not [i for i in detect_incidents(cells) if i.kind == "connectivity_loss"]
-    # the same failures with the control failing too are one
-    for c in cells:
-        if c.platform == "control" and lo <= c.bucket < hi and c.probes:
-            keys = tuple(f"p:{c.asn}-{i}:{int(c.bucket.timestamp())}" for i in range(c.probes))
-            c.anomalous_keys = keys
-            c.technique_keys = tuple(f"unreachable {k}" for k in keys)
-            c.anomalous_probes = c.anomalous = c.probes
-            c.by_technique = {"unreachable": c.probes}
+    _fail_at_every_step(cells, "control", lo, hi)  # the same failures with the control failing too are one
     assert [i for i in detect_incidents(cells) if i.kind == "connectivity_loss"]
 
 
