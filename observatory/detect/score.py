@@ -116,12 +116,8 @@ class Score:
 
     def edges(self) -> list[tuple[float, float | None]]:
         """(error, sampling gap) of every matched start and end."""
-        def gaps(errors: list[float], gaps: list[float | None]) -> list[float | None]:
-            return gaps if len(gaps) == len(errors) else [None] * len(errors)
-
-        return (list(zip(self.start_error_minutes, gaps(self.start_error_minutes, self.start_gap_minutes),
-                         strict=True))
-                + list(zip(self.end_error_minutes, gaps(self.end_error_minutes, self.end_gap_minutes), strict=True)))
+        return (list(zip(self.start_error_minutes, self.start_gap_minutes, strict=True))
+                + list(zip(self.end_error_minutes, self.end_gap_minutes, strict=True)))
 
     def edges_within_target(self) -> float | None:
         edges = self.edges()
