@@ -360,5 +360,5 @@ def assessment_text(a: ClaimAssessment) -> str:
         if points:
             lines.append(f"{title}:")
             lines += [f"  - {p.text}" for p in points]
-    lines += ["", f"Conclusion: {a.conclusion}"]
+    lines += ["", f"Conclusion: {a.conclusion}", f"Verdict on the claim: {a.verdict}"]
     return "\n".join(lines)
