@@ -23,7 +23,7 @@ def load_incident(store: Store, incident_id: str) -> Incident:
     return inc
 
 
-def report_for(store: Store, incident_id: str, *, now: datetime | None = None, chart: bool = True,
+def report_for(store: Store, incident_id: str, *, now: datetime | None = None, chart: bool = True, card: bool = False,
                event_window: timedelta = DEFAULT_WINDOW, lookback: timedelta = DEFAULT_LOOKBACK,
                bucket_seconds: int = 300, claim: str = "technical_fault") -> Report:
     inc = load_incident(store, incident_id)
@@ -38,5 +38,5 @@ def report_for(store: Store, incident_id: str, *, now: datetime | None = None, c
                          countries=[inc.country] if inc.country else None)
     crowd = store.user_report_counts(country=inc.country, since=inc.start - timedelta(hours=1),
                                      until=inc.end or now or inc.start + timedelta(days=2)) if inc.country else []
-    return build_report(inc, history_candidates=candidates, events=events, cells=cells, now=now, chart=chart,
+    return build_report(inc, history_candidates=candidates, events=events, cells=cells, now=now, chart=chart, card=card,
                         event_window=event_window, lookback=lookback, claim=claim, user_reports=crowd)
