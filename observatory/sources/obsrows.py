@@ -62,7 +62,10 @@ def _int(v: Any) -> int | None:
         raise ValueError(f"{v!r} is not a number")
     if isinstance(v, int):
         return v
-    f = float(v)
+    try:
+        f = float(v)
+    except ValueError:
+        raise ValueError(f"{v!r} is not a number") from None
     if not f.is_integer():
         raise ValueError(f"{v!r} is not a whole number")
     return int(f)
@@ -71,7 +74,10 @@ def _int(v: Any) -> int | None:
 def _float(v: Any) -> float | None:
     if v is None or v == "":
         return None
-    return float(v)
+    try:
+        return float(v)
+    except ValueError:
+        raise ValueError(f"{v!r} is not a number") from None
 
 
 _TRUE = frozenset({"1", "1.0", "true", "True", "TRUE"})
@@ -229,11 +235,12 @@ class Grouper:
 
 
 def _which(cell: Callable[[str], Any], exc: Exception) -> str:
+    """Names the column whose cell could not be read."""
     for k, conv in ROW_FIELDS.items():
         try:
             conv(cell(k))
-        except (ValueError, TypeError):
-            return f"{k} {cell(k)!r} is not valid ({exc})"
+        except (ValueError, TypeError) as bad:
+            return f"{k}: {bad}"
     return str(exc)
 
 
