@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,7 +32,7 @@ BLOCK_START, BLOCK_END = datetime(2023, 11, 8, tzinfo=UTC), datetime(2023, 11, 2
 
 
 @pytest.fixture(scope="module")
-def kenya(tmp_path_factory: pytest.TempPathFactory) -> DuckDBStore:
+def kenya(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DuckDBStore]:
     store = DuckDBStore(str(tmp_path_factory.mktemp("ke") / "ke.duckdb"))
     t0 = time.perf_counter()
     summary = ingest_paths(store, [TELEGRAM, WEB], processes=1)
@@ -43,7 +44,7 @@ def kenya(tmp_path_factory: pytest.TempPathFactory) -> DuckDBStore:
 
 
 def _rows(store: DuckDBStore, sql: str) -> list[tuple]:
-    return store._con.execute(sql).fetchall()  # type: ignore[attr-defined]
+    return store._con.execute(sql).fetchall()
 
 
 def test_the_files_interleave_and_repeat_rows_of_a_measurement() -> None:
