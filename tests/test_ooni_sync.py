@@ -226,10 +226,38 @@ def test_cli_sync_against_s3(bucket: object, s3_endpoint: str, tmp_path: Path) -
             "--since", "2024-02-12T18:00:00Z", "--until", "2024-02-12T23:00:00Z", "--endpoint", s3_endpoint,
             "--bucket", BUCKET]
     out = subprocess.run(args, capture_output=True, text=True, timeout=120, check=True)
-    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(out.stdout.strip().splitlines()) == 1, "not a terminal: the JSON summary and nothing else"
+    summary = json.loads(out.stdout)
     assert summary["measurements"] == IT_ALL and summary["failed"] == 0
     again = subprocess.run(args, capture_output=True, text=True, timeout=120, check=True)
     assert json.loads(again.stdout.strip().splitlines()[-1])["files"] == 0
+
+
+def test_cli_sync_shows_a_progress_bar_on_a_terminal(bucket: object, s3_endpoint: str, tmp_path: Path) -> None:
+    import os
+    import pty
+
+    args = [sys.executable, "-m", "observatory", "ooni", "sync", "--db", str(tmp_path / "o.duckdb"), "--country",
+            "IT", "--since", "2024-02-12T18:00:00Z", "--until", "2024-02-12T23:00:00Z", "--endpoint", s3_endpoint,
+            "--bucket", BUCKET]
+    leader, follower = pty.openpty()
+    env = dict(os.environ, COLUMNS="160", TERM="xterm")
+    proc = subprocess.Popen(args, stdin=follower, stdout=follower, stderr=follower, env=env)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(timeout=120) == 0
+    os.close(leader)
+    screen = b"".join(chunks).decode("utf-8", "replace")
+    files = len({k for k in layout(real_documents()) if "/IT/" in k})
+    assert f"files {files}/{files}" in screen and f"measurements {IT_ALL}" in screen, screen[-2000:]
 
 
 def test_cli_rejects_bad_flags(tmp_path: Path) -> None:
