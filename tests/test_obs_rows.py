@@ -214,6 +214,16 @@ def test_cli_ingest_and_export_say_the_rows(tmp_path: Path) -> None:
         assert d["annotations"]["source"] == "ooni obs_web observation rows"
         assert d["x_obs_web"]["source"] == "ooni obs_web observation rows" and d["x_obs_web"]["rows"]
         assert "probe_ip" not in d
+    # the exported documents are measurements in their own right: ingested again, they are the same rows
+    again = tmp_path / "again.duckdb"
+    subprocess.run([*run, "ingest", str(out), "--db", str(again)], check=True, capture_output=True, timeout=120)
+    query = "SELECT uid, t, cc, asn, probe_key, test_name, platform, verdict FROM measurements ORDER BY uid"
+    first, second = DuckDBStore(str(db)), DuckDBStore(str(again))
+    try:
+        assert first._con.execute(query).fetchall() == second._con.execute(query).fetchall()
+    finally:
+        first.close()
+        second.close()
 
 
 # --- rules ------------------------------------------------------------------------------------------------

@@ -403,6 +403,10 @@ def test_sync_finds_every_test_under_its_bucket_name_and_reads_postcans(
     assert len(in_cans) >= 5
     stored = {json.loads(x)["measurement_uid"] for x in duck.documents(MeasurementFilter())}
     assert in_cans <= stored, "a postcan's measurements keep the uid of their post's file name"
+    # the instant-messaging tests have no input: their platform is the test's, so that detection sees them
+    platforms = dict(duck._con.execute("SELECT DISTINCT test_name, platform FROM measurements "
+                                       "WHERE test_name IN ('telegram', 'facebook_messenger', 'signal')").fetchall())
+    assert platforms == {"telegram": "telegram", "facebook_messenger": "facebook", "signal": "signal"}
 
 
 def test_postcan_posts_that_hold_no_measurement_are_rejected_with_their_name(tmp_path: Path) -> None:

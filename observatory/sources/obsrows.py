@@ -25,16 +25,21 @@ from typing import IO, Any
 
 from observatory.catalog import platform_of
 from observatory.errors import ObservatoryError, ParseError
-from observatory.measurement import Measurement, format_asn, format_time, parse_asn, parse_time, probe_key
+from observatory.measurement import (
+    TEST_PLATFORMS,
+    Measurement,
+    format_asn,
+    format_time,
+    parse_asn,
+    parse_time,
+    probe_key,
+)
 from observatory.verdict.obsweb import OBS_KEY
 
 SOURCE = "ooni obs_web observation rows"
 REQUIRED = ("measurement_uid", "test_name", "probe_cc", "probe_asn", "measurement_start_time")
 OBSERVATION_COLUMNS = ("dns_failure", "tcp_failure", "tls_failure", "http_failure")
 TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet")
-# the instant-messaging tests measure one platform each, whatever their input (they have none)
-TEST_PLATFORMS = {"telegram": "telegram", "whatsapp": "whatsapp", "signal": "signal",
-                  "facebook_messenger": "facebook"}
 # values the rows of one measurement must agree on
 SHARED = ("test_name", "probe_cc", "probe_asn", "measurement_start_time", "report_id")
 PARQUET_BATCH = 16_384
