@@ -80,6 +80,24 @@ def test_a_measurement_keeps_all_its_rows_once(kenya: DuckDBStore) -> None:
     assert max(lines) - min(lines) + 1 > len(lines), "its rows are not adjacent in the file"
 
 
+def test_a_file_split_in_partitions_gives_the_same_measurements() -> None:
+    """The bounded-memory path (rows split by measurement_uid into temporary files) changes nothing."""
+    from observatory.sources.obsrows import BadRow, read_measurements
+    from observatory.verdict import classify
+
+    def outcome(partitions: int) -> list[tuple]:
+        out = []
+        for m in read_measurements(TELEGRAM, "csv", partitions=partitions):
+            assert not isinstance(m, BadRow)
+            obs = m.doc["x_obs_web"]
+            out.append((m.uid, m.start_time, m.probe_asn, m.probe_key, m.platform, classify(m).verdict,
+                        json.dumps(obs, sort_keys=True)))
+        return sorted(out)
+
+    whole = outcome(1)
+    assert len(whole) == 2344 and outcome(3) == whole
+
+
 def _failure_share(store: DuckDBStore, test: str, days: str) -> tuple[int, int]:
     return _rows(store, f"""SELECT count(*), count(*) FILTER (WHERE verdict NOT IN ('ok', 'unknown'))
                             FROM measurements WHERE test_name = '{test}' AND {days}""")[0]
@@ -180,6 +198,14 @@ def test_parquet_rows_read_like_csv(duck: DuckDBStore, tmp_path: Path) -> None:
         "uid-e-web-no-control": "unknown"}
     assert dict(_rows(duck, "SELECT uid, strftime(t, '%Y-%m-%d %H:%M') FROM measurements"))["uid-a-ok"] == \
         "2023-11-13 08:00"
+    from observatory.sources.obsrows import read_measurements
+
+    def docs(partitions: int) -> list[str]:
+        return sorted(json.dumps(m.doc, sort_keys=True) for m in read_measurements(path, "parquet",
+                                                                                   partitions=partitions)
+                      if not hasattr(m, "reason"))
+
+    assert docs(2) == docs(1), "typed cells survive the trip through a partition file"
 
 
 def test_tables_that_are_not_observation_rows_are_refused_in_one_line(duck: DuckDBStore, tmp_path: Path) -> None:
