@@ -429,3 +429,24 @@ def test_postcan_posts_that_hold_no_measurement_are_rejected_with_their_name(tmp
     can.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
     cut = unpack_postcan(can, tmp_path / "d.jsonl", where="raw/k.tar.gz")
     assert cut and cut[-1].reason.startswith("postcan is corrupt or cut short")
+
+
+def test_a_download_cut_short_is_not_marked_done_and_is_fetched_again(bucket: object, s3_endpoint: str,
+                                                                      duck: DuckDBStore) -> None:
+    cut = S3Source(bucket=BUCKET, endpoint=s3_endpoint)
+    real_download = cut._s3.download_file
+
+    def download_half(bucket_name: str, key: str, dest: str) -> None:  # a connection dropped mid-file
+        real_download(bucket_name, key, dest)
+        data = Path(dest).read_bytes()
+        Path(dest).write_bytes(data[: len(data) // 2])
+
+    cut._s3.download_file = download_half
+    plan = _plan(first=18, last=22)
+    first = Syncer(duck, cut)
+    first.run_once(plan)
+    files = len({k for k in layout(real_documents()) if "/IT/" in k})
+    assert first.stats.failed == files and "bytes" in first.stats.errors[0] and duck.count() == 0
+    again = Syncer(duck, S3Source(bucket=BUCKET, endpoint=s3_endpoint))
+    assert again.run_once(plan) == files and again.stats.failed == 0
+    assert duck.count() == IT_ALL
