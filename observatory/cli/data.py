@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from observatory.cli.app import DbOption, FormatOption, app, check_choice, store_for, time_option
+from observatory.cli.app import DbOption, FormatOption, app, check_choice, country_option, store_for, time_range
 from observatory.errors import ConfigError
 from observatory.ingest import IngestSummary, expand_paths, ingest_paths
 from observatory.store import MeasurementFilter
@@ -30,13 +30,16 @@ def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files (.jsonl, .jsonl.gz, .json) or directories.")],
     db: DbOption,
     rejects: Annotated[Path | None, typer.Option(help="Where rejected lines go (default: beside the store).")] = None,
-    format: FormatOption = "table",
+    format: Annotated[str, typer.Option("--format", "-f", help="text (a summary line) or json (one object).")]
+    = "text",
 ) -> None:
     """Ingest OONI-format measurements into the store; bad lines are rejected with file:line and a reason.
 
+    Exit status 1 when any line was rejected (the good ones are stored), e.g. a .jsonl.gz cut short.
+
     Example: observatory ingest measurements.jsonl.gz data/ --db obs.duckdb
     """
-    check_choice(format, ("table", "json"), "--format")
+    check_choice(format, ("text", "json", "table"), "--format")  # table: this command's old name for text
     files = expand_paths(paths)
     if not files:
         raise ConfigError("no input files found in " + ", ".join(map(str, paths)))
@@ -49,7 +52,8 @@ def ingest(
         progress.close()
         store.close()
     _print_summary(summary, format, rejects_path)
-    if summary.read == 0 or (summary.accepted + summary.duplicates == 0 and summary.rejected > 0):
+    # a rejected line is lost input: exit 0 would tell a script that everything it sent is stored
+    if summary.read == 0 or summary.rejected > 0:
         raise typer.Exit(1)
 
 
@@ -92,7 +96,7 @@ def stats(db: DbOption, format: FormatOption = "table") -> None:
     Example: observatory stats --format json
     """
     check_choice(format, ("table", "json"), "--format")
-    store = store_for(db)
+    store = store_for(db, read_only=True, create=False)
     try:
         data = store.stats()
     finally:
@@ -123,12 +127,9 @@ def export(
     Example: observatory export --format jsonl --out pk.jsonl --country PK --since 2024-01-20
     """
     check_choice(format, ("jsonl", "parquet", "csv"), "--format")
-    if country is not None and (len(country) != 2 or not country.isalpha()):
-        raise ConfigError(f"--country {country!r}: expected an ISO 3166-1 alpha-2 code such as PK")
-    flt = MeasurementFilter(country=country, since=time_option(since, "--since"), until=time_option(until, "--until"))
-    if flt.since and flt.until and flt.since >= flt.until:
-        raise ConfigError("--since must be before --until")
-    store = store_for(db)
+    t_since, t_until = time_range(since, until)
+    flt = MeasurementFilter(country=country_option(country), since=t_since, until=t_until)
+    store = store_for(db, read_only=True, create=False)
     try:
         if format == "jsonl":
             n = 0

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from observatory.cli.app import DbOption, FormatOption, app, check_choice, store_for, time_option
+from observatory.cli.app import DbOption, FormatOption, app, check_choice, country_option, store_for, time_range
 from observatory.detect.run import run_detection, stored_incidents
 from observatory.incident import Incident, iso
 
@@ -32,11 +32,12 @@ def detect(
     Example: observatory detect --db obs.duckdb --country PK --since 2024-01-20 --format json
     """
     check_choice(format, ("table", "json"), "--format")
-    t_since, t_until = time_option(since, "--since"), time_option(until, "--until")
-    store = store_for(db)
+    t_since, t_until = time_range(since, until)
+    cc = country_option(country)
+    store = store_for(db, create=False)
     try:
         run_detection(store, full=full)
-        incidents = stored_incidents(store, country=country.upper() if country else None, since=t_since,
+        incidents = stored_incidents(store, country=cc, since=t_since,
                                      until=t_until)
     finally:
         store.close()
