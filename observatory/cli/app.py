@@ -96,7 +96,8 @@ def country_option(value: str | None, flag: str = "--country") -> str | None:
     if text.upper() == UNKNOWN_COUNTRY:
         return UNKNOWN_COUNTRY
     if len(text) in (2, 3) and text.isalpha():
-        found = pycountry.countries.get(**{"alpha_2" if len(text) == 2 else "alpha_3": text.upper()})
+        code = text.upper()
+        found = pycountry.countries.get(alpha_2=code) if len(code) == 2 else pycountry.countries.get(alpha_3=code)
         if found is not None:
             return str(found.alpha_2)
     raise ConfigError(f"{flag} {value!r}: not an ISO 3166-1 country code" + _country_hint(text))
