@@ -46,13 +46,13 @@ DbOption = Annotated[
 FormatOption = Annotated[str, typer.Option("--format", "-f", help="Output format.")]
 
 
-def store_for(db: str, *, read_only: bool = False, create: bool = True) -> Store:
+def store_for(db: str, *, read_only: bool = False, create: bool = True, shared: bool = False) -> Store:
     """The store named by --db. `create=False` (every command that only reads or analyses what is there): a
     missing DuckDB file is an error naming the path, never a new empty store that answers "nothing"."""
     if not create and "://" not in db and db != ":memory:" and not Path(db).expanduser().exists():
         raise StoreError(f"store {db}: no such store (check --db; `observatory ingest FILE --db {db}` "
                          "creates one)")
-    return open_store(db, read_only=read_only)
+    return open_store(db, read_only=read_only, shared=shared)
 
 
 def time_option(value: str | None, flag: str) -> datetime | None:
