@@ -65,6 +65,11 @@ def main() -> None:
     except Exception as exc:  # click's usage errors
         import click
 
+        if isinstance(exc, click.UsageError):
+            # one line, like every other error: what is wrong, and where the help is
+            where = exc.ctx.command_path if exc.ctx is not None else "observatory"
+            typer.echo(f"error: {exc.format_message()} (see `{where} --help`)", err=True)
+            sys.exit(EXIT_USAGE)
         if isinstance(exc, click.ClickException):
             exc.show()
             sys.exit(exc.exit_code)

@@ -79,14 +79,18 @@ class _progress_bar:
 def _print_summary(s: IngestSummary, fmt: str, rejects_path: Path) -> None:
     if fmt == "json":
         typer.echo(json.dumps(s.to_json() | {"rejects_file": str(rejects_path) if s.rejected else None}))
-        return
-    typer.echo(f"files {s.files}  read {s.read}  accepted {s.accepted}  duplicates {s.duplicates}  "
-               f"rejected {s.rejected}")
+    else:
+        typer.echo(f"files {s.files}  read {s.read}  accepted {s.accepted}  duplicates {s.duplicates}  "
+                   f"rejected {s.rejected}")
+    # the rejected lines go to stderr whatever the format: stdout stays one JSON object for scripts
     for r in s.rejects[:10]:
         typer.echo(f"  rejected {r}", err=True)
     if s.rejected:
         more = f" ({s.rejected - 10} more)" if s.rejected > 10 else ""
         typer.echo(f"rejected lines{more} written to {rejects_path}", err=True)
+
+
+STATS_ROWS = 20  # rows per table printed by `stats` (the JSON has them all)
 
 
 @app.command()
@@ -107,10 +111,17 @@ def stats(db: DbOption, format: FormatOption = "table") -> None:
     console = Console()
     console.print(f"[bold]{data['measurements']:,}[/bold] measurements in {db}")
     for key in ("by_country", "by_network", "by_test", "by_platform", "by_verdict", "by_day"):
+        items = list(data[key].items())
+        if key == "by_day":
+            items.reverse()  # the newest days first: what an analyst checks is whether today's data came in
         table = Table(title=key.replace("_", " "), show_header=False, box=None)
-        for k, v in list(data[key].items())[:20]:
+        for k, v in items[:STATS_ROWS]:
             table.add_row(k, f"{v:,}")
         console.print(table)
+        if len(items) > STATS_ROWS:
+            rest = sum(v for _, v in items[STATS_ROWS:])
+            console.print(f"  ... {STATS_ROWS} of {len(items)} rows shown ({rest:,} measurements in the rest); "
+                          "--format json for all", highlight=False)
 
 
 @app.command()

@@ -47,15 +47,18 @@ def detect(
         _table(incidents)
 
 
-def _table(incidents: list[Incident]) -> None:
+def _table(incidents: list[Incident], width: int | None = None) -> None:
     table = Table(show_edge=False)
-    for col in ("id", "country", "kind", "scope", "platforms", "techniques", "start", "end", "status", "confirmed"):
-        table.add_column(col)
+    # ids are copied from here into `report ID`: never cut or wrapped, whatever the terminal's width (the other
+    # columns wrap instead)
+    table.add_column("id", no_wrap=True, min_width=max((len(i.id) for i in incidents), default=2))
+    for col in ("country", "kind", "scope", "platforms", "techniques", "start", "end", "status", "confirmed"):
+        table.add_column(col, overflow="fold")
     for i in incidents:
         table.add_row(i.id, i.country or "world", i.kind, i.scope, ",".join(i.platforms) or "-",
                       ",".join(i.techniques) or "-", iso(i.start) or "", iso(i.end) or "ongoing", i.status,
                       iso(i.confirmed_at) or "-")
     # piped output is not cut to 80 columns: ids and times must stay whole
-    Console(width=None if sys.stdout.isatty() else 240).print(table)
+    Console(width=width or (None if sys.stdout.isatty() else 240)).print(table)
     if not incidents:
         typer.echo("no incidents")
