@@ -17,6 +17,13 @@ Measured at 10 M rows on the 2-core machine, quiet (load average 0.6-1.3), three
 7.1-9.5 ms, p95 9.5-12.0 ms; collector 20,570-23,653 measurements/s. Before the hourly rollup, the frozen
 start-up heap, httptools/uvloop and the Struct Measurement, on the same quiet machine: p95 202-210 ms after new
 data, collector 17,073-19,324/s (docs/web.md says where the time went).
+
+`--shared` serves the store as `observatory serve` does since issue 21 (letting other processes have the file
+between operations when they wait for it); `--contend S` adds another process opening and reading the served
+store every S seconds during the collector run. At 1 M rows on the 2-core machine shared by other work (load
+average 13-21, so within noise of each other), alternating runs: before (main) collector 8,015 and 6,700/s;
+--shared 11,230 and 8,609/s (nobody waiting: the same path); --shared --contend 1 (18 reads by the other process
+in the run, each a hand-off of the file both ways) 3,154/s.
 """
 
 from __future__ import annotations
