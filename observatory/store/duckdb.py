@@ -600,8 +600,6 @@ class DuckDBStore:
 
     def export(self, flt: MeasurementFilter, fmt: str, path: str) -> int:
         """Parquet (with each whole document as JSON text, streamed) or CSV (the summary columns)."""
-        import pyarrow.parquet as pq
-
         where, params = self._where(flt)
         cols = "uid, t, cc, 'AS' || asn::VARCHAR AS asn, network, region, test_name, test_version, " \
                "software, source, input, platform, verdict, kbps"
@@ -611,6 +609,12 @@ class DuckDBStore:
                 row = _first(self._con.execute(f"SELECT count(*) FROM measurements{where}", params).fetchall())
                 self._con.execute(f"COPY ({query}) TO '{_sql_literal(path)}' (FORMAT CSV, HEADER)", params)
             return int(row[0]) if row else 0
+        with self._lock.pinned():  # a shared store keeps the file while the cursor streams
+            return self._export_parquet(query, params, path)
+
+    def _export_parquet(self, query: str, params: list[Any], path: str) -> int:
+        import pyarrow.parquet as pq
+
         with self._lock, _mapped_errors(self.url):
             cur = self._con.cursor()
         n = 0
