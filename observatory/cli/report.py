@@ -45,14 +45,14 @@ def report(
     check_choice(format, FORMATS, "--format")
     if format == "png" and out is None and sys.stdout.isatty():
         raise ConfigError("--format png writes binary data: give --out FILE.png")
-    if out is not None and not out.expanduser().resolve().parent.is_dir():
-        raise ConfigError(f"--out {out}: no such directory {out.parent}")
-    store = store_for(db, read_only=True, create=False)
+    store = store_for(db, read_only=True)
     try:
         rep = report_for(store, incident_id, now=datetime.now(UTC), chart=format in ("png", "html"),
                          event_window=timedelta(hours=window_hours))
     finally:
         store.close()
+    if out is not None and not out.expanduser().resolve().parent.is_dir():
+        raise ConfigError(f"--out {out}: no such directory {out.parent}")
     data = render(rep, format)
     if out is not None:
         out.write_bytes(data if isinstance(data, bytes) else data.encode("utf-8"))
