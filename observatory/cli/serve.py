@@ -143,13 +143,19 @@ def _default_scenario() -> Path:
     return here if here.exists() else Path("scenarios") / REFERENCE_SCENARIO
 
 
-def _register_demo_probe(store: Store) -> tuple[str, str, str]:
-    """A probe credential for the replay, made the way `observatory probes add` makes one: token, secret, name."""
+def _register_demo_probe(store: Store) -> tuple[str, str]:
+    """A probe credential for the replay, made the way `observatory probes add` makes one."""
     from observatory.web import auth
 
     name = f"demo-{int(time.time())}"
     created = auth.create_probe(store, name)
-    return created["token"], created["secret"], name
+    return created["token"], created["secret"]
+
+
+def _probe_name(store: Store, token: str) -> str:
+    from observatory.web import auth
+
+    return auth.authenticate(store, f"Bearer {token}").name
 
 
 @app.command()
@@ -207,10 +213,10 @@ def demo(
 
     def replay() -> None:
         try:
-            token, secret, name = _register_demo_probe(store)
+            token, secret = _register_demo_probe(store)
             # the replay is the service's own: not held to the per-probe rate outside probes are (so that
             # --speed max is as fast as the store takes it)
-            application.state.unlimited_probes = {name}
+            application.state.unlimited_probes = {_probe_name(store, token)}
             summary = stream_to_collector(sc, url, token, secret, speed=pace)
             echo(f"replay finished: {summary.measurements:,} measurements sent in {summary.seconds:.0f} s")
         except BaseException as exc:  # reported on the main thread
