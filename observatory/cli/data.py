@@ -30,16 +30,14 @@ def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files (.jsonl, .jsonl.gz, .json) or directories.")],
     db: DbOption,
     rejects: Annotated[Path | None, typer.Option(help="Where rejected lines go (default: beside the store).")] = None,
-    format: Annotated[str, typer.Option("--format", "-f", help="text (a summary line) or json (one object).")]
-    = "text",
+    format: FormatOption = "table",
 ) -> None:
     """Ingest OONI-format measurements into the store; bad lines are rejected with file:line and a reason.
 
-    Exit status 1 when any line was rejected (the good ones are stored), e.g. a .jsonl.gz cut short.
-
     Example: observatory ingest measurements.jsonl.gz data/ --db obs.duckdb
     """
-    check_choice(format, ("text", "json", "table"), "--format")  # table: this command's old name for text
+    # text (or table, its first name): a summary line; json: one object. Any line rejected: exit 1.
+    check_choice(format, ("text", "table", "json"), "--format")
     files = expand_paths(paths)
     if not files:
         raise ConfigError("no input files found in " + ", ".join(map(str, paths)))
