@@ -147,7 +147,9 @@ def review_incident(
 
     Example body: `{"action": "dismissed", "note": "probe fault on one network, confirmed with the ISP"}`
     """
-    review.check_admin(authorization, settings_of(request).admin_token)
+    review.check_admin(authorization, settings_of(request).admin_token,
+                       attempts=request.app.state.admin_attempts,
+                       address=request.client.host if request.client else "")
     store = store_of(request)
     inc = get_incident(store, incident_id)
     review.apply(store, inc, action)
