@@ -66,8 +66,10 @@ def serve(
 
     from observatory.report.deliver import Webhook
     from observatory.web import WebSettings, create_app
-    from observatory.web.limits import ConnectionGuard, server_options
+    from observatory.web.limits import API_RATE, ConnectionGuard, server_options
 
+    if api_rate is None and not os.environ.get("OBSERVATORY_API_RATE"):
+        api_rate = API_RATE  # the service's documented default (an embedded app has none)
     settings = WebSettings.from_env(admin_token=admin_token, detect_every_seconds=detect_every,
                                     api_rate=api_rate, api_burst=api_burst)
     if min(max_connections_per_address, max_connections) < 1 or min(header_timeout, body_timeout) <= 0:

@@ -23,9 +23,10 @@ class WebSettings:
     poll_seconds: int = 15
     # Shown in the page header and the feed.
     title: str = "observatory"
-    # Bounds on anonymous clients (observatory.web.limits, SECURITY.md): requests per second per address (0: no
-    # limit) and the burst allowed, failed admin-token attempts per address per 15 minutes, body sizes.
-    api_rate: float = limits.API_RATE
+    # Bounds on anonymous clients (observatory.web.limits, SECURITY.md): requests per second per address and the
+    # burst allowed (0: no limit, for an embedded app; `observatory serve` sets limits.API_RATE unless told
+    # otherwise), failed admin-token attempts per address per 15 minutes, body sizes.
+    api_rate: float = 0.0
     api_burst: float = limits.API_BURST
     admin_failures: int = limits.ADMIN_FAILURES
     small_body_bytes: int = limits.SMALL_BODY_BYTES
