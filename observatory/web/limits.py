@@ -2,7 +2,7 @@
 
 Three layers, each cheap and each enforced before the expensive work it protects:
 
-* `guarded_h11(guard)`: uvicorn's HTTP/1.1 protocol with a connection limit per client address and in total,
+* `guarded_http(guard)`: uvicorn's HTTP/1.1 protocol with a connection limit per client address and in total,
   a deadline for a request's headers (slowloris) and one for its body. A refused or timed-out connection is
   closed at the socket, before any request object exists.
 * `BoundsMiddleware`: per-endpoint body limits checked on Content-Length and again while reading (a body is
@@ -23,9 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import h11
 import msgspec
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from observatory.web.errors import RateLimited
 from observatory.web.ratelimit import AddressKeys, KeyedLimiter
@@ -65,36 +64,41 @@ class ConnectionGuard:
     header_timeout: float = HEADER_TIMEOUT
     body_timeout: float = BODY_TIMEOUT
     open: dict[str, int] = field(default_factory=dict)
+    open_total: int = 0
     refused: int = 0
     timed_out: int = 0
 
+    # Called only from the server's event loop: no lock needed.
     def admit(self, address: str) -> bool:
         n = self.open.get(address, 0)
-        if n >= self.per_address or sum(self.open.values()) >= self.total:
+        if n >= self.per_address or self.open_total >= self.total:
             self.refused += 1
             return False
         self.open[address] = n + 1
+        self.open_total += 1
         return True
 
     def release(self, address: str) -> None:
         n = self.open.get(address, 0) - 1
+        self.open_total -= 1
         if n > 0:
             self.open[address] = n
         else:
             self.open.pop(address, None)
 
 
-def guarded_h11(guard: ConnectionGuard) -> type[H11Protocol]:
-    """uvicorn's h11 protocol bounded by `guard` (pass as `http=` to uvicorn.Config / uvicorn.run).
+def guarded_http(guard: ConnectionGuard, base: type[Any] = AutoHTTPProtocol) -> type[Any]:
+    """uvicorn's HTTP/1.1 protocol (httptools when installed, as uvicorn would pick, else h11) bounded by `guard`:
+    pass as `http=` to uvicorn.Config / uvicorn.run.
 
     uvicorn itself only times out idle keep-alive connections, and any byte received cancels that timer: a
     client that sends one byte of headers every few seconds holds its socket forever."""
 
-    class GuardedH11Protocol(H11Protocol):
+    class GuardedProtocol(base):
         _admitted: str | None = None
         _deadline: asyncio.TimerHandle | None = None
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        def connection_made(self, transport: asyncio.Transport) -> None:
             super().connection_made(transport)
             address = self.client[0] if self.client else ""
             if not guard.admit(address):
@@ -136,16 +140,16 @@ def guarded_h11(guard: ConnectionGuard) -> type[H11Protocol]:
         def _expire(self) -> None:
             self._deadline = None
             # the client is late with headers, or still sending a body; a request being answered is left alone
-            if self._waiting_for_headers() or self.conn.their_state is h11.SEND_BODY:
+            if self._waiting_for_headers() or self.cycle.more_body:
                 guard.timed_out += 1
                 self.transport.close()
 
-    return GuardedH11Protocol
+    return GuardedProtocol
 
 
 def server_options(guard: ConnectionGuard) -> dict[str, Any]:
     """uvicorn options for a service bounded by `guard` (observatory serve, the demo's server thread)."""
-    return {"http": guarded_h11(guard), "timeout_keep_alive": 5, "h11_max_incomplete_event_size": 16 * 1024}
+    return {"http": guarded_http(guard), "timeout_keep_alive": 5, "h11_max_incomplete_event_size": 16 * 1024}
 
 
 # --- nesting depth -------------------------------------------------------------------------------------------
