@@ -8,6 +8,11 @@ to measure "before". Prints: the server's RSS before and at its peak while PARAL
 JSON body to /api/v1/user-reports, the answer's status, size and time; then how many of SLOW connections holding
 partial headers the server still holds after 3 s and after the header deadline, and the time a fresh client (from
 another loopback address) waits for /healthz meanwhile.
+
+Measured (shared 2-core machine, load ~9): before (341d222, `git archive` export as --root): RSS 196 -> 1,721 MiB,
+four 422 answers of 104,858,028 bytes after 73-101 s; 1,000 slowloris connections all held at 3 s and 12 s.
+After: RSS 196 -> 197 MiB, four 413 of 484 bytes in 0.04-0.09 s; 100 held at 3 s (the per-address limit), 0 at
+12 s (the 10 s header deadline); a client from another address served in 0.04 s.
 """
 
 from __future__ import annotations
