@@ -59,10 +59,21 @@ def _v4(text: str) -> Address | None:
     return ipaddress.IPv4Address(".".join(str(int(o)) for o in octets))  # zero-padded octets read as decimal
 
 
-@lru_cache(maxsize=1 << 14)
 def _v6(text: str) -> Address:
-    """ValueError when `text` is not an IPv6 address (cached: documents name the same servers again and again)."""
-    return _unwrap(ipaddress.IPv6Address(text))
+    """ValueError when `text` is not an IPv6 address."""
+    a = _v6_or_none(text)
+    if a is None:
+        raise ValueError(text)
+    return a
+
+
+@lru_cache(maxsize=1 << 14)
+def _v6_or_none(text: str) -> Address | None:
+    # cached, failures too: documents name the same servers, and the same times ("10:00:00"), again and again
+    try:
+        return _unwrap(ipaddress.IPv6Address(text))
+    except ValueError:
+        return None
 
 
 def _unwrap(addr: Address) -> Address:
@@ -292,9 +303,7 @@ def scrub_document(doc: dict[str, Any], text: bytes | None = None) -> dict[str, 
     def private(a: Address) -> bool:
         return a == probe or (a not in servers and not _says_nothing(a))
 
-    if not any(private(a) for _, _, a in spans):
-        return clean
-    return _walk(clean, lambda s: scrub_text(s, private))
+    return _scrubbed(clean, body, spans, private)
 
 
 def strip_probe_address(doc: dict[str, Any], text: bytes | None = None) -> dict[str, Any]:
@@ -306,9 +315,21 @@ def strip_probe_address(doc: dict[str, Any], text: bytes | None = None) -> dict[
     if probe is None:
         return clean
     body = _text_of(clean, None)
-    if not any(a == probe for a in addresses_in(body)):
-        return clean
-    return _walk(clean, lambda s: scrub_text(s, lambda a: a == probe))
+    return _scrubbed(clean, body, _spans(body), lambda a: a == probe)
+
+
+def _scrubbed(doc: dict[str, Any], body: str, spans: list[tuple[int, int, Address]],
+              private: Callable[[Address], bool]) -> dict[str, Any]:
+    """`doc` with its private addresses replaced; only strings holding one of their spellings (as written in the
+    document's JSON `body`, found by a substring search) are parsed again."""
+    needles = {body[s:e] for s, e, a in spans if private(a)}
+    if not needles:
+        return doc
+
+    def fix(text: str) -> str:
+        return scrub_text(text, private) if any(n in text for n in needles) else text
+
+    return _walk(doc, fix)
 
 
 def scrub_json(raw: bytes) -> bytes:
