@@ -133,6 +133,8 @@ def test_validation_errors_do_not_echo_what_was_sent(served: Served) -> None:
         assert r.status_code == 422
         assert MARKER not in r.text and len(r.content) < 1000
         assert "country" in r.json()["error"], "the field is still named"
+        r = c.post("/api/v1/user-reports", json={"country": "PK", "platform": MARKER[:40]})
+        assert r.status_code == 400 and MARKER[:20] not in r.text and r.json()["parameter"] == "platform"
 
 
 def test_deep_json_in_a_small_body_is_a_400(served: Served) -> None:
@@ -168,6 +170,9 @@ def test_depth_helpers() -> None:
     assert json_depth_exceeds(b"[" * 33 + b"]" * 33, 32)
     assert not json_depth_exceeds(b"[" * 32 + b"]" * 32, 32)
     assert not json_depth_exceeds(b'{"a": "' + b"[" * 100 + b'"}', 32), "brackets inside strings do not count"
+    nested = json.dumps({"k": "\\\"" + "]" * 40, "d": json.loads("[" * 31 + "]" * 31), "e": "{" * 50}).encode()
+    assert not json_depth_exceeds(nested, 32), "escaped quotes and backslashes do not end a string early"
+    assert json_depth_exceeds(json.dumps({"k": "\\" * 3, "d": json.loads("[" * 33 + "]" * 33)}).encode(), 32)
     body = b'{"x": "[", "measurements": [{"a": [1, "],"]}, 3 , "s,t", ' + b"[" * 99 + b"]" * 99 + b'], "y": 1}'
     assert batch_items(body) == [b'{"a": [1, "],"]}', b"3", b'"s,t"', b"[" * 99 + b"]" * 99]
     assert batch_items(b'{"measurements": []}') == [] and batch_items(b"[1]") is None
