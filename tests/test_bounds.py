@@ -259,3 +259,44 @@ def test_api_flood_from_one_address_gets_429_with_retry_after(tmp_path: Path) ->
             assert codes[:5] == [200] * 5 and codes[5:] == [429, 429]
             r = c.get("/api/v1/countries")
             assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+
+
+def test_observatory_serve_applies_its_bounds(tmp_path: Path) -> None:
+    """The command, as run in production: its flags reach the server (rate, connections, header deadline)."""
+    import os
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "observatory", "serve", "--db", str(tmp_path / "s.duckdb"), "--port", str(port),
+         "--detect-every", "0", "--api-rate", "1", "--api-burst", "3", "--max-connections-per-address", "5",
+         "--header-timeout", "1"],
+        env=dict(os.environ, PYTHONPATH=str(root)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "serve did not start"
+                time.sleep(0.2)
+        time.sleep(1.5)  # the probe connection above is gone
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
+            codes = [c.get("/healthz").status_code for _ in range(6)]
+            assert codes[:3] == [200, 200, 200] and 429 in codes[3:], codes
+        held = [_connect(port) for _ in range(6)]
+        for s in held:
+            s.sendall(b"GET /healthz HTTP/1.1\r\n")
+        time.sleep(0.3)
+        assert _closed(held[5], 0.5), "the 6th connection from one address is closed"
+        assert all(_closed(s, 3) for s in held[:5]), "the others at the 1 s header deadline"
+        for s in held:
+            s.close()
+    finally:
+        proc.terminate()
+        proc.wait(20)
