@@ -162,7 +162,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 def _install_middleware(app: FastAPI) -> None:
     settings: WebSettings = app.state.settings
-    # outermost but for Starlette's own error layer: a refused request costs no routing, parsing or handler
+    # pure ASGI, ahead of routing: a refused request costs no parsing or handler (the counting middleware below
+    # wraps it, so refusals are counted and carry the security headers)
     app.add_middleware(limits.BoundsMiddleware, small_body=settings.small_body_bytes,
                        default_body=settings.default_body_bytes, api_rate=settings.api_rate,
                        api_burst=settings.api_burst)

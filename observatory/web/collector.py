@@ -305,9 +305,10 @@ def make_collector_router(get_store: Callable[[], Store], *, max_body_bytes: int
         except msgspec.ValidationError:
             return _error(422, 'body must be a JSON object {"measurements": [...]}')
         except RecursionError:  # some item nests too deep for the parser: the others are still stored
-            texts = limits.batch_items(body)
+            texts = limits.batch_items(body) if len(body) <= limits.MAX_SPLIT_BYTES else None
             if texts is None:
-                return _error(400, f"body nests deeper than {limits.MAX_JSON_DEPTH} levels")
+                return _error(400, f"body nests deeper than {limits.MAX_JSON_DEPTH} levels (a body over "
+                                   f"{limits.MAX_SPLIT_BYTES} bytes is not split to find which item)")
             items = [msgspec.Raw(t) for t in texts]
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             return _error(400, f"body is not JSON: {exc}")
