@@ -166,6 +166,27 @@ def test_a_deep_measurement_is_refused_alone_and_the_rest_of_its_batch_stored(tm
         store.close()
 
 
+def test_a_big_deep_body_is_refused_whole_without_splitting(tmp_path: Path) -> None:
+    """Finding the deep item of a body is a Python scan: above 4 MB the body is refused whole (a 400 with the
+    reason, quickly) rather than costing the collector seconds of CPU per request."""
+    store = DuckDBStore(str(tmp_path / "c.duckdb"))
+    cred = create_probe(store, "p1")
+    server = UvicornThread(make_app(store))
+    try:
+        items = [json.dumps(sample(i)) for i in range(2)] + ["[" * 2000 + "]" * 2000]
+        body = ('{"measurements": [' + ",".join(items) + '], "pad": "' + "x" * (4 * 1024 * 1024) + '"}').encode()
+        started = time.monotonic()
+        r = httpx.post(server.url + "/api/v1/measurements", content=body, timeout=60,
+                       headers={"Authorization": f"Bearer {cred['token']}",
+                                "X-Observatory-Signature": sign(body, cred["secret"])})
+        assert r.status_code == 400 and "deeper than" in r.json()["error"], r.text[:300]
+        assert time.monotonic() - started < 5
+        assert store.count() == 0
+    finally:
+        server.stop()
+        store.close()
+
+
 def test_depth_helpers() -> None:
     assert json_depth_exceeds(b"[" * 33 + b"]" * 33, 32)
     assert not json_depth_exceeds(b"[" * 32 + b"]" * 32, 32)
