@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from observatory import publish
 from observatory.cli.app import DbOption, FormatOption, app, check_choice, country_option, store_for, time_range
 from observatory.errors import ConfigError
 from observatory.ingest import IngestSummary, expand_paths, ingest_paths
@@ -135,7 +136,8 @@ def export(
     since: Annotated[str | None, typer.Option(help="Start time (UTC), inclusive.")] = None,
     until: Annotated[str | None, typer.Option(help="End time (UTC), exclusive.")] = None,
 ) -> None:
-    """Write stored measurements: jsonl (the documents as ingested, minus private fields), parquet or csv.
+    """Write stored measurements: jsonl (the documents as ingested, scrubbed of any address that may be a
+    probe's), parquet or csv.
 
     Example: observatory export --format jsonl --out pk.jsonl --country PK --since 2024-01-20
     """
@@ -147,12 +149,12 @@ def export(
         if format == "jsonl":
             n = 0
             with open(out, "wb") as fh:
-                for doc in store.documents(flt):
+                for doc in publish.documents(store, flt):  # scrubbed of any address that may be a probe's
                     fh.write(doc)
                     fh.write(b"\n")
                     n += 1
         else:
-            n = store.export(flt, format, str(out))
+            n = publish.export(store, flt, format, str(out))
     finally:
         store.close()
     typer.echo(f"exported {n} measurements to {out}", err=not sys.stdout.isatty())

@@ -39,8 +39,22 @@ def serve(
     webhook_secret: Annotated[str | None, typer.Option(
         help="HMAC-SHA256 key for X-Observatory-Signature. Default: $OBSERVATORY_WEBHOOK_SECRET.",
         show_default=False)] = None,
-    webhook_style: Annotated[str, typer.Option(help="json, or slack (a Slack/Mattermost text payload).")]
+    webhook_style: Annotated[str, typer.Option(help="json, slack (Slack/Mattermost) or matrix (a Matrix "
+                                                    "m.notice with an HTML body).")]
     = "json",
+    api_rate: Annotated[float | None, typer.Option(
+        help="Requests per second per client address to the pages and API (0: no limit). Default: "
+             "$OBSERVATORY_API_RATE or 20.", show_default=False)] = None,
+    api_burst: Annotated[float | None, typer.Option(
+        help="Requests one address may send at once above the rate. Default: $OBSERVATORY_API_BURST or 200.",
+        show_default=False)] = None,
+    max_connections_per_address: Annotated[int, typer.Option(
+        help="Open connections one client address may hold; more are closed unanswered.")] = 100,
+    max_connections: Annotated[int, typer.Option(help="Open connections in total.")] = 2000,
+    header_timeout: Annotated[float, typer.Option(
+        help="Seconds a client has to send a request's headers before its connection is closed.")] = 10.0,
+    body_timeout: Annotated[float, typer.Option(
+        help="Seconds a client has to send a request's body after its headers.")] = 120.0,
 ) -> None:
     """Run the dashboard, the JSON API, the collector and scheduled detection over one store.
 
@@ -53,8 +67,16 @@ def serve(
 
     from observatory.report.deliver import Webhook
     from observatory.web import WebSettings, create_app
+    from observatory.web.limits import API_RATE, ConnectionGuard, server_options
 
-    settings = WebSettings.from_env(admin_token=admin_token, detect_every_seconds=detect_every)
+    if api_rate is None and not os.environ.get("OBSERVATORY_API_RATE"):
+        api_rate = API_RATE  # the service's documented default (an embedded app has none)
+    settings = WebSettings.from_env(admin_token=admin_token, detect_every_seconds=detect_every,
+                                    api_rate=api_rate, api_burst=api_burst)
+    if min(max_connections_per_address, max_connections) < 1 or min(header_timeout, body_timeout) <= 0:
+        raise ConfigError("connection limits must be at least 1 and timeouts positive")
+    guard = ConnectionGuard(per_address=max_connections_per_address, total=max_connections,
+                            header_timeout=header_timeout, body_timeout=body_timeout)
     secret = webhook_secret or os.environ.get("OBSERVATORY_WEBHOOK_SECRET")
     hooks = [Webhook(url=u, secret=secret, style=webhook_style) for u in webhook or []]
     base = f"http://{_url_host(host)}:{port}/"
@@ -63,7 +85,8 @@ def serve(
     try:
         application = create_app(settings, store, **({"detector": _alerting_detector(hooks, base)} if hooks else {}))
         typer.echo(f"observatory serving {db} at {base}", err=True)
-        server = uvicorn.Server(uvicorn.Config(application, log_level="warning", access_log=False))
+        server = uvicorn.Server(uvicorn.Config(application, log_level="warning", access_log=False,
+                                               **server_options(guard)))
         server.run(sockets=[sock])
     finally:
         store.close()

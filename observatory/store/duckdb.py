@@ -605,6 +605,7 @@ class DuckDBStore:
                "software, source, input, platform, verdict, kbps"
         query = f"SELECT {cols}{', raw' if fmt == 'parquet' else ''} FROM measurements{where} ORDER BY t, uid"
         if fmt == "csv":
+            query = f"SELECT {_csv_safe_columns(cols)} FROM measurements{where} ORDER BY t, uid"
             with self._lock, _mapped_errors(self.url):
                 row = _first(self._con.execute(f"SELECT count(*) FROM measurements{where}", params).fetchall())
                 self._con.execute(f"COPY ({query}) TO '{_sql_literal(path)}' (FORMAT CSV, HEADER)", params)
@@ -1356,3 +1357,21 @@ def _cell(r: Sequence[Any], buckets: dict[int, datetime] | None = None) -> Serie
         anomalous_keys=tuple(sorted({k.split(" ", 1)[1] for k in keys})),
         by_technique=techniques,
     )
+
+
+_CSV_TEXT_COLUMNS = ("uid", "network", "region", "test_name", "test_version", "software", "source", "input",
+                     "platform", "verdict")
+
+
+def _csv_safe_columns(cols: str) -> str:
+    """The export's columns with each text column's formula-like cells neutralised (observatory.encoding.csv_cell,
+    in SQL): a network name or input of '=HYPERLINK(...)' is shown as text by a spreadsheet."""
+    from observatory.encoding import CSV_FORMULA_STARTS
+
+    starts = ", ".join(f"chr({ord(c)})" for c in CSV_FORMULA_STARTS)
+    out = []
+    for col in (c.strip() for c in cols.split(",")):
+        if col in _CSV_TEXT_COLUMNS:
+            col = f"CASE WHEN left({col}, 1) IN ({starts}) THEN '''' || {col} ELSE {col} END AS {col}"
+        out.append(col)
+    return ", ".join(out)
