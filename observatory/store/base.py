@@ -115,6 +115,21 @@ def rows_table(rows: Sequence[Row]) -> pa.Table:
     return b.take()
 
 
+def credential_of(probe_name: str) -> str:
+    """The provenance recorded for an upload by the named probe (imports record `file:<name>`, `ooni-s3`...)."""
+    return "probe:" + probe_name
+
+
+def with_credential(table: pa.Table, credential: str | Sequence[str]) -> pa.Table:
+    """The table with its optional `credential` column: who (a probe's credential, an import source) brought
+    each row. Stores keep it; tables without it are stored with no credential (as before issue #22)."""
+    values = [credential] * table.num_rows if isinstance(credential, str) else list(credential)
+    column = pa.array(values, pa.string())
+    if "credential" in table.column_names:
+        return table.set_column(table.column_names.index("credential"), "credential", column)
+    return table.append_column("credential", column)
+
+
 def values_of(column: pa.ChunkedArray) -> list[Any]:
     """A string or binary column as a list of str or bytes (None for null): ~20x faster than to_pylist(), which
     builds a pyarrow scalar per value."""
@@ -196,6 +211,18 @@ class ProbeCredential:
     secret: str
     created: datetime
     revoked: bool = False
+    # where the probe is allowed to measure from (issue #22): uploads claiming another country or network are
+    # refused. None / () for a probe registered before these existed: any place, still one witness.
+    country: str | None = None
+    asns: tuple[int, ...] = ()
+    # a relay vouches for many probes (a simulation replay, a partner's collector): its measurements are
+    # counted by the probe identity they carry, like a public import, and it has no per-probe quota. Admin's call.
+    relay: bool = False
+
+    @property
+    def credential(self) -> str:
+        """What stored measurements record as the credential that brought them."""
+        return credential_of(self.name)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -305,6 +332,10 @@ class Store(Protocol):
     def probe_by_token_hash(self, token_hash: str) -> ProbeCredential | None: ...
     def probes(self) -> list[ProbeCredential]: ...
     def revoke_probe(self, name: str) -> bool: ...
+    # what one credential sent (issue #22): which stored uids it holds, and removing all of it (the countries
+    # and time spans removed, for detection to look at again)
+    def uid_credentials(self, uids: Sequence[str]) -> dict[str, str | None]: ...
+    def purge_credential(self, credential: str) -> dict[str, tuple[datetime, datetime]]: ...
     def get_state(self, key: str) -> str | None: ...
     def set_state(self, key: str, value: str) -> None: ...
 
