@@ -207,7 +207,8 @@ class Measurement(msgspec.Struct, frozen=True, kw_only=True):
     probe_asn: int
     network_name: str
     region: str | None
-    probe_key: str  # independent-evidence key: probe_id, else report_id, else network+resolver
+    probe_key: str  # independent-evidence key: probe_id, else report_id, else network+resolver (uploads: the
+    # collector replaces it with the uploading credential, `c:<probe name>`: one credential is one witness)
     resolver_asn: int | None
     test_name: str
     test_version: str
