@@ -26,7 +26,15 @@ import pyarrow as pa
 
 from observatory.errors import ParseError
 from observatory.measurement import MAX_DOCUMENT_BYTES, Measurement, parse_measurement, time_problem
-from observatory.store.base import BatchBuilder, DocumentEncoder, InsertResult, Row, Store, with_credential
+from observatory.store.base import (
+    BatchBuilder,
+    DocumentEncoder,
+    InsertResult,
+    Row,
+    Store,
+    insert_beside_uploads,
+    with_credential,
+)
 from observatory.verdict import classify
 
 BATCH_SIZE = 5000
@@ -388,7 +396,7 @@ class Ingestor:
         self._settle()
         batch = self._take_batch()
         if batch is not None:
-            self._count(self.store.insert_table(batch))
+            self._count(insert_beside_uploads(self.store, batch))
 
     def _flush_behind(self) -> None:
         """Hands the full batch to the writer thread and returns, once the previous batch is stored."""
@@ -398,7 +406,7 @@ class Ingestor:
             return
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer")
-        self._in_flight = self._writer.submit(self.store.insert_table, batch)
+        self._in_flight = self._writer.submit(insert_beside_uploads, self.store, batch)
 
     def _settle(self) -> None:
         """Waits for the batch in flight and counts it; its error, if any, is raised here."""

@@ -196,3 +196,19 @@ def test_a_squatted_uid_neither_drops_nor_overwrites_another_probes_measurement(
     docs = {json.loads(d)["test_keys"].get("forged", False)
             for d in collector.store.documents(MeasurementFilter())}
     assert docs == {True, False}  # both documents kept, neither overwritten
+
+
+def test_an_upload_cannot_make_an_import_drop_the_real_measurement(lines: list[bytes], tmp_path: Path,
+                                                                   collector: Collector) -> None:
+    squatter = create_probe(collector.store, "squatter", country="PK", asns=PK_ASNS)
+    real = json.loads(lines[0])
+    assert collector.post(squatter, [dict(real, test_keys={"forged": True})]).json()["accepted"] == 1
+    path = tmp_path / "ooni.jsonl"
+    path.write_text(json.dumps(real) + "\n")
+    first = ingest_paths(collector.store, [path], processes=1)
+    assert (first.accepted, first.duplicates) == (1, 0)
+    again = ingest_paths(collector.store, [path], processes=1)  # a re-import stays idempotent
+    assert (again.accepted, again.duplicates) == (0, 1)
+    held = {r["uid"]: r["credential"] for r in _rows(collector.store)}
+    assert held == {real["measurement_uid"]: "probe:squatter",
+                    own_uid(real["measurement_uid"], "file:ooni.jsonl"): "file:ooni.jsonl"}

@@ -6,6 +6,7 @@ The same contract test suite runs against each backend.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -128,6 +129,37 @@ def with_credential(table: pa.Table, credential: str | Sequence[str]) -> pa.Tabl
     if "credential" in table.column_names:
         return table.set_column(table.column_names.index("credential"), "credential", column)
     return table.append_column("credential", column)
+
+
+def own_uid(uid: str, credential: str) -> str:
+    """The uid a measurement is stored under when another credential stored its uid first (issue #22): stable
+    (a retry or a re-import finds it again), and naming no probe."""
+    return f"{uid}-{hashlib.sha256(credential.encode()).hexdigest()[:12]}"
+
+
+def insert_beside_uploads(store: Store, table: pa.Table) -> InsertResult:
+    """store.insert_table(table), and the imported rows whose uid an upload (a probe's credential) stored first
+    stored beside it under their own uid: a probe that sends an OONI uid before OONI's copy is imported cannot
+    make the import drop it. Costs a lookup only when a batch had duplicates."""
+    result = store.insert_table(table)
+    if not result.duplicates or "credential" not in table.column_names:
+        return result
+    uids, creds = values_of(table.column("uid")), values_of(table.column("credential"))
+    fresh = set(result.accepted_uids)
+    missed = sorted({u for u, c in zip(uids, creds, strict=True)
+                     if u not in fresh and c is not None and not c.startswith("probe:")})
+    if not missed:
+        return result
+    squatted = {u for u, held in store.uid_credentials(missed).items() if held and held.startswith("probe:")}
+    rows = [i for i, u in enumerate(uids) if u in squatted and creds[i] and not creds[i].startswith("probe:")]
+    if not rows:
+        return result
+    again = table.take(pa.array(rows, pa.int64()))
+    again = again.set_column(again.column_names.index("uid"), "uid",
+                             pa.array([own_uid(uids[i], creds[i]) for i in rows], pa.string()))
+    more = store.insert_table(again)
+    return InsertResult(accepted=result.accepted + more.accepted, duplicates=result.duplicates - more.accepted,
+                        accepted_uids=result.accepted_uids + more.accepted_uids)
 
 
 def values_of(column: pa.ChunkedArray) -> list[Any]:

@@ -20,7 +20,6 @@ store per hour and per day, in measurements and in bytes; only accepted new meas
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import threading
@@ -38,7 +37,7 @@ from starlette.concurrency import run_in_threadpool
 
 from observatory.errors import AuthError, ConfigError, ParseError, StoreError
 from observatory.measurement import MAX_DOCUMENT_BYTES, Measurement, measurement_from_dict, time_problem
-from observatory.store.base import BatchBuilder, ProbeCredential, Store, values_of, with_credential
+from observatory.store.base import BatchBuilder, ProbeCredential, Store, own_uid, values_of, with_credential
 from observatory.verdict import classify
 from observatory.web import auth
 from observatory.web.errors import Forbidden
@@ -181,12 +180,6 @@ def store_batch(store: Store, items: list[Any], writer: GroupCommit | None = Non
     removed from it) or already decoded values. With the uploading probe's `cred`, each row records it, counts
     as its witness, and must come from where it was registered; `now` is the receiving clock."""
     return _store_items(store, items, writer, cred, now)[0]
-
-
-def own_uid(uid: str, credential: str) -> str:
-    """The uid a measurement is stored under when another credential stored its uid first: stable (a retry
-    finds it again), and naming no probe."""
-    return f"{uid}-{hashlib.sha256(credential.encode()).hexdigest()[:12]}"
 
 
 def _refusal(m: Measurement, cred: ProbeCredential | None, now: datetime,
