@@ -73,6 +73,9 @@ QUOTA_ENV = {"per_hour": "OBSERVATORY_PROBE_PER_HOUR", "per_day": "OBSERVATORY_P
              "bytes_per_hour": "OBSERVATORY_PROBE_BYTES_PER_HOUR", "bytes_per_day": "OBSERVATORY_PROBE_BYTES_PER_DAY"}
 
 
+Place = tuple[str, int, str | None]  # where a measurement was taken: country, network, region
+
+
 def _error(status: int, message: str, **headers: str) -> JSONResponse:
     return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers or None)
 
@@ -231,12 +234,15 @@ def _unsquat(store: Store, table: pa.Table, fresh: set[str], cred: ProbeCredenti
 
 def _store_items(store: Store, items: list[Any], writer: GroupCommit | None,
                  cred: ProbeCredential | None = None, now: datetime | None = None, oldest: datetime | None = None
-                 ) -> tuple[dict[str, Any], tuple[Measurement | None, int]]:
-    """store_batch's work; also the first measurement accepted (for the heartbeat) and the bytes accepted."""
+                 ) -> tuple[dict[str, Any], tuple[Place | None, int]]:
+    """store_batch's work; also where the first measurement accepted was taken (for the heartbeat) and the
+    bytes accepted."""
     now = now or datetime.now(UTC)
     results: list[dict[str, Any]] = []
     builder = BatchBuilder()
-    kept: dict[int, tuple[Measurement, int]] = {}  # index of a pending result -> (measurement, its bytes)
+    # index of a pending result -> (its place, its bytes); not the measurement: a batch's decoded documents kept
+    # alive to the end would make every garbage collection walk them (it doubled a batch's time)
+    kept: dict[int, tuple[Place, int]] = {}
     for i, item in enumerate(items):
         where = f"measurements[{i}]"
         raw: bytes | None = None
@@ -265,7 +271,8 @@ def _store_items(store: Store, items: list[Any], writer: GroupCommit | None,
             m = msgspec.structs.replace(m, probe_key="c:" + cred.name)
         verdict, kbps = _verdict(m)
         builder.add(m, verdict, kbps, SOURCE)
-        kept[len(results)] = (m, len(raw) if raw is not None else len(m.document_json()))
+        kept[len(results)] = ((m.probe_cc, m.probe_asn, m.region),
+                              len(raw) if raw is not None else len(m.document_json()))
         results.append({"index": i, "measurement_uid": m.uid, "status": "pending"})
     fresh: set[str] = set()
     renamed: dict[str, str] = {}
@@ -278,7 +285,7 @@ def _store_items(store: Store, items: list[Any], writer: GroupCommit | None,
         if cred is not None:
             renamed, fresh_again = _unsquat(store, table, fresh, cred, writer)
             fresh |= fresh_again
-    first: Measurement | None = None
+    first: Place | None = None
     accepted_bytes = 0
     for n, r in enumerate(results):
         if r["status"] == "pending":
@@ -289,9 +296,9 @@ def _store_items(store: Store, items: list[Any], writer: GroupCommit | None,
             r["status"] = "accepted" if stored_as in fresh else "duplicate"
             fresh.discard(stored_as)
             if r["status"] == "accepted":
-                m, size = kept[n]
+                place, size = kept[n]
                 accepted_bytes += size
-                first = first or m
+                first = first or place
     counts = {s: sum(1 for r in results if r["status"] == s) for s in ("accepted", "duplicate", "rejected")}
     return {"accepted": counts["accepted"], "duplicates": counts["duplicate"], "rejected": counts["rejected"],
             "results": results}, (first, accepted_bytes)
@@ -318,17 +325,17 @@ class HeartbeatThrottle:
             return True
 
 
-def _heartbeat(store: Store, probe: str, m: Measurement | None, throttle: HeartbeatThrottle | None = None) -> None:
+def _heartbeat(store: Store, probe: str, place: Place | None, throttle: HeartbeatThrottle | None = None) -> None:
     """When each probe was last heard from, and where it measures: the silence of a network's probes is a signal.
 
     Only from a measurement accepted new (`m`): a replayed batch, refused as duplicates, says nothing about
     the probe being alive now, and nor does a batch of rejected items."""
-    if m is None:
+    if place is None:
         return
-    place = (m.probe_cc, m.probe_asn, m.region)
     if throttle is not None and not throttle.due(probe, place):
         return
-    store.record_heartbeat(probe=probe, time=datetime.now(UTC), country=m.probe_cc, asn=m.probe_asn, region=m.region)
+    cc, asn, region = place
+    store.record_heartbeat(probe=probe, time=datetime.now(UTC), country=cc, asn=asn, region=region)
 
 
 class ProbeQuotas:
