@@ -212,3 +212,20 @@ def test_an_upload_cannot_make_an_import_drop_the_real_measurement(lines: list[b
     held = {r["uid"]: r["credential"] for r in _rows(collector.store)}
     assert held == {real["measurement_uid"]: "probe:squatter",
                     own_uid(real["measurement_uid"], "file:ooni.jsonl"): "file:ooni.jsonl"}
+
+
+def test_probes_add_with_a_place_and_list_it(tmp_path: Path) -> None:
+    db = str(tmp_path / "p.duckdb")
+    out = _cli(["probes", "add", "lahore-1", "--country", "pk", "--asn", "17557", "--asn", "AS45669", "--db", db])
+    assert out.exit_code == 0, out.output
+    assert set(json.loads(out.output)) == {"token", "secret"}
+    assert _cli(["probes", "add", "replay", "--relay", "--db", db]).exit_code == 0
+    listed = json.loads(_cli(["probes", "list", "--format", "json", "--db", db]).output)
+    assert [(p["name"], p["country"], p["asns"], p["relay"]) for p in listed] == [
+        ("lahore-1", "PK", [17557, 45669], False), ("replay", None, [], True)]
+    bad = _cli(["probes", "add", "x", "--country", "Pakistan", "--db", db])
+    assert bad.exit_code != 0 and "ISO 3166-1 alpha-2" in str(bad.exception or bad.output)
+    bad = _cli(["probes", "add", "y", "--asn", "seventeen", "--db", db])
+    assert bad.exit_code != 0
+    gone = _cli(["probes", "purge", "ghost", "--db", db])
+    assert gone.exit_code != 0 and "no probe named 'ghost'" in str(gone.exception or gone.output)
