@@ -725,6 +725,7 @@ def test_rows_record_their_credential_and_a_purge_removes_one_credentials_rows(
     store.refresh_rollup()
     held = store.uid_credentials([pk[0].measurement.uid, ir[0].measurement.uid, "nope"])
     assert held == {pk[0].measurement.uid: "probe:forger", ir[0].measurement.uid: "file:ir.jsonl"}
+    assert store.stats()["by_credential"] == {"probe:forger": len(pk), "file:ir.jsonl": len(ir)}
     store.record_heartbeat(probe="forger", time=T0, country="PK", asn=17557, region=None)
     spans = store.purge_credential("probe:forger")
     times = [r.measurement.start_time for r in pk]

@@ -87,7 +87,7 @@ def _print_summary(s: IngestSummary, fmt: str, rejects_path: Path) -> None:
 
 @app.command()
 def stats(db: DbOption, format: FormatOption = "table") -> None:
-    """Counts of stored measurements by country, network, test, platform, verdict and day.
+    """Counts of stored measurements by country, network, test, platform, verdict, day and credential.
 
     Example: observatory stats --format json
     """
@@ -102,7 +102,7 @@ def stats(db: DbOption, format: FormatOption = "table") -> None:
         return
     console = Console()
     console.print(f"[bold]{data['measurements']:,}[/bold] measurements in {db}")
-    for key in ("by_country", "by_network", "by_test", "by_platform", "by_verdict", "by_day"):
+    for key in ("by_country", "by_network", "by_test", "by_platform", "by_verdict", "by_day", "by_credential"):
         table = Table(title=key.replace("_", " "), show_header=False, box=None)
         for k, v in list(data[key].items())[:20]:
             table.add_row(k, f"{v:,}")

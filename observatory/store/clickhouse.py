@@ -392,6 +392,8 @@ class ClickHouseStore:
             "by_platform": grouped("if(platform = '', '(none)', platform)"),
             "by_verdict": grouped("verdict"),
             "by_day": dict(sorted(grouped("formatDateTime(t, '%Y-%m-%d')", 10_000).items())),
+            # who brought them (issue #22): a probe's credential or an import source, to find a forger
+            "by_credential": grouped("ifNull(credential, '(unrecorded)')"),
         }
 
     @staticmethod

@@ -437,6 +437,9 @@ class DuckDBStore:
                 "by_platform": grouped("coalesce(platform, '(none)')"),
                 "by_verdict": grouped("verdict"),
                 "by_day": dict(sorted(grouped("strftime(t, '%Y-%m-%d')", 10_000).items())),
+                # who brought them (issue #22): a probe's credential or an import source, to find a forger
+                "by_credential": grouped("coalesce(credential, '(unrecorded)')") if self._has_witness_columns()
+                else {},
             }
 
     @staticmethod
