@@ -328,8 +328,8 @@ class HeartbeatThrottle:
 def _heartbeat(store: Store, probe: str, place: Place | None, throttle: HeartbeatThrottle | None = None) -> None:
     """When each probe was last heard from, and where it measures: the silence of a network's probes is a signal.
 
-    Only from a measurement accepted new (`m`): a replayed batch, refused as duplicates, says nothing about
-    the probe being alive now, and nor does a batch of rejected items."""
+    Only from where a measurement accepted new was taken (`place`): a replayed batch, refused as duplicates,
+    says nothing about the probe being alive now, and nor does a batch of rejected items."""
     if place is None:
         return
     if throttle is not None and not throttle.due(probe, place):
