@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import IO, Any
@@ -25,9 +26,17 @@ from typing import IO, Any
 import pyarrow as pa
 
 from observatory.errors import ParseError
-from observatory.measurement import MAX_DOCUMENT_BYTES, Measurement, parse_measurement
+from observatory.measurement import MAX_DOCUMENT_BYTES, Measurement, parse_measurement, time_problem
 from observatory.sources import obsrows
-from observatory.store.base import BatchBuilder, DocumentEncoder, InsertResult, Row, Store
+from observatory.store.base import (
+    BatchBuilder,
+    DocumentEncoder,
+    InsertResult,
+    Row,
+    Store,
+    insert_beside_uploads,
+    with_credential,
+)
 from observatory.verdict import classify
 
 BATCH_SIZE = 5000
@@ -163,9 +172,19 @@ def parse_lines(
 ) -> Iterator[Measurement | Reject]:
     for name, line, data in items:
         try:
-            yield parse_measurement(data, where=f"{name}:{line}")
+            yield parse_sane(data, where=f"{name}:{line}")
         except ParseError as exc:
             yield Reject(name, line, exc.reason, data[:500].decode("utf-8", "replace"))
+
+
+def parse_sane(data: bytes, *, where: str = "", now: datetime | None = None) -> Measurement:
+    """parse_measurement, and a ParseError for a time before OONI or ahead of the present (issue #22: a year-1
+    or year-9999 measurement in a file must not reach the store, where it would break detection)."""
+    m = parse_measurement(data, where=where)
+    problem = time_problem(m.start_time, now or datetime.now(UTC))
+    if problem is not None:
+        raise ParseError(problem, where=where)
+    return m
 
 
 def source_of(m: Measurement, source: str = "") -> str:
@@ -197,9 +216,10 @@ def _parse_chunk(name: str, source: str, items: list[tuple[int, bytes]],
     """
     builder = BatchBuilder()
     rejects: list[Reject] = []
+    now = datetime.now(UTC)
     for line, data in items:
         try:
-            m = parse_measurement(data)
+            m = parse_sane(data, now=now)
         except ParseError as exc:
             rejects.append(Reject(name, line, exc.reason, data[:500].decode("utf-8", "replace")))
             continue
@@ -235,6 +255,7 @@ def _parse_range(name: str, source: str, start: int, end: int, encoder: Document
     rejects: list[Reject] = []
     n = 0
     error = None
+    now = datetime.now(UTC)
     try:
         with open(name, "rb", buffering=READ_BUFFER) as stream:
             for n, line in enumerate(_range_lines(stream, start, end, limit), start=1):  # noqa: B007
@@ -244,7 +265,7 @@ def _parse_range(name: str, source: str, start: int, end: int, encoder: Document
                 if line.isspace():
                     continue
                 try:
-                    m = parse_measurement(line)
+                    m = parse_sane(line, now=now)
                 except ParseError as exc:
                     rejects.append(Reject(name, n, exc.reason, line[:500].decode("utf-8", "replace")))
                     continue
@@ -289,6 +310,7 @@ class Ingestor:
         on_progress: Callable[[IngestSummary], None] | None = None,
         source: str = "",
         processes: int = 1,
+        credential: str | None = None,
     ) -> None:
         self.store = store
         self._processes = processes
@@ -304,6 +326,11 @@ class Ingestor:
         self._source = source
         self._writer: ThreadPoolExecutor | None = None
         self._in_flight: Future[InsertResult] | None = None
+        # provenance (issue #22): what each row records as the credential that brought it. A file's own name
+        # (`file:<name>`) unless the caller names the source; OONI's public bucket is `ooni-s3`
+        self._credential = credential or ("ooni-s3" if source == "ooni" else None)
+        self._current = self._credential or "import"
+        self._row_credentials: list[str] = []  # one per row in the builder
 
     def __enter__(self) -> Ingestor:
         return self
@@ -328,6 +355,7 @@ class Ingestor:
     def add(self, m: Measurement, *, source: str | None = None) -> None:
         self.summary.read += 1
         _add_classified(self._builder, m, self._source if source is None else source)
+        self._row_credentials.append(self._current)
         self._pending_rows += 1
         if self._pending_rows >= self.batch_size:
             self._flush_behind()
@@ -335,6 +363,7 @@ class Ingestor:
     def _add_table(self, table: pa.Table) -> None:
         if not table.num_rows:
             return
+        table = with_credential(table, self._current)
         self.summary.read += table.num_rows
         if self._tables and self._tables[-1].schema != table.schema:
             self._flush_behind()  # documents as JSON before the store had a dictionary, encoded after
@@ -358,7 +387,8 @@ class Ingestor:
 
     def _take_batch(self) -> pa.Table | None:
         if len(self._builder):
-            self._tables.append(self._builder.take())
+            creds, self._row_credentials = self._row_credentials, []
+            self._tables.append(with_credential(self._builder.take(), creds))
         if not self._tables:
             return None
         tables, self._tables, self._pending_rows = self._tables, [], 0
@@ -369,7 +399,7 @@ class Ingestor:
         self._settle()
         batch = self._take_batch()
         if batch is not None:
-            self._count(self.store.insert_table(batch))
+            self._count(insert_beside_uploads(self.store, batch))
 
     def _flush_behind(self) -> None:
         """Hands the full batch to the writer thread and returns, once the previous batch is stored."""
@@ -379,7 +409,7 @@ class Ingestor:
             return
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer")
-        self._in_flight = self._writer.submit(self.store.insert_table, batch)
+        self._in_flight = self._writer.submit(insert_beside_uploads, self.store, batch)
 
     def _settle(self) -> None:
         """Waits for the batch in flight and counts it; its error, if any, is raised here."""
@@ -396,7 +426,7 @@ class Ingestor:
 
     def ingest_bytes(self, data: bytes, *, where: str, line: int) -> None:
         try:
-            m = parse_measurement(data, where=f"{where}:{line}")
+            m = parse_sane(data, where=f"{where}:{line}")
         except ParseError as exc:
             self.reject(Reject(where, line, exc.reason, data[:500].decode("utf-8", "replace")))
             return
@@ -404,6 +434,7 @@ class Ingestor:
 
     def ingest_file(self, path: Path) -> None:
         self.summary.files += 1
+        self._current = self._credential or f"file:{Path(path).name}"
         if self._ingest_observation_rows(path):
             return
         if self._processes > 1 and _size(path) >= POOL_MIN_BYTES:

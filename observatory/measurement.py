@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache, partial
 from typing import Any
 
@@ -209,7 +209,8 @@ class Measurement(msgspec.Struct, frozen=True, kw_only=True):
     probe_asn: int
     network_name: str
     region: str | None
-    probe_key: str  # independent-evidence key: probe_id, else report_id, else network+resolver
+    probe_key: str  # independent-evidence key: probe_id, else report_id, else network+resolver (uploads: the
+    # collector replaces it with the uploading credential, `c:<probe name>`: one credential is one witness)
     resolver_asn: int | None
     test_name: str
     test_version: str
@@ -287,7 +288,33 @@ def parse_time(value: str | float | int | None, *, where: str = "measurement_sta
         t = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise ParseError(f"{where} {value!r} is not a time like 'YYYY-MM-DD HH:MM:SS'") from None
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+    try:
+        return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 with an offset leaves the calendar
+        raise ParseError(f"{where} {value!r} is out of range") from None
+
+
+# Time sanity (issue #22). OONI's first measurements date from 2012: anything older is a broken clock or a
+# forgery, and a year-1 or year-9999 time would overflow the detector's window arithmetic. A probe's clock may
+# run a little ahead of ours, never by more than this.
+EARLIEST_TIME = datetime(2012, 1, 1, tzinfo=UTC)
+MAX_CLOCK_SKEW = timedelta(minutes=10)
+
+
+def time_problem(t: datetime, now: datetime) -> str | None:
+    """Why a measurement time cannot be believed, relative to the receiver's clock `now`; None when it can."""
+    if t < EARLIEST_TIME:
+        return f"measurement_start_time {t:%Y-%m-%d %H:%M:%S} is before {EARLIEST_TIME:%Y-%m-%d} (before OONI)"
+    if t > now + MAX_CLOCK_SKEW:
+        minutes = MAX_CLOCK_SKEW.total_seconds() / 60
+        return (f"measurement_start_time {t:%Y-%m-%d %H:%M:%S} is more than {minutes:g} minutes ahead of the "
+                f"receiving clock ({now:%Y-%m-%d %H:%M:%S} UTC)")
+    return None
+
+
+def sane_time(t: datetime, now: datetime) -> datetime:
+    """`t` brought inside [EARLIEST_TIME, now + MAX_CLOCK_SKEW]: for reads of rows stored before the checks."""
+    return min(max(t, EARLIEST_TIME), now + MAX_CLOCK_SKEW)
 
 
 def format_time(t: datetime) -> str:

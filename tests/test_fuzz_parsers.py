@@ -54,7 +54,8 @@ def test_arbitrary_bytes_never_crash_the_parser(data: bytes) -> None:
 
 measurements = st.fixed_dictionaries({
     "test_name": st.sampled_from(["web_connectivity", "telegram", "signal", "ndt"]),
-    "measurement_start_time": st.datetimes(min_value=datetime(2012, 1, 1), max_value=datetime(2035, 1, 1))
+    # a valid measurement is not from the future (ingest refuses those: issue #22)
+    "measurement_start_time": st.datetimes(min_value=datetime(2012, 1, 1), max_value=datetime(2025, 12, 31))
     .map(lambda t: format_time(t.replace(tzinfo=UTC))),
     "probe_cc": st.sampled_from(["PK", "IR", "IT", "ZZ"]),
     "probe_asn": st.integers(0, 2**32 - 1).map(lambda n: f"AS{n}"),

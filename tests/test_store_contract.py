@@ -708,3 +708,74 @@ def test_the_screens_counts_are_identical_across_backends(pair: tuple[DuckDBStor
     assert down == ch.down_counts(since=T0, until=T0 + timedelta(hours=8), bucket_seconds=300, series=series)
     assert {(asn, platform) for _b, _cc, asn, platform, _n, _d in down} == {(45669, "twitter"), (17557, "control")}
     assert duck.down_counts(since=T0, until=T0 + timedelta(hours=8), bucket_seconds=300, series=[]) == []
+
+
+# --- provenance: a credential is one witness (issue #22) -------------------------------------------------------
+
+
+def test_rows_record_their_credential_and_a_purge_removes_one_credentials_rows(
+        store: DuckDBStore | ClickHouseStore) -> None:
+    from observatory.store.base import rows_table, with_credential
+
+    rows = list(_small_world().rows())
+    pk = [r for r in rows if r.measurement.probe_cc == "PK"]
+    ir = [r for r in rows if r.measurement.probe_cc == "IR"]
+    store.insert_table(with_credential(rows_table(pk), "probe:forger"))
+    store.insert_table(with_credential(rows_table(ir), "file:ir.jsonl"))
+    store.refresh_rollup()
+    held = store.uid_credentials([pk[0].measurement.uid, ir[0].measurement.uid, "nope"])
+    assert held == {pk[0].measurement.uid: "probe:forger", ir[0].measurement.uid: "file:ir.jsonl"}
+    assert store.stats()["by_credential"] == {"probe:forger": len(pk), "file:ir.jsonl": len(ir)}
+    store.record_heartbeat(probe="forger", time=T0, country="PK", asn=17557, region=None)
+    spans = store.purge_credential("probe:forger")
+    times = [r.measurement.start_time for r in pk]
+    assert spans == {"PK": (min(times), max(times))}
+    assert store.count() == len(ir)
+    assert store.countries() == ["IR"]
+    assert store.heartbeats(since=FAR_PAST, until=FAR_FUTURE) == []
+    # the dashboard's rollup forgot them too
+    assert {c.country for c in store.rollup(since=FAR_PAST, until=FAR_FUTURE, bucket_seconds=3600)} == {"IR"}
+    assert store.purge_credential("probe:nobody") == {}
+
+
+def test_probe_place_and_relay_round_trip(store: DuckDBStore | ClickHouseStore) -> None:
+    created = datetime(2024, 1, 1, 12, tzinfo=UTC)
+    p = ProbeCredential(name="lahore-1", token_hash="h1", secret="s1", created=created, country="PK",
+                        asns=(17557, 45669), relay=True)
+    store.add_probe(p)
+    assert store.probe_by_token_hash("h1") == p
+    store.revoke_probe("lahore-1")
+    assert store.probes()[0].asns == (17557, 45669) and store.probes()[0].revoked
+
+
+def test_a_store_from_before_provenance_migrates_and_keeps_everything(tmp_path: Path, chdb_dir: Path) -> None:
+    rows = list(_small_world().rows())[:50]
+    cred = ProbeCredential(name="old", token_hash="h", secret="s", created=datetime(2024, 1, 1, tzinfo=UTC))
+    url = f"chdb://{chdb_dir}?database=old_{os.getpid()}"
+    path = str(tmp_path / "old.duckdb")
+    duck, ch = DuckDBStore(path), ClickHouseStore(url)
+    for s in (duck, ch):
+        s.add_probe(cred)
+        s.insert(rows)
+    # the stores as they were before the provenance migration: its columns and its version gone
+    duck._con.execute("ALTER TABLE measurements DROP COLUMN credential")
+    for column in ("country", "asns", "relay"):
+        duck._con.execute(f"ALTER TABLE probe_credentials DROP COLUMN {column}")
+        ch._command(f"ALTER TABLE {{db}}.probe_credentials DROP COLUMN {column}")
+    duck._con.execute("DELETE FROM schema_version WHERE version = 7")
+    ch._command("ALTER TABLE {db}.measurements DROP COLUMN credential")
+    ch._command("ALTER TABLE {db}.schema_version DELETE WHERE version = 5", settings={"mutations_sync": 2})
+    assert (duck.schema_version(), ch.schema_version()) == (6, 4)
+    duck.close()
+    ch.close()
+    read_only = DuckDBStore(path, read_only=True)  # not migrated: still readable
+    assert read_only.probes() == [cred] and read_only.count() == 50
+    read_only.close()
+    for s in (DuckDBStore(path), ClickHouseStore(url)):
+        try:
+            assert s.count() == 50 and s.probes() == [cred]
+            assert set(s.uid_credentials([r.measurement.uid for r in rows]).values()) == {None}
+            s.insert(list(_small_world().rows())[50:60])
+            assert s.count() == 60
+        finally:
+            _dispose(s)

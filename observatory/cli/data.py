@@ -98,7 +98,7 @@ STATS_ROWS = 20  # rows per table printed by `stats` (the JSON has them all)
 
 @app.command()
 def stats(db: DbOption, format: FormatOption = "table") -> None:
-    """Counts of stored measurements by country, network, test, platform, verdict and day.
+    """Counts of stored measurements by country, network, test, platform, verdict, day and credential.
 
     Example: observatory stats --format json
     """
@@ -113,7 +113,7 @@ def stats(db: DbOption, format: FormatOption = "table") -> None:
         return
     console = Console()
     console.print(f"[bold]{data['measurements']:,}[/bold] measurements in {db}")
-    for key in ("by_country", "by_network", "by_test", "by_platform", "by_verdict", "by_day"):
+    for key in ("by_country", "by_network", "by_test", "by_platform", "by_verdict", "by_day", "by_credential"):
         items = list(data[key].items())
         if key == "by_day":
             items.reverse()  # the newest days first: what an analyst checks is whether today's data came in

@@ -1,4 +1,4 @@
-"""probe, helper, probes add|list|revoke: measuring from a network, the control vantage point, credentials."""
+"""probe, helper, probes add|list|revoke|purge: measuring from a network, the control vantage point, credentials."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from observatory.cli.app import DbOption, FormatOption, app, check_choice, count
 from observatory.errors import ConfigError
 
 probes_app = typer.Typer(
-    help="Probe credentials for the collector: add, list, revoke.\n\n"
+    help="Probe credentials for the collector: add, list, revoke, purge.\n\n"
          "Example: observatory probes add lahore-ptcl-1 --db obs.duckdb",
     no_args_is_help=True,
 )
@@ -296,20 +296,40 @@ def helper(
 
 
 @probes_app.command("add")
-def probes_add(name: Annotated[str, typer.Argument(help="A name for the probe.")], db: DbOption,
-               format: Annotated[str, typer.Option("--format", "-f", help="json (for scripts) or text.")]
-               = "json") -> None:
+def probes_add(
+    name: Annotated[str, typer.Argument(help="A name for the probe.")],
+    db: DbOption,
+    country: Annotated[str | None, typer.Option(
+        "--country", help="The country it measures from (ISO code): uploads claiming another are refused.",
+        show_default=False)] = None,
+    asn: Annotated[list[str] | None, typer.Option(
+        "--asn", help="A network it measures from (17557 or AS17557), repeatable: uploads claiming another "
+                      "are refused.", show_default=False)] = None,
+    relay: Annotated[bool, typer.Option(
+        "--relay", help="It relays many probes (a replay, a partner's collector): their measurements count by "
+                        "the probe ids they carry, and it has no per-probe quota. Only for sources you trust.")]
+    = False,
+    format: Annotated[str, typer.Option("--format", "-f", help="json (for scripts) or text.")] = "json",
+) -> None:
     """Register a probe; prints its token and secret (shown once: the token is stored hashed).
 
-    Example: observatory probes add lahore-ptcl-1 --db obs.duckdb
+    Everything it uploads counts as one witness, whatever probe ids the measurements claim.
+
+    Example: observatory probes add lahore-ptcl-1 --country PK --asn 17557 --db obs.duckdb
     """
     from observatory.web.auth import create_probe
 
     check_choice(format, ("json", "text"), "--format")
+    asns: list[int] = []
+    for value in asn or []:
+        number = _asn(value, "--asn")
+        if number is not None:
+            asns.append(number)
+    country = country_option(country)
     store = store_for(db)
     try:
         _refuse_revoked_name(store, name)
-        created = create_probe(store, name)
+        created = create_probe(store, name, country=country, asns=asns, relay=relay)
     finally:
         store.close()
     if format == "json":
@@ -339,13 +359,16 @@ def probes_list(db: DbOption, format: FormatOption = "table") -> None:
         creds = store.probes()
     finally:
         store.close()
-    rows = [{"name": c.name, "created": c.created.strftime("%Y-%m-%dT%H:%M:%SZ"), "revoked": c.revoked}
+    rows = [{"name": c.name, "created": c.created.strftime("%Y-%m-%dT%H:%M:%SZ"), "revoked": c.revoked,
+             "country": c.country, "asns": list(c.asns), "relay": c.relay}
             for c in creds]
     if format == "json":
         typer.echo(json.dumps(rows))
         return
-    for r in rows:
-        typer.echo(f"{r['name']}\t{r['created']}\t{'revoked' if r['revoked'] else 'active'}")
+    for c, r in zip(creds, rows, strict=True):
+        where = " ".join([c.country or "any country", *(f"AS{a}" for a in c.asns)])
+        typer.echo(f"{r['name']}\t{r['created']}\t{'revoked' if c.revoked else 'active'}\t{where}"
+                   f"{chr(9) + 'relay' if c.relay else ''}")
 
 
 @probes_app.command("revoke")
@@ -362,3 +385,48 @@ def probes_revoke(name: Annotated[str, typer.Argument(help="The probe's name.")]
     if not found:
         raise ConfigError(f"no probe named {name!r}")
     typer.echo(f"revoked {name}")
+
+
+@probes_app.command("purge")
+def probes_purge(name: Annotated[str, typer.Argument(help="The probe's name.")], db: DbOption,
+                 detect: Annotated[bool, typer.Option(
+                     "--detect/--no-detect", help="Run detection again over the time it covered.")] = True) -> None:
+    """Remove everything a probe's credential uploaded (and its heartbeats), then run detection again so that
+    incidents resting on its measurements go. The credential itself stays (revoke it too, if it is forged).
+
+    Example: observatory probes purge lahore-ptcl-1 --db obs.duckdb
+    """
+    from observatory.store.base import credential_of
+
+    store = store_for(db)
+    try:
+        if not any(p.name == name for p in store.probes()):
+            raise ConfigError(f"no probe named {name!r}")
+        before = store.count()
+        spans = store.purge_credential(credential_of(name))
+        removed = before - store.count()
+        summary: dict[str, Any] = {"probe": name, "removed": removed,
+                                   "countries": {cc: [lo.isoformat(), hi.isoformat()]
+                                                 for cc, (lo, hi) in sorted(spans.items())}}
+        if detect and spans:
+            summary["incidents_removed"] = _redetect(store, spans)
+    finally:
+        store.close()
+    typer.echo(json.dumps(summary))
+
+
+def _redetect(store: Any, spans: dict[str, tuple[Any, Any]]) -> list[str]:
+    """Detection again after a purge; the ids of the incidents it removed.
+
+    A purge adds no rows, so the incremental run would see nothing: the full run re-judges every window (its
+    incidents keep their ids). An incident of a purged country and time that it no longer finds goes too,
+    even where nothing else is left to look at, unless an analyst reviewed it."""
+    from observatory.detect.run import run_detection, stored_incidents
+
+    before = {i.id: i for i in stored_incidents(store)}
+    found = {i.id for i in run_detection(store, full=True).saved}
+    stale = [i.id for i in stored_incidents(store) if i.id not in found and i.review is None
+             and i.country in spans and i.start <= spans[i.country][1]
+             and (i.end is None or i.end >= spans[i.country][0])]
+    store.delete_incidents(stale)
+    return sorted(set(before) - {i.id for i in stored_incidents(store)})

@@ -166,12 +166,16 @@ def _default_scenario() -> Path:
     return here if here.exists() else Path("scenarios") / REFERENCE_SCENARIO
 
 
-def _register_demo_probe(store: Store) -> tuple[str, str]:
-    """A probe credential for the replay, made the way `observatory probes add` makes one."""
+def _register_demo_probe(store: Store, scenario: Any = None) -> tuple[str, str]:
+    """A probe credential for the replay, made the way `observatory probes add` makes one: a relay (it carries
+    a whole simulated country of probes, each its own witness), bound to the scenario's country and networks."""
     from observatory.web import auth
 
     name = f"demo-{int(time.time())}"
-    created = auth.create_probe(store, name)
+    countries = list(getattr(scenario, "countries", ()))
+    country = countries[0].code if len(countries) == 1 else None
+    asns = sorted({a for c in countries for a in c.asns})
+    created = auth.create_probe(store, name, country=country, asns=asns, relay=True)
     return created["token"], created["secret"]
 
 
@@ -236,7 +240,7 @@ def demo(
 
     def replay() -> None:
         try:
-            token, secret = _register_demo_probe(store)
+            token, secret = _register_demo_probe(store, sc)
             # the replay is the service's own: not held to the per-probe rate outside probes are (so that
             # --speed max is as fast as the store takes it)
             application.state.unlimited_probes = {_probe_name(store, token)}

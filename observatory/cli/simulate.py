@@ -51,7 +51,7 @@ def simulate(
         if out is not None:
             raise ConfigError("give --out or --collector, not both")
         if not token or not secret:
-            raise ConfigError("--collector needs --token and --secret (from `observatory probes add NAME`)")
+            raise ConfigError("--collector needs --token and --secret (from `observatory probes add NAME --relay`)")
         if truth is not None:
             write_truth(sc, truth)
         summary = stream_to_collector(sc, collector, token, secret, speed=speed, activity=activity)

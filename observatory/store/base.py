@@ -6,6 +6,7 @@ The same contract test suite runs against each backend.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -115,6 +116,52 @@ def rows_table(rows: Sequence[Row]) -> pa.Table:
     return b.take()
 
 
+def credential_of(probe_name: str) -> str:
+    """The provenance recorded for an upload by the named probe (imports record `file:<name>`, `ooni-s3`...)."""
+    return "probe:" + probe_name
+
+
+def with_credential(table: pa.Table, credential: str | Sequence[str]) -> pa.Table:
+    """The table with its optional `credential` column: who (a probe's credential, an import source) brought
+    each row. Stores keep it; tables without it are stored with no credential (as before issue #22)."""
+    values = [credential] * table.num_rows if isinstance(credential, str) else list(credential)
+    column = pa.array(values, pa.string())
+    if "credential" in table.column_names:
+        return table.set_column(table.column_names.index("credential"), "credential", column)
+    return table.append_column("credential", column)
+
+
+def own_uid(uid: str, credential: str) -> str:
+    """The uid a measurement is stored under when another credential stored its uid first (issue #22): stable
+    (a retry or a re-import finds it again), and naming no probe."""
+    return f"{uid}-{hashlib.sha256(credential.encode()).hexdigest()[:12]}"
+
+
+def insert_beside_uploads(store: Store, table: pa.Table) -> InsertResult:
+    """store.insert_table(table), and the imported rows whose uid an upload (a probe's credential) stored first
+    stored beside it under their own uid: a probe that sends an OONI uid before OONI's copy is imported cannot
+    make the import drop it. Costs a lookup only when a batch had duplicates."""
+    result = store.insert_table(table)
+    if not result.duplicates or "credential" not in table.column_names:
+        return result
+    uids, creds = values_of(table.column("uid")), values_of(table.column("credential"))
+    fresh = set(result.accepted_uids)
+    missed = sorted({u for u, c in zip(uids, creds, strict=True)
+                     if u not in fresh and c is not None and not c.startswith("probe:")})
+    if not missed:
+        return result
+    squatted = {u for u, held in store.uid_credentials(missed).items() if held and held.startswith("probe:")}
+    rows = [i for i, u in enumerate(uids) if u in squatted and creds[i] and not creds[i].startswith("probe:")]
+    if not rows:
+        return result
+    again = table.take(pa.array(rows, pa.int64()))
+    again = again.set_column(again.column_names.index("uid"), "uid",
+                             pa.array([own_uid(uids[i], creds[i]) for i in rows], pa.string()))
+    more = store.insert_table(again)
+    return InsertResult(accepted=result.accepted + more.accepted, duplicates=result.duplicates - more.accepted,
+                        accepted_uids=result.accepted_uids + more.accepted_uids)
+
+
 def values_of(column: pa.ChunkedArray) -> list[Any]:
     """A string or binary column as a list of str or bytes (None for null): ~20x faster than to_pylist(), which
     builds a pyarrow scalar per value."""
@@ -196,6 +243,18 @@ class ProbeCredential:
     secret: str
     created: datetime
     revoked: bool = False
+    # where the probe is allowed to measure from (issue #22): uploads claiming another country or network are
+    # refused. None / () for a probe registered before these existed: any place, still one witness.
+    country: str | None = None
+    asns: tuple[int, ...] = ()
+    # a relay vouches for many probes (a simulation replay, a partner's collector): its measurements are
+    # counted by the probe identity they carry, like a public import, and it has no per-probe quota. Admin's call.
+    relay: bool = False
+
+    @property
+    def credential(self) -> str:
+        """What stored measurements record as the credential that brought them."""
+        return credential_of(self.name)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -305,6 +364,10 @@ class Store(Protocol):
     def probe_by_token_hash(self, token_hash: str) -> ProbeCredential | None: ...
     def probes(self) -> list[ProbeCredential]: ...
     def revoke_probe(self, name: str) -> bool: ...
+    # what one credential sent (issue #22): which stored uids it holds, and removing all of it (the countries
+    # and time spans removed, for detection to look at again)
+    def uid_credentials(self, uids: Sequence[str]) -> dict[str, str | None]: ...
+    def purge_credential(self, credential: str) -> dict[str, tuple[datetime, datetime]]: ...
     def get_state(self, key: str) -> str | None: ...
     def set_state(self, key: str, value: str) -> None: ...
 

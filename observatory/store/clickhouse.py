@@ -22,6 +22,7 @@ lock. One writer per database is assumed here; docs/scale-out.md describes seq r
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import threading
 import time
@@ -38,6 +39,7 @@ import pyarrow.parquet as pq
 from observatory.encoding import csv_cell
 from observatory.errors import ConfigError, StoreError, StoreFullError, StoreReadOnlyError
 from observatory.incident import Incident
+from observatory.measurement import sane_time
 from observatory.series import SeriesCell
 from observatory.signals import SignalPoint
 from observatory.store.base import (
@@ -137,6 +139,14 @@ MIGRATIONS: list[list[str]] = [
             t {_TS}, cc LowCardinality(String), region String, network String, platform LowCardinality(String),
             text String
         ) ENGINE = MergeTree PARTITION BY toYYYYMM(t) ORDER BY (cc, t)""",
+    ],
+    # 5 (issue #22): which credential (a probe's, or an import source: `file:<name>`, `ooni-s3`) brought each
+    # measurement, NULL for rows stored before; where each probe may measure from, and whether it is a relay
+    [
+        "ALTER TABLE measurements ADD COLUMN IF NOT EXISTS credential Nullable(String)",
+        "ALTER TABLE probe_credentials ADD COLUMN IF NOT EXISTS country Nullable(String)",
+        "ALTER TABLE probe_credentials ADD COLUMN IF NOT EXISTS asns Array(Int64)",
+        "ALTER TABLE probe_credentials ADD COLUMN IF NOT EXISTS relay Bool DEFAULT false",
     ],
 ]
 
@@ -273,7 +283,8 @@ class ClickHouseStore:
             # is simply run again.
             for statement in MIGRATIONS[version]:
                 self._client.command(statement.replace("CREATE TABLE IF NOT EXISTS ",
-                                                       f"CREATE TABLE IF NOT EXISTS {self._db}."))
+                                                       f"CREATE TABLE IF NOT EXISTS {self._db}.")
+                                     .replace("ALTER TABLE ", f"ALTER TABLE {self._db}."))
             self._client.command(f"INSERT INTO {self._db}.schema_version VALUES ({version + 1})")
 
     def schema_version(self) -> int:
@@ -356,6 +367,8 @@ class ClickHouseStore:
             "verdict": table.column("verdict"),
             "kbps": table.column("kbps"),
             "raw": table.column("doc").cast(pa.string()),
+            "credential": (table.column("credential") if "credential" in table.column_names
+                           else pa.nulls(n, pa.string())),
         })
         # Claimed before the insert: if the server completes it but the reply is lost, the retry must not reuse
         # these numbers (a gap in seq is harmless; a repeat would hide rows from changes_since).
@@ -380,6 +393,8 @@ class ClickHouseStore:
             "by_platform": grouped("if(platform = '', '(none)', platform)"),
             "by_verdict": grouped("verdict"),
             "by_day": dict(sorted(grouped("formatDateTime(t, '%Y-%m-%d')", 10_000).items())),
+            # who brought them (issue #22): a probe's credential or an import source, to find a forger
+            "by_credential": grouped("ifNull(credential, '(unrecorded)')"),
         }
 
     @staticmethod
@@ -673,7 +688,10 @@ class ClickHouseStore:
         rows = self._rows("SELECT cc, min(t), max(t) FROM {db}.measurements WHERE seq > {seq:UInt64} GROUP BY cc",
                           {"seq": max(0, seq)})
         top = int(self._scalar("SELECT max(seq) FROM {db}.measurements") or 0)
-        return Changes(max_seq=top, spans={cc: (_utc(lo), _utc(hi)) for cc, lo, hi in rows})
+        now = datetime.now(UTC)
+        # a time a client made up (year 1, 2299) stored before the checks must not reach detection's arithmetic
+        return Changes(max_seq=top, spans={cc: (sane_time(_utc(lo), now), sane_time(_utc(hi), now))
+                                           for cc, lo, hi in rows})
 
     def countries(self) -> list[str]:
         return [r[0] for r in self._rows("SELECT DISTINCT cc FROM {db}.measurements ORDER BY cc")]
@@ -757,7 +775,8 @@ class ClickHouseStore:
 
     def latest_time(self) -> datetime | None:
         """The time of the newest measurement stored (the data's "now" when replaying the past)."""
-        return _read_time(self._scalar("SELECT maxOrNull(t) FROM {db}.measurements"))
+        newest = _read_time(self._scalar("SELECT maxOrNull(t) FROM {db}.measurements"))
+        return None if newest is None else sane_time(newest, datetime.now(UTC))  # never a stored 2099
 
     # --- incidents --------------------------------------------------------------------------------------
 
@@ -848,7 +867,7 @@ class ClickHouseStore:
 
     # --- probe credentials ------------------------------------------------------------------------------
 
-    _CRED_COLS = "name, token_hash, secret, created, revoked"
+    _CRED_COLS = "name, token_hash, secret, created, revoked, country, asns, relay"
 
     def add_probe(self, cred: ProbeCredential) -> None:
         with self._lock:
@@ -866,8 +885,8 @@ class ClickHouseStore:
     def _insert_cred(self, cred: ProbeCredential) -> None:
         self._insert("probe_credentials",
                      [[cred.name, cred.token_hash, cred.secret, _utc(cred.created), cred.revoked,
-                       self._version()]],
-                     ("name", "token_hash", "secret", "created", "revoked", "version"))
+                       cred.country, list(cred.asns), cred.relay, self._version()]],
+                     ("name", "token_hash", "secret", "created", "revoked", "country", "asns", "relay", "version"))
 
     def probe_by_token_hash(self, token_hash: str) -> ProbeCredential | None:
         rows = self._rows(f"SELECT {self._CRED_COLS} FROM {{db}}.probe_credentials FINAL "
@@ -885,9 +904,32 @@ class ClickHouseStore:
             if not rows:
                 return False
             cred = _cred(rows[0])
-            self._insert_cred(ProbeCredential(name=cred.name, token_hash=cred.token_hash, secret=cred.secret,
-                                              created=cred.created, revoked=True))
+            self._insert_cred(dataclasses.replace(cred, revoked=True))
             return True
+
+    def uid_credentials(self, uids: Sequence[str]) -> dict[str, str | None]:
+        """The credential that brought each of these uids, for those stored (None: stored before issue #22)."""
+        if not uids:
+            return {}
+        rows = self._rows("SELECT uid, any(credential) FROM {db}.measurements WHERE uid IN {uids:Array(String)} "
+                          "GROUP BY uid", {"uids": list(uids)})
+        return {r[0]: r[1] for r in rows}
+
+    def purge_credential(self, credential: str) -> dict[str, tuple[datetime, datetime]]:
+        """Deletes every measurement `credential` brought (a mutation, waited for); the countries and time
+        spans it covered. The rollup is rebuilt (it only ever adds)."""
+        with self._lock:
+            rows = self._rows("SELECT cc, min(t), max(t) FROM {db}.measurements WHERE credential = {c:String} "
+                              "GROUP BY cc", {"c": credential})
+            if rows:
+                self._command("ALTER TABLE {db}.measurements DELETE WHERE credential = {c:String}",
+                              {"c": credential}, settings={"mutations_sync": 2})
+                self._rebuild_rollup()
+            if credential.startswith("probe:"):  # its heartbeats feed detection too
+                self._command("ALTER TABLE {db}.probe_heartbeats DELETE WHERE probe = {p:String}",
+                              {"p": credential[len("probe:"):]}, settings={"mutations_sync": 2})
+        now = datetime.now(UTC)
+        return {cc: (sane_time(_utc(lo), now), sane_time(_utc(hi), now)) for cc, lo, hi in rows}
 
     # --- outside-in signals and probe heartbeats ----------------------------------------------------------
 
@@ -981,7 +1023,8 @@ class ClickHouseStore:
 
 def _cred(row: Sequence[Any]) -> ProbeCredential:
     return ProbeCredential(name=row[0], token_hash=row[1], secret=row[2], created=_utc(row[3]),
-                           revoked=bool(row[4]))
+                           revoked=bool(row[4]), country=row[5] or None, asns=tuple(int(a) for a in row[6] or ()),
+                           relay=bool(row[7]))
 
 
 def _cell(r: Sequence[Any]) -> SeriesCell:

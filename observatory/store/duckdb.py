@@ -24,6 +24,7 @@ import zstandard
 
 from observatory.errors import StoreError, StoreFullError, StoreReadOnlyError
 from observatory.incident import Incident
+from observatory.measurement import sane_time
 from observatory.series import SeriesCell
 from observatory.signals import SignalPoint
 from observatory.store.base import (
@@ -173,7 +174,16 @@ MIGRATIONS: list[str] = [
                sum(total), sum(ok), sum(down), sum(anomalous)
         FROM series_rollup GROUP BY ALL ORDER BY hb, cc;
     """,
+    # 7 (issue #22): which credential (a probe's, or an import source: `file:<name>`, `ooni-s3`) brought each
+    # measurement, NULL for rows stored before; where each probe may measure from, and whether it is a relay
+    """
+    ALTER TABLE measurements ADD COLUMN credential VARCHAR;
+    ALTER TABLE probe_credentials ADD COLUMN country VARCHAR;
+    ALTER TABLE probe_credentials ADD COLUMN asns BIGINT[];
+    ALTER TABLE probe_credentials ADD COLUMN relay BOOLEAN DEFAULT false;
+    """,
 ]
+WITNESS_VERSION = 7  # the schema version from which the columns of migration 7 exist
 
 ROLLUP_BUCKET_SECONDS = 300
 HOUR_SECONDS = 3600
@@ -183,6 +193,7 @@ ROLLUP_SEQ_KEY = "rollup.seq"
 _COLUMNS = (
     "uid", "seq", "t", "received", "cc", "asn", "network", "region", "probe_key", "resolver_asn",
     "test_name", "test_version", "software", "source", "input", "platform", "verdict", "kbps", "raw",
+    "credential",
 )
 
 
@@ -346,6 +357,7 @@ class DuckDBStore:
         self._con: Any = None
         self._lock = _Hold(self, shared and path != ":memory:")
         self._latest: tuple[int, datetime | None] = (0, None)  # (seq, newest time) seen by latest_time()
+        self._witness_columns: bool | None = None  # whether migration 7 ran; known on first use
         if path != ":memory:":
             parent = Path(path).expanduser().resolve().parent
             try:
@@ -508,6 +520,8 @@ class DuckDBStore:
             raw = pa.array(self._compress_docs(values_of(table.column("doc"))), pa.binary())
             table = table.drop_columns(["doc"]).append_column("raw", raw)
         table = table.append_column("received", pa.array([now] * table.num_rows, pa.timestamp("us")))
+        if "credential" not in table.column_names:
+            table = table.append_column("credential", pa.nulls(table.num_rows, pa.string()))
         with self._lock, _mapped_errors(self.url):
             con = self._con
             con.register("_batch", table)
@@ -539,7 +553,7 @@ class DuckDBStore:
                 f"""{verb} INTO measurements ({", ".join(_COLUMNS)})
                     SELECT uid, nextval('measurement_seq'), t, received, cc, asn, network, region,
                            probe_key, resolver_asn, test_name, test_version, software, source, input,
-                           platform, verdict, kbps, raw FROM _batch
+                           platform, verdict, kbps, raw, credential FROM _batch
                     {"RETURNING uid" if returning else ""}"""
             )
             accepted = [r[0] for r in cur.fetchall()] if returning else []
@@ -569,6 +583,9 @@ class DuckDBStore:
                 "by_platform": grouped("coalesce(platform, '(none)')"),
                 "by_verdict": grouped("verdict"),
                 "by_day": dict(sorted(grouped("strftime(t, '%Y-%m-%d')", 10_000).items())),
+                # who brought them (issue #22): a probe's credential or an import source, to find a forger
+                "by_credential": grouped("coalesce(credential, '(unrecorded)')") if self._has_witness_columns()
+                else {},
             }
 
     @staticmethod
@@ -881,9 +898,12 @@ class DuckDBStore:
                 "SELECT cc, min(t), max(t), max(seq) FROM measurements WHERE seq > ? GROUP BY cc", [seq]
             ).fetchall()
             top = _first(self._con.execute("SELECT coalesce(max(seq), 0) FROM measurements").fetchall())
+        now = datetime.now(UTC)
+        # a time a client made up (year 1, 9999) stored before the checks must not reach detection's arithmetic
         return Changes(
             max_seq=int(top[0]) if top else 0,
-            spans={cc: (lo.replace(tzinfo=UTC), hi.replace(tzinfo=UTC)) for cc, lo, hi, _ in rows},
+            spans={cc: (sane_time(lo.replace(tzinfo=UTC), now), sane_time(hi.replace(tzinfo=UTC), now))
+                   for cc, lo, hi, _ in rows},
         )
 
     def countries(self) -> list[str]:
@@ -1021,7 +1041,8 @@ class DuckDBStore:
             if row and row[0] is not None:
                 newest = row[1] if newest is None else max(newest, row[1])
                 self._latest = (int(row[0]), newest)
-        return newest.replace(tzinfo=UTC) if newest is not None else None
+        # a stored 2099 must not become the dashboard's "now"
+        return sane_time(newest.replace(tzinfo=UTC), datetime.now(UTC)) if newest is not None else None
 
     # --- incidents --------------------------------------------------------------------------------------
 
@@ -1109,15 +1130,23 @@ class DuckDBStore:
 
     def add_probe(self, cred: ProbeCredential) -> None:
         with self._lock, _mapped_errors(self.url):
-            self._con.execute(
-                "INSERT INTO probe_credentials VALUES (?, ?, ?, ?, ?)",
-                [cred.name, cred.token_hash, cred.secret, _naive(cred.created), cred.revoked],
-            )
+            if self._has_witness_columns():
+                self._con.execute(
+                    "INSERT INTO probe_credentials (name, token_hash, secret, created, revoked, country, asns, "
+                    "relay) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [cred.name, cred.token_hash, cred.secret, _naive(cred.created), cred.revoked, cred.country,
+                     list(cred.asns), cred.relay],
+                )
+            else:
+                self._con.execute(
+                    "INSERT INTO probe_credentials VALUES (?, ?, ?, ?, ?)",
+                    [cred.name, cred.token_hash, cred.secret, _naive(cred.created), cred.revoked],
+                )
 
     def probe_by_token_hash(self, token_hash: str) -> ProbeCredential | None:
         with self._lock, _mapped_errors(self.url):
             row = _first(self._con.execute(
-                "SELECT name, token_hash, secret, created, revoked FROM probe_credentials WHERE token_hash = ?",
+                f"SELECT {self._cred_columns()} FROM probe_credentials WHERE token_hash = ?",
                 [token_hash],
             ).fetchall())
         return _cred(row) if row else None
@@ -1125,7 +1154,7 @@ class DuckDBStore:
     def probes(self) -> list[ProbeCredential]:
         with self._lock, _mapped_errors(self.url):
             rows = self._con.execute(
-                "SELECT name, token_hash, secret, created, revoked FROM probe_credentials ORDER BY name"
+                f"SELECT {self._cred_columns()} FROM probe_credentials ORDER BY name"
             ).fetchall()
         return [_cred(r) for r in rows]
 
@@ -1135,6 +1164,57 @@ class DuckDBStore:
                 "UPDATE probe_credentials SET revoked = true WHERE name = ? RETURNING name", [name]
             ).fetchall())
         return row is not None
+
+    def _has_witness_columns(self) -> bool:
+        """Whether migration 7 ran (a store opened read-only may predate it)."""
+        known = self._witness_columns
+        if known is None:
+            with self._lock:
+                try:
+                    known = self.schema_version() >= WITNESS_VERSION
+                except duckdb.Error:
+                    known = False
+            self._witness_columns = known
+        return known
+
+    def _cred_columns(self) -> str:
+        extra = "country, asns, relay" if self._has_witness_columns() else "NULL, NULL, false"
+        return f"name, token_hash, secret, created, revoked, {extra}"
+
+    def uid_credentials(self, uids: Sequence[str]) -> dict[str, str | None]:
+        """The credential that brought each of these uids, for those stored (None: stored before issue #22)."""
+        if not uids or not self._has_witness_columns():
+            return {}
+        with self._lock, _mapped_errors(self.url):
+            rows = self._con.execute("SELECT uid, credential FROM measurements WHERE uid IN (SELECT unnest(?))",
+                                     [list(uids)]).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def purge_credential(self, credential: str) -> dict[str, tuple[datetime, datetime]]:
+        """Deletes every measurement `credential` brought, in one transaction; the countries and time spans it
+        covered. The rollups are rebuilt (they only ever add)."""
+        if not self._has_witness_columns():
+            return {}
+        with self._lock, _mapped_errors(self.url):
+            con = self._con
+            con.execute("BEGIN TRANSACTION")
+            try:
+                rows = con.execute("SELECT cc, min(t), max(t) FROM measurements WHERE credential = ? GROUP BY cc",
+                                   [credential]).fetchall()
+                con.execute("DELETE FROM measurements WHERE credential = ?", [credential])
+                if credential.startswith("probe:"):  # its heartbeats feed detection too
+                    con.execute("DELETE FROM probe_heartbeats WHERE probe = ?", [credential[len("probe:"):]])
+                con.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):
+                    con.execute("ROLLBACK")
+                raise
+            self._latest = (0, None)
+            if rows:
+                self._rebuild_rollup()
+        now = datetime.now(UTC)
+        return {cc: (sane_time(lo.replace(tzinfo=UTC), now), sane_time(hi.replace(tzinfo=UTC), now))
+                for cc, lo, hi in rows}
 
     # --- outside-in signals and heartbeats --------------------------------------------------------------
 
@@ -1326,7 +1406,8 @@ class _ZstdEncoder:
 
 def _cred(row: Sequence[Any]) -> ProbeCredential:
     return ProbeCredential(name=row[0], token_hash=row[1], secret=row[2], created=row[3].replace(tzinfo=UTC),
-                           revoked=bool(row[4]))
+                           revoked=bool(row[4]), country=row[5] or None,
+                           asns=tuple(int(a) for a in row[6] or ()), relay=bool(row[7]))
 
 
 def _cell(r: Sequence[Any], buckets: dict[int, datetime] | None = None) -> SeriesCell:

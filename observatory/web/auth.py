@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from observatory.errors import AuthError, ConfigError
@@ -28,17 +29,28 @@ def hash_token(token: str) -> str:
 sign = upload_sign
 
 
-def create_probe(store: Store, name: str) -> dict[str, str]:
-    """Registers a probe; returns its token and secret, shown once and never stored in the clear (the token)."""
+def create_probe(store: Store, name: str, *, country: str | None = None, asns: Sequence[int] = (),
+                 relay: bool = False) -> dict[str, str]:
+    """Registers a probe; returns its token and secret, shown once and never stored in the clear (the token).
+
+    `country` and `asns` say where it measures from: its uploads claiming anywhere else are refused. A `relay`
+    vouches for many probes (see ProbeCredential)."""
     name = name.strip()
     if not name or len(name) > 100 or not name.isprintable():
         raise ConfigError(f"probe name {name!r}: use 1-100 printable characters")
     if any(p.name == name for p in store.probes()):
         raise ConfigError(f"a probe named {name!r} already exists (revoke it or choose another name)")
+    if country is not None:
+        country = country.strip().upper()
+        if len(country) != 2 or not country.isascii() or not country.isalpha():
+            raise ConfigError(f"country {country!r}: an ISO 3166-1 alpha-2 code like PK")
+    if any(not 0 < a < 2**32 for a in asns):
+        raise ConfigError(f"networks {list(asns)}: AS numbers between 1 and 4294967295")
     token = secrets.token_urlsafe(32)
     secret = secrets.token_urlsafe(32)
     store.add_probe(ProbeCredential(name=name, token_hash=hash_token(token), secret=secret,
-                                    created=datetime.now(UTC)))
+                                    created=datetime.now(UTC), country=country,
+                                    asns=tuple(sorted(set(asns))), relay=relay))
     return {"token": token, "secret": secret}
 
 

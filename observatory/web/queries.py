@@ -91,13 +91,23 @@ def asn(value: str) -> int:
     return int(text)
 
 
+# Every time a client sends is bounded (issue #22): a window's arithmetic (90 days before `until`, a bucket
+# after it) then never leaves the calendar, whatever year is asked for.
+EARLIEST_QUERY_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_QUERY_TIME = datetime(2200, 1, 1, tzinfo=UTC)
+
+
 def time(value: str, *, parameter: str) -> datetime:
     """ISO 8601 ('2024-01-20T13:45:00Z'), OONI's 'YYYY-MM-DD HH:MM:SS' (UTC), a date, or UNIX seconds."""
     try:
-        return parse_time(value.strip(), where=parameter)
+        t = parse_time(value.strip(), where=parameter)
     except Exception:
         raise BadRequest(f"{parameter} {_shown(value)}: expected a time like 2024-01-20T13:45:00Z",
                          parameter=parameter) from None
+    if not EARLIEST_QUERY_TIME <= t < LATEST_QUERY_TIME:
+        raise BadRequest(f"{parameter} {_shown(value)}: must be between {EARLIEST_QUERY_TIME:%Y-%m-%d} and "
+                         f"{LATEST_QUERY_TIME:%Y-%m-%d}", parameter=parameter)
+    return t
 
 
 def time_range(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
