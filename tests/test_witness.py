@@ -224,7 +224,7 @@ def test_probes_add_with_a_place_and_list_it(tmp_path: Path) -> None:
     assert [(p["name"], p["country"], p["asns"], p["relay"]) for p in listed] == [
         ("lahore-1", "PK", [17557, 45669], False), ("replay", None, [], True)]
     bad = _cli(["probes", "add", "x", "--country", "Pakistan", "--db", db])
-    assert bad.exit_code != 0 and "ISO 3166-1 alpha-2" in str(bad.exception or bad.output)
+    assert bad.exit_code != 0 and "did you mean PK" in str(bad.exception or bad.output)
     bad = _cli(["probes", "add", "y", "--asn", "seventeen", "--db", db])
     assert bad.exit_code != 0
     gone = _cli(["probes", "purge", "ghost", "--db", db])

@@ -398,7 +398,7 @@ def probes_purge(name: Annotated[str, typer.Argument(help="The probe's name.")],
     """
     from observatory.store.base import credential_of
 
-    store = store_for(db)
+    store = store_for(db, create=False)
     try:
         if not any(p.name == name for p in store.probes()):
             raise ConfigError(f"no probe named {name!r}")
