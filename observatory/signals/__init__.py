@@ -38,6 +38,29 @@ class SignalPoint:
         return (self.source, self.signal, self.country, self.region or "", self.asn or 0)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignalSeries:
+    """One stored series: what `signals list` shows and what bounds detection's look at the whole history."""
+
+    source: str
+    signal: str
+    country: str
+    region: str | None
+    asn: int | None
+    first: datetime
+    last: datetime
+    points: int
+
+    def as_json(self) -> dict[str, object]:
+        return {"source": self.source, "signal": self.signal, "country": self.country, "region": self.region,
+                "asn": f"AS{self.asn}" if self.asn else None, "first": _iso(self.first), "last": _iso(self.last),
+                "points": self.points}
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 @cache
 def _alpha3_to_alpha2() -> dict[str, str]:
     text = resources.files("observatory").joinpath("data/countries.csv").read_text(encoding="utf-8")
@@ -84,6 +107,11 @@ def _asn(value: str) -> int | None:
     if not v.isdigit() or int(v) >= 2**32:
         raise ValueError(f"asn {value!r}: expected a number such as 17557 or AS17557")
     return int(v)
+
+
+def parse_asn(value: str) -> int | None:
+    """A network number from 17557 or AS17557 (None when empty); ValueError otherwise."""
+    return _asn(value)
 
 
 def _value(value: str) -> float:
