@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from detect_world import small_simulation
 
 from observatory.detect.run import run_detection
 from observatory.signals import SignalPoint
@@ -239,6 +238,22 @@ def test_whole_history_first_and_full_runs_find_a_blackout_two_months_back(tmp_p
     assert full["id"] == first["id"] and full["start"] == first["start"]
 
 
+def test_whole_history_without_an_import_note_first_and_full_runs(tmp_path: Path) -> None:
+    """Series stored without the importer's note (a store filled before, the pinger, a library caller): the
+    first run and a full run still look at all of them, from the first point."""
+    cut = (datetime(2025, 11, 12, 10, 0, tzinfo=UTC), datetime(2025, 11, 12, 22, 0, tzinfo=UTC))
+    f = ioda_export(tmp_path, start=datetime(2025, 11, 1, tzinfo=UTC), days=72, blackout=cut)
+    store = DuckDBStore(str(tmp_path / "o.duckdb"))
+    try:
+        store.insert_signals([p for p in read_signal_file(str(f)).points if isinstance(p, SignalPoint)])
+        [first] = [i for i in run_detection(store).saved if i.kind == "connectivity_loss"]
+        assert first.start == cut[0] and first.scope == "national"
+        [full] = [i for i in run_detection(store, full=True).saved if i.kind == "connectivity_loss"]
+        assert (full.id, full.start) == (first.id, first.start)
+    finally:
+        store.close()
+
+
 def test_an_old_history_imported_into_a_used_store_is_examined_where_it_lies(tmp_path: Path) -> None:
     """A store already detected on (newer signals of another country), then an old history imported: the
     incremental run looks at the time the import describes, not only before the newest point."""
@@ -259,22 +274,25 @@ def test_an_old_history_imported_into_a_used_store_is_examined_where_it_lies(tmp
 
 
 def test_five_ordinary_ioda_rows_then_detect_adds_no_loss_at_the_end_of_the_data(tmp_path: Path) -> None:
-    """#21 as the README's tour met it: OONI's real measurements (some from later years) and a simulated
-    country in one store, then five ordinary IODA rows: detection added a confirmed national connectivity loss
-    where the country's data ends (nothing measured after it, so nothing seen)."""
-    lines, _truth = small_simulation()
-    sim = tmp_path / "pk.jsonl"
-    sim.write_text("\n".join(lines) + "\n")
+    """#21 as the README's tour met it: OONI's real measurements (some from later years) and the simulated
+    Pakistani case in one store, then five ordinary IODA rows. Detection used to report a confirmed national
+    connectivity loss where Pakistan's data ends (the later data of other countries stretching the examined
+    time): nothing was measured after that end, so nothing was seen."""
+    scenario = Path(__file__).parent / "data" / "pk-short.toml"
+    sim, truth = tmp_path / "pk.jsonl.gz", tmp_path / "truth.json"
+    assert cli("simulate", scenario, "--out", sim, "--truth", truth).returncode == 0
+    assert {t["kind"] for t in json.loads(truth.read_text())} == {"platform_restriction"}
     db = tmp_path / "o.duckdb"
     for f in (Path(__file__).parent / "data" / "ooni" / "measurements.jsonl", sim):
         assert cli("ingest", f, "--db", db).returncode in (0, 1)
-    before = {i["id"] for i in incidents_json(db)}
+    assert [i["id"] for i in incidents_json(db) if i["kind"] == "connectivity_loss"] == []
     rows = tmp_path / "ioda-pk.csv"
     rows.write_text("time,country,region,asn,signal,value\n" + "".join(
-        f"2024-05-02T1{h}:00:00Z,PK,,,bgp,{1000 + h}\n" for h in range(5)))
+        f"2024-01-20T1{h}:00:00Z,PK,,,bgp,{1000 + h}\n" for h in range(5)))
     assert cli("signals", "import", rows, "--source", "ioda", "--db", db).returncode == 0
-    added = [i for i in incidents_json(db) if i["id"] not in before]
-    assert [i for i in added if i["kind"] == "connectivity_loss"] == []
+    found = incidents_json(db)
+    assert [i["id"] for i in found if i["kind"] == "connectivity_loss"] == []
+    assert [i["kind"] for i in found if i["country"] == "PK"] == ["platform_restriction"]  # the truth's one
 
 
 def test_heartbeats_after_the_newest_beat_are_not_a_silence(tmp_path: Path) -> None:

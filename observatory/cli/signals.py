@@ -62,6 +62,8 @@ def import_signals(
     typer.echo(json.dumps({"format": found.format, "source": good[0].source, "country": good[0].country,
                            "signals": series, "read": len(good) + len(bad), "accepted": result.accepted,
                            "duplicates": result.duplicates, "rejected": len(bad)}))
+    if bad:
+        raise typer.Exit(1)  # done, the good part kept, but some rows were rejected (CONTRACTS.md's exit codes)
 
 
 def _entity(country: str | None, asn: str | None, region: str | None) -> Entity:
