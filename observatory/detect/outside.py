@@ -24,17 +24,13 @@ from datetime import UTC, datetime, timedelta
 
 from observatory.detect.incidents import incident_id
 from observatory.incident import Assessment, Incident
-from observatory.signals import SignalPoint
+from observatory.signals import SignalPoint, is_level
 from observatory.vocab import IncidentKind, Scope, Status
 
 # Fraction of the baseline below which a point is an outage, per signal kind (IODA: BGP is stable, so a small
 # drop matters; telescope counts are noisy, so only a deep one does).
 DROP_FRACTION = {"bgp": 0.8, "active_probing": 0.5, "ping-slash24": 0.5, "telescope": 0.25, "merit-nt": 0.25,
                  "ucsd-nt": 0.25, "probe_heartbeats": 0.4}
-# Series that are not a level of connectivity (IODA's loss and latency rise when things go wrong; Mozilla's
-# count is sparse, hourly, and its meaning differs between IODA's views): stored and drawn, never judged here.
-NOT_LEVELS = frozenset({"mozilla", "ping-slash24-loss", "ping-slash24-latency", "upstream-delay-penult-asns",
-                        "upstream-delay-penult-e2e-latency", "outages"})
 
 
 def drop_fraction(signal: str, default: float) -> float:
@@ -134,7 +130,7 @@ def series_outages(points: Iterable[SignalPoint], cfg: SignalConfig = SignalConf
         by_key[p.key].append(p)
     out: list[Outage] = []
     for key, pts in sorted(by_key.items()):
-        if key[1].split(".", 1)[0] in NOT_LEVELS:
+        if not is_level(key[1]):
             continue
         pts.sort(key=lambda p: p.time)
         drop = drop_fraction(key[1], cfg.default_drop)

@@ -234,6 +234,22 @@ def draw_signals(ax: Axes, inc: Incident, lines: Sequence[SignalLine]) -> list[A
     return handles
 
 
+def _time_axis(ax: Axes, inc: Incident) -> None:
+    """Local time on the bottom axis, as the reachability panels have it."""
+    start, end = chart_window(inc)
+    where = country(inc.country)
+    tz = where.tz if where is not None else UTC
+    hours = (end - start).total_seconds() / 3600
+    ax.xaxis.set_major_locator(mdates.HourLocator(byhour=range(0, 24, 3 if hours <= 30 else 12), tz=tz))
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M" if hours <= 30 else "%d %b %H:%M", tz=tz))
+    ax.tick_params(axis="x", labelsize=10)
+    ax.set_xlabel(f"Local time ({_tz_caption(inc, inc.start)})", fontsize=11)
+    until = f" to {local_time(inc.end, inc.country)} on {to_local(inc.end, inc.country):%d %b}" if inc.end else ""
+    span = f"incident {local_time(inc.start, inc.country)}" + (until or " (ongoing)")
+    ax.text(_x(inc.start), 156, " " + span, fontsize=10, color="#a93226", va="bottom", ha="left",
+            fontweight="bold", clip_on=False)
+
+
 def incident_chart(inc: Incident, cells: Sequence[SeriesCell], *, previous: Sequence[Incident] = (),
                    history_days: int = 120, signals: Sequence[SignalLine] = ()) -> bytes:
     """The PNG for an incident: reachability panels, outside-in signals when there are any, a shared legend
@@ -241,7 +257,9 @@ def incident_chart(inc: Incident, cells: Sequence[SeriesCell], *, previous: Sequ
     n_platforms = (len([p for p in inc.platforms if p != catalog.CONTROL]) or
                    (min(4, len({c.platform for c in cells} - {catalog.CONTROL})) if inc.kind == "connectivity_loss"
                     else 0))
-    n_panels = max(1, min(n_platforms, 6)) + 1 + (1 if signals else 0)
+    # an incident seen only from outside (no measurement that day) gets the signals alone, not empty panels
+    measured = bool(cells) or not signals
+    n_panels = (max(1, min(n_platforms, 6)) + 1 if measured else 0) + (1 if signals else 0)
     strip = 1 if previous else 0
     height = PANEL_IN * n_panels + 1.8 + (1.7 if strip else 0) + (0.25 * len(signals) if signals else 0)
     fig = plt.figure(figsize=(WIDTH_IN, height), dpi=DPI)
@@ -252,7 +270,12 @@ def incident_chart(inc: Incident, cells: Sequence[SeriesCell], *, previous: Sequ
         axes = [first] + [fig.add_subplot(grid[i], sharex=first) for i in range(1, n_panels)]
         for ax in axes[:-1]:
             ax.tick_params(labelbottom=False)
-        if signals:
+        if signals and not measured:
+            handles = draw_signals(axes[0], inc, signals)
+            _time_axis(axes[0], inc)
+            axes[0].set_title("", loc="left")  # the figure's title says it; the incident's span goes there instead
+            axes[0].set_ylabel("share of usual level", fontsize=10)
+        elif signals:
             # the signals' panel goes last, under the measurements; the time axis stays on the bottom panel
             handles = draw_reachability(fig, axes[:-1], inc, cells)
             handles += draw_signals(axes[-1], inc, signals)
@@ -268,8 +291,8 @@ def incident_chart(inc: Incident, cells: Sequence[SeriesCell], *, previous: Sequ
             draw_history(fig.add_subplot(grid[n_panels]), inc, previous, days=history_days)
         when = local_date(inc.start, inc.country)
         where = country_name(inc.country) if inc.country else "worldwide"
-        fig.suptitle(f"Share of measurements succeeding, {where}, {when}", fontsize=13, fontweight="bold",
-                     x=0.02, ha="left", y=0.995)
+        what = "Share of measurements succeeding" if measured else "Outside-in signals"
+        fig.suptitle(f"{what}, {where}, {when}", fontsize=13, fontweight="bold", x=0.02, ha="left", y=0.995)
         # the key above the panels: a reader needs it before the lines, not after the history strip
         rows = (len(handles) + 1) // 2
         legend_top = 1 - 0.42 / height

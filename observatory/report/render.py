@@ -89,8 +89,9 @@ def build_report(inc: Incident, *, history_candidates: Iterable[Incident] = (),
     hist = history(inc, candidates, lookback=lookback)
     notes = []
     if not cells:
-        notes.append("No measurement series were available for this incident's day: no chart, and network "
-                     "counts come from the incident's evidence.")
+        notes.append("No measurement series were available for this incident's day: " +
+                     ("the chart shows the outside-in signals only" if chart and signals else "no chart") +
+                     ", and network counts come from the incident's evidence.")
     png = incident_chart(inc, cells, previous=hist.previous, signals=signals) if chart and (cells or signals) else None
     return Report(
         incident=inc, statement=text, history=hist,

@@ -20,6 +20,16 @@ from observatory.errors import ParseError
 
 CSV_COLUMNS = ("time", "country", "region", "asn", "signal", "value")
 MAX_FIELD = 256
+# Series that are not a level of connectivity (IODA's loss and latency rise when things go wrong; Mozilla's
+# count is sparse, hourly, and its meaning differs between IODA's views): stored and listed, never judged as a
+# drop nor drawn as a share of a usual level. A sub-series (`name.subtype`) is known by its name.
+NOT_LEVELS = frozenset({"mozilla", "ping-slash24-loss", "ping-slash24-latency", "upstream-delay-penult-asns",
+                        "upstream-delay-penult-e2e-latency", "outages"})
+
+
+def is_level(signal: str) -> bool:
+    """Whether a signal is a level of connectivity (higher = more), the kind detection and charts use."""
+    return signal.split(".", 1)[0] not in NOT_LEVELS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from observatory.signals import SignalPoint
+from observatory.signals import SignalPoint, is_level
 
 MIN_BASELINE_POINTS = 4
 MAX_LINE_POINTS = 600  # a line wider than a screen in points says nothing more; long spans are averaged down
@@ -42,13 +42,14 @@ def signal_title(source: str, signal: str) -> str:
 
 def normalised_lines(points: Iterable[SignalPoint], *, since: datetime, until: datetime,
                      baseline_until: datetime | None = None, country_only: bool = True) -> list[SignalLine]:
-    """One line per series between `since` and `until`, each divided by the median of its values before
-    `baseline_until` (default `since`: the week fetched before the view), or of all its values when it has
-    too few before. `country_only`: the country-wide series when there are any (regions and networks would
+    """One line per level series (`is_level`) between `since` and `until`, each divided by the median of its
+    values before `baseline_until` (default `since`: the week fetched before the view), or of all its values
+    when it has too few before. `country_only`: the country-wide series when there are any (regions and networks would
     crowd a small chart)."""
     by_key: dict[tuple[str, str, str, str, int], list[SignalPoint]] = defaultdict(list)
     for p in points:
-        by_key[p.key].append(p)
+        if is_level(p.signal):
+            by_key[p.key].append(p)
     if country_only and any(not k[3] and not k[4] for k in by_key):
         by_key = defaultdict(list, {k: v for k, v in by_key.items() if not k[3] and not k[4]})
     cut = baseline_until or since
