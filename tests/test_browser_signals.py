@@ -74,7 +74,7 @@ def test_country_page_draws_the_signals_with_the_blackout(site: tuple[str, str],
     # near the bottom of the plot (0 at y=148 in the viewBox), the usual level at y=~61
     assert all(y > 100 for y in _lowest(page, "country"))
     assert page.locator("svg.signals-chart rect.shade").count() >= 1  # type: ignore[attr-defined]
-    shot(page, "signals-country")
+    shot(page, "signals-country.png")
 
 
 def test_incident_page_draws_and_names_the_signals(site: tuple[str, str], page: object) -> None:
@@ -83,4 +83,4 @@ def test_incident_page_draws_and_names_the_signals(site: tuple[str, str], page: 
     assert page.locator("svg.signals-chart polyline").count() == 4  # type: ignore[attr-defined]
     named = page.locator("#signals-evidence").inner_text()  # type: ignore[attr-defined]
     assert "ioda bgp" in named and "ioda ping-slash24" in named
-    shot(page, "signals-incident")
+    shot(page, "signals-incident.png")

@@ -55,8 +55,10 @@ def signals_svg(lines: list[SignalLine], *, since: datetime, until: datetime,
         parts.append(f'<text x="{LEFT + frac * plot_w:.1f}" y="{HEIGHT - 6}" text-anchor="{anchor}" '
                      f'font-size="11">{t:{fmt}} UTC</text>')
     parts.append("</svg>")
-    key = "".join(f'<li><span class="swatch" style="background:{COLORS[i % len(COLORS)]}"></span>'
-                  f"{escape(line.label)}</li>" for i, line in enumerate(lines))
+    # the swatch is drawn, not styled: the pages' content security policy allows no inline style
+    key = "".join(f'<li><svg class="swatch" width="20" height="6" aria-hidden="true"><rect width="20" height="4" '
+                  f'y="1" fill="{COLORS[i % len(COLORS)]}"/></svg>{escape(line.label)}</li>'
+                  for i, line in enumerate(lines))
     return "".join(parts) + f'<ul class="signals-key">{key}</ul>'
 
 
