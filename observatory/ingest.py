@@ -1,6 +1,7 @@
 """Files and streams of OONI-format measurements -> classified rows in the store.
 
-Reads `.jsonl`, `.jsonl.gz`, `.json` (one measurement) and directories of them, in batches with bounded memory.
+Reads `.jsonl`, `.jsonl.gz`, `.json` (one measurement) and directories of them, in batches with bounded memory;
+and OONI's observation rows (`obs_web` CSV, CSV.gz or Parquet, recognised by header: `sources/obsrows.py`).
 A bad line is never fatal: it is rejected with file:line and a reason (and written to a rejects file), and
 every valid line around it is stored.
 """
@@ -25,6 +26,7 @@ import pyarrow as pa
 
 from observatory.errors import ParseError
 from observatory.measurement import MAX_DOCUMENT_BYTES, Measurement, parse_measurement
+from observatory.sources import obsrows
 from observatory.store.base import BatchBuilder, DocumentEncoder, InsertResult, Row, Store
 from observatory.verdict import classify
 
@@ -81,7 +83,8 @@ def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith(SUFFIXES)))
+            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and (
+                f.name.endswith(SUFFIXES) or (f.name.endswith(obsrows.TABLE_SUFFIXES) and _holds_rows(f)))))
         else:
             out.append(p)
     return out
@@ -322,9 +325,9 @@ class Ingestor:
             if self._rejects_file:
                 self._rejects_file.close()
 
-    def add(self, m: Measurement) -> None:
+    def add(self, m: Measurement, *, source: str | None = None) -> None:
         self.summary.read += 1
-        _add_classified(self._builder, m, self._source)
+        _add_classified(self._builder, m, self._source if source is None else source)
         self._pending_rows += 1
         if self._pending_rows >= self.batch_size:
             self._flush_behind()
@@ -401,6 +404,8 @@ class Ingestor:
 
     def ingest_file(self, path: Path) -> None:
         self.summary.files += 1
+        if self._ingest_observation_rows(path):
+            return
         if self._processes > 1 and _size(path) >= POOL_MIN_BYTES:
             self._ingest_file_pooled(path)
             return
@@ -409,6 +414,23 @@ class Ingestor:
                 self.reject(item)
             else:
                 self.ingest_bytes(item, where=str(path), line=line)
+
+    def _ingest_observation_rows(self, path: Path) -> bool:
+        """OONI's observation rows (a CSV or Parquet table, recognised by its header), grouped into measurements;
+        False when the file is not such a table (JSON, read as before)."""
+        try:
+            kind = obsrows.sniff(path)
+        except obsrows.NotObservationRows as exc:
+            self.reject(Reject(str(path), 0, str(exc)))
+            return True
+        if kind is None:
+            return False
+        for item in obsrows.read_measurements(path, kind):
+            if isinstance(item, obsrows.BadRow):
+                self.reject(Reject(str(path), item.line, item.reason, item.text))
+            else:
+                self.add(item, source="ooni")
+        return True
 
     def _ingest_file_pooled(self, path: Path) -> None:
         if self._pool is None:
@@ -498,6 +520,14 @@ class Ingestor:
             submit()
         while pending:
             take(pending.popleft())
+
+
+def _holds_rows(path: Path) -> bool:
+    """Whether a table found in a directory is OONI observation rows (other CSVs there are not ours to read)."""
+    try:
+        return obsrows.sniff(path) is not None
+    except obsrows.NotObservationRows:
+        return False
 
 
 def _sample_documents(path: Path, n: int = ENCODER_SAMPLES) -> list[bytes]:

@@ -124,3 +124,65 @@ def test_no_cost_for_worldwide_outage_or_unknown_country() -> None:
                                           (2.345e9, "US$2.3 billion")])
 def test_money_two_significant_figures(x: float, text: str) -> None:
     assert money(x) == text
+
+
+# --- each kind of incident has its own tests ----------------------------------------------------------------
+
+
+def test_platform_outage_supports_a_fault_and_simultaneity_is_not_held_against_it() -> None:
+    # the worldwide Facebook outage: every network loses the platforms at once, the control stays up
+    inc = _ended(kind="platform_outage", country=None, scope="global", platforms=("facebook", "instagram"),
+                 techniques=("down",), evidence={"countries": ["DE", "US", "IN", "BR"],
+                                                 "by_technique": {"down": 900}})
+    series = cells(start=START - timedelta(hours=3), end=END + timedelta(hours=3), blocked=[(START, END)],
+                   platforms=("facebook", "instagram"))
+    a = build_report(inc, cells=series).assessment
+    assert a.case == "platform_outage"
+    assert a.verdict == "supported", a
+    assert not a.against
+    assert {p.test for p in a.supporting} >= {"reach", "simultaneity"}
+
+
+def test_one_network_losing_everything_while_the_others_work_supports_a_fault() -> None:
+    inc = _ended(kind="connectivity_loss", scope="network", asns=(17557,), platforms=(),
+                 techniques=("unreachable",), evidence={"by_technique": {"unreachable": 300}})
+    series = cells(start=START - timedelta(hours=3), end=END + timedelta(hours=3), blocked=[(START, END)],
+                   blocked_asns=[17557], all_down=True)
+    a = build_report(inc, cells=series).assessment
+    assert a.case == "one_network"
+    assert a.verdict == "supported", a
+    assert "the other 5 measured networks stayed up" in " ".join(p.text for p in a.supporting)
+
+
+def test_a_national_cut_at_one_moment_is_not_called_deliberate_on_simultaneity_alone() -> None:
+    # several networks losing everything together: an order, or a power/transit failure; the data cannot say
+    inc = _ended(kind="connectivity_loss", platforms=(), techniques=("unreachable",),
+                 evidence={"by_technique": {"unreachable": 900}})
+    series = cells(start=START - timedelta(hours=3), end=END + timedelta(hours=3), blocked=[(START, END)],
+                   all_down=True)
+    a = build_report(inc, cells=series).assessment
+    assert a.case == "shared_loss"
+    assert a.verdict != "contradicted" and not a.against, a
+
+
+def test_the_same_hour_again_and_again_contradicts_a_fault() -> None:
+    # Iran's nightly mobile shutdowns: the third evening at the same hour
+    kw = dict(kind="connectivity_loss", platforms=(), techniques=("unreachable",),
+              evidence={"by_technique": {"unreachable": 900}})
+    earlier = [_ended(id=f"PK-{d}", **kw).with_(start=START - timedelta(days=d), end=END - timedelta(days=d))
+               for d in (1, 2)]
+    inc = _ended(**kw)
+    series = cells(start=START - timedelta(hours=3), end=END + timedelta(hours=3), blocked=[(START, END)],
+                   all_down=True)
+    a = build_report(inc, cells=series, history_candidates=earlier).assessment
+    assert "recurrence" in {p.test for p in a.against}, a
+    assert "third" in " ".join(p.text for p in a.against)
+    alone = build_report(inc, cells=series).assessment
+    assert "recurrence" not in {p.test for p in alone.against}
+
+
+def test_targeted_restriction_verdict_is_contradicted_in_json() -> None:
+    inc = _ended(evidence={"by_technique": {"tls_interference": 980, "tcp_reset": 20}})
+    series = cells(start=START - timedelta(hours=3), end=END + timedelta(hours=3), blocked=[(START, END)])
+    j = build_report(inc, cells=series).assessment.to_json()
+    assert j["verdict"] == "contradicted" and j["case"] == "targeted"

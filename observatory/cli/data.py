@@ -27,12 +27,16 @@ def _rejects_default(db: str) -> Path:
 
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Files (.jsonl, .jsonl.gz, .json) or directories.")],
+    paths: Annotated[list[Path], typer.Argument(
+        help="Files (.jsonl, .jsonl.gz, .json; OONI observation rows as .csv, .csv.gz or .parquet) or directories.")],
     db: DbOption,
     rejects: Annotated[Path | None, typer.Option(help="Where rejected lines go (default: beside the store).")] = None,
     format: FormatOption = "table",
 ) -> None:
     """Ingest OONI-format measurements into the store; bad lines are rejected with file:line and a reason.
+
+    OONI's observation rows (obs_web CSV/CSV.gz/Parquet, recognised by their header) are grouped by
+    measurement_uid into measurements.
 
     Example: observatory ingest measurements.jsonl.gz data/ --db obs.duckdb
     """

@@ -7,12 +7,14 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from observatory.cli.app import DbOption, app, check_choice, store_for, time_option
 from observatory.errors import ConfigError
 from observatory.sources.ooni import (
     DEFAULT_BUCKET,
     DEFAULT_TESTS,
+    RemoteFile,
     Syncer,
     SyncPlan,
     SyncStats,
@@ -56,17 +58,11 @@ def sync(
         raise ConfigError("--until must be after --since")
     plan = SyncPlan(countries=tuple(iter_countries(country)), tests=parse_list(test, flag="--test"),
                     since=t_since, until=t_until)
-    console = Console(stderr=True)
-
-    def progress(s: SyncStats) -> None:
-        if console.is_terminal:
-            console.print(f"\r[dim]files {s.files}  skipped {s.skipped}  failed {s.failed}  "
-                          f"measurements {s.ingest.accepted:,} new, {s.ingest.duplicates:,} known[/dim]", end="")
-
+    bar = _SyncProgress()
     store = store_for(db)
     try:
         syncer = Syncer(store, make_source(source, endpoint=endpoint, bucket=bucket), concurrency=concurrency,
-                        on_progress=progress)
+                        on_progress=bar.update, on_start=bar.start)
         if follow:
             from observatory.detect.run import run_detection
 
@@ -74,12 +70,47 @@ def sync(
         else:
             syncer.run_once(plan)
     finally:
+        bar.close()
         store.close()
     s = syncer.stats
-    if console.is_terminal:
-        console.print()
     for err in s.errors:
         typer.echo(f"error: {err}", err=True)
-    typer.echo(json.dumps({"files": s.files, "skipped": s.skipped, "failed": s.failed,
+    typer.echo(json.dumps({"files": s.files, "skipped": s.skipped, "failed": s.failed, "bytes": s.bytes,
                            "measurements": s.ingest.accepted, "duplicates": s.ingest.duplicates,
                            "rejected": s.ingest.rejected}))
+
+
+class _SyncProgress:
+    """A progress bar (files, measurements, bytes) while stdout is a terminal; nothing otherwise, so that a
+    script reading the JSON summary gets only that."""
+
+    def __init__(self) -> None:
+        self.console = Console()
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
+        self._files = 0
+
+    def start(self, todo: list[RemoteFile]) -> None:
+        if not self.console.is_terminal:
+            return
+        if self._bar is None:
+            self._bar = Progress(TextColumn("[dim]{task.fields[files]}  {task.fields[measurements]}[/dim]"),
+                                 BarColumn(), DownloadColumn(), TimeRemainingColumn(), console=self.console,
+                                 transient=False)
+            self._bar.start()
+        self._files += len(todo)
+        total = sum(f.size for f in todo)
+        if self._task is None:
+            self._task = self._bar.add_task("sync", total=total, files="", measurements="")
+        else:  # --follow: a new batch of files adds to the totals
+            self._bar.update(self._task, total=(self._bar.tasks[0].total or 0) + total)
+
+    def update(self, s: SyncStats) -> None:
+        if self._bar is None or self._task is None:
+            return
+        self._bar.update(self._task, completed=s.bytes, files=f"files {s.files}/{self._files}",
+                         measurements=f"measurements {s.ingest.accepted:,}")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()

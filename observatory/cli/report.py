@@ -38,16 +38,18 @@ def report(
 ) -> None:
     """The incident's report: statement, history, context, claim assessment, cost and chart.
 
-    Formats: text, md, json, png (the chart), html (self-contained, chart embedded).
+    Formats: text, md, json, png (the analyst's chart, one line per network), card (a 1200x675 image stating
+    the finding, to post), html (self-contained, chart embedded).
 
     Example: observatory report PK-20240120-1405-platform_restriction --format html --out report.html
     """
     check_choice(format, FORMATS, "--format")
-    if format == "png" and out is None and sys.stdout.isatty():
-        raise ConfigError("--format png writes binary data: give --out FILE.png")
+    if format in ("png", "card") and out is None and sys.stdout.isatty():
+        raise ConfigError(f"--format {format} writes binary data: give --out FILE.png")
     store = store_for(db, read_only=True)
     try:
         rep = report_for(store, incident_id, now=datetime.now(UTC), chart=format in ("png", "html"),
+                         card=format == "card",
                          event_window=timedelta(hours=window_hours))
     finally:
         store.close()

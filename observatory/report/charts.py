@@ -106,7 +106,7 @@ def _network_names(cells: Iterable[SeriesCell], inc: Incident) -> dict[int, str]
     return {a: (f"{_short(names[a])} (AS{a})" if a in names else f"AS{a}") for a in {c.asn for c in cells}}
 
 
-def _tz_caption(inc: Incident, t: datetime) -> str:
+def tz_caption(inc: Incident, t: datetime) -> str:
     c = country(inc.country)
     if c is None:
         return "UTC"
@@ -171,7 +171,7 @@ def draw_reachability(fig: Figure, axes: Sequence[Axes], inc: Incident, cells: S
     last.xaxis.set_major_locator(mdates.HourLocator(byhour=range(0, 24, 3 if span_hours <= 30 else 12), tz=tz))
     last.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M" if span_hours <= 30 else "%d %b %H:%M", tz=tz))
     last.tick_params(axis="x", labelsize=10)
-    last.set_xlabel(f"Local time ({_tz_caption(inc, inc.start)})", fontsize=11)
+    last.set_xlabel(f"Local time ({tz_caption(inc, inc.start)})", fontsize=11)
     handles: list[Artist] = [Line2D([], [], color=colors[a], lw=2.5, label=names.get(a, f"AS{a}")) for a in nets]
     handles.append(Patch(color=SHADE, alpha=0.25, label="incident"))
     return handles
@@ -243,7 +243,7 @@ def _time_axis(ax: Axes, inc: Incident) -> None:
     ax.xaxis.set_major_locator(mdates.HourLocator(byhour=range(0, 24, 3 if hours <= 30 else 12), tz=tz))
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M" if hours <= 30 else "%d %b %H:%M", tz=tz))
     ax.tick_params(axis="x", labelsize=10)
-    ax.set_xlabel(f"Local time ({_tz_caption(inc, inc.start)})", fontsize=11)
+    ax.set_xlabel(f"Local time ({tz_caption(inc, inc.start)})", fontsize=11)
     until = f" to {local_time(inc.end, inc.country)} on {to_local(inc.end, inc.country):%d %b}" if inc.end else ""
     span = f"incident {local_time(inc.start, inc.country)}" + (until or " (ongoing)")
     ax.text(_x(inc.start), 156, " " + span, fontsize=10, color="#a93226", va="bottom", ha="left",

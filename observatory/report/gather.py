@@ -26,7 +26,7 @@ def load_incident(store: Store, incident_id: str) -> Incident:
     return inc
 
 
-def report_for(store: Store, incident_id: str, *, now: datetime | None = None, chart: bool = True,
+def report_for(store: Store, incident_id: str, *, now: datetime | None = None, chart: bool = True, card: bool = False,
                event_window: timedelta = DEFAULT_WINDOW, lookback: timedelta = DEFAULT_LOOKBACK,
                bucket_seconds: int = 300, claim: str = "technical_fault") -> Report:
     inc = load_incident(store, incident_id)
@@ -45,6 +45,6 @@ def report_for(store: Store, incident_id: str, *, now: datetime | None = None, c
     if inc.country and chart:
         points = store.signal_points(since=start - SIGNAL_BASELINE, until=end, countries=[inc.country])
         signals = normalised_lines(points, since=start, until=end, baseline_until=inc.start)
-    return build_report(inc, history_candidates=candidates, events=events, cells=cells, now=now, chart=chart,
+    return build_report(inc, history_candidates=candidates, events=events, cells=cells, now=now, chart=chart, card=card,
                         event_window=event_window, lookback=lookback, claim=claim, user_reports=crowd,
                         signals=signals)

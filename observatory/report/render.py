@@ -20,6 +20,7 @@ from observatory import catalog
 from observatory.errors import ConfigError
 from observatory.incident import Incident
 from observatory.report.assess import ClaimAssessment, assess_claim, assessment_text, network_transitions
+from observatory.report.card import card_title, share_card
 from observatory.report.charts import incident_chart
 from observatory.report.context import DEFAULT_WINDOW, relevant_events
 from observatory.report.cost import ATTRIBUTION, CostEstimate, cost_text, estimate_cost, money
@@ -31,7 +32,7 @@ from observatory.series import SeriesCell
 from observatory.signals.view import SignalLine
 from observatory.store.base import ContextEvent
 
-FORMATS = ("text", "md", "json", "png", "html")
+FORMATS = ("text", "md", "json", "png", "card", "html")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,6 +45,7 @@ class Report:
     cost: CostEstimate | None
     networks_measured: int | None
     chart_png: bytes | None = None
+    card_png: bytes | None = None  # the 1200x675 share card (card.py)
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -75,7 +77,7 @@ def control_share(inc: Incident, cells: Iterable[SeriesCell], now: datetime | No
 def build_report(inc: Incident, *, history_candidates: Iterable[Incident] = (),
                  events: Iterable[ContextEvent] = (), cells: Sequence[SeriesCell] = (), now: datetime | None = None,
                  event_window: timedelta = DEFAULT_WINDOW, lookback: timedelta = DEFAULT_LOOKBACK,
-                 chart: bool = False, claim: str = "technical_fault",
+                 chart: bool = False, card: bool = False, claim: str = "technical_fault",
                  user_reports: Iterable[tuple[str, str, str, int]] = (),
                  signals: Sequence[SignalLine] = ()) -> Report:
     candidates = list(history_candidates)
@@ -93,13 +95,16 @@ def build_report(inc: Incident, *, history_candidates: Iterable[Incident] = (),
                      ("the chart shows the outside-in signals only" if chart and signals else "no chart") +
                      ", and network counts come from the incident's evidence.")
     png = incident_chart(inc, cells, previous=hist.previous, signals=signals) if chart and (cells or signals) else None
+    related = tuple(relevant_events(inc, events, window=event_window, now=now))
+    card_png = share_card(inc, cells, related) if card and cells else None
     return Report(
         incident=inc, statement=text, history=hist,
-        events=tuple(relevant_events(inc, events, window=event_window, now=now)),
+        events=related,
         assessment=assess_claim(inc, claim, control_reachability_share=control_share(inc, cells, now)
-                                if cells else None, transitions=network_transitions(inc, cells) if cells else None),
+                                if cells else None, transitions=network_transitions(inc, cells) if cells else None,
+                                previous=hist.previous, networks_measured=measured),
         cost=estimate_cost(inc, now=now, networks_measured_count=measured),
-        networks_measured=measured, chart_png=png, notes=tuple(notes),
+        networks_measured=measured, chart_png=png, card_png=card_png, notes=tuple(notes),
     )
 
 
@@ -248,14 +253,19 @@ def _ul(items: list[str], empty: str) -> str:
 
 def render_html(r: Report) -> str:
     """A self-contained page: inline style, the chart as a data: URI, nothing fetched from elsewhere."""
-    title = escape(f"{r.incident.status.capitalize()}: {r.incident.id}")
+    title = escape(f"{r.incident.status.capitalize()}: {card_title(r.incident)}")
     return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width,initial-scale=1"><title>{title}</title>'
             f"<style>{CSS}</style></head><body>\n{render_html_fragment(r)}\n</body></html>\n")
 
 
 def render(r: Report, fmt: str) -> str | bytes:
-    """The report in one of FORMATS (png: the chart's bytes)."""
+    """The report in one of FORMATS (png: the analyst's chart; card: the share card)."""
+    if fmt == "card":
+        if r.card_png is None:
+            raise ConfigError(f"incident {r.incident.id}: no measurement series in the store for its day, "
+                              "so there is no card to draw")
+        return r.card_png
     if fmt == "png":
         if r.chart_png is None:
             raise ConfigError(f"incident {r.incident.id}: no measurement series in the store for its day, "

@@ -14,6 +14,7 @@ from observatory.errors import ParseError
 from observatory.measurement import Measurement, parse_measurement
 from observatory.verdict.facts import WebFacts, download_kbps
 from observatory.verdict.fast import plainly_ok
+from observatory.verdict.obsweb import OBS_KEY, obs_verdict
 from observatory.verdict.platform import PLATFORM_TESTS, platform_verdict
 from observatory.verdict.rules import (
     RULES_BY_ID,
@@ -46,6 +47,10 @@ def classify(m: Measurement, baseline_kbps: float | None = None) -> Classificati
     `baseline_kbps`: the network's recent throughput for this target, when the caller knows it; a download
     10x below it is throttling even when the control's own download is missing.
     """
+    obs = m.doc.get(OBS_KEY)
+    if isinstance(obs, dict):  # rebuilt from OONI's observation rows: judged from the rows, without a control
+        ov = obs_verdict(m.test_name, m.test_version, obs)
+        return Classification(verdict=ov.verdict.value, rule=ov.rule, reason=ov.reason)
     tk = m.test_keys
     if m.test_name in WEB_TESTS:
         if plainly_ok(tk, m.input, baseline_kbps, THROTTLING_FACTOR):

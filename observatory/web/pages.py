@@ -17,6 +17,7 @@ from fastapi.templating import Jinja2Templates
 
 from observatory import catalog
 from observatory.incident import Incident, iso
+from observatory.report.gather import report_for
 from observatory.store import IncidentFilter, Store
 from observatory.vocab import IncidentKind, Status
 from observatory.web import feed, queries, review
@@ -155,6 +156,18 @@ def incident_page(request: Request, incident_id: str) -> HTMLResponse:
                   timeline=timeline(inc), chart=json.dumps(chart) if inc.country else None,
                   evidence=json.dumps(inc.evidence, indent=2, sort_keys=True, default=str),
                   share_url=str(request.url))
+
+
+@router.get("/incident/{incident_id}/card.png")
+def incident_card(request: Request, incident_id: str) -> Response:
+    """The share card: the finding as a 1200x675 PNG (observatory.report.card)."""
+    store = store_of(request)
+    get_incident(store, incident_id)  # 404 before any drawing
+    rep = report_for(store, incident_id, now=now_of(store), chart=False, card=True)
+    if rep.card_png is None:
+        raise NotFound(f"incident {incident_id}: no measurements in the store for its day, so no card")
+    return Response(rep.card_png, media_type="image/png",
+                    headers={"Content-Disposition": f'inline; filename="{incident_id}.png"'})
 
 
 @router.get("/incidents", response_class=HTMLResponse)

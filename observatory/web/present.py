@@ -112,11 +112,11 @@ def view(store: Store, inc: Incident, *, now: datetime | None = None) -> Inciden
     cost = estimate_cost(inc, now=now, networks_measured_count=measured)
     if cost is not None:
         v.cost_lines = cost_text(cost).splitlines()
-    if inc.country is not None:
-        v.claim = assess_claim(
-            inc, "technical_fault",
-            control_reachability_share=control_share(inc, cells, now) if cells else None,
-            transitions=network_transitions(inc, cells) if cells else None).to_json()
+    v.claim = assess_claim(
+        inc, "technical_fault",
+        control_reachability_share=control_share(inc, cells, now) if cells else None,
+        transitions=network_transitions(inc, cells) if cells else None, previous=earlier,
+        networks_measured=measured).to_json()
     return v
 
 
