@@ -139,6 +139,15 @@ def test_ioda_api_v2_json_gives_one_series_per_datasource_and_skips_empty_bins(t
     assert {(p.country, p.source) for p in pts} == {("IR", "ioda")}
 
 
+def test_ioda_api_v2_country_cannot_be_relabelled_by_a_flag(tmp_path: Path) -> None:
+    f = tmp_path / "ir.json"
+    f.write_text(json.dumps(IODA_V2))
+    with pytest.raises(Exception, match="IR's, not PK"):
+        read_signal_file(str(f), entity=Entity(country="PK"))
+    assert {p.country for p in read_signal_file(str(f), entity=Entity(country="IR")).points  # type: ignore[union-attr]
+            } == {"IR"}
+
+
 def test_ioda_api_v2_asn_series_takes_its_network_and_needs_a_country(tmp_path: Path) -> None:
     doc = {"type": "signals", "error": None, "data": [[
         {"entityType": "asn", "entityCode": "44244", "entityName": "Irancell", "datasource": "ping-slash24",

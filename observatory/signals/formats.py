@@ -279,8 +279,10 @@ def _ioda_json_entity(s: dict[str, Any], given: Entity) -> Entity:
     kind, code = str(s.get("entityType", "")).lower(), str(s.get("entityCode", "")).strip()
     country = given.country
     if kind == "country" and code:
-        country = country or country_code(code)
-        return Entity(country=country, region=given.region, asn=given.asn)
+        own = country_code(code)
+        if country and country != own:  # the file says whose series they are: a flag cannot relabel them
+            raise ParseError(f"IODA's series are {own}'s, not {country}: drop --country or give the right file")
+        return Entity(country=own, region=given.region, asn=given.asn)
     if not country:
         raise ParseError(f"IODA's {kind or 'unnamed'} series {code!r} does not say its country: give --country")
     if kind == "asn" and code.isdigit():
