@@ -1,7 +1,7 @@
 """API latency with millions of measurements stored, and collector throughput on loopback.
 
     .venv/bin/python benchmarks/api.py [--rows 10000000] [--requests 50] [--clients 4] [--batches 25]
-                                       [--batch-size 1000]
+                                       [--batch-size 1000] [--shared] [--contend SECONDS]
 
 Rows are synthetic and written straight into the DuckDB file with one SQL statement (generating 10 M
 measurement documents one by one would take longer than the measurement); the dashboard's rollup is then
@@ -17,6 +17,13 @@ Measured at 10 M rows on the 2-core machine, quiet (load average 0.6-1.3), three
 7.1-9.5 ms, p95 9.5-12.0 ms; collector 20,570-23,653 measurements/s. Before the hourly rollup, the frozen
 start-up heap, httptools/uvloop and the Struct Measurement, on the same quiet machine: p95 202-210 ms after new
 data, collector 17,073-19,324/s (docs/web.md says where the time went).
+
+`--shared` serves the store as `observatory serve` does since issue 21 (letting other processes have the file
+between operations when they wait for it); `--contend S` adds another process opening and reading the served
+store every S seconds during the collector run. At 1 M rows on the 2-core machine shared by other work (load
+average 13-21, so within noise of each other), alternating runs: before (main) collector 8,015 and 6,700/s;
+--shared 11,230 and 8,609/s (nobody waiting: the same path); --shared --contend 1 (18 reads by the other process
+in the run, each a hand-off of the file both ways) 3,154/s.
 """
 
 from __future__ import annotations
@@ -141,6 +148,16 @@ def collector_throughput(base: str, store: DuckDBStore, clients: int, batches: i
     return accepted / elapsed
 
 
+def _contender(path: str, every: float, stop: Any, opened: Any) -> None:
+    """Another process using the served store as the CLI does (`observatory stats`): open, read, close."""
+    while not stop.is_set():
+        store = DuckDBStore(path, read_only=True)
+        store.count()
+        store.close()
+        opened.put(1)
+        stop.wait(every)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=10_000_000)
@@ -148,9 +165,15 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--batches", type=int, default=25)
     ap.add_argument("--batch-size", type=int, default=1000)
+    ap.add_argument("--shared", action="store_true", help="Serve the store as `observatory serve` does: letting "
+                    "other processes have the file between operations.")
+    ap.add_argument("--contend", type=float, default=None, metavar="SECONDS",
+                    help="With --shared: another process opens the store and reads it this often during the "
+                         "collector run (a CLI command against the served store).")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        store = DuckDBStore(str(Path(tmp) / "bench.duckdb"))
+        path = str(Path(tmp) / "bench.duckdb")
+        store = DuckDBStore(path, shared=args.shared)
         print(f"insert {args.rows:,} rows: {fill(store, args.rows):.1f} s")
         t0 = time.perf_counter()
         store.refresh_rollup()
@@ -179,7 +202,20 @@ def main() -> None:
             p50, p95 = latency(client, "/api/v1/incidents?country=PK&platform=twitter", args.requests)
             print(f"incident list, filtered: p50 {p50:.1f} ms  p95 {p95:.1f} ms")
         load = os.getloadavg()[0]
+        contender = None
+        if args.contend is not None:
+            ctx = multiprocessing.get_context("spawn")
+            stop, opened = ctx.Event(), ctx.Queue()
+            contender = ctx.Process(target=_contender, args=(path, args.contend, stop, opened))
+            contender.start()
         rate = collector_throughput(base, store, args.clients, args.batches, args.batch_size)
+        if contender is not None:
+            stop.set()
+            contender.join(120)
+            reads = 0
+            while not opened.empty():
+                reads += opened.get()
+            print(f"another process opened and read the served store {reads} times during the collector run")
         print(f"collector: {rate:,.0f} measurements/s, all {args.clients * args.batches * args.batch_size:,} stored "
               f"({args.clients} client processes, batches of {args.batch_size}; "
               f"load average {load:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores)")

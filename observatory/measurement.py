@@ -11,7 +11,6 @@ Two layers:
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache, partial
@@ -19,12 +18,15 @@ from typing import Any
 
 import msgspec
 
+from observatory import scrub as _scrub
 from observatory.catalog import platform_of
 from observatory.errors import ParseError
+from observatory.scrub import strip_probe_address
 
-# Fields the observatory never stores: they identify the person who runs the probe.
-PRIVATE_FIELDS = ("probe_ip", "probe_city")
-SCRUBBED = "[scrubbed]"
+# Fields the observatory never stores (they identify the person who runs the probe), and what replaces an address
+# that may be theirs: defined with the scrubbing, in observatory.scrub.
+PRIVATE_FIELDS = _scrub.PRIVATE_FIELDS
+SCRUBBED = _scrub.SCRUBBED
 OONI_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 
@@ -292,36 +294,13 @@ def format_time(t: datetime) -> str:
     return t.astimezone(UTC).strftime(OONI_TIME_FORMAT)
 
 
-def _is_real_address(ip: str) -> bool:
+def strip_private(doc: dict[str, Any], text: bytes | None = None) -> dict[str, Any]:
+    """The document without the probe's address (in any spelling: observatory.scrub) and city; `doc` itself when
+    there is nothing to remove. What is published is scrubbed further (observatory.scrub.scrub_document)."""
     try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return bool(ip) and ip not in {"127.0.0.1", "::1", "0.0.0.0"}
-    return not (addr.is_loopback or addr.is_unspecified)
-
-
-def _scrub(value: Any, secret: str) -> Any:
-    """Replaces every occurrence of the probe's address in string values (headers, whoami answers...)."""
-    if isinstance(value, str):
-        return value.replace(secret, SCRUBBED) if secret in value else value
-    if isinstance(value, dict):
-        return {k: _scrub(v, secret) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrub(v, secret) for v in value]
-    return value
-
-
-def strip_private(doc: dict[str, Any]) -> dict[str, Any]:
-    """The document without the probe's address and city, wherever the address appears."""
-    ip = doc.get("probe_ip")
-    if not any(k in doc for k in PRIVATE_FIELDS):
-        return doc
-    clean = {k: v for k, v in doc.items() if k not in PRIVATE_FIELDS}
-    if isinstance(ip, str) and _is_real_address(ip):
-        encoded = msgspec.json.encode(clean)
-        if ip.encode() in encoded:
-            clean = _scrub(clean, ip)
-    return clean
+        return strip_probe_address(doc, text)
+    except RecursionError:
+        raise ParseError("the document nests too deep to be read") from None
 
 
 def content_uid(doc: dict[str, Any]) -> str:
@@ -415,7 +394,7 @@ def measurement_from_dict(obj: Any, *, where: str = "", raw_json: bytes | None =
     cc = (probe_cc or "ZZ").upper()
     if len(cc) != 2 or not cc.isalpha():
         raise ParseError(f"probe_cc {probe_cc!r} is not an ISO 3166-1 alpha-2 code", where=where)
-    doc = strip_private(obj)
+    doc = strip_private(obj, raw_json)
     annotations = get("annotations") or {}
     region = annotations.get("region")
     inp = _input_str(get("input"))

@@ -158,14 +158,15 @@ def test_gzip_cut_short_keeps_what_came_before(tmp_path: Path, duck: DuckDBStore
     assert duck.count() == s.accepted
 
 
-def test_cli_exit_status_nonzero_only_when_nothing_read(tmp_path: Path) -> None:
+def test_cli_exit_status_nonzero_when_nothing_read_or_a_line_rejected(tmp_path: Path) -> None:
     db = str(tmp_path / "o.duckdb")
     empty = tmp_path / "e.jsonl"
     empty.write_text("")
     assert run(["ingest", str(empty), "--db", db], check=False).returncode != 0
     mixed = tmp_path / "m.jsonl"
     mixed.write_text(_good(1) + "\n{bad\n")
-    assert run(["ingest", str(mixed), "--db", db], check=False).returncode == 0
+    # the exit status contract: 1 = done, some input rejected, the good part kept
+    assert run(["ingest", str(mixed), "--db", db], check=False).returncode == 1
 
 
 def run(args: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:

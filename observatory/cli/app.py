@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from datetime import datetime
 from pathlib import Path
@@ -10,13 +11,17 @@ from typing import Annotated
 import platformdirs
 import typer
 
-from observatory.errors import ConfigError
+from observatory import __version__
+from observatory.errors import ConfigError, StoreError
 from observatory.measurement import parse_time
 from observatory.store import Store, open_store
 
 app = typer.Typer(
     name="observatory",
-    help="An open internet observatory: measure platforms, detect censorship and shutdowns, report them.",
+    help="An open internet observatory: measure platforms, detect censorship and shutdowns, report them.\n\n"
+    "Exit status: 0 all good; 1 done, but some input was rejected (counted, with file:line; the good part kept); "
+    "2 usage or input error (one line on stderr); 3 the store is unavailable (missing, locked, full or "
+    "read-only).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -41,8 +46,13 @@ DbOption = Annotated[
 FormatOption = Annotated[str, typer.Option("--format", "-f", help="Output format.")]
 
 
-def store_for(db: str, *, read_only: bool = False) -> Store:
-    return open_store(db, read_only=read_only)
+def store_for(db: str, *, read_only: bool = False, create: bool = True, shared: bool = False) -> Store:
+    """The store named by --db. `create=False` (every command that only reads or analyses what is there): a
+    missing DuckDB file is an error naming the path, never a new empty store that answers "nothing"."""
+    if not create and "://" not in db and db != ":memory:" and not Path(db).expanduser().exists():
+        raise StoreError(f"store {db}: no such store (check --db; `observatory ingest FILE --db {db}` "
+                         "creates one)")
+    return open_store(db, read_only=read_only, shared=shared)
 
 
 def time_option(value: str | None, flag: str) -> datetime | None:
@@ -59,3 +69,66 @@ def check_choice(value: str, choices: tuple[str, ...], flag: str) -> str:
     if value not in choices:
         raise ConfigError(f"{flag} {value!r}: choose one of {', '.join(choices)}")
     return value
+
+
+def time_range(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
+    """--since and --until together: an empty range (since at or after until) is a usage error, not []."""
+    t_since, t_until = time_option(since, "--since"), time_option(until, "--until")
+    if t_since is not None and t_until is not None and t_since >= t_until:
+        raise ConfigError(f"--since {since} is not before --until {until}: the range is empty")
+    return t_since, t_until
+
+
+UNKNOWN_COUNTRY = "ZZ"  # OONI's code for a probe whose country is not known; stored as such
+
+
+def country_option(value: str | None, flag: str = "--country") -> str | None:
+    """A country given on the command line as its ISO 3166-1 alpha-2 code (returned) or alpha-3 code, any case.
+
+    Anything else (a name, a typo, an unassigned code) is an error listing close matches: a filter on an
+    unknown code would silently answer nothing.
+    """
+    if value is None:
+        return None
+    import pycountry
+
+    text = value.strip()
+    if text.upper() == UNKNOWN_COUNTRY:
+        return UNKNOWN_COUNTRY
+    if len(text) in (2, 3) and text.isalpha():
+        code = text.upper()
+        found = pycountry.countries.get(alpha_2=code) if len(code) == 2 else pycountry.countries.get(alpha_3=code)
+        if found is not None:
+            return str(found.alpha_2)
+    raise ConfigError(f"{flag} {value!r}: not an ISO 3166-1 country code" + _country_hint(text))
+
+
+def _country_hint(text: str) -> str:
+    import pycountry
+
+    names = {str(c.alpha_2): [str(c.name), str(getattr(c, "common_name", c.name)),
+                              str(getattr(c, "official_name", c.name))] for c in pycountry.countries}
+    low = text.lower()
+    hits = [cc for cc, ns in names.items() if any(low == n.lower() for n in ns)]
+    if not hits:
+        by_name = {n.lower(): cc for cc, ns in names.items() for n in ns}
+        hits = [by_name[n] for n in difflib.get_close_matches(low, list(by_name), n=3, cutoff=0.75)]
+    if not hits and len(text) in (2, 3):
+        codes = {str(c.alpha_2 if len(text) == 2 else c.alpha_3): str(c.alpha_2) for c in pycountry.countries}
+        hits = [codes[c] for c in difflib.get_close_matches(text.upper(), list(codes), n=3, cutoff=0.5)]
+    hits = list(dict.fromkeys(hits))
+    if not hits:
+        return " (use a two-letter code such as PK, or three letters such as PAK)"
+    return "; did you mean " + ", ".join(f"{cc} ({names[cc][1]})" for cc in hits) + "?"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"observatory {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                help="Print the version and exit.")] = False) -> None:
+    pass

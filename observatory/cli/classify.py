@@ -50,24 +50,26 @@ def classify_cmd(
     Example: observatory classify measurements.jsonl --format table
     """
     check_choice(format, ("json", "table"), "--format")
-    paths = expand_paths(files)
+    paths = _measurement_files(files)
     if not paths:
         raise ConfigError("no input files found in " + ", ".join(map(str, files)))
     rows: list[dict[str, Any]] = []
     rejected = 0
-    for path in paths:
+    for path, shown in paths:
         for line, item in read_file(path):
             if isinstance(item, Reject):
                 rejected += 1
                 typer.echo(f"rejected {item}", err=True)
                 continue
             try:
-                rec = {"file": str(path), "line": line} | classify_document(item, where=f"{path}:{line}")
+                rec = {"file": str(path), "line": line, "shown": shown} | classify_document(
+                    item, where=f"{path}:{line}")
             except ParseError as exc:
                 rejected += 1
                 typer.echo(f"rejected {path}:{line}: {exc.reason}", err=True)
                 continue
             if format == "json":
+                del rec["shown"]
                 typer.echo(json.dumps(rec, ensure_ascii=False))
             else:
                 rows.append(rec)
@@ -77,16 +79,42 @@ def classify_cmd(
         raise typer.Exit(1)
 
 
+# OONI's netem QA cases keep each measurement beside OONI's own analysis of it (analysis_classic.json): a
+# result, not a measurement, so a directory's analyses are skipped (and said so) rather than rejected.
+_ANALYSIS_PREFIX = "analysis_"
+
+
+def _measurement_files(args: list[Path]) -> list[tuple[Path, str]]:
+    """(file, name shown in the table) for each input; a directory's files are named relative to it, so the
+    cases of a QA tree stay apart (every one of them is a measurement.json)."""
+    out: list[tuple[Path, str]] = []
+    skipped = 0
+    for arg in args:
+        if not arg.is_dir():
+            out.append((arg, str(arg)))
+            continue
+        for f in expand_paths([arg]):
+            if f.name.startswith(_ANALYSIS_PREFIX) and f.name.endswith(".json"):
+                skipped += 1
+                continue
+            out.append((f, str(f.relative_to(arg))))
+    if skipped:
+        typer.echo(f"skipped {skipped} {_ANALYSIS_PREFIX}*.json file{'s' if skipped != 1 else ''} "
+                   "(OONI's analyses of the measurements beside them, not measurements)", err=True)
+    return out
+
+
 def _print_table(rows: list[dict[str, Any]]) -> None:
     table = Table(show_header=True, header_style="bold")
-    for col in ("file:line", "test", "input", "platform", "verdict", "ooni_blocking", "rule"):
+    table.add_column("file:line", no_wrap=True)  # copied into editors and greps: kept whole
+    for col in ("test", "input", "platform", "verdict", "ooni_blocking", "rule"):
         table.add_column(col, overflow="fold")
     for r in rows:
         ob = r["ooni_blocking"]
-        table.add_row(f"{Path(r['file']).name}:{r['line']}", r["test_name"], r["input"] or "",
+        table.add_row(f"{r['shown']}:{r['line']}", r["test_name"], r["input"] or "",
                       r["platform"] or "", r["verdict"], json.dumps(ob) if not isinstance(ob, str) else ob,
                       r["rule"])
-    Console(width=200 if not sys.stdout.isatty() else None).print(table)
+    Console(width=240 if not sys.stdout.isatty() else None).print(table)
 
 
 @app.command()
@@ -97,7 +125,7 @@ def reclassify(db: DbOption, format: FormatOption = "table") -> None:
     Example: observatory reclassify --db obs.duckdb
     """
     check_choice(format, ("table", "json"), "--format")
-    store = store_for(db)
+    store = store_for(db, create=False)
     try:
         changed = store.reclassify(classify_raw)
     finally:

@@ -11,7 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from observatory.cli.app import DbOption, FormatOption, app, check_choice, store_for, time_option
+from observatory import publish
+from observatory.cli.app import DbOption, FormatOption, app, check_choice, country_option, store_for, time_range
 from observatory.errors import ConfigError
 from observatory.ingest import IngestSummary, expand_paths, ingest_paths
 from observatory.store import MeasurementFilter
@@ -40,7 +41,8 @@ def ingest(
 
     Example: observatory ingest measurements.jsonl.gz data/ --db obs.duckdb
     """
-    check_choice(format, ("table", "json"), "--format")
+    # text (or table, its first name): a summary line; json: one object. Any line rejected: exit 1.
+    check_choice(format, ("text", "table", "json"), "--format")
     files = expand_paths(paths)
     if not files:
         raise ConfigError("no input files found in " + ", ".join(map(str, paths)))
@@ -53,7 +55,8 @@ def ingest(
         progress.close()
         store.close()
     _print_summary(summary, format, rejects_path)
-    if summary.read == 0 or (summary.accepted + summary.duplicates == 0 and summary.rejected > 0):
+    # a rejected line is lost input: exit 0 would tell a script that everything it sent is stored
+    if summary.read == 0 or summary.rejected > 0:
         raise typer.Exit(1)
 
 
@@ -79,14 +82,18 @@ class _progress_bar:
 def _print_summary(s: IngestSummary, fmt: str, rejects_path: Path) -> None:
     if fmt == "json":
         typer.echo(json.dumps(s.to_json() | {"rejects_file": str(rejects_path) if s.rejected else None}))
-        return
-    typer.echo(f"files {s.files}  read {s.read}  accepted {s.accepted}  duplicates {s.duplicates}  "
-               f"rejected {s.rejected}")
+    else:
+        typer.echo(f"files {s.files}  read {s.read}  accepted {s.accepted}  duplicates {s.duplicates}  "
+                   f"rejected {s.rejected}")
+    # the rejected lines go to stderr whatever the format: stdout stays one JSON object for scripts
     for r in s.rejects[:10]:
         typer.echo(f"  rejected {r}", err=True)
     if s.rejected:
         more = f" ({s.rejected - 10} more)" if s.rejected > 10 else ""
         typer.echo(f"rejected lines{more} written to {rejects_path}", err=True)
+
+
+STATS_ROWS = 20  # rows per table printed by `stats` (the JSON has them all)
 
 
 @app.command()
@@ -96,7 +103,7 @@ def stats(db: DbOption, format: FormatOption = "table") -> None:
     Example: observatory stats --format json
     """
     check_choice(format, ("table", "json"), "--format")
-    store = store_for(db)
+    store = store_for(db, read_only=True, create=False)
     try:
         data = store.stats()
     finally:
@@ -107,10 +114,17 @@ def stats(db: DbOption, format: FormatOption = "table") -> None:
     console = Console()
     console.print(f"[bold]{data['measurements']:,}[/bold] measurements in {db}")
     for key in ("by_country", "by_network", "by_test", "by_platform", "by_verdict", "by_day"):
+        items = list(data[key].items())
+        if key == "by_day":
+            items.reverse()  # the newest days first: what an analyst checks is whether today's data came in
         table = Table(title=key.replace("_", " "), show_header=False, box=None)
-        for k, v in list(data[key].items())[:20]:
+        for k, v in items[:STATS_ROWS]:
             table.add_row(k, f"{v:,}")
         console.print(table)
+        if len(items) > STATS_ROWS:
+            rest = sum(v for _, v in items[STATS_ROWS:])
+            console.print(f"  ... {STATS_ROWS} of {len(items)} rows shown ({rest:,} measurements in the rest); "
+                          "--format json for all", highlight=False)
 
 
 @app.command()
@@ -122,27 +136,25 @@ def export(
     since: Annotated[str | None, typer.Option(help="Start time (UTC), inclusive.")] = None,
     until: Annotated[str | None, typer.Option(help="End time (UTC), exclusive.")] = None,
 ) -> None:
-    """Write stored measurements: jsonl (the documents as ingested, minus private fields), parquet or csv.
+    """Write stored measurements: jsonl (the documents as ingested, scrubbed of any address that may be a
+    probe's), parquet or csv.
 
     Example: observatory export --format jsonl --out pk.jsonl --country PK --since 2024-01-20
     """
     check_choice(format, ("jsonl", "parquet", "csv"), "--format")
-    if country is not None and (len(country) != 2 or not country.isalpha()):
-        raise ConfigError(f"--country {country!r}: expected an ISO 3166-1 alpha-2 code such as PK")
-    flt = MeasurementFilter(country=country, since=time_option(since, "--since"), until=time_option(until, "--until"))
-    if flt.since and flt.until and flt.since >= flt.until:
-        raise ConfigError("--since must be before --until")
-    store = store_for(db)
+    t_since, t_until = time_range(since, until)
+    flt = MeasurementFilter(country=country_option(country), since=t_since, until=t_until)
+    store = store_for(db, read_only=True, create=False)
     try:
         if format == "jsonl":
             n = 0
             with open(out, "wb") as fh:
-                for doc in store.documents(flt):
+                for doc in publish.documents(store, flt):  # scrubbed of any address that may be a probe's
                     fh.write(doc)
                     fh.write(b"\n")
                     n += 1
         else:
-            n = store.export(flt, format, str(out))
+            n = publish.export(store, flt, format, str(out))
     finally:
         store.close()
     typer.echo(f"exported {n} measurements to {out}", err=not sys.stdout.isatty())

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from observatory.cli.app import DbOption, FormatOption, app, check_choice, store_for, time_option
+from observatory.cli.app import DbOption, FormatOption, app, check_choice, country_option, store_for, time_range
 from observatory.detect.run import run_detection, stored_incidents
 from observatory.incident import Incident, iso
 
@@ -32,11 +32,12 @@ def detect(
     Example: observatory detect --db obs.duckdb --country PK --since 2024-01-20 --format json
     """
     check_choice(format, ("table", "json"), "--format")
-    t_since, t_until = time_option(since, "--since"), time_option(until, "--until")
-    store = store_for(db)
+    t_since, t_until = time_range(since, until)
+    cc = country_option(country)
+    store = store_for(db, create=False)
     try:
         run_detection(store, full=full)
-        incidents = stored_incidents(store, country=country.upper() if country else None, since=t_since,
+        incidents = stored_incidents(store, country=cc, since=t_since,
                                      until=t_until)
     finally:
         store.close()
@@ -46,15 +47,18 @@ def detect(
         _table(incidents)
 
 
-def _table(incidents: list[Incident]) -> None:
+def _table(incidents: list[Incident], width: int | None = None) -> None:
     table = Table(show_edge=False)
-    for col in ("id", "country", "kind", "scope", "platforms", "techniques", "start", "end", "status", "confirmed"):
-        table.add_column(col)
+    # ids are copied from here into `report ID`: never cut or wrapped, whatever the terminal's width (the other
+    # columns wrap instead)
+    table.add_column("id", no_wrap=True, min_width=max((len(i.id) for i in incidents), default=2))
+    for col in ("country", "kind", "scope", "platforms", "techniques", "start", "end", "status", "confirmed"):
+        table.add_column(col, overflow="fold")
     for i in incidents:
         table.add_row(i.id, i.country or "world", i.kind, i.scope, ",".join(i.platforms) or "-",
                       ",".join(i.techniques) or "-", iso(i.start) or "", iso(i.end) or "ongoing", i.status,
                       iso(i.confirmed_at) or "-")
     # piped output is not cut to 80 columns: ids and times must stay whole
-    Console(width=None if sys.stdout.isatty() else 240).print(table)
+    Console(width=width or (None if sys.stdout.isatty() else 240)).print(table)
     if not incidents:
         typer.echo("no incidents")

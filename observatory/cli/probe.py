@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -15,7 +16,7 @@ from typing import Annotated, Any
 import platformdirs
 import typer
 
-from observatory.cli.app import DbOption, FormatOption, app, check_choice, store_for
+from observatory.cli.app import DbOption, FormatOption, app, check_choice, country_option, store_for
 from observatory.errors import ConfigError
 
 probes_app = typer.Typer(
@@ -27,6 +28,13 @@ app.add_typer(probes_app, name="probes")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+# Without the control helper's view from outside the network, a failure here cannot be told from the site being
+# down everywhere: the verdict rules answer `unknown` rather than guess.
+NO_HELPER_WARNING = ("warning: no --helper: every verdict will be `unknown`, because without a control "
+                     "measurement from outside this network a failure cannot be told from the site being down "
+                     "everywhere (run `observatory helper` on an uncensored machine and pass --helper URL)")
 
 
 def parse_duration(text: str, flag: str = "--every") -> float:
@@ -138,8 +146,10 @@ def probe(
     period = parse_duration(every) if every else None
     if collector and not (token and secret):
         raise ConfigError("--collector needs --token and --secret (from `observatory probes add NAME`)")
-    if meta.cc and (len(meta.cc) != 2 or not meta.cc.isalpha()):
-        raise ConfigError(f"--cc {meta.cc!r}: expected an ISO 3166-1 alpha-2 code like PK")
+    if meta.cc:
+        meta = dataclasses.replace(meta, cc=country_option(meta.cc, "--cc"))
+    if not helper and not quiet:
+        typer.echo(NO_HELPER_WARNING, err=True)
     urls = load_targets(str(targets if targets != "social" else settings.get("targets", targets)))
     if resolver:
         from observatory.probe.net import split_endpoint
@@ -286,19 +296,35 @@ def helper(
 
 
 @probes_app.command("add")
-def probes_add(name: Annotated[str, typer.Argument(help="A name for the probe.")], db: DbOption) -> None:
-    """Register a probe; prints its token and secret as JSON (shown once: the token is stored hashed).
+def probes_add(name: Annotated[str, typer.Argument(help="A name for the probe.")], db: DbOption,
+               format: Annotated[str, typer.Option("--format", "-f", help="json (for scripts) or text.")]
+               = "json") -> None:
+    """Register a probe; prints its token and secret (shown once: the token is stored hashed).
 
     Example: observatory probes add lahore-ptcl-1 --db obs.duckdb
     """
     from observatory.web.auth import create_probe
 
+    check_choice(format, ("json", "text"), "--format")
     store = store_for(db)
     try:
+        _refuse_revoked_name(store, name)
         created = create_probe(store, name)
     finally:
         store.close()
-    typer.echo(json.dumps(created))
+    if format == "json":
+        typer.echo(json.dumps(created))
+    else:
+        typer.echo(f"probe {name.strip()} registered (the token is shown once: keep it now)\n"
+                   f"token  {created['token']}\nsecret {created['secret']}")
+
+
+def _refuse_revoked_name(store: Any, name: str) -> None:
+    """A revoked probe keeps its name, so its past measurements keep one owner: say so, with advice that works
+    (the store's generic "revoke it or choose another name" is no help for a name already revoked)."""
+    if any(p.name == name.strip() and p.revoked for p in store.probes()):
+        raise ConfigError(f"probe name {name.strip()!r} belongs to a revoked probe and stays reserved: "
+                          f"choose another name, e.g. {name.strip()}-2")
 
 
 @probes_app.command("list")
@@ -308,7 +334,7 @@ def probes_list(db: DbOption, format: FormatOption = "table") -> None:
     Example: observatory probes list --db obs.duckdb --format json
     """
     check_choice(format, ("table", "json"), "--format")
-    store = store_for(db, read_only=True)
+    store = store_for(db, read_only=True, create=False)
     try:
         creds = store.probes()
     finally:
@@ -328,7 +354,7 @@ def probes_revoke(name: Annotated[str, typer.Argument(help="The probe's name.")]
 
     Example: observatory probes revoke lahore-ptcl-1 --db obs.duckdb
     """
-    store = store_for(db)
+    store = store_for(db, create=False)
     try:
         found = store.revoke_probe(name)
     finally:

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from observatory.cli.app import DbOption, FormatOption, app, check_choice, store_for, time_option
+from observatory.cli.app import DbOption, FormatOption, app, check_choice, country_option, store_for, time_option
 from observatory.errors import ConfigError, ParseError
 from observatory.report.assess import CLAIMS, assessment_text
 from observatory.report.eventfile import make_event, parse_csv, parse_ics
@@ -53,6 +53,8 @@ def report(
                          event_window=timedelta(hours=window_hours))
     finally:
         store.close()
+    if out is not None and not out.expanduser().resolve().parent.is_dir():
+        raise ConfigError(f"--out {out}: no such directory {out.parent}")
     data = render(rep, format)
     if out is not None:
         out.write_bytes(data if isinstance(data, bytes) else data.encode("utf-8"))
@@ -77,7 +79,7 @@ def assess(
     """
     check_choice(format, ("text", "json"), "--format")
     check_choice(claim, CLAIMS, "--claim")
-    store = store_for(db, read_only=True)
+    store = store_for(db, read_only=True, create=False)
     try:
         rep = report_for(store, incident_id, now=datetime.now(UTC), chart=False, claim=claim)
     finally:
@@ -101,7 +103,7 @@ def events_add(
     t = time_option(time, "--time")
     assert t is not None
     try:
-        event = make_event(country=country, time=t, title=title, url=url, where="events add")
+        event = make_event(country=country_option(country) or country, time=t, title=title, url=url, where="events add")
     except ParseError as exc:
         raise ConfigError(exc.reason) from None
     store = store_for(db)
@@ -153,9 +155,10 @@ def events_list(
     Example: observatory events list --country PK --format json
     """
     check_choice(format, ("text", "json"), "--format")
-    store = store_for(db, read_only=True)
+    cc = country_option(country)
+    store = store_for(db, read_only=True, create=False)
     try:
-        events = store.events(country=country)
+        events = store.events(country=cc)
     finally:
         store.close()
     for e in events:
@@ -193,7 +196,7 @@ def alert(
         check_choice(s, ("new", "confirmed", "ended"), "--stage")
     key = secret if secret is not None else os.environ.get("OBSERVATORY_WEBHOOK_SECRET")
     hooks = [Webhook(url=u, secret=key, style="slack" if slack else "json", attempts=attempts) for u in webhook]
-    store = store_for(db)
+    store = store_for(db, create=False)
     try:
         incidents = store.incidents(IncidentFilter(since=time_option(since, "--since"), limit=10_000))
         results = deliver(store, incidents, hooks, stages_wanted=stages, base_url=base_url)

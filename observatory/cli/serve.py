@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 import threading
 import time
@@ -38,8 +39,22 @@ def serve(
     webhook_secret: Annotated[str | None, typer.Option(
         help="HMAC-SHA256 key for X-Observatory-Signature. Default: $OBSERVATORY_WEBHOOK_SECRET.",
         show_default=False)] = None,
-    webhook_style: Annotated[str, typer.Option(help="json, or slack (a Slack/Mattermost text payload).")]
+    webhook_style: Annotated[str, typer.Option(help="json, slack (Slack/Mattermost) or matrix (a Matrix "
+                                                    "m.notice with an HTML body).")]
     = "json",
+    api_rate: Annotated[float | None, typer.Option(
+        help="Requests per second per client address to the pages and API (0: no limit). Default: "
+             "$OBSERVATORY_API_RATE or 20.", show_default=False)] = None,
+    api_burst: Annotated[float | None, typer.Option(
+        help="Requests one address may send at once above the rate. Default: $OBSERVATORY_API_BURST or 200.",
+        show_default=False)] = None,
+    max_connections_per_address: Annotated[int, typer.Option(
+        help="Open connections one client address may hold; more are closed unanswered.")] = 100,
+    max_connections: Annotated[int, typer.Option(help="Open connections in total.")] = 2000,
+    header_timeout: Annotated[float, typer.Option(
+        help="Seconds a client has to send a request's headers before its connection is closed.")] = 10.0,
+    body_timeout: Annotated[float, typer.Option(
+        help="Seconds a client has to send a request's body after its headers.")] = 120.0,
 ) -> None:
     """Run the dashboard, the JSON API, the collector and scheduled detection over one store.
 
@@ -52,18 +67,45 @@ def serve(
 
     from observatory.report.deliver import Webhook
     from observatory.web import WebSettings, create_app
+    from observatory.web.limits import API_RATE, ConnectionGuard, server_options
 
-    settings = WebSettings.from_env(admin_token=admin_token, detect_every_seconds=detect_every)
+    if api_rate is None and not os.environ.get("OBSERVATORY_API_RATE"):
+        api_rate = API_RATE  # the service's documented default (an embedded app has none)
+    settings = WebSettings.from_env(admin_token=admin_token, detect_every_seconds=detect_every,
+                                    api_rate=api_rate, api_burst=api_burst)
+    if min(max_connections_per_address, max_connections) < 1 or min(header_timeout, body_timeout) <= 0:
+        raise ConfigError("connection limits must be at least 1 and timeouts positive")
+    guard = ConnectionGuard(per_address=max_connections_per_address, total=max_connections,
+                            header_timeout=header_timeout, body_timeout=body_timeout)
     secret = webhook_secret or os.environ.get("OBSERVATORY_WEBHOOK_SECRET")
     hooks = [Webhook(url=u, secret=secret, style=webhook_style) for u in webhook or []]
     base = f"http://{_url_host(host)}:{port}/"
-    store = store_for(db)
+    sock = _listen(host, port)  # a busy port fails here, before anything says "serving"
+    store = store_for(db, shared=True)  # other commands can use the store while it is served
     try:
         application = create_app(settings, store, **({"detector": _alerting_detector(hooks, base)} if hooks else {}))
         typer.echo(f"observatory serving {db} at {base}", err=True)
-        uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False)
+        server = uvicorn.Server(uvicorn.Config(application, log_level="warning", access_log=False,
+                                               **server_options(guard)))
+        server.run(sockets=[sock])
     finally:
         store.close()
+        sock.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound now: a port in use is a one-line error, not a "serving at" then a failure."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # what uvicorn does: restarts need no wait
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (choose another --port, or "
+                          "stop what holds it)") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def _alerting_detector(hooks: list[Any], base_url: str) -> Callable[[Store], Any]:
@@ -133,6 +175,12 @@ def _register_demo_probe(store: Store) -> tuple[str, str]:
     return created["token"], created["secret"]
 
 
+def _probe_name(store: Store, token: str) -> str:
+    from observatory.web import auth
+
+    return auth.authenticate(store, f"Bearer {token}").name
+
+
 @app.command()
 def demo(
     db: Annotated[str | None, typer.Option("--db", help="Store for the demo (default: a fresh one in a temp dir).",
@@ -170,7 +218,7 @@ def demo(
     if db is None:
         tmp = tempfile.mkdtemp(prefix="observatory-demo-")
         db = os.path.join(tmp, "demo.duckdb")
-    store = store_for(db)
+    store = store_for(db, shared=True)
     settings = WebSettings.from_env(detect_every_seconds=detect_every, poll_seconds=3, title="observatory demo")
     application = create_app(settings, store)
     scheduler = application.state.scheduler
@@ -189,6 +237,9 @@ def demo(
     def replay() -> None:
         try:
             token, secret = _register_demo_probe(store)
+            # the replay is the service's own: not held to the per-probe rate outside probes are (so that
+            # --speed max is as fast as the store takes it)
+            application.state.unlimited_probes = {_probe_name(store, token)}
             summary = stream_to_collector(sc, url, token, secret, speed=pace)
             echo(f"replay finished: {summary.measurements:,} measurements sent in {summary.seconds:.0f} s")
         except BaseException as exc:  # reported on the main thread

@@ -23,13 +23,14 @@ from typing import Any
 
 import httpx
 
+from observatory import encoding
 from observatory.errors import ConfigError
 from observatory.incident import Incident
 from observatory.report.feed import headline, stages
 from observatory.report.statement import statement
 from observatory.store.base import Store
 
-STYLES = ("json", "slack")
+STYLES = ("json", "slack", "matrix")
 DEFAULT_STAGES = ("confirmed", "ended")
 SIGNATURE_HEADER = "X-Observatory-Signature"
 DELIVERY_HEADER = "X-Observatory-Delivery"
@@ -39,7 +40,9 @@ DELIVERY_HEADER = "X-Observatory-Delivery"
 class Webhook:
     url: str
     secret: str | None = None
-    style: str = "json"  # "json": the incident and its statement; "slack": {"text": ...} (Slack, Mattermost)
+    # "json": the incident and its statement; "slack": {"text": ...} (Slack, Mattermost); "matrix": an m.notice
+    # event's content with an HTML formatted_body (for a Matrix bridge or a hookshot webhook)
+    style: str = "json"
     timeout: float = 5.0
     attempts: int = 4
     backoff: float = 0.5  # seconds before the 2nd attempt; doubles each time
@@ -76,9 +79,18 @@ def sign(body: bytes, secret: str) -> str:
 def payload(inc: Incident, stage: str, *, style: str, base_url: str | None) -> dict[str, Any]:
     link = f"{base_url.rstrip('/')}/incident/{inc.id}" if base_url else None
     text = statement(inc)
+    title = {"new": "Suspected", "confirmed": "Confirmed", "ended": "Ended"}[stage] + f": {headline(inc)}"
+    # the title and statement carry names from measurements (networks, regions): encoded for the channel's
+    # markup; only the observatory's own markup (bold, the link) is written raw
     if style == "slack":
-        title = {"new": "Suspected", "confirmed": "Confirmed", "ended": "Ended"}[stage] + f": {headline(inc)}"
-        return {"text": f"*{title}*\n{text}" + (f"\n<{link}|Details>" if link else "")}
+        return {"text": f"*{encoding.slack_text(title)}*\n{encoding.slack_text(text)}"
+                        + (f"\n<{encoding.slack_text(link)}|Details>" if link else "")}
+    if style == "matrix":
+        html = f"<b>{encoding.matrix_html(title)}</b><br>{encoding.matrix_html(text)}"
+        if link:
+            html += f'<br><a href="{encoding.matrix_html(link)}">Details</a>'
+        return {"msgtype": "m.notice", "body": encoding.matrix_body(f"{title}\n{text}" + (f"\n{link}" if link else "")),
+                "format": "org.matrix.custom.html", "formatted_body": html}
     return {"event": f"incident.{stage}", "incident": inc.to_json(), "statement": text, "url": link}
 
 

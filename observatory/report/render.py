@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from html import escape
 from typing import Any
 
-from observatory import catalog
+from observatory import catalog, encoding
 from observatory.errors import ConfigError
 from observatory.incident import Incident
 from observatory.report.assess import ClaimAssessment, assess_claim, assessment_text, network_transitions
@@ -172,19 +172,22 @@ def render_text(r: Report) -> str:
 
 
 def render_markdown(r: Report) -> str:
+    """Every value is encoded (observatory.encoding.markdown_text): network names, event titles and notes come
+    from outside, and Markdown renderers pass raw HTML and links through."""
+    md = encoding.markdown_text
     inc = r.incident
-    out = [f"# {inc.status.capitalize()}: {inc.kind.replace('_', ' ')} ({inc.id})", "", r.statement, "",
-           "| | |", "|---|---|"]
-    out += [f"| {k} | {v} |" for k, v in _facts(r)]
-    out += ["", "## History", ""] + ([f"- {x}" for x in _history_lines(r)] or ["No earlier similar incidents."])
-    out += ["", "## Context", ""] + ([f"- {x}" for x in _event_lines(r)] or ["No context events recorded."])
+    out = [f"# {md(inc.status.capitalize())}: {md(inc.kind.replace('_', ' '))} ({md(inc.id)})", "",
+           md(r.statement), "", "| | |", "|---|---|"]
+    out += [f"| {md(k)} | {md(v)} |" for k, v in _facts(r)]
+    out += ["", "## History", ""] + ([f"- {md(x)}" for x in _history_lines(r)] or ["No earlier similar incidents."])
+    out += ["", "## Context", ""] + ([f"- {md(x)}" for x in _event_lines(r)] or ["No context events recorded."])
     a = r.assessment
-    out += ["", f"## Claim: {a.claim.replace('_', ' ')}", ""]
+    out += ["", f"## Claim: {md(a.claim.replace('_', ' '))}", ""]
     for title, points in (("Against", a.against), ("For", a.supporting), ("Not determinable", a.unknown)):
-        out += [f"- **{title}:** {p.text}" for p in points]
-    out += ["", f"**Conclusion:** {a.conclusion}", "", "## Cost", ""]
-    out += [cost_text(r.cost).replace("\n", "\n\n") if r.cost else "Not estimated."]
-    out += [f"\n_{n}_" for n in r.notes]
+        out += [f"- **{title}:** {md(p.text)}" for p in points]
+    out += ["", f"**Conclusion:** {md(a.conclusion)}", "", "## Cost", ""]
+    out += [md(cost_text(r.cost)).replace("\n", "\n\n") if r.cost else "Not estimated."]
+    out += [f"\n_{md(n)}_" for n in r.notes]
     return "\n".join(out) + "\n"
 
 

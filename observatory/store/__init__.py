@@ -34,7 +34,9 @@ __all__ = [
 ]
 
 
-def open_store(url: str, *, read_only: bool = False) -> Store:
+def open_store(url: str, *, read_only: bool = False, shared: bool = False) -> Store:
+    """`shared`: for a long-running service, let other processes (the CLI) use a DuckDB file between this
+    store's operations; a ClickHouse server is shared by nature."""
     if url.startswith(("chdb://", "clickhouse://", "clickhouses://")):
         try:
             from observatory.store.clickhouse import ClickHouseStore
@@ -45,4 +47,4 @@ def open_store(url: str, *, read_only: bool = False) -> Store:
         raise ConfigError(f"--db {url!r}: unknown store URL (use a file path, chdb:///DIR or clickhouse://...)")
     from observatory.store.duckdb import DuckDBStore
 
-    return DuckDBStore(url, read_only=read_only)
+    return DuckDBStore(url, read_only=read_only, shared=shared)

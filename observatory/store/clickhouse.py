@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from observatory.encoding import csv_cell
 from observatory.errors import ConfigError, StoreError, StoreFullError, StoreReadOnlyError
 from observatory.incident import Incident
 from observatory.series import SeriesCell
@@ -1052,7 +1053,7 @@ def _csv_cell(v: Any) -> str:
         return ""
     if isinstance(v, datetime):
         return v.strftime("%Y-%m-%d %H:%M:%S") + (f".{v.microsecond:06d}" if v.microsecond else "")
-    text = str(v)
+    text = csv_cell(v) if isinstance(v, str) else str(v)  # formula-like text neutralised, as DuckDB's export
     if text == "" or any(c in text for c in ',"\n\r'):
         return '"' + text.replace('"', '""') + '"'
     return text

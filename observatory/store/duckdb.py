@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -251,10 +252,99 @@ def _mapped_errors(path: str) -> Iterator[None]:
 CHECKPOINT_WAL = "64MB"  # write-ahead log that triggers a checkpoint
 
 
+# Sharing the file between processes. DuckDB lets one process at a time open a file for writing (and none read
+# it meanwhile), so a long-running service that kept its connection would lock every CLI command out. Instead:
+# * whoever finds the file locked waits for it (up to $OBSERVATORY_STORE_WAIT seconds) and, while waiting, keeps
+#   a marker file "<store>.wait" fresh to say so;
+# * a `shared` store (what `serve` and `demo` open) lets go of the file between operations when that marker is
+#   there, or after SHARED_IDLE_SECONDS without use, and takes it back on its next operation.
+# A service with nobody waiting keeps its connection: reopening costs ~70 ms (100+ with the checkpoint DuckDB
+# does on close), so letting go after every request would slow the collector several-fold.
+STORE_WAIT_SECONDS = 30.0  # default of $OBSERVATORY_STORE_WAIT
+SHARED_IDLE_SECONDS = 5.0
+_WAIT_MARK_FRESH = 5.0  # a marker older than this is a waiter that died: ignored
+_RETRY_SECONDS = 0.02
+_HANDOFF_SECONDS = 1.0  # after letting go for a waiter, the service gives it this long to take the file
+
+
+def _wait_seconds() -> float:
+    value = os.environ.get("OBSERVATORY_STORE_WAIT")
+    try:
+        return max(0.0, float(value)) if value else STORE_WAIT_SECONDS
+    except ValueError:
+        return STORE_WAIT_SECONDS
+
+
+def _is_lock_conflict(exc: duckdb.Error) -> bool:
+    return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+
+
+class _Hold:
+    """The store's mutex (one operation at a time per process), which also opens the connection on first use
+    and, for a shared store, lets another process have the file between operations (see above)."""
+
+    def __init__(self, store: DuckDBStore, shared: bool) -> None:
+        self._mutex = threading.RLock()
+        self._store = store
+        self.shared = shared
+        self.busy = 0  # operations (and open cursors) in progress
+        self.last_used = time.monotonic()
+        self.handed_off = 0.0  # when the file was last let go for a waiter
+        self.closed = False
+
+    def __enter__(self) -> _Hold:
+        self._mutex.acquire()
+        try:
+            if self._store._con is None:
+                if self.closed:
+                    raise StoreError(f"store {self._store.url}: already closed")
+                self._store._reopen()
+        except BaseException:
+            self._mutex.release()
+            raise
+        self.busy += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.busy -= 1
+        self.last_used = time.monotonic()
+        self._mutex.release()
+
+    @contextlib.contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Keeps the connection open outside the mutex (a cursor streamed to a caller)."""
+        with self._mutex:
+            self.busy += 1
+        try:
+            yield
+        finally:
+            with self._mutex:
+                self.busy -= 1
+                self.last_used = time.monotonic()
+
+    def release_if_wanted(self) -> None:
+        """Lets go of the file when nothing is in progress and another process waits, or it sat idle."""
+        if not self._mutex.acquire(blocking=False):
+            return
+        try:
+            if self._store._con is None or self.busy:
+                return
+            waited = self._store._waiter_present()
+            if waited or time.monotonic() - self.last_used > SHARED_IDLE_SECONDS:
+                self._store._disconnect()
+                if waited:
+                    self.handed_off = time.monotonic()
+        finally:
+            self._mutex.release()
+
+
 class DuckDBStore:
-    def __init__(self, path: str, *, read_only: bool = False) -> None:
+    def __init__(self, path: str, *, read_only: bool = False, shared: bool = False) -> None:
+        """`shared`: let other processes use the file between this store's operations (a long-running service)."""
         self.url = path
-        self._lock = threading.RLock()
+        self._read_only = read_only
+        self._con: Any = None
+        self._lock = _Hold(self, shared and path != ":memory:")
         self._latest: tuple[int, datetime | None] = (0, None)  # (seq, newest time) seen by latest_time()
         if path != ":memory:":
             parent = Path(path).expanduser().resolve().parent
@@ -264,28 +354,84 @@ class DuckDBStore:
                 raise StoreError(f"store {path}: cannot create its directory: {exc}") from exc
             if read_only and not Path(path).exists():
                 raise StoreError(f"store {path}: no such store")
-        with _mapped_errors(path):
-            try:
-                # a bounded buffer pool (DuckDB's default is 80% of the machine, which a long ingest would
-                # take); $OBSERVATORY_DUCKDB_MEMORY overrides
-                memory = os.environ.get("OBSERVATORY_DUCKDB_MEMORY", "4GB")
-                self._con = duckdb.connect(path, read_only=read_only, config={
-                    "memory_limit": memory,
-                    # a checkpoint rewrites the table's last row group and its index: at DuckDB's default (a
-                    # 16 MB write-ahead log) an ingest checkpointed every ~100k measurements. Fewer: a third
-                    # less CPU for the writer at 1M measurements, a smaller file, no more peak memory.
-                    "checkpoint_threshold": CHECKPOINT_WAL,
-                })
-            except duckdb.IOException as exc:
-                if "lock" in str(exc).lower():
-                    raise StoreError(
-                        f"store {path} is in use by another process (DuckDB allows one writer): "
-                        "stop it or point --db elsewhere"
-                    ) from exc
-                raise
+        self._con = self._connect()
         if not read_only:
             self._migrate()
         self._codec = _Codec(self._stored_dictionaries())
+        if self._lock.shared:
+            threading.Thread(target=self._share_loop, name="observatory-store-share", daemon=True).start()
+
+    def _connect(self) -> Any:
+        """A connection to the file, waiting (up to $OBSERVATORY_STORE_WAIT s) while another process has it."""
+        deadline = time.monotonic() + _wait_seconds()
+        marked = 0.0
+        try:
+            while True:
+                try:
+                    return self._open_connection()
+                except duckdb.Error as exc:
+                    if not _is_lock_conflict(exc):
+                        with _mapped_errors(self.url):
+                            raise
+                    if time.monotonic() >= deadline:
+                        raise StoreError(
+                            f"store {self.url} is in use by another process (waited {_wait_seconds():g} s; "
+                            "DuckDB allows one writer at a time, and `observatory serve` lets go of the file "
+                            "for others): stop it, or wait longer with OBSERVATORY_STORE_WAIT=SECONDS") from exc
+                if time.monotonic() - marked > 1.0:  # refreshed: an old marker is taken for a dead waiter
+                    self._mark_waiting()
+                    marked = time.monotonic()
+                time.sleep(_RETRY_SECONDS)
+        finally:
+            if marked:
+                with contextlib.suppress(OSError):
+                    os.unlink(self._wait_path())
+
+    def _open_connection(self) -> Any:
+        # a bounded buffer pool (DuckDB's default is 80% of the machine, which a long ingest would take);
+        # $OBSERVATORY_DUCKDB_MEMORY overrides
+        memory = os.environ.get("OBSERVATORY_DUCKDB_MEMORY", "4GB")
+        return duckdb.connect(self.url, read_only=self._read_only, config={
+            "memory_limit": memory,
+            # a checkpoint rewrites the table's last row group and its index: at DuckDB's default (a 16 MB
+            # write-ahead log) an ingest checkpointed every ~100k measurements. Fewer: a third less CPU for the
+            # writer at 1M measurements, a smaller file, no more peak memory.
+            "checkpoint_threshold": CHECKPOINT_WAL,
+        })
+
+    # --- sharing the file with other processes (see STORE_WAIT_SECONDS) ------------------------------------
+
+    def _wait_path(self) -> str:
+        return self.url + ".wait"
+
+    def _mark_waiting(self) -> None:
+        with contextlib.suppress(OSError), open(self._wait_path(), "a"):
+            os.utime(self._wait_path())
+
+    def _waiter_present(self) -> bool:
+        try:
+            return time.time() - os.stat(self._wait_path()).st_mtime < _WAIT_MARK_FRESH
+        except OSError:
+            return False
+
+    def _reopen(self) -> None:
+        """Takes the file back after letting go: first giving a waiter its turn, then re-reading what another
+        process may have changed that this store caches (the zstd dictionaries)."""
+        while (time.monotonic() - self._lock.handed_off < _HANDOFF_SECONDS and self._waiter_present()):
+            time.sleep(_RETRY_SECONDS)
+        self._con = self._connect()
+        self._codec = _Codec(self._stored_dictionaries())
+
+    def _disconnect(self) -> None:
+        if self._con is not None:
+            with contextlib.suppress(duckdb.Error):
+                self._con.close()
+            self._con = None
+
+    def _share_loop(self) -> None:
+        while not self._lock.closed:
+            time.sleep(0.05)
+            self._lock.release_if_wanted()
 
     # --- schema -----------------------------------------------------------------------------------------
 
@@ -334,9 +480,9 @@ class DuckDBStore:
             return int(row[0]) if row and row[0] is not None else 0
 
     def close(self) -> None:
-        with self._lock:
-            with contextlib.suppress(duckdb.Error):
-                self._con.close()
+        with self._lock._mutex:
+            self._lock.closed = True
+            self._disconnect()
 
     # --- measurements -----------------------------------------------------------------------------------
 
@@ -440,30 +586,36 @@ class DuckDBStore:
 
     def documents(self, flt: MeasurementFilter) -> Iterator[bytes]:
         where, params = self._where(flt)
-        with self._lock, _mapped_errors(self.url):
-            cur = self._con.cursor()
-        cur.execute(f"SELECT raw FROM measurements{where} ORDER BY t, uid", params)
-        while True:
-            chunk = cur.fetchmany(5000)
-            if not chunk:
-                break
-            for (raw,) in chunk:
-                yield self._codec.decompress(raw)
-        cur.close()
+        with self._lock.pinned():  # a shared store keeps the file while the cursor streams
+            with self._lock, _mapped_errors(self.url):
+                cur = self._con.cursor()
+            cur.execute(f"SELECT raw FROM measurements{where} ORDER BY t, uid", params)
+            while True:
+                chunk = cur.fetchmany(5000)
+                if not chunk:
+                    break
+                for (raw,) in chunk:
+                    yield self._codec.decompress(raw)
+            cur.close()
 
     def export(self, flt: MeasurementFilter, fmt: str, path: str) -> int:
         """Parquet (with each whole document as JSON text, streamed) or CSV (the summary columns)."""
-        import pyarrow.parquet as pq
-
         where, params = self._where(flt)
         cols = "uid, t, cc, 'AS' || asn::VARCHAR AS asn, network, region, test_name, test_version, " \
                "software, source, input, platform, verdict, kbps"
         query = f"SELECT {cols}{', raw' if fmt == 'parquet' else ''} FROM measurements{where} ORDER BY t, uid"
         if fmt == "csv":
+            query = f"SELECT {_csv_safe_columns(cols)} FROM measurements{where} ORDER BY t, uid"
             with self._lock, _mapped_errors(self.url):
                 row = _first(self._con.execute(f"SELECT count(*) FROM measurements{where}", params).fetchall())
                 self._con.execute(f"COPY ({query}) TO '{_sql_literal(path)}' (FORMAT CSV, HEADER)", params)
             return int(row[0]) if row else 0
+        with self._lock.pinned():  # a shared store keeps the file while the cursor streams
+            return self._export_parquet(query, params, path)
+
+    def _export_parquet(self, query: str, params: list[Any], path: str) -> int:
+        import pyarrow.parquet as pq
+
         with self._lock, _mapped_errors(self.url):
             cur = self._con.cursor()
         n = 0
@@ -1215,3 +1367,21 @@ def _cell(r: Sequence[Any], buckets: dict[int, datetime] | None = None) -> Serie
         anomalous_keys=tuple(sorted({k.split(" ", 1)[1] for k in keys})),
         by_technique=techniques,
     )
+
+
+_CSV_TEXT_COLUMNS = ("uid", "network", "region", "test_name", "test_version", "software", "source", "input",
+                     "platform", "verdict")
+
+
+def _csv_safe_columns(cols: str) -> str:
+    """The export's columns with each text column's formula-like cells neutralised (observatory.encoding.csv_cell,
+    in SQL): a network name or input of '=HYPERLINK(...)' is shown as text by a spreadsheet."""
+    from observatory.encoding import CSV_FORMULA_STARTS
+
+    starts = ", ".join(f"chr({ord(c)})" for c in CSV_FORMULA_STARTS)
+    out = []
+    for col in (c.strip() for c in cols.split(",")):
+        if col in _CSV_TEXT_COLUMNS:
+            col = f"CASE WHEN left({col}, 1) IN ({starts}) THEN '''' || {col} ELSE {col} END AS {col}"
+        out.append(col)
+    return ", ".join(out)

@@ -21,6 +21,7 @@ from fastapi import APIRouter, Body, Header, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.background import BackgroundTask
 
+from observatory import publish
 from observatory.incident import Incident, iso
 from observatory.store import MeasurementFilter, Store
 from observatory.web import queries, review
@@ -117,7 +118,7 @@ def incident_measurements(
     fd, path = tempfile.mkstemp(prefix="observatory-export-", suffix="." + format)
     os.close(fd)
     try:
-        store.export(flt, format, path)
+        publish.export(store, flt, format, path)  # documents scrubbed of any address that may be a probe's
     except BaseException:
         os.unlink(path)
         raise
@@ -147,7 +148,9 @@ def review_incident(
 
     Example body: `{"action": "dismissed", "note": "probe fault on one network, confirmed with the ISP"}`
     """
-    review.check_admin(authorization, settings_of(request).admin_token)
+    review.check_admin(authorization, settings_of(request).admin_token,
+                       attempts=request.app.state.admin_attempts,
+                       address=request.client.host if request.client else "")
     store = store_of(request)
     inc = get_incident(store, incident_id)
     review.apply(store, inc, action)

@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from observatory.errors import ObservatoryError
 from observatory.store import Store
-from observatory.web import api, metrics, pages, userreports
+from observatory.web import api, limits, metrics, pages, userreports
 from observatory.web.errors import status_for
 from observatory.web.scheduler import DetectionScheduler, Detector, default_detector
 from observatory.web.settings import WebSettings
@@ -73,6 +73,7 @@ def create_app(settings: WebSettings, store: Store, *, detector: Detector | None
     app.state.settings = settings
     app.state.scheduler = scheduler
     app.state.responses = Counter()
+    app.state.admin_attempts = limits.FailedAttempts(limit=settings.admin_failures)
 
     _install_error_handlers(app)
     _install_middleware(app)
@@ -131,6 +132,10 @@ def _install_error_handlers(app: FastAPI) -> None:
             resp = error_response(request, status, str(exc), **extra)
             resp.headers["WWW-Authenticate"] = "Bearer"
             return resp
+        if isinstance(exc, limits.RetryLater):
+            resp = error_response(request, status, str(exc), **extra)
+            resp.headers["Retry-After"] = str(exc.retry_after)
+            return resp
         return error_response(request, status, str(exc), **extra)
 
     @app.exception_handler(RequestValidationError)
@@ -138,9 +143,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         problems = []
         for e in exc.errors():
             where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("query", "body", "path", "header"))
-            given = e.get("input")
-            shown = f" (got {given!r})" if given is not None and not isinstance(given, dict) else ""
-            problems.append(f"{where or 'request'}: {e.get('msg', 'invalid')}{shown}")
+            # what was sent is never echoed (an answer the size of the body, or the caller's text reflected)
+            problems.append(f"{where[:100] or 'request'}: {e.get('msg', 'invalid')[:200]}")
         return error_response(request, 422, "; ".join(problems) or "invalid request")
 
     @app.exception_handler(StarletteHTTPException)
@@ -157,6 +161,13 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def _install_middleware(app: FastAPI) -> None:
+    settings: WebSettings = app.state.settings
+    # pure ASGI, ahead of routing: a refused request costs no parsing or handler (the counting middleware below
+    # wraps it, so refusals are counted and carry the security headers)
+    app.add_middleware(limits.BoundsMiddleware, small_body=settings.small_body_bytes,
+                       default_body=settings.default_body_bytes, api_rate=settings.api_rate,
+                       api_burst=settings.api_burst)
+
     @app.middleware("http")
     async def headers_and_counts(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         response = await call_next(request)

@@ -29,7 +29,7 @@ from observatory.errors import AuthError, ParseError, StoreError
 from observatory.measurement import Measurement, measurement_from_dict, parse_asn
 from observatory.store.base import BatchBuilder, Store, values_of
 from observatory.verdict import classify
-from observatory.web import auth
+from observatory.web import auth, limits
 from observatory.web.errors import Forbidden
 from observatory.web.ratelimit import AddressKeys, KeyedLimiter
 
@@ -166,7 +166,10 @@ def _store_items(store: Store, items: list[Any], writer: GroupCommit | None) -> 
         raw: bytes | None = None
         if isinstance(item, msgspec.Raw):
             raw = bytes(item)
-            item = _item_decoder.decode(raw)  # valid JSON: the whole body was decoded already
+            item = _decode_item(raw)
+            if isinstance(item, _Refused):
+                results.append({"index": i, "measurement_uid": None, "status": "rejected", "reason": item.reason})
+                continue
         if first is None and isinstance(item, dict):
             first = item
         uid = item.get("measurement_uid") if isinstance(item, dict) else None
@@ -192,6 +195,21 @@ def _store_items(store: Store, items: list[Any], writer: GroupCommit | None) -> 
     counts = {s: sum(1 for r in results if r["status"] == s) for s in ("accepted", "duplicate", "rejected")}
     return {"accepted": counts["accepted"], "duplicates": counts["duplicate"], "rejected": counts["rejected"],
             "results": results}, first
+
+
+class _Refused(msgspec.Struct):
+    reason: str
+
+
+def _decode_item(raw: bytes) -> Any:
+    """One item's value, or why it is refused: nested past the depth limit (the parser and every recursive walk
+    after it would fail near 1,000 levels), or not JSON (an item cut out of a body refused as a whole)."""
+    if limits.json_depth_exceeds(raw):
+        return _Refused(f"measurement nests deeper than {limits.MAX_JSON_DEPTH} levels")
+    try:
+        return _item_decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        return _Refused(f"not JSON: {exc}")
 
 
 class HeartbeatThrottle:
@@ -286,11 +304,19 @@ def make_collector_router(get_store: Callable[[], Store], *, max_body_bytes: int
             items: list[Any] = _upload_decoder.decode(body).measurements
         except msgspec.ValidationError:
             return _error(422, 'body must be a JSON object {"measurements": [...]}')
+        except RecursionError:  # some item nests too deep for the parser: the others are still stored
+            texts = limits.batch_items(body) if len(body) <= limits.MAX_SPLIT_BYTES else None
+            if texts is None:
+                return _error(400, f"body nests deeper than {limits.MAX_JSON_DEPTH} levels (a body over "
+                                   f"{limits.MAX_SPLIT_BYTES} bytes is not split to find which item)")
+            items = [msgspec.Raw(t) for t in texts]
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             return _error(400, f"body is not JSON: {exc}")
         if len(items) > max_items:
             return _error(413, f"{len(items)} measurements in one batch; at most {max_items}")
-        ok, wait = by_probe.allow(cred.name, cost=max(1, len(items)))
+        # the service's own replay (`observatory demo`) is exempt; every outside probe is held to the rate
+        ok, wait = ((True, 0.0) if cred.name in getattr(request.app.state, "unlimited_probes", ())
+                    else by_probe.allow(cred.name, cost=max(1, len(items))))
         if not ok:
             return _error(429, f"probe {cred.name} is sending faster than {probe_rate:g} measurements/s",
                           **{"Retry-After": str(max(1, round(wait)))})

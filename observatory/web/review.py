@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from observatory.incident import Incident, iso
 from observatory.store import Store
 from observatory.web.errors import AuthError, BadRequest, Forbidden
+from observatory.web.limits import FailedAttempts
 
 _KEY = "review:"
 MAX_NOTE = 2000
@@ -33,15 +34,24 @@ class ReviewAction(BaseModel):
     author: str = Field(default="analyst", max_length=80)
 
 
-def check_admin(authorization: str | None, admin_token: str | None) -> None:
-    """A bearer token compared in constant time; no token configured means no one is an admin."""
+def check_admin(authorization: str | None, admin_token: str | None, *, attempts: FailedAttempts | None = None,
+                address: str = "") -> None:
+    """A bearer token compared in constant time; no token configured means no one is an admin. With `attempts`,
+    an address that failed too often is refused (429) before its token is even compared: guessing is slow."""
     if admin_token is None:
         raise Forbidden("analyst actions are disabled: the service has no admin token (OBSERVATORY_ADMIN_TOKEN)")
-    if not authorization or not authorization.startswith("Bearer "):
-        raise AuthError("analyst actions need 'Authorization: Bearer <admin token>'")
-    given = authorization.removeprefix("Bearer ").strip().encode()
-    if not hmac.compare_digest(given, admin_token.encode()):
-        raise AuthError("the admin token is not valid")
+    if attempts is not None:
+        attempts.check(address)
+    try:
+        if not authorization or not authorization.startswith("Bearer "):
+            raise AuthError("analyst actions need 'Authorization: Bearer <admin token>'")
+        given = authorization.removeprefix("Bearer ").strip().encode()
+        if not hmac.compare_digest(given, admin_token.encode()):
+            raise AuthError("the admin token is not valid")
+    except AuthError:
+        if attempts is not None:
+            attempts.failed(address)
+        raise
 
 
 def load(store: Store, incident_id: str) -> dict[str, Any] | None:

@@ -9,12 +9,15 @@ from typing import Any
 import uvicorn
 
 from observatory.errors import ConfigError
+from observatory.web.limits import ConnectionGuard, server_options
 
 
 class ServerThread:
-    def __init__(self, application: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, application: Any, host: str = "127.0.0.1", port: int = 0,
+                 guard: ConnectionGuard | None = None) -> None:
+        self.guard = guard or ConnectionGuard()
         self.server = uvicorn.Server(uvicorn.Config(application, host=host, port=port, log_level="warning",
-                                                    lifespan="on"))
+                                                    lifespan="on", **server_options(self.guard)))
         self.thread = threading.Thread(target=self.server.run, name="observatory-http", daemon=True)
         self.port = port
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from observatory.errors import ConfigError
+from observatory.web import limits
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -22,6 +23,14 @@ class WebSettings:
     poll_seconds: int = 15
     # Shown in the page header and the feed.
     title: str = "observatory"
+    # Bounds on anonymous clients (observatory.web.limits, SECURITY.md): requests per second per address and the
+    # burst allowed (0: no limit, for an embedded app; `observatory serve` sets limits.API_RATE unless told
+    # otherwise), failed admin-token attempts per address per 15 minutes, body sizes.
+    api_rate: float = 0.0
+    api_burst: float = limits.API_BURST
+    admin_failures: int = limits.ADMIN_FAILURES
+    small_body_bytes: int = limits.SMALL_BODY_BYTES
+    default_body_bytes: int = limits.DEFAULT_BODY_BYTES
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> WebSettings:
@@ -36,8 +45,17 @@ class WebSettings:
                 raise ConfigError(
                     f"OBSERVATORY_DETECT_EVERY={env['OBSERVATORY_DETECT_EVERY']!r}: expected seconds"
                 ) from None
+        for name, kind in (("api_rate", float), ("api_burst", float), ("admin_failures", int)):
+            text = env.get(f"OBSERVATORY_{name.upper()}")
+            if text:
+                try:
+                    values[name] = kind(text)
+                except ValueError:
+                    raise ConfigError(f"OBSERVATORY_{name.upper()}={text!r}: expected a number") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = replace(cls(), **values)
         if settings.admin_token is not None and len(settings.admin_token) < 16:
             raise ConfigError("the admin token must be at least 16 characters long")
+        if settings.api_rate < 0 or settings.api_burst < 1 or settings.admin_failures < 1:
+            raise ConfigError("rate limits: api_rate must be >= 0 (0: off), api_burst and admin_failures >= 1")
         return settings

@@ -62,7 +62,7 @@ _limiter = _Limiter()
 
 class UserReportIn(BaseModel):
     country: str = Field(min_length=2, max_length=2, description="ISO 3166-1 alpha-2, e.g. PK")
-    platform: str = Field(description="A platform id of the catalog, e.g. twitter")
+    platform: str = Field(max_length=40, description="A platform id of the catalog, e.g. twitter")
     region: str = Field(default="", max_length=100, description="City or region, e.g. Lahore")
     network: str = Field(default="", max_length=100, description="Network or provider, e.g. Jazz")
     text: str = Field(default="", max_length=MAX_TEXT, description="What happened, in your words")
@@ -75,7 +75,8 @@ def _validated(body: UserReportIn) -> UserReport:
                          parameter="country")
     if body.platform not in catalog.platforms() or body.platform == catalog.CONTROL:
         choices = ", ".join(p for p in catalog.platform_ids() if p != catalog.CONTROL)
-        raise BadRequest(f"platform {body.platform!r}: choose one of {choices}", parameter="platform")
+        # what was sent is not echoed: an answer never reflects the caller's text
+        raise BadRequest(f"platform: not one of the catalog's; choose one of {choices}", parameter="platform")
     clean = {k: " ".join(getattr(body, k).split()) for k in ("region", "network", "text")}
     return UserReport(time=datetime.now(UTC), country=cc, platform=body.platform, **clean)
 
