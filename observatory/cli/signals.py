@@ -9,9 +9,9 @@ from typing import Annotated
 
 import typer
 
-from observatory.cli.app import DbOption, app, check_choice, store_for
+from observatory.cli.app import DbOption, app, check_choice, country_option, store_for
 from observatory.errors import ConfigError, ParseError
-from observatory.signals import SignalPoint, country_code, parse_asn
+from observatory.signals import SignalPoint, parse_asn
 from observatory.signals.formats import Entity, read_signal_file
 
 signals_app = typer.Typer(help="Outside-in signals (IODA, Cloudflare Radar, our pinger).", no_args_is_help=True)
@@ -67,8 +67,8 @@ def import_signals(
 
 
 def _entity(country: str | None, asn: str | None, region: str | None) -> Entity:
+    cc = country_option(country)
     try:
-        cc = country_code(country) if country else None
         network = parse_asn(asn) if asn else None
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
@@ -88,7 +88,7 @@ def list_signals(
     Example: observatory signals list --db obs.duckdb
     """
     check_choice(fmt, ("table", "json"), "--format")
-    store = store_for(db, read_only=True)
+    store = store_for(db, read_only=True, create=False)
     try:
         rows = store.signal_series()
     finally:
