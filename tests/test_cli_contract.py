@@ -43,8 +43,8 @@ CREATES_STORE = {"ingest", "events add", "events import", "probes add", "ooni sy
                  "serve", "demo", "lab run"}
 NEEDS_STORE = {  # command -> the other arguments it needs to get as far as opening the store
     "stats": [], "detect": [], "report": [LONG_ID], "assess": [LONG_ID], "events list": [], "reclassify": [],
-    "probes list": [], "probes revoke": ["lahore-1"], "probes purge": ["lahore-1"], "alert": ["--webhook", "http://127.0.0.1:9/"],
-    "export": ["--out", "{tmp}/out.jsonl"],
+    "probes list": [], "probes revoke": ["lahore-1"], "probes purge": ["lahore-1"],
+    "alert": ["--webhook", "http://127.0.0.1:9/"], "export": ["--out", "{tmp}/out.jsonl"], "signals list": [],
 }
 
 

@@ -95,10 +95,11 @@ def test_cli_import_counts_duplicates_and_rejects(tmp_path: Path) -> None:
     f = write_csv(tmp_path / "s.csv", ["2024-01-20T12:00:00Z,PK,,,bgp,1", "bad,PK,,,bgp,1"])
     cmd = [sys.executable, "-m", "observatory", "signals", "import", str(f), "--source", "ioda",
            "--db", str(tmp_path / "o.duckdb")]
-    first = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True)
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert '"accepted": 1' in first.stdout and '"rejected": 1' in first.stdout and ":3:" in first.stderr
-    again = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True)
-    assert '"accepted": 0' in again.stdout and '"duplicates": 1' in again.stdout
+    assert first.returncode == 1  # done, the good row kept, but a row was rejected
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert '"accepted": 0' in again.stdout and '"duplicates": 1' in again.stdout and again.returncode == 1
 
 
 # --- detection on signal series ---------------------------------------------------------------------------

@@ -779,3 +779,17 @@ def test_a_store_from_before_provenance_migrates_and_keeps_everything(tmp_path: 
             assert s.count() == 60
         finally:
             _dispose(s)
+
+
+def test_signal_series_lists_each_series_with_its_span_and_points(store: DuckDBStore | ClickHouseStore) -> None:
+    t = datetime(2024, 1, 20, tzinfo=UTC)
+    pts = [SignalPoint(time=t + timedelta(minutes=5 * i), country="PK", region=None, asn=17557, signal="bgp",
+                       source="ioda", value=100.0) for i in range(6)]
+    pts.append(SignalPoint(time=t, country="IR", region="Tehran", asn=None, signal="ping-slash24", source="ioda",
+                           value=1.0))
+    store.insert_signals(pts)
+    got = {(s.country, s.signal): s for s in store.signal_series()}
+    assert set(got) == {("PK", "bgp"), ("IR", "ping-slash24")}
+    pk = got[("PK", "bgp")]
+    assert (pk.first, pk.last, pk.points, pk.asn, pk.region) == (t, t + timedelta(minutes=25), 6, 17557, None)
+    assert (got[("IR", "ping-slash24")].region, got[("IR", "ping-slash24")].asn) == ("Tehran", None)

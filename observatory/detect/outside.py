@@ -24,20 +24,27 @@ from datetime import UTC, datetime, timedelta
 
 from observatory.detect.incidents import incident_id
 from observatory.incident import Assessment, Incident
-from observatory.signals import SignalPoint
+from observatory.signals import SignalPoint, is_level
 from observatory.vocab import IncidentKind, Scope, Status
 
 # Fraction of the baseline below which a point is an outage, per signal kind (IODA: BGP is stable, so a small
 # drop matters; telescope counts are noisy, so only a deep one does).
 DROP_FRACTION = {"bgp": 0.8, "active_probing": 0.5, "ping-slash24": 0.5, "telescope": 0.25, "merit-nt": 0.25,
-                 "probe_heartbeats": 0.4}
+                 "ucsd-nt": 0.25, "probe_heartbeats": 0.4}
+
+
+def drop_fraction(signal: str, default: float) -> float:
+    """The signal's own threshold; a sub-series (IODA's `gtr.WEB_SEARCH`) takes its datasource's."""
+    return DROP_FRACTION.get(signal, DROP_FRACTION.get(signal.split(".", 1)[0], default))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SignalConfig:
     history: timedelta = timedelta(days=7)
     min_history_points: int = 4
-    min_history_span: timedelta = timedelta(hours=20)  # a day's cycle must be seen before a drop is judged
+    # a whole day must be seen before a drop is judged: with less, a deep daily cycle (Google traffic at night
+    # is a fifth of its day) has no same-time baseline and its evening looks like an outage
+    min_history_span: timedelta = timedelta(hours=24)
     min_baseline: float = 1e-9
     default_drop: float = 0.5
     recover: float = 0.8  # back above this share of the baseline ends an outage
@@ -123,8 +130,10 @@ def series_outages(points: Iterable[SignalPoint], cfg: SignalConfig = SignalConf
         by_key[p.key].append(p)
     out: list[Outage] = []
     for key, pts in sorted(by_key.items()):
+        if not is_level(key[1]):
+            continue
         pts.sort(key=lambda p: p.time)
-        drop = DROP_FRACTION.get(key[1], cfg.default_drop)
+        drop = drop_fraction(key[1], cfg.default_drop)
         history = _History(cfg)
         current: Outage | None = None
         for p in pts:
@@ -261,12 +270,19 @@ def signal_incidents(points: Iterable[SignalPoint], cfg: SignalConfig = SignalCo
 def heartbeat_points(beats: Iterable[tuple[str, datetime, str, int, str | None]], *, since: datetime,
                      until: datetime, bucket_seconds: int = 300, window_seconds: int = 900) -> list[SignalPoint]:
     """Probes heard per network (and country) in a sliding window, as a signal: when a network's probes go
-    silent at once, this series drops while the probes themselves cannot say anything."""
+    silent at once, this series drops while the probes themselves cannot say anything.
+
+    Only buckets that end by the newest beat heard from anyone are counted: after it the collector has told us
+    nothing yet (it may be down, or its beats not yet stored), and that absence is not a shutdown. A network
+    that falls silent while others are still heard does drop."""
     by_net: dict[tuple[str, int], list[tuple[float, str]]] = defaultdict(list)
     for probe, t, cc, asn, _region in beats:
         by_net[(cc, asn)].append((t.timestamp(), probe))
+    if not by_net:
+        return []
+    newest = max(t for seen in by_net.values() for t, _ in seen)
     start = int(since.timestamp()) // bucket_seconds * bucket_seconds
-    stop = int(until.timestamp())
+    stop = min(int(until.timestamp()), int(newest) - bucket_seconds + 1)
     out: list[SignalPoint] = []
     country_counts: dict[tuple[str, int], set[str]] = defaultdict(set)
     for (cc, asn), seen in sorted(by_net.items()):

@@ -1,7 +1,8 @@
 """The one place detection touches the store: read new data's series, detect, reconcile, save, advance.
 
 Incremental: only countries and times that received measurements since the last run (`changes_since`,
-late data included) are re-examined, with a trailing window before them for the baselines. Restart-safe: new
+late data included), and the times newly imported signals describe, are re-examined, with a trailing window
+before them for the baselines. The first run on a store, and a full one, look at everything it holds. Restart-safe: new
 detections are matched to stored incidents (same country and kind, overlapping time) and keep their ids, so
 running twice, or after a crash, never duplicates or renumbers an incident. The watermark is saved last.
 """
@@ -19,10 +20,11 @@ from observatory.incident import Incident
 from observatory.series import SeriesCell
 from observatory.signals import SignalPoint
 from observatory.store.base import IncidentFilter, Store
-from observatory.vocab import TECHNIQUES
+from observatory.vocab import TECHNIQUES, Status
 
 WATERMARK_KEY = "detect.seq"
 SIGNALS_KEY = "detect.signals"
+SPAN_KEY = "detect.signals_span"  # 'first|last' of signals imported since the last run (any time, old or new)
 SIGNAL_HISTORY = timedelta(days=7)  # outside-in baselines look back this far
 TRAILING = timedelta(hours=26)  # history before the new data that the baselines need
 SCREEN_SECONDS = 3600
@@ -47,15 +49,19 @@ def run_detection(store: Store, *, config: DetectConfig | None = None, full: boo
     changes = store.changes_since(since_seq)
     # outside-in signals arrive when measurements cannot (a shutdown silences the probes): they count as news
     signals_now = _signals_version(store)
-    signals_new = signals_now is not None and (full or signals_now != store.get_state(SIGNALS_KEY))
+    signals_seen = store.get_state(SIGNALS_KEY) if signals_now is not None else None
+    signals_new = signals_now is not None and (full or signals_now != signals_seen)
+    pending = store.get_state(SPAN_KEY) if signals_now is not None else None
     if not changes.spans and not signals_new:
         return DetectRun(None, None, 0, 0, (), changes.max_seq)
     spans = list(changes.spans.values())
-    if not spans and signals_now:
-        # only signals arrived (the probes are silent): look at the time they describe. Heartbeats carry the
-        # collector's clock, measurements their own: the window follows the measurements whenever there are any.
-        newest = datetime.fromisoformat(signals_now.split("|", 1)[1])
-        spans.append((newest, newest))
+    if signals_new and signals_now:
+        spans += _signal_spans(store, signals_now, whole=full or signals_seen is None, pending=pending,
+                               measured=bool(changes.spans))
+    if not spans:  # an empty signals table changed nothing
+        if signals_now is not None:
+            store.set_state(SIGNALS_KEY, signals_now)
+        return DetectRun(None, None, 0, 0, (), changes.max_seq)
     lo = min(a for a, _ in spans) - trailing
     latest = max(b for _, b in spans)
     # everything after the new data matters too: a late measurement can start or extend an incident in the past
@@ -82,8 +88,9 @@ def run_detection(store: Store, *, config: DetectConfig | None = None, full: boo
         cells = []
     else:
         cells = store.series(since=lo, until=until, bucket_seconds=cfg.bucket_seconds, countries=countries)
-    detected = detect_incidents(cells, config=cfg)
-    detected = fuse(detected, signal_incidents(_outside_points(store, lo, until, cfg), signal_config or SignalConfig()))
+    outside = _outside_points(store, lo, until, cfg)
+    detected = within_data(detect_incidents(cells, config=cfg), data_ends(cells, outside, cfg.bucket_seconds))
+    detected = fuse(detected, signal_incidents(outside, signal_config or SignalConfig()))
     edge = lo + trailing if not full else None
     saved = reconcile(detected, stored, edge=edge)
     saved = [with_examples(store, inc) for inc in saved]
@@ -97,6 +104,8 @@ def run_detection(store: Store, *, config: DetectConfig | None = None, full: boo
     store.set_state(WATERMARK_KEY, str(changes.max_seq))
     if signals_now is not None:
         store.set_state(SIGNALS_KEY, signals_now)
+        if pending and store.get_state(SPAN_KEY) == pending:
+            store.set_state(SPAN_KEY, "")
     return DetectRun(lo, until, len(cells), len(detected), tuple(saved), changes.max_seq)
 
 
@@ -127,6 +136,31 @@ def _screen(store: Store, hourly: list[SeriesCell], lo: datetime, until: datetim
     return countries
 
 
+def data_ends(cells: Sequence[SeriesCell], signals: Sequence[SignalPoint], bucket_seconds: int) -> dict[str, datetime]:
+    """Per country, the end of the newest bucket its measurements or its signals describe ("" for all)."""
+    step = timedelta(seconds=bucket_seconds)
+    ends: dict[str, datetime] = {}
+    for country, t in [(c.country, c.bucket + step) for c in cells] + [(p.country, p.time + step) for p in signals]:
+        for key in (country, ""):
+            if key not in ends or t > ends[key]:
+                ends[key] = t
+    return ends
+
+
+def within_data(incidents: Sequence[Incident], ends: dict[str, datetime]) -> list[Incident]:
+    """The end of the data is not an event (#21): a probes' incident that starts once its country's data has
+    ended (another country's later data stretching the examined time) is dropped, and one confirmed only
+    after that end goes back to suspected: nothing was seen then, so nothing can have been confirmed."""
+    out = []
+    for inc in incidents:
+        end = ends.get(inc.country or "")
+        if end is None or inc.start < end:
+            if end is not None and inc.confirmed_at is not None and inc.confirmed_at >= end and inc.end is None:
+                inc = inc.with_(confirmed_at=None, status=Status.SUSPECTED)
+            out.append(inc)
+    return out
+
+
 def _countries_of(inc: Incident) -> set[str]:
     """The countries an incident concerns: its own, or for a platform's outage across countries, theirs."""
     if inc.country:
@@ -138,6 +172,46 @@ def _signals_version(store: Store) -> str | None:
     """'count|newest time' of outside-in signals and heartbeats, or None for a store without them."""
     version = getattr(store, "signals_version", None)
     return version() if callable(version) else None
+
+
+def note_signal_span(store: Store, first: datetime, last: datetime) -> None:
+    """Remembers the time an import described, for the next run: an imported history can lie anywhere, long
+    before the newest data, and only the importer knows where."""
+    prev = _parse_span(store.get_state(SPAN_KEY))
+    if prev is not None:
+        first, last = min(first, prev[0]), max(last, prev[1])
+    store.set_state(SPAN_KEY, f"{first.isoformat()}|{last.isoformat()}")
+
+
+def _parse_span(value: str | None) -> tuple[datetime, datetime] | None:
+    if not value or "|" not in value:
+        return None
+    try:
+        a, b = (datetime.fromisoformat(v) for v in value.split("|", 1))
+    except ValueError:
+        return None
+    return a, b
+
+
+def _signal_spans(store: Store, version: str, *, whole: bool, pending: str | None,
+                  measured: bool) -> list[tuple[datetime, datetime]]:
+    """The times new signals describe. A first or full run looks at every stored series from its first point;
+    an incremental one at the span imports noted, and at the newest point for the pinger's and the collector's
+    series (they only ever grow at the end). Heartbeats carry the collector's clock, measurements their own:
+    that newest point is only looked at when no measurement arrived."""
+    spans: list[tuple[datetime, datetime]] = []
+    listing = getattr(store, "signal_series", None)
+    if whole and callable(listing):
+        series = listing()
+        if series:
+            spans.append((min(s.first for s in series), max(s.last for s in series)))
+    noted = _parse_span(pending)
+    if noted is not None:
+        spans.append(noted)
+    newest = datetime.fromisoformat(version.split("|", 1)[1])
+    if not spans and not measured and newest.year > 1970:
+        spans.append((newest, newest))
+    return spans
 
 
 def _outside_points(store: Store, lo: datetime, until: datetime, cfg: DetectConfig) -> list[SignalPoint]:

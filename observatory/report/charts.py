@@ -37,6 +37,7 @@ from observatory.report.countries import (  # noqa: E402
 )
 from observatory.report.facts import network_names, ordered_platforms  # noqa: E402
 from observatory.series import SeriesCell  # noqa: E402
+from observatory.signals.view import SignalLine  # noqa: E402
 
 DPI = 150
 WIDTH_IN = 7.0
@@ -211,15 +212,56 @@ def draw_history(ax: Axes, inc: Incident, previous: Sequence[Incident], *, days:
                  fontsize=12, fontweight="bold", pad=3)
 
 
+def draw_signals(ax: Axes, inc: Incident, lines: Sequence[SignalLine]) -> list[Artist]:
+    """Outside-in signals under the measurements, IODA-style: each as a share of its own usual level."""
+    start, end = chart_window(inc)
+    _shade(ax, inc, end)
+    handles: list[Artist] = []
+    for i, line in enumerate(lines[:MAX_NETWORKS]):
+        color = plt.get_cmap("Dark2")(i % 8)
+        pts = [(t, v) for t, v in line.points if start <= t < end]
+        if pts:
+            ax.plot([_x(t) for t, _ in pts], [min(v, 1.5) * 100 for _, v in pts], color=color, lw=1.8, ls="--")
+        handles.append(Line2D([], [], color=color, lw=2.5, ls="--", label=line.label))
+    ax.axhline(100, color="#999", lw=0.8, zorder=1)
+    ax.set_title("Outside-in signals (share of usual level)", loc="left", fontsize=12, fontweight="bold", pad=3)
+    ax.set_ylim(-5, 155)
+    ax.set_yticks([0, 50, 100, 150])
+    ax.set_yticklabels(["0%", "50%", "usual", "150%"], fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_xlim(_x(start), _x(end))
+    ax.spines[["top", "right"]].set_visible(False)
+    return handles
+
+
+def _time_axis(ax: Axes, inc: Incident) -> None:
+    """Local time on the bottom axis, as the reachability panels have it."""
+    start, end = chart_window(inc)
+    where = country(inc.country)
+    tz = where.tz if where is not None else UTC
+    hours = (end - start).total_seconds() / 3600
+    ax.xaxis.set_major_locator(mdates.HourLocator(byhour=range(0, 24, 3 if hours <= 30 else 12), tz=tz))
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M" if hours <= 30 else "%d %b %H:%M", tz=tz))
+    ax.tick_params(axis="x", labelsize=10)
+    ax.set_xlabel(f"Local time ({tz_caption(inc, inc.start)})", fontsize=11)
+    until = f" to {local_time(inc.end, inc.country)} on {to_local(inc.end, inc.country):%d %b}" if inc.end else ""
+    span = f"incident {local_time(inc.start, inc.country)}" + (until or " (ongoing)")
+    ax.text(_x(inc.start), 156, " " + span, fontsize=10, color="#a93226", va="bottom", ha="left",
+            fontweight="bold", clip_on=False)
+
+
 def incident_chart(inc: Incident, cells: Sequence[SeriesCell], *, previous: Sequence[Incident] = (),
-                   history_days: int = 120) -> bytes:
-    """The PNG for an incident: reachability panels, a shared legend and (when there is history) the strip."""
+                   history_days: int = 120, signals: Sequence[SignalLine] = ()) -> bytes:
+    """The PNG for an incident: reachability panels, outside-in signals when there are any, a shared legend
+    and (when there is history) the strip."""
     n_platforms = (len([p for p in inc.platforms if p != catalog.CONTROL]) or
                    (min(4, len({c.platform for c in cells} - {catalog.CONTROL})) if inc.kind == "connectivity_loss"
                     else 0))
-    n_panels = max(1, min(n_platforms, 6)) + 1
+    # an incident seen only from outside (no measurement that day) gets the signals alone, not empty panels
+    measured = bool(cells) or not signals
+    n_panels = (max(1, min(n_platforms, 6)) + 1 if measured else 0) + (1 if signals else 0)
     strip = 1 if previous else 0
-    height = PANEL_IN * n_panels + 1.8 + (1.7 if strip else 0)
+    height = PANEL_IN * n_panels + 1.8 + (1.7 if strip else 0) + (0.25 * len(signals) if signals else 0)
     fig = plt.figure(figsize=(WIDTH_IN, height), dpi=DPI)
     try:
         ratios = [1.0] * n_panels + ([0.75] if strip else [])
@@ -228,13 +270,29 @@ def incident_chart(inc: Incident, cells: Sequence[SeriesCell], *, previous: Sequ
         axes = [first] + [fig.add_subplot(grid[i], sharex=first) for i in range(1, n_panels)]
         for ax in axes[:-1]:
             ax.tick_params(labelbottom=False)
-        handles = draw_reachability(fig, axes, inc, cells)
+        if signals and not measured:
+            handles = draw_signals(axes[0], inc, signals)
+            _time_axis(axes[0], inc)
+            axes[0].set_title("", loc="left")  # the figure's title says it; the incident's span goes there instead
+            axes[0].set_ylabel("share of usual level", fontsize=10)
+        elif signals:
+            # the signals' panel goes last, under the measurements; the time axis stays on the bottom panel
+            handles = draw_reachability(fig, axes[:-1], inc, cells)
+            handles += draw_signals(axes[-1], inc, signals)
+            axes[-1].tick_params(labelbottom=True)
+            axes[-1].xaxis.set_major_locator(axes[-2].xaxis.get_major_locator())
+            axes[-1].xaxis.set_major_formatter(axes[-2].xaxis.get_major_formatter())
+            axes[-1].set_xlabel(axes[-2].get_xlabel(), fontsize=11)
+            axes[-2].tick_params(labelbottom=False)
+            axes[-2].set_xlabel("")
+        else:
+            handles = draw_reachability(fig, axes, inc, cells)
         if strip:
             draw_history(fig.add_subplot(grid[n_panels]), inc, previous, days=history_days)
         when = local_date(inc.start, inc.country)
         where = country_name(inc.country) if inc.country else "worldwide"
-        fig.suptitle(f"Share of measurements succeeding, {where}, {when}", fontsize=13, fontweight="bold",
-                     x=0.02, ha="left", y=0.995)
+        what = "Share of measurements succeeding" if measured else "Outside-in signals"
+        fig.suptitle(f"{what}, {where}, {when}", fontsize=13, fontweight="bold", x=0.02, ha="left", y=0.995)
         # the key above the panels: a reader needs it before the lines, not after the history strip
         rows = (len(handles) + 1) // 2
         legend_top = 1 - 0.42 / height

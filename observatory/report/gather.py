@@ -12,7 +12,10 @@ from observatory.report.charts import chart_window
 from observatory.report.context import DEFAULT_WINDOW
 from observatory.report.history import DEFAULT_LOOKBACK
 from observatory.report.render import Report, build_report
+from observatory.signals.view import normalised_lines
 from observatory.store.base import IncidentFilter, Store
+
+SIGNAL_BASELINE = timedelta(days=7)  # the week before the chart gives each signal its usual level
 
 
 def load_incident(store: Store, incident_id: str) -> Incident:
@@ -38,5 +41,10 @@ def report_for(store: Store, incident_id: str, *, now: datetime | None = None, c
                          countries=[inc.country] if inc.country else None)
     crowd = store.user_report_counts(country=inc.country, since=inc.start - timedelta(hours=1),
                                      until=inc.end or now or inc.start + timedelta(days=2)) if inc.country else []
+    signals = []
+    if inc.country and chart:
+        points = store.signal_points(since=start - SIGNAL_BASELINE, until=end, countries=[inc.country])
+        signals = normalised_lines(points, since=start, until=end, baseline_until=inc.start)
     return build_report(inc, history_candidates=candidates, events=events, cells=cells, now=now, chart=chart, card=card,
-                        event_window=event_window, lookback=lookback, claim=claim, user_reports=crowd)
+                        event_window=event_window, lookback=lookback, claim=claim, user_reports=crowd,
+                        signals=signals)

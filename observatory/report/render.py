@@ -29,6 +29,7 @@ from observatory.report.crowd import user_reports_sentence
 from observatory.report.history import DEFAULT_LOOKBACK, History, history, history_sentence
 from observatory.report.statement import statement_parts
 from observatory.series import SeriesCell
+from observatory.signals.view import SignalLine
 from observatory.store.base import ContextEvent
 
 FORMATS = ("text", "md", "json", "png", "card", "html")
@@ -77,7 +78,8 @@ def build_report(inc: Incident, *, history_candidates: Iterable[Incident] = (),
                  events: Iterable[ContextEvent] = (), cells: Sequence[SeriesCell] = (), now: datetime | None = None,
                  event_window: timedelta = DEFAULT_WINDOW, lookback: timedelta = DEFAULT_LOOKBACK,
                  chart: bool = False, card: bool = False, claim: str = "technical_fault",
-                 user_reports: Iterable[tuple[str, str, str, int]] = ()) -> Report:
+                 user_reports: Iterable[tuple[str, str, str, int]] = (),
+                 signals: Sequence[SignalLine] = ()) -> Report:
     candidates = list(history_candidates)
     events = list(events)
     measured = count_networks_measured(inc, cells, now) if cells else None
@@ -89,9 +91,10 @@ def build_report(inc: Incident, *, history_candidates: Iterable[Incident] = (),
     hist = history(inc, candidates, lookback=lookback)
     notes = []
     if not cells:
-        notes.append("No measurement series were available for this incident's day: no chart, and network "
-                     "counts come from the incident's evidence.")
-    png = incident_chart(inc, cells, previous=hist.previous) if chart and cells else None
+        notes.append("No measurement series were available for this incident's day: " +
+                     ("the chart shows the outside-in signals only" if chart and signals else "no chart") +
+                     ", and network counts come from the incident's evidence.")
+    png = incident_chart(inc, cells, previous=hist.previous, signals=signals) if chart and (cells or signals) else None
     related = tuple(relevant_events(inc, events, window=event_window, now=now))
     card_png = share_card(inc, cells, related) if card and cells else None
     return Report(
@@ -125,8 +128,23 @@ def _facts(r: Report) -> list[tuple[str, str]]:
         rows.append(("Regions", ", ".join(inc.regions)))
     if inc.techniques:
         rows.append(("Techniques", ", ".join(inc.techniques)))
+    dropped = signals_named(inc)
+    if dropped:
+        rows.append(("Outside-in signals", dropped))
     rows.append(("Confidence", f"{inc.confidence:.0%}"))
     return rows
+
+
+def signals_named(inc: Incident) -> str:
+    """The outside-in signals that support the incident, as its evidence names them ("ioda bgp: down to 34%")."""
+    named = []
+    for sig in inc.evidence.get("signals", ()):
+        if isinstance(sig, dict):
+            where = "".join(f" ({sig[k]})" for k in ("region", "asn") if sig.get(k))
+            ratio = sig.get("min_ratio")
+            low = f": down to {ratio:.0%}" if isinstance(ratio, int | float) else ""
+            named.append(f"{sig.get('source', '?')} {sig.get('signal', '?')}{where}{low}")
+    return "; ".join(named)
 
 
 def _history_lines(r: Report) -> list[str]:

@@ -20,6 +20,16 @@ from observatory.errors import ParseError
 
 CSV_COLUMNS = ("time", "country", "region", "asn", "signal", "value")
 MAX_FIELD = 256
+# Series that are not a level of connectivity (IODA's loss and latency rise when things go wrong; Mozilla's
+# count is sparse, hourly, and its meaning differs between IODA's views): stored and listed, never judged as a
+# drop nor drawn as a share of a usual level. A sub-series (`name.subtype`) is known by its name.
+NOT_LEVELS = frozenset({"mozilla", "ping-slash24-loss", "ping-slash24-latency", "upstream-delay-penult-asns",
+                        "upstream-delay-penult-e2e-latency", "outages"})
+
+
+def is_level(signal: str) -> bool:
+    """Whether a signal is a level of connectivity (higher = more), the kind detection and charts use."""
+    return signal.split(".", 1)[0] not in NOT_LEVELS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,6 +46,29 @@ class SignalPoint:
     def key(self) -> tuple[str, str, str, str, int]:
         """The series this point belongs to."""
         return (self.source, self.signal, self.country, self.region or "", self.asn or 0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignalSeries:
+    """One stored series: what `signals list` shows and what bounds detection's look at the whole history."""
+
+    source: str
+    signal: str
+    country: str
+    region: str | None
+    asn: int | None
+    first: datetime
+    last: datetime
+    points: int
+
+    def as_json(self) -> dict[str, object]:
+        return {"source": self.source, "signal": self.signal, "country": self.country, "region": self.region,
+                "asn": f"AS{self.asn}" if self.asn else None, "first": _iso(self.first), "last": _iso(self.last),
+                "points": self.points}
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @cache
@@ -84,6 +117,11 @@ def _asn(value: str) -> int | None:
     if not v.isdigit() or int(v) >= 2**32:
         raise ValueError(f"asn {value!r}: expected a number such as 17557 or AS17557")
     return int(v)
+
+
+def parse_asn(value: str) -> int | None:
+    """A network number from 17557 or AS17557 (None when empty); ValueError otherwise."""
+    return _asn(value)
 
 
 def _value(value: str) -> float:

@@ -17,7 +17,7 @@ import pyarrow as pa
 from observatory.incident import Incident
 from observatory.measurement import Measurement
 from observatory.series import SeriesCell
-from observatory.signals import SignalPoint
+from observatory.signals import SignalPoint, SignalSeries
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,6 +347,7 @@ class Store(Protocol):
     def record_heartbeat(self, *, probe: str, time: datetime, country: str, asn: int, region: str | None) -> None: ...
     def signals_version(self) -> str: ...
     def heartbeats(self, *, since: datetime, until: datetime) -> list[tuple[str, datetime, str, int, str | None]]: ...
+    def signal_series(self) -> list[SignalSeries]: ...
 
     def add_user_report(self, report: UserReport) -> None: ...
     def user_report_counts(self, *, country: str | None, since: datetime, until: datetime

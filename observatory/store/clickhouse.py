@@ -41,7 +41,7 @@ from observatory.errors import ConfigError, StoreError, StoreFullError, StoreRea
 from observatory.incident import Incident
 from observatory.measurement import sane_time
 from observatory.series import SeriesCell
-from observatory.signals import SignalPoint
+from observatory.signals import SignalPoint, SignalSeries
 from observatory.store.base import (
     Changes,
     ContextEvent,
@@ -967,6 +967,13 @@ class ClickHouseStore:
             "ORDER BY source, signal, cc, region, asn, t", params)
         return [SignalPoint(time=_utc(r[0]), country=r[1], region=r[2] or None, asn=int(r[3]) or None,
                             signal=r[4], source=r[5], value=float(r[6])) for r in rows]
+
+    def signal_series(self) -> list[SignalSeries]:
+        """Every stored signal series with its span and number of points."""
+        rows = self._rows("SELECT source, signal, cc, region, asn, min(t), max(t), count() FROM {db}.signals FINAL "
+                          "GROUP BY source, signal, cc, region, asn ORDER BY cc, source, signal, region, asn")
+        return [SignalSeries(source=r[0], signal=r[1], country=r[2], region=r[3] or None, asn=int(r[4]) or None,
+                             first=_utc(r[5]), last=_utc(r[6]), points=int(r[7])) for r in rows]
 
     def signals_version(self) -> str:
         """Changes whenever a signal or a heartbeat arrives: 'count|newest time' (detection's cue)."""

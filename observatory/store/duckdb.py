@@ -26,7 +26,7 @@ from observatory.errors import StoreError, StoreFullError, StoreReadOnlyError
 from observatory.incident import Incident
 from observatory.measurement import sane_time
 from observatory.series import SeriesCell
-from observatory.signals import SignalPoint
+from observatory.signals import SignalPoint, SignalSeries
 from observatory.store.base import (
     Changes,
     ContextEvent,
@@ -1255,6 +1255,16 @@ class DuckDBStore:
                 f"{cc_clause} ORDER BY source, signal, cc, region, asn, t", params).fetchall()
         return [SignalPoint(time=r[0].replace(tzinfo=UTC), country=r[1], region=r[2] or None, asn=r[3] or None,
                             signal=r[4], source=r[5], value=float(r[6])) for r in rows]
+
+    def signal_series(self) -> list[SignalSeries]:
+        """Every stored signal series with its span and number of points."""
+        with self._lock, _mapped_errors(self.url):
+            rows = self._con.execute(
+                "SELECT source, signal, cc, region, asn, min(t), max(t), count(*) FROM signals "
+                "GROUP BY ALL ORDER BY cc, source, signal, region, asn").fetchall()
+        return [SignalSeries(source=r[0], signal=r[1], country=r[2], region=r[3] or None, asn=r[4] or None,
+                             first=r[5].replace(tzinfo=UTC), last=r[6].replace(tzinfo=UTC), points=int(r[7]))
+                for r in rows]
 
     def signals_version(self) -> str:
         """Changes whenever a signal or a heartbeat arrives: 'count|newest time' (detection's cue)."""

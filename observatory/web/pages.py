@@ -25,6 +25,7 @@ from observatory.web.api import get_incident, now_of, settings_of, store_of
 from observatory.web.errors import BadRequest, NotFound
 from observatory.web.overview import overview
 from observatory.web.present import headline, platform_names, timeline, view
+from observatory.web.signalchart import signal_lines, signals_svg
 
 router = APIRouter(include_in_schema=False)
 
@@ -131,6 +132,8 @@ def country_page(
         chart=json.dumps({"country": code, "since": iso(w.since), "until": iso(w.until) if until else None,
                           "window": window or "24h", "platforms": platforms,
                           "poll": settings_of(request).poll_seconds, "live": until is None}),
+        signals_chart=signals_svg(signal_lines(store, code, w.since, w.until), since=w.since, until=w.until,
+                                  shaded=[(i.start, i.end) for i in incidents]),
     )
 
 
@@ -146,7 +149,10 @@ def incident_page(request: Request, incident_id: str) -> HTMLResponse:
     chart = {"country": inc.country, "since": iso(inc.start - margin), "until": iso(until),
              "platforms": platforms, "asns": [f"AS{a}" for a in inc.asns], "live": inc.end is None,
              "poll": settings_of(request).poll_seconds, "highlight": inc.id}
-    return render(request, "incident.html", title=headline(inc), v=v, inc=v.incident,
+    since = inc.start - margin
+    signals_chart = signals_svg(signal_lines(store, inc.country, since, until, baseline_until=inc.start),
+                                since=since, until=until, shaded=[(inc.start, inc.end)]) if inc.country else ""
+    return render(request, "incident.html", title=headline(inc), v=v, inc=v.incident, signals_chart=signals_chart,
                   timeline=timeline(inc), chart=json.dumps(chart) if inc.country else None,
                   evidence=json.dumps(inc.evidence, indent=2, sort_keys=True, default=str),
                   share_url=str(request.url))
