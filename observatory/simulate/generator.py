@@ -141,6 +141,8 @@ class Generator:
             for n in self.world.networks
         ]
         self.count = 0  # lines produced so far, duplicates included
+        assert isinstance(scenario.end, datetime)
+        self._end = scenario.end.timestamp()
 
     # envelope pieces ---------------------------------------------------------------------------------------
 
@@ -289,7 +291,8 @@ class Generator:
                 if hit is not None and random_() < hit.coverage:
                     outcome = hit.outcome
                     if hit.offline:
-                        if random_() < DROP_AFTER_OUTAGE:
+                        # still cut off when the data ends: nothing taken during the cut reaches it (silence)
+                        if hit.end >= self._end or random_() < DROP_AFTER_OUTAGE:
                             continue
                         upload = hit.end + random_() * 1800
                 elif random_() < fail_p[i]:
@@ -344,6 +347,8 @@ def truth(scenario: Scenario) -> list[dict[str, Any]]:
             elif len(nets) < len(country.networks):
                 scope = Scope.NETWORK.value
         techniques = [e.technique] if e.technique else []
+        # an event that lasts to the end of the scenario is still going on when the data ends: no end is known
+        ongoing = isinstance(scenario.end, datetime) and e.end >= scenario.end
         out.append(
             {
                 "id": _truth_id(scenario, i),
@@ -355,8 +360,8 @@ def truth(scenario: Scenario) -> list[dict[str, Any]]:
                 "platforms": list(e.platforms),
                 "techniques": techniques,
                 "start": _iso(e.start),
-                "end": _iso(e.end),
-                "status": Status.ENDED.value,
+                "end": None if ongoing else _iso(e.end),
+                "status": Status.CONFIRMED.value if ongoing else Status.ENDED.value,
                 "confirmed_at": None,
                 "confidence": 1.0,
                 "assessment": {"deliberate": _deliberate(e), "reasons": []},
