@@ -377,6 +377,9 @@ def _plain_envelope(obj: dict[str, Any]) -> bool:
 
 
 _platform_of = lru_cache(maxsize=1 << 16)(platform_of)  # inputs repeat: a probe measures a list of targets
+# OONI's instant-messaging tests take no input: the test itself names the platform it measures.
+IM_TEST_PLATFORM = {"telegram": "telegram", "whatsapp": "whatsapp", "signal": "signal",
+                    "facebook_messenger": "facebook"}
 _parse_asn = lru_cache(maxsize=1 << 16)(parse_asn)  # networks repeat: a few thousand carry most measurements
 
 
@@ -431,7 +434,8 @@ def measurement_from_dict(obj: Any, *, where: str = "", raw_json: bytes | None =
         test_version=get("test_version") or "",
         software_name=get("software_name") or "",
         input=inp,
-        platform=_platform_of(inp) if inp is not None and len(inp) < 512 else platform_of(inp),
+        platform=(_platform_of(inp) if inp is not None and len(inp) < 512 else platform_of(inp))
+        or IM_TEST_PLATFORM.get(test_name),
         doc=doc,
         raw_json=raw_json if keep_raw else None,
     )

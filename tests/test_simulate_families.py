@@ -26,7 +26,7 @@ seed = {seed}
 start = "2024-01-01T00:00:00Z"
 end = "2024-01-{end_day:02d}T00:00:00Z"
 interval_minutes = {interval}
-targets = ["twitter", "facebook", "control"]
+targets = {targets}
 [noise]
 failure_rate = 0.0
 probe_fault_rate = 0.0
@@ -60,9 +60,10 @@ end = "2024-01-05T00:00:00Z"
 
 
 def scenario(tmp_path: Path, *, seed: int = 5, end_day: int = 11, interval: int = 60, probes: int = 3,
-             events: str = "") -> object:
+             events: str = "", targets: tuple[str, ...] = ("twitter", "facebook", "control")) -> object:
     p = tmp_path / "fam.toml"
-    p.write_text(SCENARIO.format(seed=seed, end_day=end_day, interval=interval, probes=probes, events=events))
+    p.write_text(SCENARIO.format(seed=seed, end_day=end_day, interval=interval, probes=probes, events=events,
+                                 targets=json.dumps(list(targets))))
     return load_scenario(p)
 
 
@@ -271,3 +272,40 @@ def test_a_cut_still_on_at_the_end_is_silence_and_has_no_end(tmp_path: Path) -> 
         elif _t(d) > cut + 60:
             after += 1
     assert seen_before > 20 and after == 0
+
+
+def test_im_tests_measure_messaging_platforms_their_own_way(tmp_path: Path) -> None:
+    throttle_telegram = THROTTLE.replace('platforms = ["twitter"]', 'platforms = ["telegram"]')
+    sc = scenario(tmp_path, end_day=7, interval=30, events=throttle_telegram,
+                  targets=("twitter", "telegram", "whatsapp", "control"))
+    assert not [d for d in docs(sc, VOLUNTEER) if d["test_name"] != "web_connectivity"]
+    model = Model(options={"im": "im-tests"}, im_share=0.5)
+    ev_start, ev_end = datetime(2024, 1, 4, tzinfo=UTC).timestamp(), datetime(2024, 1, 5, tzinfo=UTC).timestamp()
+    tests: Counter[tuple[str, str]] = Counter()
+    inside: list[float] = []
+    outside: list[float] = []
+    for line in lines(sc, VOLUNTEER, model):
+        m = parse_measurement(line)
+        tests[(m.test_name, m.platform or "")] += 1
+        if m.test_name == "web_connectivity":
+            continue
+        tk = m.doc["test_keys"]
+        # no input, no control, no test helper: a fixed list of endpoints
+        assert m.input is None and "control" not in tk and m.doc["test_helpers"] == {}
+        assert m.test_version == {"telegram": "0.3.1", "whatsapp": "0.11.0"}[m.test_name]
+        assert m.uid.split("_")[1] == m.test_name
+        reads = [e for e in tk["network_events"] if e["operation"] == "read"]
+        if m.test_name != "telegram" or not reads:
+            continue
+        web = [r for r in tk["requests"] if "web.telegram.org" in r["request"]["url"]]
+        kbps = sum(e["num_bytes"] for e in reads) * 8 / 1000 / max(r["t"] - r["t0"] for r in tk["requests"])
+        t = m.start_time.timestamp()
+        if web and ev_start + 60 <= t < ev_end - 60:
+            inside.append(kbps)
+        elif not ev_start - 60 <= t < ev_end + 60:
+            outside.append(kbps)
+    # the messaging platforms are measured both ways; the others only by web_connectivity
+    assert tests[("telegram", "telegram")] > 100 and tests[("whatsapp", "whatsapp")] > 100
+    assert tests[("web_connectivity", "telegram")] > 100 and tests[("web_connectivity", "twitter")] > 200
+    assert ("twitter", "twitter") not in tests
+    assert sorted(inside)[len(inside) // 2] * 10 < sorted(outside)[len(outside) // 2]

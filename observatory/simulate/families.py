@@ -13,7 +13,9 @@ an option of a few dimensions:
 - clock: probes whose clock is minutes off;
 - versions: web_connectivity 0.4 or 0.5 layouts in OONI documents;
 - software (dedicated only): our own probe (with `x_download`) or ooniprobe run every interval (OONI's
-  own timing fields, no `x_download`).
+  own timing fields, no `x_download`);
+- im: whether ooniprobe measures Telegram, WhatsApp and Signal with OONI's instant-messaging tests in half of
+  its runs (no control, fixed endpoints) rather than always with web_connectivity.
 
 `Model()` (no draw) is the simulator's historical behaviour, byte for byte; a drawn model changes only what
 its options say. The benchmark (`benchmarks/detection.py --worlds N`) scores detection per option, so that no
@@ -51,6 +53,7 @@ DIMENSIONS: dict[str, tuple[str, ...]] = {
     "clock": ("true", "skewed"),
     "versions": ("0.4", "mixed", "0.5"),
     "software": ("observatory", "ooniprobe"),
+    "im": ("web", "im-tests"),
 }
 # Per-probe-day chance of vanishing for days, per churn option.
 ABSENCE_RATE = {"none": 0.0, "some": 0.02, "heavy": 0.06}
@@ -79,6 +82,7 @@ class Model:
     skew_max_s: float = 600.0
     share_05: float = 0.0  # share of OONI web_connectivity documents in the 0.5 layout
     dedicated_ooni: bool = False  # dedicated probes are ooniprobe (OONI documents) rather than ours
+    im_share: float = 0.0  # share of ooniprobe runs measuring the messaging platforms with OONI's IM tests
 
     @property
     def is_default(self) -> bool:
@@ -93,25 +97,31 @@ def draw_model(seed: int, activity: str) -> Model:
     """One world's assumptions, each dimension's option drawn uniformly (seeded: the same seed, the same
     model). `activity` is "dedicated" or "volunteer"; volunteers are always ooniprobe."""
     rng = random.Random(f"{seed}/families/{activity}")
-    opts = {dim: rng.choice(choices) for dim, choices in DIMENSIONS.items()}
+    opts = {dim: rng.choice(choices) for dim, choices in DIMENSIONS.items() if dim != "im"}
     if activity != "dedicated":
         opts["software"] = "ooniprobe"
     hours = opts["hours"]
     late_share, late_max, dup_share = UPLOADS[opts["uploads"]]
     faults = opts["faults"]
+    weekend, zone_shift_share, runs_per_day = rng.uniform(0.5, 1.4), rng.choice((0.0, 0.1, 0.3)), rng.uniform(1, 6)
+    flaky = rng.uniform(0.02, 0.1) if faults == "flaky-hours" else 0.0
+    resolver = rng.uniform(0.02, 0.08) if faults == "resolver" else 0.0
+    # drawn last, so that adding this dimension left every earlier draw as it was; our own probe has no IM tests
+    opts["im"] = rng.choice(DIMENSIONS["im"]) if opts["software"] == "ooniprobe" else "web"
     return Model(
         options=opts,
         shapes=SHAPE_NAMES if hours == "mixed" else (hours,),
-        weekend=rng.uniform(0.5, 1.4),
-        zone_shift_share=rng.choice((0.0, 0.1, 0.3)),
-        runs_per_day=rng.uniform(1.0, 6.0),
+        weekend=weekend,
+        zone_shift_share=zone_shift_share,
+        runs_per_day=runs_per_day,
         absence_rate=ABSENCE_RATE[opts["churn"]],
-        flaky_hour_rate=rng.uniform(0.02, 0.1) if faults == "flaky-hours" else 0.0,
-        resolver_fault_rate=rng.uniform(0.02, 0.08) if faults == "resolver" else 0.0,
+        flaky_hour_rate=flaky,
+        resolver_fault_rate=resolver,
         late_share=late_share,
         late_max_hours=late_max,
         duplicate_share=dup_share,
         skew_share=0.3 if opts["clock"] == "skewed" else 0.0,
         share_05=SHARE_05[opts["versions"]],
         dedicated_ooni=opts["software"] == "ooniprobe",
+        im_share=0.5 if opts["im"] == "im-tests" else 0.0,
     )

@@ -24,6 +24,8 @@ import msgspec
 
 from observatory.simulate import observations as obs
 from observatory.simulate.families import Model
+from observatory.simulate.imtests import TEST_OF_PLATFORM, im_test_keys_json
+from observatory.simulate.imtests import TEST_VERSION as IM_TEST_VERSION
 from observatory.simulate.scenario import Event, Scenario
 from observatory.simulate.world import (
     _MEAN_WEIGHT,
@@ -145,6 +147,11 @@ class Generator:
         self._style = obs.OONI_05 if ooni and self.model.share_05 >= 1 else obs.OONI_04 if ooni else obs.OWN
         self._share_05 = self.model.share_05 if ooni and 0 < self.model.share_05 < 1 else 0.0
         self._heads = {style: self._envelope_head(style) for style in obs.STYLES}
+        # ooniprobe's IM tests, in the share of runs the model gives them
+        self._im_share = self.model.im_share if ooni else 0.0
+        self._im_tests = [TEST_OF_PLATFORM.get(t.platform) for t in self.world.targets]
+        self._im_heads = {test: self._envelope_head(obs.OONI_04, test) for test in IM_TEST_VERSION}
+        self._im_bodies: dict[tuple[int, int], bytes] = {}
         self._mids = {n.index: f"_webconnectivity_{n.cc}_{n.asn}_n1_".encode() for n in self.world.networks}
         self._bodies = [
             {style: [self._envelope_body(p, t, style) for t in self.world.targets] for style in self._styles()}
@@ -164,11 +171,15 @@ class Generator:
     def _styles(self) -> tuple[str, ...]:
         return (self._style, obs.OONI_05) if self._share_05 else (self._style,)
 
-    def _envelope_head(self, style: str) -> bytes:
+    def _envelope_head(self, style: str, im_test: str | None = None) -> bytes:
         name, version = SOFTWARE[style]
+        test = im_test or "web_connectivity"
+        test_version = IM_TEST_VERSION[im_test] if im_test else obs.TEST_VERSION[style]
         return (
-            b'","data_format_version":"0.2.0","test_name":"web_connectivity","test_version":"'
-            + obs.TEST_VERSION[style].encode()
+            b'","data_format_version":"0.2.0","test_name":"'
+            + test.encode()
+            + b'","test_version":"'
+            + test_version.encode()
             + b'","software_name":"'
             + name
             + b'","software_version":"'
@@ -176,7 +187,7 @@ class Generator:
             + b'","measurement_start_time":"'
         )
 
-    def _envelope_body(self, p: Probe, t: obs.Target, style: str) -> bytes:
+    def _envelope_body(self, p: Probe, t: obs.Target, style: str, im_test: str | None = None) -> bytes:
         n = p.net
         # the annotations and test helper our probe (observatory/probe/runner.py) or OONI's records
         annotations: dict[str, Any] = {}
@@ -192,9 +203,9 @@ class Generator:
             "resolver_asn": f"AS{n.asn}",
             "resolver_ip": n.resolver_ip,
             "resolver_network_name": n.network.name,
-            "input": t.url,
+            "input": None if im_test else t.url,  # IM tests take no input: their endpoints are fixed
             "annotations": annotations,
-            "test_helpers": {"backend": {"address": HELPER[style], "type": "https"}},
+            "test_helpers": {} if im_test else {"backend": {"address": HELPER[style], "type": "https"}},
         }
         encoded = msgspec.json.encode(rest)
         return b"," + encoded[1:-1] + b',"test_keys":'
@@ -205,6 +216,22 @@ class Generator:
         if got is None:
             tk = obs.test_keys_json(
                 self.world.networks[net], self.world.targets[target], outcome, variant, self.scenario.seed, style
+            )
+            got = self._keys[key] = (b"%.3f" % obs.runtime(tk), tk + b"}")
+        return got
+
+    def _im_body(self, p: Probe, i: int, test: str) -> bytes:
+        got = self._im_bodies.get((p.index, i))
+        if got is None:
+            got = self._im_bodies[(p.index, i)] = self._envelope_body(p, self.world.targets[i], obs.OONI_04, test)
+        return got
+
+    def _im_keys(self, net: int, target: int, outcome: str, variant: int, test: str) -> tuple[bytes, bytes]:
+        key = (net, target, outcome, variant, "im:" + test)
+        got = self._keys.get(key)
+        if got is None:
+            tk = im_test_keys_json(
+                test, self.world.networks[net], self.world.targets[target], outcome, variant, self.scenario.seed
             )
             got = self._keys[key] = (b"%.3f" % obs.runtime(tk), tk + b"}")
         return got
@@ -316,6 +343,8 @@ class Generator:
         if self._share_05 and random_() < self._share_05:
             style = obs.OONI_05  # this installation's app already runs web_connectivity 0.5
         bodies = self._bodies[p.index][style]
+        # this run is ooniprobe's IM suite: the messaging platforms get their own tests
+        im_run = bool(self._im_share) and random_() < self._im_share
         fail_p = self._fail_p[net]
         net_faults = self.world.faults.get(net)
         late_share = noise.late_share if self.model.late_share is None else self.model.late_share
@@ -356,7 +385,15 @@ class Generator:
                     outcome = obs.NOISE[int(random_() * 5)]
             if upload == run_end and random_() < late_share:
                 upload = when + LATE_MIN_S + random_() * (late_max - LATE_MIN_S)
-            rt, tk = self._test_keys(net, i, outcome, bits(3), style)
+            im = self._im_tests[i] if im_run else None
+            if im:
+                rt, tk = self._im_keys(net, i, outcome, bits(3), im)
+                line_mid, line_head, body = mid.replace(b"webconnectivity", im.encode()), self._im_heads[im], (
+                    self._im_body(p, i, im)
+                )
+            else:
+                rt, tk = self._test_keys(net, i, outcome, bits(3), style)
+                line_mid, line_head, body = mid, head, bodies[i]
             stamp = int(when + p.skew)
             self.count += 1
             yield (
@@ -365,17 +402,17 @@ class Generator:
                     (
                         b'{"measurement_uid":"',
                         compact_time(stamp),
-                        mid,
+                        line_mid,
                         b"%016x" % bits(64),
                         b'","report_id":"',
                         rid,
-                        head,
+                        line_head,
                         ooni_time(stamp),
                         b'","test_start_time":"',
                         tst,
                         b'","test_runtime":',
                         rt,
-                        bodies[i],
+                        body,
                         tk,
                     )
                 ),

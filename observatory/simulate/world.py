@@ -148,7 +148,9 @@ def build_world(scenario: Scenario, activity: str = DEDICATED, model: Model | No
 
 def _apply_model(world: World, model: Model, start: float, end: float) -> World:
     """The world with the model's per-probe habits, absences and clocks, and its networks' faults."""
-    rng = random.Random(f"{world.scenario.seed}/model/{world.activity}/{model.label}")
+    # seeded by the options drawn before the IM dimension existed, so that those worlds stay as they were
+    options = " ".join(f"{k}={v}" for k, v in model.options.items() if k != "im") or "default"
+    rng = random.Random(f"{world.scenario.seed}/model/{world.activity}/{options}")
     probes = tuple(_modelled_probe(p, model, start, end, rng) for p in world.probes)
     days = (end - start) / 86400
     faults: dict[int, tuple[NetworkFault, ...]] = {}
