@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from observatory.errors import ConfigError
-from observatory.simulate import load_scenario
+from observatory.simulate import load_scenario, truth
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.toml"))
@@ -216,3 +216,30 @@ def test_lab_offsets_are_checked(tmp_path: Path) -> None:
         load_scenario(write(tmp_path, LAB.replace('start = "+2m"', 'start = "+2x"')), allow_offsets=True)
     with_start = LAB.replace('end = "+10m"', 'start = "now"\nend = "+10m"')
     assert load_scenario(write(tmp_path, with_start), allow_offsets=True).start == timedelta(0)
+
+
+def test_issue_19_worlds_have_the_truth_their_events_describe() -> None:
+    """The scenarios modelled on real events: scope `network` for one or two whole networks, `regional` for a
+    region, no end for an event still on when the data end, one incident per evening of a repeated cut."""
+    root = ROOT / "scenarios"
+
+    def incidents(name: str) -> list[dict]:
+        return truth(load_scenario(root / f"{name}.toml"))
+
+    (optus,) = incidents("au-2023-optus-outage")
+    assert (optus["scope"], optus["asns"], optus["kind"]) == ("network", ["AS4804"], "connectivity_loss")
+    two = incidents("in-two-isps-two-techniques")
+    assert [(i["scope"], i["asns"], i["techniques"]) for i in two] == [
+        ("network", ["AS24309"], ["dns_tampering"]), ("network", ["AS55836"], ["tls_interference"])]
+    evenings = incidents("ir-2022-nightly-mobile-shutdowns")
+    assert len(evenings) == 3 and {i["scope"] for i in evenings} == {"network"}
+    assert len({i["start"][:10] for i in evenings}) == 3
+    (tigray,) = incidents("et-tigray-2020")
+    assert (tigray["scope"], tigray["regions"], tigray["end"]) == ("regional", ["Tigray"], None)
+    (ru,) = incidents("ru-twitter-throttling-2021")
+    assert (ru["scope"], ru["end"], ru["status"]) == ("national", None, "confirmed")
+    (meta,) = incidents("meta-outage-week-2021")
+    assert (meta["country"], meta["kind"]) == (None, "platform_outage")
+    assert incidents("ke-br-quiet-month") == []
+    (ve,) = incidents("ve-2019-07-blackout")
+    assert (ve["scope"], ve["end"]) == ("national", "2019-07-23T10:00:00Z")
