@@ -32,6 +32,9 @@ class SeriesCell:
     anomalous_keys: tuple[str, ...] = ()
     # "technique probe_key" for each anomalous probe: whether independent probes agree on the technique
     technique_keys: tuple[str, ...] = ()
+    # (probe_key, that probe's median kbps in the cell) for each probe that timed a transfer: throttling is
+    # judged per probe against the series' baseline, so one slow probe is one witness however often it runs
+    probe_kbps: tuple[tuple[str, float], ...] = ()
 
     @property
     def anomaly_share(self) -> float:

@@ -13,7 +13,7 @@ afterwards over the same data agree.
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
+from bisect import bisect_left, insort
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -42,6 +42,8 @@ class Alarm:
     # the series' buckets with data where fewer than half of the probes saw the anomaly, within a day of the
     # alarm: an incident's edges lie between its first/last failures and the nearest such buckets
     normal: tuple[int, ...] = ()
+    # throughput alarms: bucket -> the probes whose throughput was judged slow there (the witnesses)
+    slow: dict[int, frozenset[str]] = field(default_factory=dict)
 
 
 class Cusum:
@@ -257,23 +259,67 @@ def _max_segment(points: list[tuple[int, int, int, float]], cfg: DetectConfig) -
     return None if best is None else (best[1], best[2])
 
 
+# throughput: how many earlier values (probe x bucket) a baseline needs before any value is judged against it
+THROTTLE_MIN_HISTORY = 12
+
+
 def scan_throughput(obs: list[Obs], cfg: DetectConfig, now: int) -> list[Alarm]:
-    """Buckets whose median throughput collapsed against the series' own running level count as all-bad."""
-    level: float | None = None  # EWMA of log kbps over normal buckets
-    seen = 0
-    points: list[tuple[int, int, int]] = []
+    """Throttling: a Bernoulli CUSUM of the probes whose throughput fell `cfg.throttle_ratio` below the series'
+    own baseline, probe by probe.
+
+    The baseline is the median log throughput of the values seen over the trailing `cfg.baseline_seconds` and
+    judged normal, from at least `cfg.min_probes` distinct probes: a median is not moved by a few odd values,
+    and one probe cannot make it alone. A track is one network and one platform, so a network that is always
+    slow, or a heavy page against a light one, sets its own level. Each probe counts once per bucket (its
+    median there), so a slow probe that runs often is still one probe; which probes were slow is kept in the
+    alarm (`Alarm.slow`) so that confirmation counts them, not buckets. Values judged slow never enter the
+    baseline: a long throttling does not become the new normal.
+    """
     cut = math.log(cfg.throttle_ratio)
+    history: deque[tuple[int, str, float]] = deque()  # (bucket, probe, log kbps) judged normal, oldest first
+    ordered: list[float] = []  # the same log values, sorted: the median in O(log n)
+    probes: Counter[str] = Counter()
+    points: list[tuple[int, int, int]] = []
+    slow_at: dict[int, frozenset[str]] = {}
     for o in obs:
-        kbps = o.median_kbps
-        if kbps is None or kbps <= 0 or o.n == 0:
+        values = _probe_values(o)
+        if not values:
             continue
-        x = math.log(kbps)
-        collapsed = level is not None and seen >= 12 and x < level - cut
-        points.append((o.t, o.n, o.n if collapsed else 0))
-        if not collapsed:
-            level = x if level is None else level + 0.05 * (x - level)
-            seen += 1
-    return scan_share(points, cfg, now) if points else []
+        while history and history[0][0] <= o.t - cfg.baseline_seconds:
+            _, key, x = history.popleft()
+            del ordered[bisect_left(ordered, x)]
+            probes[key] -= 1
+            if not probes[key]:
+                del probes[key]
+        base = None
+        if len(ordered) >= THROTTLE_MIN_HISTORY and len(probes) >= cfg.min_probes:
+            mid = len(ordered) // 2
+            base = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+        slow = frozenset(k for k, x in values if base is not None and x < base - cut)
+        points.append((o.t, len(values), len(slow)))
+        if slow:
+            slow_at[o.t] = slow
+        for key, x in values:
+            if key not in slow:
+                history.append((o.t, key, x))
+                insort(ordered, x)
+                probes[key] += 1
+    alarms = scan_share(points, cfg, now) if points else []
+    for a in alarms:
+        a.slow = {t: keys for t, keys in slow_at.items() if t >= a.start and (a.end is None or t < a.end)}
+    return alarms
+
+
+def _probe_values(o: Obs) -> list[tuple[str, float]]:
+    """(probe, log kbps) of one bucket: each probe's own figure when the cells carry them, else each cell's
+    median as one anonymous value (cells from a store that does not keep per-probe figures)."""
+    if o.probe_kbps:
+        per: dict[str, list[float]] = {}
+        for key, v in o.probe_kbps:
+            if v > 0:
+                per.setdefault(key, []).append(v)
+        return [(key, math.log(sorted(vs)[len(vs) // 2])) for key, vs in sorted(per.items())]
+    return [(f"cell:{o.t}:{i}", math.log(v)) for i, v in enumerate(o.kbps) if v > 0]
 
 
 def scan_silence(activity: dict[int, int], cfg: DetectConfig, now: int) -> tuple[list[Alarm], dict[int, float]]:
