@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -556,7 +557,8 @@ class ClickHouseStore:
                    any(network) AS network_name,
                    uniqExactIf(probe_key, verdict = 'down') AS down_probes,
                    groupUniqArrayIf(concat(verdict, ' ', probe_key), verdict IN ({_TECH_IN})) AS technique_keys,
-                   {tech_cols}
+                   {tech_cols},
+                   groupArrayIf((probe_key, assumeNotNull(kbps)), kbps IS NOT NULL) AS probe_kbps
             FROM {{db}}.measurements
             WHERE t >= {{since:{_TS}}} AND t < {{until:{_TS}}} AND platform != ''{cc_clause}
             GROUP BY b, cc, asn, reg, platform
@@ -983,8 +985,17 @@ def _cred(row: Sequence[Any]) -> ProbeCredential:
                            revoked=bool(row[4]))
 
 
+def _per_probe_median(pairs: Sequence[Any]) -> tuple[tuple[str, float], ...]:
+    """(probe_key, kbps) pairs of a cell -> each probe's median, as DuckDB's series computes it."""
+    by: dict[str, list[float]] = {}
+    for key, v in pairs or ():
+        by.setdefault(key, []).append(float(v))
+    return tuple(sorted((k, float(statistics.median(vs))) for k, vs in by.items()))
+
+
 def _cell(r: Sequence[Any]) -> SeriesCell:
-    techniques = {t: int(n) for t, n in zip(_TECHNIQUE_LIST, r[15:], strict=True) if n}
+    end = 15 + len(_TECHNIQUE_LIST)
+    techniques = {t: int(n) for t, n in zip(_TECHNIQUE_LIST, r[15:end], strict=True) if n}
     return SeriesCell(
         bucket=datetime.fromtimestamp(int(r[0]), UTC),
         country=r[1],
@@ -1003,6 +1014,7 @@ def _cell(r: Sequence[Any]) -> SeriesCell:
         technique_keys=tuple(sorted(r[14] or ())),
         anomalous_keys=tuple(sorted({k.split(" ", 1)[1] for k in (r[14] or ())})),
         by_technique=techniques,
+        probe_kbps=_per_probe_median(r[end]) if len(r) > end else (),
     )
 
 

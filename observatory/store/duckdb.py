@@ -593,7 +593,8 @@ class DuckDBStore:
                    sum(bad)::BIGINT, count(probe_key), count(probe_key) FILTER (WHERE bad > 0),
                    list_median(flatten(list(ks))), any_value(network), count(probe_key) FILTER (WHERE dn > 0),
                    flatten(list(list_transform(vs, lambda v: v || ' ' || probe_key)) FILTER (WHERE bad > 0)),
-                   {tech_sums}
+                   {tech_sums},
+                   list(struct_pack(k := probe_key, v := list_median(ks))) FILTER (WHERE len(ks) > 0)
             FROM per_probe
             GROUP BY ALL
             ORDER BY b, cc, asn, region, platform
@@ -1178,8 +1179,12 @@ def _cred(row: Sequence[Any]) -> ProbeCredential:
 
 
 def _cell(r: Sequence[Any], buckets: dict[int, datetime] | None = None) -> SeriesCell:
-    techniques = {t: int(n) for t, n in zip(_TECHNIQUE_LIST, r[15:], strict=True) if n}
+    end = 15 + len(_TECHNIQUE_LIST)
+    techniques = {t: int(n) for t, n in zip(_TECHNIQUE_LIST, r[15:end], strict=True) if n}
     keys = sorted(k for k in (r[14] or ()) if k is not None)
+    # each probe's median kbps, after the technique counts (a column added for throttling)
+    probe_kbps = tuple(sorted((p["k"], float(p["v"])) for p in (r[end] if len(r) > end else None) or ()
+                              if p["v"] is not None))
     b = int(r[0])
     bucket = buckets.get(b) if buckets is not None else None
     if bucket is None:
@@ -1204,4 +1209,5 @@ def _cell(r: Sequence[Any], buckets: dict[int, datetime] | None = None) -> Serie
         technique_keys=tuple(keys),
         anomalous_keys=tuple(sorted({k.split(" ", 1)[1] for k in keys})),
         by_technique=techniques,
+        probe_kbps=probe_kbps,
     )
