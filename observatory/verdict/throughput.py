@@ -11,8 +11,8 @@ A throttled flow shows in all of them: bytes arrive slower, so each step takes l
 1. `x_download`: our probe's download.
 2. `http_body`: the final HTTP response body's bytes over its transaction's span (`requests[].t - t0`, 0.5).
 3. `http_runtime`: the same bytes over the whole HTTP step (`x_http_runtime`, 0.4; it includes connecting).
-4. `network_events`: every byte read over the time from each connection's first write (the request or the
-   ClientHello) to its last read, summed over connections (0.4's TLS checks, the IM tests).
+4. `network_events`: every byte read, over the time during which some connection was between its first write
+   (the request or the ClientHello) and its last read (0.4's TLS checks, the IM tests).
 A figure is compared only with the same network's history for the same platform, so what matters is that a
 test version measures the same way each time, not that sources agree with each other.
 
@@ -166,8 +166,8 @@ def _connections(events: list[Any]) -> list[list[dict[str, Any]]]:
     return list(by_id.values()) + seq
 
 
-def _connection_transfer(conn: list[dict[str, Any]]) -> tuple[int, float] | None:
-    """Bytes read on one connection and the time from its first write to its last read (None: no reads)."""
+def _connection_transfer(conn: list[dict[str, Any]]) -> tuple[int, float, float] | None:
+    """Bytes read on one connection, its first write and its last read (None: no reads)."""
     first_write = last_read = None
     nbytes = 0
     cumulative = 0
@@ -188,19 +188,34 @@ def _connection_transfer(conn: list[dict[str, Any]]) -> tuple[int, float] | None
     nbytes = max(nbytes, cumulative)
     if first_write is None or last_read is None or nbytes <= 0 or last_read - first_write < MIN_SECONDS:
         return None
-    return nbytes, last_read - first_write
+    return nbytes, first_write, last_read
+
+
+def _covered(spans: list[tuple[float, float]]) -> float:
+    """Seconds during which at least one of the spans was open: connections run in parallel, and bytes that
+    arrive at the same time over two of them took that time once."""
+    total, end = 0.0, None
+    for a, b in sorted(spans):
+        if end is None or a > end:
+            total += b - a
+            end = b
+        elif b > end:
+            total += b - end
+            end = b
+    return total
 
 
 def network_events(tk: dict[str, Any]) -> Throughput:
     events = tk.get("network_events")
     if not isinstance(events, list) or not events:
         return NONE
-    total, seconds = 0, 0.0
+    total, spans = 0, []
     for conn in _connections(events):
         got = _connection_transfer(conn)
         if got is not None:
             total += got[0]
-            seconds += got[1]
+            spans.append((got[1], got[2]))
+    seconds = _covered(spans)
     kbps = rate(total, seconds)
     return Throughput(kbps, KbpsSource.NETWORK_EVENTS, seconds, total) if kbps is not None else NONE
 
@@ -252,5 +267,5 @@ def steps(tk: dict[str, Any]) -> list[Step]:
             out.append(Step("tls_handshake", "network_events tls_handshake_start/done", done - start, None, where))
         got = _connection_transfer(conn)
         if got is not None:
-            out.append(Step("connection", "network_events read/write", got[1], got[0], where))
+            out.append(Step("connection", "network_events read/write", got[2] - got[1], got[0], where))
     return out

@@ -1,0 +1,195 @@
+"""Throughput from OONI's own timings (issue #19, item 3), and throttling found from it end to end.
+
+The measurements are real ones (tests/data/ooni/measurements.jsonl; sources in tests/data/ooni/index.csv): a
+web_connectivity 0.5.26 of https://www.youtube.com/ (ooni/probe-cli, internal/minipipeline/testdata), a
+web_connectivity 0.4.1 (ooni/explorer fixtures) and the IM tests (ooni/backend fastpath test data, ooni/explorer).
+For the end-to-end test, copies of two of them are given other times, networks and probes, and their timings
+are stretched: a throttled path delivers the same bytes more slowly, so every `t`/`t0` grows by the same factor.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from observatory.detect.run import run_detection, stored_incidents
+from observatory.ingest import ingest_paths
+from observatory.measurement import parse_measurement
+from observatory.store import open_store
+from observatory.verdict import classify
+from observatory.verdict.throughput import KbpsSource, steps, throughput
+
+DATA = Path(__file__).parent / "data" / "ooni" / "measurements.jsonl"
+
+
+def _doc(line: int) -> dict[str, Any]:
+    with DATA.open() as fh:
+        for i, text in enumerate(fh, 1):
+            if i == line:
+                return json.loads(text)
+    raise LookupError(line)
+
+
+YOUTUBE_05, WEB_04, TELEGRAM_03, TELEGRAM_02, SIGNAL_022, WHATSAPP_09 = 35, 48, 58, 47, 16, 27
+
+
+# --- the derivation, on the real measurements ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("line", "source"), [
+    (YOUTUBE_05, KbpsSource.HTTP_BODY),  # requests[].t0/t of the 512 KiB body
+    (WEB_04, KbpsSource.HTTP_RUNTIME),  # 0.4: no t0, the body over x_http_runtime
+    (TELEGRAM_03, KbpsSource.NETWORK_EVENTS),
+    (SIGNAL_022, KbpsSource.NETWORK_EVENTS),
+    (WHATSAPP_09, KbpsSource.NETWORK_EVENTS),
+])
+def test_throughput_of_real_measurements_is_plausible_and_names_its_source(line: int, source: KbpsSource) -> None:
+    doc = _doc(line)
+    tp = throughput(doc["test_name"], doc["test_keys"])
+    assert tp.source == source
+    assert tp.kbps is not None and 10 < tp.kbps < 1_000_000  # between a bad mobile link and 1 Gbit/s
+    # the transfer took part of the measurement, never more than all of it
+    assert tp.seconds is not None and 0 < tp.seconds <= doc["test_runtime"]
+    assert tp.nbytes is not None and tp.kbps == pytest.approx(tp.nbytes * 8 / 1000 / tp.seconds)
+    c = classify(parse_measurement(json.dumps(doc)))
+    assert c.verdict == "ok" and c.kbps == tp.kbps and c.kbps_source == source.value
+
+
+def test_youtube_body_rate_is_the_bytes_over_the_transaction() -> None:
+    doc = _doc(YOUTUBE_05)
+    req = doc["test_keys"]["requests"][0]
+    tp = throughput("web_connectivity", doc["test_keys"])
+    assert tp.nbytes == len(req["response"]["body"].encode())
+    assert tp.seconds == pytest.approx(req["t"] - req["t0"])
+    assert 1000 < tp.kbps < 100_000  # type: ignore[operator]  # a residential line in Italy: a few Mbit/s
+
+
+def test_steps_list_handshakes_and_connections_with_their_fields() -> None:
+    old = steps(_doc(WEB_04)["test_keys"])  # 0.4: handshakes only in network_events
+    assert {s.step for s in old} == {"tls_handshake", "connection"}
+    assert all(0 < s.seconds < 1 for s in old)
+    assert all(s.source.startswith("network_events") for s in old)
+    new = steps(_doc(YOUTUBE_05)["test_keys"])  # 0.5: t0/t on every step
+    assert {"http", "tls_handshake", "tcp_connect"} <= {s.step for s in new}
+    assert all(s.source.endswith("t0/t") for s in new if s.step != "connection")
+
+
+def test_x_download_is_kept_where_our_probe_records_it() -> None:
+    tk = copy.deepcopy(_doc(YOUTUBE_05)["test_keys"])
+    tk["x_download"] = {"url": "https://www.youtube.com/", "bytes": 1_000_000, "seconds": 2.0, "failure": None}
+    tp = throughput("web_connectivity", tk)
+    assert (tp.source, tp.kbps) == (KbpsSource.X_DOWNLOAD, 4000.0)
+    tk["x_download"]["failure"] = "connection_reset"  # the censor cut it: no figure, and no other method mixed in
+    assert throughput("web_connectivity", tk).kbps is None
+
+
+def test_blocked_or_untimed_measurements_give_no_throughput() -> None:
+    blocked = _doc(TELEGRAM_02)  # RU, web.telegram.org blocked
+    c = classify(parse_measurement(json.dumps(blocked)))
+    assert c.verdict != "ok" and c.kbps is None and c.kbps_source is None
+    assert throughput("facebook_messenger", _doc(43)["test_keys"]).kbps is None  # 0.5.0: no timings recorded
+
+
+# --- end to end: real documents, stretched timings, through the store and the detector ------------------------
+
+T0 = datetime(2024, 3, 1, tzinfo=UTC)
+ONSET = T0 + timedelta(days=2)
+END = ONSET + timedelta(days=1)
+THROTTLED, ONE_SLOW_PROBE, ALWAYS_SLOW = 12389, 8402, 31213
+PROBES = 6
+
+
+def _stretch(doc: dict[str, Any], factor: float) -> None:
+    """Every timing of the measurement `factor` times longer: the same bytes, delivered more slowly."""
+    tk = doc["test_keys"]
+    for name in ("network_events", "requests", "tls_handshakes", "tcp_connect", "queries"):
+        for item in tk.get(name) or ():
+            for key in ("t", "t0"):
+                if isinstance(item.get(key), int | float):
+                    item[key] *= factor
+    for key in ("x_dns_runtime", "x_th_runtime", "x_tcptls_runtime", "x_http_runtime"):
+        if isinstance(tk.get(key), int | float):
+            tk[key] = int(tk[key] * factor)
+    doc["test_runtime"] *= factor
+
+
+def _smaller(doc: dict[str, Any]) -> dict[str, Any]:
+    """The YouTube measurement with its body cut to 16 KiB (its transaction shortened in proportion, so the rate
+    stays the measured one) and one certificate per handshake: 40x fewer bytes for thousands of copies."""
+    doc = copy.deepcopy(doc)
+    for r in doc["test_keys"]["requests"]:
+        body = r["response"].get("body")
+        if isinstance(body, str) and len(body) > 16384:
+            share = 16384 / len(body.encode())
+            r["response"]["body"] = body[:16384]
+            r["t"] = r["t0"] + (r["t"] - r["t0"]) * share
+    for h in doc["test_keys"]["tls_handshakes"]:
+        h["peer_certificates"] = (h.get("peer_certificates") or [])[:1]
+    return doc
+
+
+def _world(seed: int = 5) -> list[str]:
+    rng = random.Random(seed)
+    templates = [_smaller(_doc(YOUTUBE_05)), _doc(TELEGRAM_03)]
+    lines = []
+    n = 0
+    for asn in (THROTTLED, ONE_SLOW_PROBE, ALWAYS_SLOW):
+        for p in range(PROBES):
+            offset = rng.randrange(0, 7200)
+            t = T0 + timedelta(seconds=offset)
+            while t < END + timedelta(hours=12):
+                for template in templates:
+                    doc = copy.deepcopy(template)
+                    factor = rng.uniform(0.7, 1.4)  # an ordinary line's ups and downs
+                    during = ONSET <= t < END
+                    if asn == THROTTLED and during:
+                        factor *= 20
+                    elif asn == ONE_SLOW_PROBE and p == 0 and during:
+                        factor *= 20  # one volunteer's own link degrades
+                    elif asn == ALWAYS_SLOW:
+                        factor *= 15  # a network slower than the others, always
+                    _stretch(doc, factor)
+                    n += 1
+                    doc.pop("probe_ip", None)
+                    doc.update(probe_cc="RU", probe_asn=f"AS{asn}", probe_network_name=f"Network {asn}",
+                               report_id=f"r-{asn}-{p}", measurement_uid=f"u{n:06d}",
+                               measurement_start_time=(t + timedelta(seconds=30)).strftime("%Y-%m-%d %H:%M:%S"),
+                               test_start_time=t.strftime("%Y-%m-%d %H:%M:%S"))
+                    lines.append(json.dumps(doc))
+                t += timedelta(seconds=7200 + rng.randrange(-600, 600))
+    return lines
+
+
+@pytest.fixture(scope="module")
+def detected(tmp_path_factory: pytest.TempPathFactory) -> list[Any]:
+    tmp = tmp_path_factory.mktemp("throttle")
+    path = tmp / "ru.jsonl"
+    path.write_text("\n".join(_world()) + "\n")
+    store = open_store(str(tmp / "obs.duckdb"))
+    ingest_paths(store, [path], rejects_path=tmp / "rejects.jsonl")
+    run_detection(store, full=True)
+    incidents = stored_incidents(store)
+    store.close()
+    return incidents
+
+
+def test_throttled_network_gives_a_throttling_incident_for_its_platforms(detected: list[Any]) -> None:
+    throttling = [i for i in detected if i.kind == "throttling"]
+    assert throttling, f"no throttling incident among {[(i.kind, i.asns) for i in detected]}"
+    assert {p for i in throttling for p in i.platforms} == {"youtube", "telegram"}
+    for inc in throttling:
+        assert inc.asns == (THROTTLED,) and inc.scope == "network"
+        assert ONSET - timedelta(hours=1) <= inc.start <= ONSET + timedelta(hours=3)
+        assert inc.status in ("confirmed", "ended")
+
+
+def test_no_incident_from_one_slow_probe_an_always_slow_network_or_the_baseline(detected: list[Any]) -> None:
+    assert not [i for i in detected if set(i.asns) & {ONE_SLOW_PROBE, ALWAYS_SLOW}]
+    assert not [i for i in detected if i.start < ONSET - timedelta(hours=1)]
+    assert all(i.kind == "throttling" for i in detected)
