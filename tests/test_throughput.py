@@ -162,7 +162,10 @@ def _world(seed: int = 5) -> list[str]:
                                measurement_start_time=(t + timedelta(seconds=30)).strftime("%Y-%m-%d %H:%M:%S"),
                                test_start_time=t.strftime("%Y-%m-%d %H:%M:%S"))
                     lines.append(json.dumps(doc))
-                t += timedelta(seconds=7200 + rng.randrange(-600, 600))
+                if asn == ONE_SLOW_PROBE and p == 0:
+                    t += timedelta(seconds=600)  # a dedicated probe: every 10 minutes, most buckets its own
+                else:
+                    t += timedelta(seconds=7200 + rng.randrange(-600, 600))
     return lines
 
 
