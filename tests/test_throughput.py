@@ -18,7 +18,10 @@ from typing import Any
 
 import pytest
 
+from observatory.detect.config import DetectConfig
+from observatory.detect.cusum import scan_throughput
 from observatory.detect.run import run_detection, stored_incidents
+from observatory.detect.series import Obs
 from observatory.ingest import ingest_paths
 from observatory.measurement import parse_measurement
 from observatory.store import open_store
@@ -196,3 +199,41 @@ def test_no_incident_from_one_slow_probe_an_always_slow_network_or_the_baseline(
     assert not [i for i in detected if set(i.asns) & {ONE_SLOW_PROBE, ALWAYS_SLOW}]
     assert not [i for i in detected if i.start < ONSET - timedelta(hours=1)]
     assert all(i.kind == "throttling" for i in detected)
+
+
+# --- the throughput test on plain tracks ------------------------------------------------------------------------
+
+STEP = 300
+
+
+def _track(hours: float, probes: int, kbps: Any, every: int = 4) -> list[Obs]:
+    """A (network, platform) track: `probes` probes, one of them reporting in turn every bucket (each probe
+    every `probes` buckets), at kbps(t, probe)."""
+    out = []
+    for i in range(int(hours * 3600 / STEP)):
+        t = int(T0.timestamp()) + i * STEP
+        p = i % probes
+        v = kbps(t, p)
+        out.append(Obs(t=t, n=1, kbps=[v], probe_kbps=[(f"p:{p}", v)]))
+    return out
+
+
+def _at(hours: float) -> int:
+    return int((T0 + timedelta(hours=hours)).timestamp())
+
+
+def test_a_throttling_longer_than_the_baseline_window_stays_throttling() -> None:
+    cfg = DetectConfig()
+    days = cfg.baseline_seconds / 86400
+    onset, hours = _at(12), 12 + 24 * (days + 2)  # throttled from 12 h on, for two days past the window
+    obs = _track(hours, 6, lambda t, p: 4000.0 * (1 + 0.1 * (p % 3)) / (20 if t >= onset else 1))
+    [alarm] = scan_throughput(obs, cfg, now=obs[-1].t + STEP)
+    assert abs(alarm.start - onset) <= 2 * STEP
+    assert alarm.end is None or alarm.end >= obs[-1].t  # still throttled at the end of the data
+    assert set().union(*alarm.slow.values()) == {f"p:{p}" for p in range(6)}
+
+
+def test_one_probe_alone_is_no_baseline() -> None:
+    cfg = DetectConfig()
+    obs = _track(24, 1, lambda t, p: 4000.0 / (20 if t >= _at(12) else 1))
+    assert scan_throughput(obs, cfg, now=obs[-1].t + STEP) == []

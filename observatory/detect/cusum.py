@@ -261,19 +261,20 @@ def _max_segment(points: list[tuple[int, int, int, float]], cfg: DetectConfig) -
 
 # throughput: how many earlier values (probe x bucket) a baseline needs before any value is judged against it
 THROTTLE_MIN_HISTORY = 12
+THROTTLE_KEEP = 4 * THROTTLE_MIN_HISTORY  # values kept past the baseline window when nothing newer is normal
 
 
 def scan_throughput(obs: list[Obs], cfg: DetectConfig, now: int) -> list[Alarm]:
     """Throttling: a Bernoulli CUSUM of the probes whose throughput fell `cfg.throttle_ratio` below the series'
     own baseline, probe by probe.
 
-    The baseline is the median log throughput of the values seen over the trailing `cfg.baseline_seconds` and
-    judged normal, from at least `cfg.min_probes` distinct probes: a median is not moved by a few odd values,
-    and one probe cannot make it alone. A track is one network and one platform, so a network that is always
-    slow, or a heavy page against a light one, sets its own level. Each probe counts once per bucket (its
-    median there), so a slow probe that runs often is still one probe; which probes were slow is kept in the
-    alarm (`Alarm.slow`) so that confirmation counts them, not buckets. Values judged slow never enter the
-    baseline: a long throttling does not become the new normal.
+    The baseline is the median log throughput of the values judged normal over the trailing
+    `cfg.baseline_seconds` (at least the last `THROTTLE_KEEP` of them), from at least `cfg.min_probes` distinct
+    probes: a median is not moved by a few odd values, and one probe cannot make it alone. A track is one
+    network and one platform, so a network that is always slow, or a heavy page against a light one, sets its
+    own level. Each probe counts once per bucket (its median there), so a slow probe that runs often is still
+    one probe; which probes were slow is kept in the alarm (`Alarm.slow`) so that confirmation counts them, not
+    buckets. Values judged slow never enter the baseline: a long throttling does not become the new normal.
     """
     cut = math.log(cfg.throttle_ratio)
     history: deque[tuple[int, str, float]] = deque()  # (bucket, probe, log kbps) judged normal, oldest first
@@ -285,7 +286,9 @@ def scan_throughput(obs: list[Obs], cfg: DetectConfig, now: int) -> list[Alarm]:
         values = _probe_values(o)
         if not values:
             continue
-        while history and history[0][0] <= o.t - cfg.baseline_seconds:
+        # the old values go, but the last few normal ones stay: a throttling that outlasts the window is still
+        # compared with the speed the network had before it, not with nothing
+        while len(history) > THROTTLE_KEEP and history[0][0] <= o.t - cfg.baseline_seconds:
             _, key, x = history.popleft()
             del ordered[bisect_left(ordered, x)]
             probes[key] -= 1

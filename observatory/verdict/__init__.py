@@ -25,7 +25,7 @@ from observatory.verdict.rules import (
     blockpage_id,
     first_match,
 )
-from observatory.verdict.throughput import throughput
+from observatory.verdict.throughput import NONE, throughput
 
 __all__ = ["Classification", "classify", "classify_raw", "WEB_RULES", "Rule"]
 
@@ -61,15 +61,15 @@ def classify(m: Measurement, baseline_kbps: float | None = None) -> Classificati
         page = blockpage_id(ctx) if rule.id == "http.blockpage" else None
         # a throughput figure describes the platform only when the platform answered: a block page or a
         # half-finished download measured the censor, and would read as throttling in the platform's series
-        tp = throughput(m.test_name, tk) if rule.verdict.value in ("ok", "throttling") else None
-        return Classification(verdict=rule.verdict.value, kbps=tp.kbps if tp else None, rule=rule.id,
-                              reason=rule.reason, blockpage=page, kbps_source=tp.source if tp else None)
+        tp = throughput(m.test_name, tk) if rule.verdict.value in ("ok", "throttling") else NONE
+        return Classification(verdict=rule.verdict.value, kbps=tp.kbps, rule=rule.id, reason=rule.reason,
+                              blockpage=page, kbps_source=tp.source)
     if m.test_name in PLATFORM_TESTS:
         pv = platform_verdict(m.test_name, tk, m.test_version)
         # the IM tests time their own transfers; as for web pages, only a working service's speed describes it
-        tp = throughput(m.test_name, tk) if pv.verdict.value == "ok" else None
-        return Classification(verdict=pv.verdict.value, rule=pv.rule, reason=pv.reason,
-                              kbps=tp.kbps if tp else None, kbps_source=tp.source if tp else None)
+        tp = throughput(m.test_name, tk) if pv.verdict.value == "ok" else NONE
+        return Classification(verdict=pv.verdict.value, rule=pv.rule, reason=pv.reason, kbps=tp.kbps,
+                              kbps_source=tp.source)
     return Classification(verdict="unknown", rule="test.not_analysed",
                           reason=f"{m.test_name} is a test we do not analyse")
 
