@@ -321,7 +321,8 @@ def _probe_values(o: Obs) -> list[tuple[str, float]]:
         for key, v in o.probe_kbps:
             if v > 0:
                 per.setdefault(key, []).append(v)
-        return [(key, math.log(sorted(vs)[len(vs) // 2])) for key, vs in sorted(per.items())]
+        # a probe in two regions of one bucket (it moved) is one probe: its median
+        return [(key, math.log(vs[0] if len(vs) == 1 else float(np.median(vs)))) for key, vs in per.items()]
     return [(f"cell:{o.t}:{i}", math.log(v)) for i, v in enumerate(o.kbps) if v > 0]
 
 

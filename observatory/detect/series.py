@@ -45,7 +45,7 @@ def build_series(rows: Iterable[Row], *, bucket_seconds: int = DEFAULT_BUCKET_SE
         kbps = [r.kbps for r in rs if r.kbps is not None]
         by_probe: dict[str, list[float]] = defaultdict(list)
         for r in rs:
-            if r.kbps is not None:
+            if r.kbps is not None and platform != CONTROL:  # the control's speed is not tested
                 by_probe[r.measurement.probe_key].append(r.kbps)
         cells.append(SeriesCell(
             bucket=datetime.fromtimestamp(b, UTC), country=cc, asn=asn, region=region or None, platform=platform,
