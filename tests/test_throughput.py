@@ -26,7 +26,7 @@ from observatory.ingest import ingest_paths
 from observatory.measurement import parse_measurement
 from observatory.store import open_store
 from observatory.verdict import classify
-from observatory.verdict.throughput import KbpsSource, steps, throughput
+from observatory.verdict.throughput import KbpsSource, network_events, steps, throughput
 
 DATA = Path(__file__).parent / "data" / "ooni" / "measurements.jsonl"
 
@@ -81,6 +81,15 @@ def test_steps_list_handshakes_and_connections_with_their_fields() -> None:
     new = steps(_doc(YOUTUBE_05)["test_keys"])  # 0.5: t0/t on every step
     assert {"http", "tls_handshake", "tcp_connect"} <= {s.step for s in new}
     assert all(s.source.endswith("t0/t") for s in new if s.step != "connection")
+
+
+@pytest.mark.parametrize("line", [TELEGRAM_03, TELEGRAM_02, SIGNAL_022, WHATSAPP_09, 66, 38])  # 38: 0.5, ids
+def test_the_one_pass_over_network_events_groups_connections_as_steps_do(line: int) -> None:
+    tk = _doc(line)["test_keys"]
+    conns = [s for s in steps(tk) if s.step == "connection"]
+    tp = network_events(tk)
+    assert tp.nbytes == sum(s.nbytes or 0 for s in conns) > 0
+    assert tp.seconds is not None and tp.seconds <= sum(s.seconds for s in conns) + 1e-9  # overlaps once
 
 
 def test_x_download_is_kept_where_our_probe_records_it() -> None:
