@@ -376,10 +376,10 @@ def _plain_envelope(obj: dict[str, Any]) -> bool:
     return v is None or type(v) is str or type(v) is list
 
 
-# OONI's instant-messaging tests take no input: each tests one service, named by the test itself
-IM_TEST_PLATFORMS = {"telegram": "telegram", "whatsapp": "whatsapp", "signal": "signal",
-                     "facebook_messenger": "facebook"}
 _platform_of = lru_cache(maxsize=1 << 16)(platform_of)  # inputs repeat: a probe measures a list of targets
+# OONI's instant-messaging tests take no input: the test itself names the platform it measures.
+IM_TEST_PLATFORM = {"telegram": "telegram", "whatsapp": "whatsapp", "signal": "signal",
+                    "facebook_messenger": "facebook"}
 _parse_asn = lru_cache(maxsize=1 << 16)(parse_asn)  # networks repeat: a few thousand carry most measurements
 
 
@@ -435,7 +435,7 @@ def measurement_from_dict(obj: Any, *, where: str = "", raw_json: bytes | None =
         software_name=get("software_name") or "",
         input=inp,
         platform=(_platform_of(inp) if inp is not None and len(inp) < 512 else platform_of(inp))
-        or IM_TEST_PLATFORMS.get(test_name),
+        or IM_TEST_PLATFORM.get(test_name),
         doc=doc,
         raw_json=raw_json if keep_raw else None,
     )
