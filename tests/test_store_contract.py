@@ -361,12 +361,12 @@ def test_series_counts_verdicts_and_distinct_probes(store: DuckDBStore | ClickHo
         if r.kbps is not None and m.probe_cc == "PK" and m.platform != "control":  # the control's is not tested
             b = T0 + timedelta(seconds=(m.start_time - T0).total_seconds() // 900 * 900)
             cell_key = (b, m.probe_asn, m.region, m.platform)
-            per_probe.setdefault(cell_key, {}).setdefault(m.probe_key, []).append(r.kbps)
+            per_probe.setdefault(cell_key, {}).setdefault((m.probe_key, m.test_name), []).append(r.kbps)
     assert per_probe
     for c in cells:
         want = per_probe.get((c.bucket, c.asn, c.region, c.platform), {})
-        assert [k for k, _ in c.probe_kbps] == sorted(want)
-        assert all(v == pytest.approx(statistics.median(want[k])) for k, v in c.probe_kbps)
+        assert [(k, t) for k, t, _ in c.probe_kbps] == sorted(want)
+        assert all(v == pytest.approx(statistics.median(want[(k, t)])) for k, t, v in c.probe_kbps)
     assert cell.network_name == "Network 17557"
     assert sum(c.total for c in cells) == sum(r.measurement.probe_cc == "PK" for r in rows)
 

@@ -223,7 +223,7 @@ def _track(hours: float, probes: int, kbps: Any, every: int = 4) -> list[Obs]:
         t = int(T0.timestamp()) + i * STEP
         p = i % probes
         v = kbps(t, p)
-        out.append(Obs(t=t, n=1, kbps=[v], probe_kbps=[(f"p:{p}", v)]))
+        out.append(Obs(t=t, n=1, kbps=[v], probe_kbps=[(f"p:{p}", "web_connectivity", v)]))
     return out
 
 
@@ -246,3 +246,25 @@ def test_one_probe_alone_is_no_baseline() -> None:
     cfg = DetectConfig()
     obs = _track(24, 1, lambda t, p: 4000.0 / (20 if t >= _at(12) else 1))
     assert scan_throughput(obs, cfg, now=obs[-1].t + STEP) == []
+
+
+def test_each_test_has_its_own_baseline_on_a_platform() -> None:
+    """WhatsApp measured two ways on one network: web_connectivity fetches web.whatsapp.com's page (Mbit/s), and
+    from the second day an app version that also runs the whatsapp test, which times 300-byte exchanges (some
+    200 kbit/s). Neither is slow against its own kind."""
+    cfg = DetectConfig()
+    obs = []
+    for i in range(int(48 * 3600 / STEP)):
+        t = int(T0.timestamp()) + i * STEP
+        web = (f"p:{i % 6}", "web_connectivity", 4000.0 * (1 + 0.1 * (i % 3)))
+        values = [web] if t < _at(24) else [web, (f"p:{6 + i % 6}", "whatsapp", 200.0 * (1 + 0.1 * (i % 2)))]
+        obs.append(Obs(t=t, n=len(values), kbps=[v for *_, v in values], probe_kbps=values))
+    assert scan_throughput(obs, cfg, now=obs[-1].t + STEP) == []
+    # and a throttling of both is still found, on each test's own scale
+    onset = _at(36)
+    for o in obs:
+        if o.t >= onset:
+            o.probe_kbps = [(k, test, v / 20) for k, test, v in o.probe_kbps]
+    [alarm] = scan_throughput(obs, cfg, now=obs[-1].t + STEP)
+    assert abs(alarm.start - onset) <= 2 * STEP
+    assert {k for keys in alarm.slow.values() for k in keys} == {f"p:{i}" for i in range(12)}

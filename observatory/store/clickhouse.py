@@ -558,8 +558,8 @@ class ClickHouseStore:
                    uniqExactIf(probe_key, verdict = 'down') AS down_probes,
                    groupUniqArrayIf(concat(verdict, ' ', probe_key), verdict IN ({_TECH_IN})) AS technique_keys,
                    {tech_cols},
-                   groupArrayIf((probe_key, assumeNotNull(kbps)), kbps IS NOT NULL AND platform != 'control')
-                       AS probe_kbps
+                   groupArrayIf((probe_key, test_name, assumeNotNull(kbps)),
+                                kbps IS NOT NULL AND platform != 'control') AS probe_kbps
             FROM {{db}}.measurements
             WHERE t >= {{since:{_TS}}} AND t < {{until:{_TS}}} AND platform != ''{cc_clause}
             GROUP BY b, cc, asn, reg, platform
@@ -986,13 +986,13 @@ def _cred(row: Sequence[Any]) -> ProbeCredential:
                            revoked=bool(row[4]))
 
 
-def _per_probe_median(pairs: Sequence[Any]) -> tuple[tuple[str, float], ...]:
-    """(probe_key, kbps) pairs of a cell -> each probe's median, as DuckDB's series computes it (none for the
-    control, whose speed is not tested)."""
-    by: dict[str, list[float]] = {}
-    for key, v in pairs or ():
-        by.setdefault(key, []).append(float(v))
-    return tuple(sorted((k, float(statistics.median(vs))) for k, vs in by.items()))
+def _per_probe_median(triples: Sequence[Any]) -> tuple[tuple[str, str, float], ...]:
+    """(probe_key, test_name, kbps) of a cell -> each probe's median per test, as DuckDB's series computes it
+    (none for the control, whose speed is not tested)."""
+    by: dict[tuple[str, str], list[float]] = {}
+    for key, test, v in triples or ():
+        by.setdefault((key, test), []).append(float(v))
+    return tuple(sorted((k, t, float(statistics.median(vs))) for (k, t), vs in by.items()))
 
 
 def _cell(r: Sequence[Any]) -> SeriesCell:
