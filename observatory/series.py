@@ -32,6 +32,11 @@ class SeriesCell:
     anomalous_keys: tuple[str, ...] = ()
     # "technique probe_key" for each anomalous probe: whether independent probes agree on the technique
     technique_keys: tuple[str, ...] = ()
+    # (probe_key, test_name, that probe's median kbps in the cell for that test) for each probe that timed a
+    # transfer: throttling is judged per probe against the series' baseline for the same test (each test times
+    # its own kind of transfer: a web page's body, an IM test's small exchanges), so one slow probe is one
+    # witness however often it runs
+    probe_kbps: tuple[tuple[str, str, float], ...] = ()
 
     @property
     def anomaly_share(self) -> float:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import statistics
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -353,6 +354,19 @@ def test_series_counts_verdicts_and_distinct_probes(store: DuckDBStore | ClickHo
         mid = len(kbps) // 2
         want = kbps[mid] if len(kbps) % 2 else (kbps[mid - 1] + kbps[mid]) / 2
         assert cell.median_kbps == pytest.approx(want)
+    # each probe's own median kbps in every cell, for throttling judged probe by probe
+    per_probe: dict[tuple, dict[str, list[float]]] = {}
+    for r in rows:
+        m = r.measurement
+        if r.kbps is not None and m.probe_cc == "PK" and m.platform != "control":  # the control's is not tested
+            b = T0 + timedelta(seconds=(m.start_time - T0).total_seconds() // 900 * 900)
+            cell_key = (b, m.probe_asn, m.region, m.platform)
+            per_probe.setdefault(cell_key, {}).setdefault((m.probe_key, m.test_name), []).append(r.kbps)
+    assert per_probe
+    for c in cells:
+        want = per_probe.get((c.bucket, c.asn, c.region, c.platform), {})
+        assert [(k, t) for k, t, _ in c.probe_kbps] == sorted(want)
+        assert all(v == pytest.approx(statistics.median(want[(k, t)])) for k, t, v in c.probe_kbps)
     assert cell.network_name == "Network 17557"
     assert sum(c.total for c in cells) == sum(r.measurement.probe_cc == "PK" for r in rows)
 

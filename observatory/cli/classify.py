@@ -34,6 +34,7 @@ def classify_document(data: bytes, *, where: str) -> dict[str, Any]:
         "ooni_blocking": ooni_blocking(m),
         "rule": c.rule,
         "kbps": round(c.kbps, 3) if c.kbps is not None else None,
+        "kbps_source": c.kbps_source,
     }
 
 
@@ -43,7 +44,8 @@ def classify_cmd(
     format: FormatOption = "json",
 ) -> None:
     """Per-measurement verdicts of OONI-format files, without a store: one JSON object per line with
-    line, measurement_uid, test_name, input, platform, verdict, ooni_blocking (plus file, rule, kbps).
+    line, measurement_uid, test_name, input, platform, verdict, ooni_blocking (plus file, rule, kbps and
+    kbps_source: where the throughput was read from).
     Unreadable lines are reported on stderr with file:line and the reason; the others are still classified;
     the exit code is 1 when any line was rejected.
 

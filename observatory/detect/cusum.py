@@ -13,7 +13,7 @@ afterwards over the same data agree.
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
+from bisect import bisect_left, insort
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -42,6 +42,8 @@ class Alarm:
     # the series' buckets with data where fewer than half of the probes saw the anomaly, within a day of the
     # alarm: an incident's edges lie between its first/last failures and the nearest such buckets
     normal: tuple[int, ...] = ()
+    # throughput alarms: bucket -> the probes whose throughput was judged slow there (the witnesses)
+    slow: dict[int, frozenset[str]] = field(default_factory=dict)
 
 
 class Cusum:
@@ -257,23 +259,102 @@ def _max_segment(points: list[tuple[int, int, int, float]], cfg: DetectConfig) -
     return None if best is None else (best[1], best[2])
 
 
+# throughput: how many earlier values (probe x bucket) a baseline needs before any value is judged against it
+THROTTLE_MIN_HISTORY = 12
+THROTTLE_KEEP = 4 * THROTTLE_MIN_HISTORY  # values kept past the baseline window when nothing newer is normal
+
+
+@dataclass(slots=True)
+class _Baseline:
+    """The normal values of one test on one track: (bucket, probe, log kbps), oldest first, and the same values
+    sorted (the median in O(log n))."""
+
+    history: deque[tuple[int, str, float]] = field(default_factory=deque)
+    ordered: list[float] = field(default_factory=list)
+    probes: Counter[str] = field(default_factory=Counter)
+
+    def forget_before(self, t: int) -> None:
+        # the old values go, but the last few normal ones stay: a throttling that outlasts the window is still
+        # compared with the speed the network had before it, not with nothing
+        while len(self.history) > THROTTLE_KEEP and self.history[0][0] <= t:
+            _, key, x = self.history.popleft()
+            del self.ordered[bisect_left(self.ordered, x)]
+            self.probes[key] -= 1
+            if not self.probes[key]:
+                del self.probes[key]
+
+    def level(self, min_probes: int) -> float | None:
+        ordered = self.ordered
+        if len(ordered) < THROTTLE_MIN_HISTORY or len(self.probes) < min_probes:
+            return None
+        mid = len(ordered) // 2
+        return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+    def add(self, t: int, key: str, x: float) -> None:
+        self.history.append((t, key, x))
+        insort(self.ordered, x)
+        self.probes[key] += 1
+
+
 def scan_throughput(obs: list[Obs], cfg: DetectConfig, now: int) -> list[Alarm]:
-    """Buckets whose median throughput collapsed against the series' own running level count as all-bad."""
-    level: float | None = None  # EWMA of log kbps over normal buckets
-    seen = 0
-    points: list[tuple[int, int, int]] = []
+    """Throttling: a Bernoulli CUSUM of the probes whose throughput fell `cfg.throttle_ratio` below the series'
+    own baseline, probe by probe.
+
+    The baseline is the median log throughput of the values judged normal over the trailing
+    `cfg.baseline_seconds` (at least the last `THROTTLE_KEEP` of them), from at least `cfg.min_probes` distinct
+    probes: a median is not moved by a few odd values, and one probe cannot make it alone. A track is one
+    network and one platform, and each test has its own baseline there (a web page's body and an IM test's
+    300-byte exchanges are not the same transfer), so a network that is always slow, or a heavy page against a
+    light one, sets its own level. Each probe counts once per bucket (its median there), so a slow probe that
+    runs often is still one probe; which probes were slow is kept in the alarm (`Alarm.slow`) so that
+    confirmation counts them, not buckets. Values judged slow never enter the baseline: a long throttling does
+    not become the new normal.
+    """
     cut = math.log(cfg.throttle_ratio)
+    baselines: dict[str, _Baseline] = {}
+    points: list[tuple[int, int, int]] = []
+    slow_at: dict[int, frozenset[str]] = {}
     for o in obs:
-        kbps = o.median_kbps
-        if kbps is None or kbps <= 0 or o.n == 0:
+        values = _probe_values(o)
+        if not values:
             continue
-        x = math.log(kbps)
-        collapsed = level is not None and seen >= 12 and x < level - cut
-        points.append((o.t, o.n, o.n if collapsed else 0))
-        if not collapsed:
-            level = x if level is None else level + 0.05 * (x - level)
-            seen += 1
-    return scan_share(points, cfg, now) if points else []
+        slow: set[str] = set()
+        normal: list[tuple[str, str, float]] = []
+        for key, test, x in values:
+            b = baselines.get(test)
+            if b is None:
+                b = baselines[test] = _Baseline()
+            b.forget_before(o.t - cfg.baseline_seconds)
+            base = b.level(cfg.min_probes)
+            if base is not None and x < base - cut:
+                slow.add(key)
+            else:
+                normal.append((key, test, x))
+        probes = {key for key, _, _ in values}
+        points.append((o.t, len(probes), len(slow)))
+        if slow:
+            slow_at[o.t] = frozenset(slow)
+        for key, test, x in normal:
+            if key not in slow:
+                baselines[test].add(o.t, key, x)
+    alarms = scan_share(points, cfg, now) if points else []
+    for a in alarms:
+        a.slow = {t: keys for t, keys in slow_at.items() if t >= a.start and (a.end is None or t < a.end)}
+    return alarms
+
+
+def _probe_values(o: Obs) -> list[tuple[str, str, float]]:
+    """(probe, test, log kbps) of one bucket: each probe's own figure per test when the cells carry them, else
+    each cell's median as one anonymous value (cells from a store that does not keep per-probe figures)."""
+    if o.probe_kbps:
+        per: dict[tuple[str, str], list[float]] = {}
+        for key, test, v in o.probe_kbps:
+            if v > 0:
+                per.setdefault((key, test), []).append(v)
+        # a probe in two regions of one bucket (it moved) is one probe: its median
+        return [(key, test, math.log(vs[0] if len(vs) == 1 else float(np.median(vs))))
+                for (key, test), vs in per.items()]
+    return [(f"cell:{o.t}:{i}", "", math.log(v)) for i, v in enumerate(o.kbps) if v > 0]
 
 
 def scan_silence(activity: dict[int, int], cfg: DetectConfig, now: int) -> tuple[list[Alarm], dict[int, float]]:

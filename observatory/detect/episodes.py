@@ -102,11 +102,10 @@ def _episode(family: str | None, key: tuple[str, int, str], obs: list[Obs], a: A
                         if o.down]
         ep.regions = {r for o in window for r, (n, _k) in o.regions.items() if n}
     elif stream == "slow":
-        slow = set(a.buckets)
-        ep.witnesses = [(o.t, frozenset(f"throttling slow:{asn}:{o.t}:{i}" for i in range(o.n))) for o in window
-                        if o.t in slow]
+        # the witnesses are the probes found slow (scan_throughput), each once however often it ran
+        ep.witnesses = [(t, frozenset(f"throttling {k}" for k in keys)) for t, keys in sorted(a.slow.items())]
         ep.regions = {r for o in window for r, (n, _k) in o.regions.items() if n}
-        ep.techniques = Counter({"throttling": sum(o.n for o in window if o.t in slow)})
+        ep.techniques = Counter({"throttling": sum(len(keys) for keys in a.slow.values())})
     else:
         ep.witnesses = [(o.t, frozenset(o.witnesses)) for o in window if o.witnesses]
         ep.regions = _affected_regions(window)

@@ -43,6 +43,10 @@ def build_series(rows: Iterable[Row], *, bucket_seconds: int = DEFAULT_BUCKET_SE
         for r in anomalous:
             techniques[r.verdict] += 1
         kbps = [r.kbps for r in rs if r.kbps is not None]
+        by_probe: dict[tuple[str, str], list[float]] = defaultdict(list)
+        for r in rs:
+            if r.kbps is not None and platform != CONTROL:  # the control's speed is not tested
+                by_probe[(r.measurement.probe_key, r.measurement.test_name)].append(r.kbps)
         cells.append(SeriesCell(
             bucket=datetime.fromtimestamp(b, UTC), country=cc, asn=asn, region=region or None, platform=platform,
             total=len(rs),
@@ -57,6 +61,7 @@ def build_series(rows: Iterable[Row], *, bucket_seconds: int = DEFAULT_BUCKET_SE
             by_technique=dict(techniques),
             median_kbps=float(median(kbps)) if kbps else None,
             network_name=rs[0].measurement.network_name,
+            probe_kbps=tuple(sorted((k, test, float(median(v))) for (k, test), v in by_probe.items())),
         ))
     return cells
 
@@ -73,6 +78,7 @@ class Obs:
     anomalous: int = 0
     techniques: dict[str, int] = field(default_factory=dict)
     kbps: list[float] = field(default_factory=list)
+    probe_kbps: list[tuple[str, str, float]] = field(default_factory=list)  # (probe, test, kbps), every region
     keys: set[str] = field(default_factory=set)
     regions: dict[str, list[int]] = field(default_factory=dict)  # region -> [probes, anomalous probes]
     platforms: dict[str, list[int]] = field(default_factory=dict)  # platform -> [probes, anomalous probes]
@@ -168,6 +174,7 @@ def fold(cells: Iterable[SeriesCell], bucket_seconds: int) -> Tracks:
                 obs.techniques[tech] = obs.techniques.get(tech, 0) + m
             if c.median_kbps is not None and target != ALL_PLATFORMS:
                 obs.kbps.append(c.median_kbps)
+                obs.probe_kbps.extend(c.probe_kbps)
             obs.keys.update(keys)
             if platform != CONTROL and c.anomalous_keys:
                 obs.folded.update(set(c.anomalous_keys) - keys)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -572,7 +573,9 @@ class ClickHouseStore:
                    any(network) AS network_name,
                    uniqExactIf(probe_key, verdict = 'down') AS down_probes,
                    groupUniqArrayIf(concat(verdict, ' ', probe_key), verdict IN ({_TECH_IN})) AS technique_keys,
-                   {tech_cols}
+                   {tech_cols},
+                   groupArrayIf((probe_key, test_name, assumeNotNull(kbps)),
+                                kbps IS NOT NULL AND platform != 'control') AS probe_kbps
             FROM {{db}}.measurements
             WHERE t >= {{since:{_TS}}} AND t < {{until:{_TS}}} AND platform != ''{cc_clause}
             GROUP BY b, cc, asn, reg, platform
@@ -1034,8 +1037,18 @@ def _cred(row: Sequence[Any]) -> ProbeCredential:
                            relay=bool(row[7]))
 
 
+def _per_probe_median(triples: Sequence[Any]) -> tuple[tuple[str, str, float], ...]:
+    """(probe_key, test_name, kbps) of a cell -> each probe's median per test, as DuckDB's series computes it
+    (none for the control, whose speed is not tested)."""
+    by: dict[tuple[str, str], list[float]] = {}
+    for key, test, v in triples or ():
+        by.setdefault((key, test), []).append(float(v))
+    return tuple(sorted((k, t, float(statistics.median(vs))) for (k, t), vs in by.items()))
+
+
 def _cell(r: Sequence[Any]) -> SeriesCell:
-    techniques = {t: int(n) for t, n in zip(_TECHNIQUE_LIST, r[15:], strict=True) if n}
+    end = 15 + len(_TECHNIQUE_LIST)
+    techniques = {t: int(n) for t, n in zip(_TECHNIQUE_LIST, r[15:end], strict=True) if n}
     return SeriesCell(
         bucket=datetime.fromtimestamp(int(r[0]), UTC),
         country=r[1],
@@ -1054,6 +1067,7 @@ def _cell(r: Sequence[Any]) -> SeriesCell:
         technique_keys=tuple(sorted(r[14] or ())),
         anomalous_keys=tuple(sorted({k.split(" ", 1)[1] for k in (r[14] or ())})),
         by_technique=techniques,
+        probe_kbps=_per_probe_median(r[end]) if len(r) > end else (),
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -751,6 +752,8 @@ class DuckDBStore:
                        count(*) FILTER (WHERE verdict = 'down') AS dn,
                        count(*) FILTER (WHERE verdict IN ({tech_in})) AS bad,
                        list(kbps) FILTER (WHERE kbps IS NOT NULL) AS ks,
+                       string_agg(translate(test_name, ',:=' || chr(31), '____') || ':' || kbps::VARCHAR, ',')
+                           FILTER (WHERE kbps IS NOT NULL) AS tks,
                        any_value(network) AS network,
                        list(DISTINCT verdict) FILTER (WHERE verdict IN ({tech_in})) AS vs,
                        {tech_cols}
@@ -762,7 +765,9 @@ class DuckDBStore:
                    sum(bad)::BIGINT, count(probe_key), count(probe_key) FILTER (WHERE bad > 0),
                    list_median(flatten(list(ks))), any_value(network), count(probe_key) FILTER (WHERE dn > 0),
                    flatten(list(list_transform(vs, lambda v: v || ' ' || probe_key)) FILTER (WHERE bad > 0)),
-                   {tech_sums}
+                   {tech_sums},
+                   string_agg(replace(probe_key, chr(31), ' ') || '=' || tks, chr(31))
+                       FILTER (WHERE len(ks) > 0 AND platform != 'control')
             FROM per_probe
             GROUP BY ALL
             ORDER BY b, cc, asn, region, platform
@@ -1420,9 +1425,25 @@ def _cred(row: Sequence[Any]) -> ProbeCredential:
                            asns=tuple(int(a) for a in row[6] or ()), relay=bool(row[7]))
 
 
+def _probe_kbps(text: str) -> tuple[tuple[str, str, float], ...]:
+    """"probe=test:kbps,test:kbps" items joined by the unit separator -> (probe, test, median kbps), sorted."""
+    by: dict[tuple[str, str], list[float]] = {}
+    for item in text.split("\x1f"):
+        key, _, values = item.rpartition("=")
+        for pair in values.split(","):
+            test, _, value = pair.rpartition(":")
+            by.setdefault((key, test), []).append(float(value))
+    return tuple(sorted((k, t, vs[0] if len(vs) == 1 else float(statistics.median(vs))) for (k, t), vs in by.items()))
+
+
 def _cell(r: Sequence[Any], buckets: dict[int, datetime] | None = None) -> SeriesCell:
-    techniques = {t: int(n) for t, n in zip(_TECHNIQUE_LIST, r[15:], strict=True) if n}
+    end = 15 + len(_TECHNIQUE_LIST)
+    techniques = {t: int(n) for t, n in zip(_TECHNIQUE_LIST, r[15:end], strict=True) if n}
     keys = sorted(k for k in (r[14] or ()) if k is not None)
+    # each probe's median kbps per test, after the technique counts: the column added for throttling, as text
+    # (a third of the cost of a list of structs; a double's text round-trips exactly; the control's speed is
+    # not tested, so its cells leave it empty)
+    probe_kbps = _probe_kbps(r[end]) if len(r) > end and r[end] else ()
     b = int(r[0])
     bucket = buckets.get(b) if buckets is not None else None
     if bucket is None:
@@ -1447,6 +1468,7 @@ def _cell(r: Sequence[Any], buckets: dict[int, datetime] | None = None) -> Serie
         technique_keys=tuple(keys),
         anomalous_keys=tuple(sorted({k.split(" ", 1)[1] for k in keys})),
         by_technique=techniques,
+        probe_kbps=probe_kbps,
     )
 
 

@@ -1,7 +1,8 @@
 """Per-measurement verdicts, computed from the raw observations of a measurement and its control.
 
 `classify(measurement)` returns a `Classification`: the verdict (ok, down, unknown or a technique), the
-throughput when a download was measured, and the rule that decided. Rules are data (`rules.WEB_RULES`,
+throughput when the measurement timed a transfer (`throughput.py`: our `x_download`, else OONI's own timings)
+and where that figure came from, and the rule that decided. Rules are data (`rules.WEB_RULES`,
 ordered, first match wins); block pages are data (`data/blockpages.toml`). OONI's own summary keys
 (`blocking`, `accessible`, `dns_consistency`) are never read: `ooni.ooni_blocking` recomputes them.
 """
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 from observatory.errors import ParseError
 from observatory.measurement import Measurement, parse_measurement
-from observatory.verdict.facts import WebFacts, download_kbps
+from observatory.verdict.facts import WebFacts
 from observatory.verdict.fast import plainly_ok
 from observatory.verdict.obsweb import OBS_KEY, obs_verdict
 from observatory.verdict.platform import PLATFORM_TESTS, platform_verdict
@@ -25,6 +26,7 @@ from observatory.verdict.rules import (
     blockpage_id,
     first_match,
 )
+from observatory.verdict.throughput import NONE, throughput
 
 __all__ = ["Classification", "classify", "classify_raw", "WEB_RULES", "Rule"]
 
@@ -39,6 +41,7 @@ class Classification:
     rule: str = ""
     reason: str = ""
     blockpage: str | None = None  # the fingerprint id, for http_blockpage
+    kbps_source: str | None = None  # where `kbps` was read from (throughput.KbpsSource), None without kbps
 
 
 def classify(m: Measurement, baseline_kbps: float | None = None) -> Classification:
@@ -54,20 +57,24 @@ def classify(m: Measurement, baseline_kbps: float | None = None) -> Classificati
     tk = m.test_keys
     if m.test_name in WEB_TESTS:
         if plainly_ok(tk, m.input, baseline_kbps, THROTTLING_FACTOR):
-            return Classification(verdict="ok", kbps=download_kbps(tk.get("x_download")), rule=OK_RULE.id,
-                                  reason=OK_RULE.reason)
+            tp = throughput(m.test_name, tk)
+            return Classification(verdict="ok", kbps=tp.kbps, rule=OK_RULE.id, reason=OK_RULE.reason,
+                                  kbps_source=tp.source)
         facts = WebFacts(tk, m.input)
         ctx = Context(facts=facts, baseline_kbps=baseline_kbps, probe_cc=m.probe_cc)
         rule = first_match(WEB_RULES, ctx)
         page = blockpage_id(ctx) if rule.id == "http.blockpage" else None
         # a throughput figure describes the platform only when the platform answered: a block page or a
         # half-finished download measured the censor, and would read as throttling in the platform's series
-        kbps = facts.download_kbps if rule.verdict.value in ("ok", "throttling") else None
-        return Classification(verdict=rule.verdict.value, kbps=kbps, rule=rule.id, reason=rule.reason,
-                              blockpage=page)
+        tp = throughput(m.test_name, tk) if rule.verdict.value in ("ok", "throttling") else NONE
+        return Classification(verdict=rule.verdict.value, kbps=tp.kbps, rule=rule.id, reason=rule.reason,
+                              blockpage=page, kbps_source=tp.source)
     if m.test_name in PLATFORM_TESTS:
         pv = platform_verdict(m.test_name, tk, m.test_version)
-        return Classification(verdict=pv.verdict.value, rule=pv.rule, reason=pv.reason)
+        # the IM tests time their own transfers; as for web pages, only a working service's speed describes it
+        tp = throughput(m.test_name, tk) if pv.verdict.value == "ok" else NONE
+        return Classification(verdict=pv.verdict.value, rule=pv.rule, reason=pv.reason, kbps=tp.kbps,
+                              kbps_source=tp.source)
     return Classification(verdict="unknown", rule="test.not_analysed",
                           reason=f"{m.test_name} is a test we do not analyse")
 
