@@ -11,8 +11,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from observatory.detect.config import DetectConfig
-from observatory.detect.cusum import Alarm, scan_share, scan_silence, scan_throughput
+from observatory.detect.cusum import Alarm, scan_share, scan_throughput
 from observatory.detect.series import ALL_PLATFORMS, CONTROL, Obs, Tracks
+from observatory.detect.silence import SilenceScan, scan_silence
 
 RESTRICTION, THROTTLING, CONNECTIVITY, OUTAGE = "restriction", "throttling", "connectivity", "outage"
 
@@ -139,22 +140,67 @@ def find_episodes(tracks: Tracks, cfg: DetectConfig) -> list[Episode]:
         if key[2] != CONTROL:
             slow = scan_throughput(obs, cfg, now)
             episodes.extend(_episode(THROTTLING, key, obs, a, "slow") for a in slow)
-    silence = {key: scan_silence(activity, cfg, now) for key, activity in tracks.activity.items()}
-    for (country, asn, region), (alarms, expected) in silence.items():
-        for a in alarms:
-            # the probes that went quiet: what was expected over one probe cycle (3 buckets) at onset
-            missing = round(sum(expected.get(a.start + i * step, 0.0) for i in range(3)))
+    horizons = data_horizons(tracks, step)
+    silence = {key: scan_silence(activity, cfg, horizons.get(key, now)) for key, activity in tracks.activity.items()}
+    for (country, asn, region), scan in silence.items():
+        activity = tracks.activity[(country, asn, region)]
+        for a in scan.alarms:
+            seen = _seen_before(activity, scan, a.start, step)
+            if seen is None:
+                continue  # the probes were already fading before it: churn, not a cut
             where = {region} if region != ALL_PLATFORMS else _quiet_regions(tracks, silence, (country, asn), a, now)
             ep = Episode(family=CONNECTIVITY, country=country, asn=asn, platform=None, start=a.start,
-                         alarm=a.alarm, end=a.end, silent=True, regions={r for r in where if r})
-            quiet = frozenset(f"unreachable silent:{asn}:{region}:{i}" for i in range(missing))
+                         alarm=a.alarm, end=a.end, silent=True, regions={r for r in where if r},
+                         before=a.before, spacing=a.spacing)
+            # the probes that went quiet together, keyed per network so that a region's silence and its
+            # network's are not counted twice
+            quiet = frozenset(f"unreachable silent:{asn}:{i}" for i in range(seen))
             ep.witnesses = [(a.alarm - step, quiet)]
-            ep.techniques = Counter({"unreachable": missing})
+            ep.techniques = Counter({"unreachable": seen})
             episodes.append(ep)
     return episodes
 
 
-def _quiet_regions(tracks: Tracks, silence: dict[tuple[str, int, str], tuple[list[Alarm], dict[int, float]]],
+def data_horizons(tracks: Tracks, step: int) -> dict[tuple[str, int, str], int]:
+    """Per activity series, the time up to which its silence means anything: its own last data, or later
+    the time the rest of its country has reported up to (the lower median of the other networks' last
+    data; the other countries' when it is alone). After that, an empty bucket is data not yet received
+    (uploads come late, the store's newest data is not "now" for every network), never silence."""
+    last: dict[tuple[str, int], int] = {}
+    for (country, asn, region), act in tracks.activity.items():
+        if act and region == ALL_PLATFORMS:
+            last[(country, asn)] = max(act)
+    out: dict[tuple[str, int, str], int] = {}
+    for (country, asn, region), act in tracks.activity.items():
+        if not act:
+            continue
+        own = max(act)
+        others = sorted(t for (c, a), t in last.items() if c == country and a != asn) or sorted(
+            t for (c, _a), t in last.items() if c != country)
+        rest = others[(len(others) - 1) // 2] if others else own
+        out[(country, asn, region)] = min(tracks.now, max(own, rest) + step)
+    return out
+
+
+def _seen_before(activity: dict[int, int], scan: SilenceScan, onset: int, step: int) -> int | None:
+    """How many probes were active just before a silence, or None when activity was already fading there.
+
+    A cut silences probes at once; churn (volunteers leaving one by one, a probe unplugged for days) fades.
+    Just before means the hour before the onset, or three test blocks for a sparse series (at most 12
+    hours): the activity there must have been at least half of the usual. The probes counted are the most
+    seen in any quarter of an hour (a dedicated probe runs once in that time; only different installations
+    are active together), so one probe that went quiet is one witness however often it ran."""
+    lo = onset - min(12 * 3600, max(3600, 3 * scan.block))
+    seen = sum(v for t, v in activity.items() if lo <= t < onset)
+    usual = sum(scan.expected.get(t, 0.0) for t in range(lo, onset, step))
+    if usual <= 0 or seen < 0.5 * usual:
+        return None
+    window = 3 * step
+    return max((sum(activity.get(t + j * step, 0) for j in range(3)) for t in range(lo, onset - window + step, step)),
+               default=0)
+
+
+def _quiet_regions(tracks: Tracks, silence: dict[tuple[str, int, str], SilenceScan],
                    network: tuple[str, int], a: Alarm, now: int) -> set[str]:
     """The regions of a network that went quiet with it: those whose probes reported at most half of their
     usual activity during the network's silence. A network-wide sum can fall because one region went dark;
@@ -168,7 +214,7 @@ def _quiet_regions(tracks: Tracks, silence: dict[tuple[str, int, str], tuple[lis
         if got is None:
             continue
         activity = tracks.activity.get((country, asn, region), {})
-        expected = got[1]
+        expected = got.expected
         usual = sum(v for t, v in expected.items() if a.start <= t < end)
         seen = sum(v for t, v in activity.items() if a.start <= t < end)
         if usual > 0 and seen <= 0.5 * usual:
