@@ -36,6 +36,7 @@ class Episode:
     down: int = 0
     silent: bool = False
     platforms: set[str] = field(default_factory=set)  # the platforms it affected (not the control)
+    measured_platforms: int = 0  # the platforms its series measured meanwhile (all-platforms track)
     before: int | None = None  # the series' last bucket with data before `start` (None: unknown)
     after: int | None = None  # its first bucket with data at or after `end`
     spacing: int = 0  # the usual time between buckets with data in the series (0: unknown)
@@ -96,6 +97,7 @@ def _episode(family: str | None, key: tuple[str, int, str], obs: list[Obs], a: A
         # a platform joins on more than one failed measurement: one probe's stray verdict in a short episode
         # is not evidence that the platform was affected
         ep.platforms = {p for p, (n, k) in totals.items() if n and k >= 2 and k / n >= 0.5}
+        ep.measured_platforms = sum(1 for n, _k in totals.values() if n)
     elif not platform.startswith(CONTROL):
         ep.platforms = {platform}
     if stream == "down":
@@ -142,10 +144,11 @@ def find_episodes(tracks: Tracks, cfg: DetectConfig) -> list[Episode]:
             episodes.extend(_episode(THROTTLING, key, obs, a, "slow") for a in slow)
     horizons = data_horizons(tracks, step)
     silence = {key: scan_silence(activity, cfg, horizons.get(key, now)) for key, activity in tracks.activity.items()}
+    by_runs = _runs_are_probes(tracks)
     for (country, asn, region), scan in silence.items():
         activity = tracks.activity[(country, asn, region)]
         for a in scan.alarms:
-            seen = _seen_before(activity, scan, a.start, step)
+            seen = _seen_before(activity, scan, a.start, step, (country, asn, region) not in by_runs)
             if seen is None:
                 continue  # the probes were already fading before it: churn, not a cut
             where = {region} if region != ALL_PLATFORMS else _quiet_regions(tracks, silence, (country, asn), a, now)
@@ -163,9 +166,10 @@ def find_episodes(tracks: Tracks, cfg: DetectConfig) -> list[Episode]:
 
 def data_horizons(tracks: Tracks, step: int) -> dict[tuple[str, int, str], int]:
     """Per activity series, the time up to which its silence means anything: its own last data, or later
-    the time the rest of its country has reported up to (the lower median of the other networks' last
-    data; the other countries' when it is alone). After that, an empty bucket is data not yet received
-    (uploads come late, the store's newest data is not "now" for every network), never silence."""
+    the time the rest of its country has reported up to (the lower quartile of the other networks' last
+    data: after it, much of the rest has not reported yet; the other countries' when it is alone). After
+    that, an empty bucket is data not yet received (uploads come late, the store's newest data is not
+    "now" for every network), never silence."""
     last: dict[tuple[str, int], int] = {}
     for (country, asn, region), act in tracks.activity.items():
         if act and region == ALL_PLATFORMS:
@@ -177,27 +181,42 @@ def data_horizons(tracks: Tracks, step: int) -> dict[tuple[str, int, str], int]:
         own = max(act)
         others = sorted(t for (c, a), t in last.items() if c == country and a != asn) or sorted(
             t for (c, _a), t in last.items() if c != country)
-        rest = others[(len(others) - 1) // 2] if others else own
+        rest = others[(len(others) - 1) // 4] if others else own
         out[(country, asn, region)] = min(tracks.now, max(own, rest) + step)
     return out
 
 
-def _seen_before(activity: dict[int, int], scan: SilenceScan, onset: int, step: int) -> int | None:
+def _seen_before(activity: dict[int, int], scan: SilenceScan, onset: int, step: int, stable: bool) -> int | None:
     """How many probes were active just before a silence, or None when activity was already fading there.
 
     A cut silences probes at once; churn (volunteers leaving one by one, a probe unplugged for days) fades.
     Just before means the hour before the onset, or three test blocks for a sparse series (at most 12
-    hours): the activity there must have been at least half of the usual. The probes counted are the most
-    seen in any quarter of an hour (a dedicated probe runs once in that time; only different installations
-    are active together), so one probe that went quiet is one witness however often it ran."""
+    hours): the activity there must have been at least half of the usual. Probes with a stable identity
+    (dedicated ones) are counted as the most seen in one bucket (a bucket counts distinct probes: only
+    different probes are active together), so one probe that went quiet is one witness however often it
+    ran. Without stable identities (volunteers: a report id per run, as in OONI's data) each run is a
+    probe, as everywhere else in detection: a sparse region's runs hours apart are its different volunteers.
+    """
     lo = onset - min(12 * 3600, max(3600, 3 * scan.block))
     seen = sum(v for t, v in activity.items() if lo <= t < onset)
     usual = sum(scan.expected.get(t, 0.0) for t in range(lo, onset, step))
     if usual <= 0 or seen < 0.5 * usual:
         return None
-    window = 3 * step
-    return max((sum(activity.get(t + j * step, 0) for j in range(3)) for t in range(lo, onset - window + step, step)),
-               default=0)
+    if not stable:
+        return seen
+    return max((v for t, v in activity.items() if lo <= t < onset), default=0)
+
+
+def _runs_are_probes(tracks: Tracks) -> set[tuple[str, int, str]]:
+    """The network-regions (and their networks, region "*") whose probes have no stable identity (a report
+    id per run, "r:"), as far as their anomalous measurements show: there every run counts as a probe. Where
+    nothing shows it, probes are counted the cautious way (at most as many as were active together)."""
+    out: set[tuple[str, int, str]] = set()
+    countries = {(asn, region): country for (country, asn, region) in tracks.activity}
+    for key, (asn, region) in tracks.where.items():
+        if key.startswith("r:") and (asn, region) in countries:
+            out |= {(countries[(asn, region)], asn, region), (countries[(asn, region)], asn, ALL_PLATFORMS)}
+    return out
 
 
 def _quiet_regions(tracks: Tracks, silence: dict[tuple[str, int, str], SilenceScan],

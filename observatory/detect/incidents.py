@@ -210,12 +210,15 @@ def cluster(episodes: list[Episode], cfg: DetectConfig) -> list[Cluster]:
 
 
 def _whole_network(c: Cluster) -> bool:
-    """A connectivity loss takes everything: its probes fell silent, or the control failed, or several
-    platforms did. One platform failing at every step while the control worked is not one (random failures of
-    one platform's measurements, or that platform's own trouble)."""
-    return any(e.silent or (e.platform or "").startswith(CONTROL) or (e.platform == ALL_PLATFORMS
-                                                                     and len(e.platforms) >= 2)
-               for e in c.episodes)
+    """A connectivity loss takes everything: its probes fell silent, or the control failed, or most of the
+    platforms measured did (at least three quarters, and two). One platform failing at every step while the
+    control worked is not one, nor is one company's family of platforms failing together (Facebook,
+    Instagram and WhatsApp down for hours in October 2021: their outage, not the network's)."""
+    return any(e.silent or (e.platform or "").startswith(CONTROL) or _most_platforms(e) for e in c.episodes)
+
+
+def _most_platforms(e: Episode) -> bool:
+    return e.platform == ALL_PLATFORMS and len(e.platforms) >= 2 and 4 * len(e.platforms) >= 3 * e.measured_platforms
 
 
 def _joins(c: Cluster, e: Episode, cfg: DetectConfig) -> bool:
