@@ -177,7 +177,8 @@ def cluster(episodes: list[Episode], cfg: DetectConfig) -> list[Cluster]:
     """Greedy merge by (country, family) of episodes that overlap in time, within a small gap, and began
     close to the incident's own onset (see `_joins`). A network's all-platforms track comes after the
     platforms' own tracks: it sums every platform, so it goes to the incident whose platforms it shares
-    most rather than bridging two events of different platforms."""
+    most rather than bridging two events of different platforms; where the network's own platform tracks
+    alarmed at the same time it adds nothing and is left out (its sum mixes their techniques)."""
     groups: dict[tuple[str | None, str], list[Episode]] = {}
     for e in episodes:
         if not e.silent and e.family != CONNECTIVITY and _distinct_keys(e) < 2:
@@ -199,6 +200,9 @@ def cluster(episodes: list[Episode], cfg: DetectConfig) -> list[Cluster]:
             else:
                 mine.append(Cluster(family=family, country=country, episodes=[e]))
         for e in [e for e in eps if later and e.platform == ALL_PLATFORMS]:
+            if any(x.asn == e.asn and x.platform != ALL_PLATFORMS and x.overlaps(e.start, e.end)
+                   for c in mine for x in c.episodes):
+                continue  # the network's platforms tell it themselves, each to its own incident
             fits = [c for c in mine if _joins(c, e, cfg)]
             if fits:
                 max(fits, key=lambda c: (len(e.platforms & set(c.platforms())),

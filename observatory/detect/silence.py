@@ -28,7 +28,7 @@ from observatory.detect.cusum import Alarm, Cusum
 DAY = 86400
 MAX_BLOCK_SECONDS = 6 * 3600  # sparser than one probe in six hours: the series cannot show a cut in time
 SMOOTH_SECONDS = 1800  # the same time of day, give or take this much (probes do not run on the minute)
-TRAILING_SECONDS = 6 * 3600  # without an earlier day, the expectation is the trailing six hours
+TRAILING_SECONDS = 3600  # without an earlier day, the expectation is the trailing hour, for dense series only
 DISPERSION_PRIOR = 0.1  # 1/k assumed before a series has history (slightly more variable than Poisson)
 DISPERSION_PRIOR_WEIGHT = 10.0  # how many squared expected counts that prior is worth
 MAX_DISPERSION = 2.0
@@ -47,7 +47,9 @@ def expected_activity(x: np.ndarray, step: int, cfg: DetectConfig) -> np.ndarray
     The median over the earlier days (of the counts within `SMOOTH_SECONDS` of the same time) is robust to
     an earlier event (last night's shutdown does not lower tonight's expectation) and to one busy volunteer.
     With two or more weeks of history the same weekday counts half. Without an earlier day: the mean of the
-    trailing hours (less precise, but a series seen for a day only has nothing better)."""
+    trailing hour, where it is at least one active probe per bucket (dedicated probes: an hour changes their
+    activity little); a sparser series then has no expectation at all, since its trailing hours say
+    nothing of the next ones (volunteers' evening is quieter than their afternoon)."""
     n = len(x)
     per_day = DAY // step
     half = max(0, SMOOTH_SECONDS // step)
@@ -80,6 +82,7 @@ def expected_activity(x: np.ndarray, step: int, cfg: DetectConfig) -> np.ndarray
         csum = np.concatenate([[0.0], np.cumsum(x)])
         trailing = np.full(n, np.nan)
         trailing[trail:] = (csum[trail:n] - csum[:n - trail]) / trail
+        trailing[trailing < 1.0] = np.nan
         lam = np.where(np.isnan(lam), trailing, lam)
     return lam
 
