@@ -2,7 +2,7 @@
 
     cells (5-min, per country x network x region x platform)
       -> tracks (series.fold)              per network x platform, and per network x region activity
-      -> alarms (cusum.scan_*)             Bernoulli CUSUM on distinct probes; Poisson CUSUM on silence
+      -> alarms (cusum, silence)           Bernoulli CUSUM on distinct probes; negative-binomial CUSUM on silence
       -> episodes (episodes.find_episodes) with a family: restriction, throttling, connectivity, outage
       -> incidents (incidents.*)           merged, causally confirmed, scoped, assessed
 
