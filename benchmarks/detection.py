@@ -9,9 +9,14 @@ within 15 minutes, with the misses the data allowed (the measurements bracketing
 
 One seed is one draw of the noise, the volunteers' hours and the late uploads: `--seeds N` scores every
 scenario over its own seed and the N-1 after it, the check that a rule holds beyond the draw it was built on.
+`--worlds N` goes further: each of N runs per scenario and population also draws the simulator's modelling
+choices from its families (observatory/simulate/families.py: volunteers' hours, churn, correlated faults,
+late and duplicate uploads, clock skew, test versions, probe software), and the figures are reported across
+all worlds and per option of each family, so that no single set of assumptions is the judge.
 
     .venv/bin/python benchmarks/detection.py                       # every scenario, both populations
     .venv/bin/python benchmarks/detection.py --seeds 20 --activity volunteer
+    .venv/bin/python benchmarks/detection.py --worlds 3                 # 3 random worlds per scenario
     .venv/bin/python benchmarks/detection.py --scenario tr-single-isp-dns-block --activity volunteer -v
     .venv/bin/python benchmarks/detection.py --scale               # 10 M measurements: full and incremental
 """
@@ -36,7 +41,8 @@ from observatory.detect.run import run_detection, stored_incidents  # noqa: E402
 from observatory.detect.score import EDGE_TARGET_MINUTES, Score, sampling_gap, score  # noqa: E402
 from observatory.incident import Incident  # noqa: E402
 from observatory.ingest import ingest_paths  # noqa: E402
-from observatory.simulate import load_scenario, write_simulation  # noqa: E402
+from observatory.simulate import Model, draw_model, load_scenario, write_simulation  # noqa: E402
+from observatory.simulate.families import DIMENSIONS  # noqa: E402
 from observatory.store import Store, open_store  # noqa: E402
 
 SCENARIOS = ROOT / "scenarios"
@@ -64,14 +70,16 @@ def country_weeks(scenario_path: Path) -> float:
     return len(sc.countries) * weeks
 
 
-def evaluate(scenario_path: Path, activity: str, workdir: Path, seed_offset: int = 0) -> Result:
+def evaluate(scenario_path: Path, activity: str, workdir: Path, seed_offset: int = 0,
+             model: Model | None = None) -> Result:
     """Simulate, ingest, detect and score one scenario with one probe population (and the scenario's seed
-    moved by `seed_offset`: the same world and events, other random draws)."""
+    moved by `seed_offset`: the same world and events, other random draws; `model`: the simulator's
+    modelling choices, drawn from its families)."""
     sc = load_scenario(scenario_path)
     sc = replace(sc, seed=sc.seed + seed_offset)
     data = workdir / f"{sc.name}.{activity}.jsonl"
     truth_path = workdir / f"{sc.name}.truth.json"
-    write_simulation(sc, out=data, truth_path=truth_path, activity=activity)
+    write_simulation(sc, out=data, truth_path=truth_path, activity=activity, model=model)
     truth = [Incident.from_json(d) for d in json.loads(truth_path.read_text())]
     db = workdir / f"{sc.name}.{activity}.{sc.seed}.duckdb"
     store = open_store(str(db))
@@ -170,6 +178,86 @@ def _explain(r: Result, offset: int) -> None:
     for t in r.truth:
         print("   truth   ", t.country, t.kind, t.scope, ",".join(t.platforms), t.start.isoformat(),
               t.end and t.end.isoformat())
+
+
+WORLD_HEADER = (f"{'':42s} {'worlds':>6} {'tru':>4} {'det':>4} {'recall':>6} {'prec':>6} {'natF':>4} "
+                f"{'start50':>7} {'scope':>6} {'tech':>6} {'conf50':>6} {'FP/cw':>6}")
+
+
+def _world_row(name: str, worlds: int, s: Score) -> str:
+    m = s.summary()
+
+    def f(x: object) -> str:
+        return "-" if x is None else str(x)
+
+    return (f"{name:42s} {worlds:>6} {m['truth']:>4} {m['detected']:>4} {m['recall']:>6} {m['precision']:>6} "
+            f"{m['false_national']:>4} {f(m['start_err_median_min']):>7} {f(m['scope_acc']):>6} "
+            f"{f(m['technique_acc']):>6} {f(m['confirm_median_min']):>6} {m['false_per_country_week']:>6}")
+
+
+def world_seed(scenario_seed: int, k: int) -> int:
+    """The family draw of a scenario's k-th world: different scenarios get different combinations."""
+    return scenario_seed * 7919 + k
+
+
+def worlds(names: list[str] | None, activities: tuple[str, ...], n: int, verbose: bool,
+           json_out: Path | None = None) -> dict[str, Score]:
+    """Every scenario x population x N worlds, each with its own noise seed and its own draw of the
+    modelling choices; figures across all worlds, per family option and per scenario."""
+    overall = {a: Score() for a in activities}
+    per_option: dict[tuple[str, str, str], Score] = {}
+    per_option_n: dict[tuple[str, str, str], int] = {}
+    per_scenario: dict[tuple[str, str], Score] = {}
+    print(f"{n} world(s) per scenario and population; each world: its own noise seed and modelling choices")
+    print("natF = false national incidents; start50 = median |start error| (min); conf50 = median minutes from "
+          "onset to confirmation; FP/cw = false incidents per country-week")
+    print(WORLD_HEADER)
+    with tempfile.TemporaryDirectory(prefix="obs-worlds-") as tmp:
+        for path in scenario_paths():
+            if names and path.stem not in names:
+                continue
+            seed = load_scenario(path).seed
+            for activity in activities:
+                row = Score()
+                for k in range(n):
+                    model = draw_model(world_seed(seed, k), activity)
+                    r = evaluate(path, activity, Path(tmp), k, model)
+                    row.add(r.score)
+                    for dim, option in model.options.items():
+                        key = (activity, dim, option)
+                        per_option.setdefault(key, Score()).add(r.score)
+                        per_option_n[key] = per_option_n.get(key, 0) + 1
+                    if verbose:
+                        print(f"   world {k}: {model.label}")
+                        _explain(r, k)
+                per_scenario[(path.stem, activity)] = row
+                overall[activity].add(row)
+                print(_world_row(f"{path.stem} / {activity}", n, row), flush=True)
+    print()
+    print("ACROSS ALL WORLDS")
+    print(WORLD_HEADER)
+    for activity, s in overall.items():
+        print(_world_row(f"OVERALL / {activity}", len(per_scenario) // max(1, len(activities)) * n, s))
+    print()
+    print("PER FAMILY OPTION (every world drawn with that option, all scenarios)")
+    print(WORLD_HEADER)
+    for activity in activities:
+        for dim, options in DIMENSIONS.items():
+            for option in options:
+                key = (activity, dim, option)
+                if key in per_option:
+                    print(_world_row(f"{activity} {dim}={option}", per_option_n[key], per_option[key]))
+    if json_out is not None:
+        doc = {
+            "worlds_per_scenario": n,
+            "overall": {a: s.summary() for a, s in overall.items()},
+            "per_option": [{"activity": a, "dimension": d, "option": o, "worlds": per_option_n[(a, d, o)],
+                            **s.summary()} for (a, d, o), s in per_option.items()],
+            "per_scenario": [{"scenario": sc, "activity": a, **s.summary()}
+                             for (sc, a), s in per_scenario.items()],
+        }
+        json_out.write_text(json.dumps(doc, indent=1) + "\n")
+    return overall
 
 
 SCALE_CACHE = Path(tempfile.gettempdir()) / "obs-scale"
@@ -292,6 +380,10 @@ def main() -> None:
                     help="where the --scale store is built once and kept (default: %(default)s)")
     ap.add_argument("--seeds", type=int, default=1,
                     help="run each scenario with its own seed and the N-1 after it, scored together")
+    ap.add_argument("--worlds", type=int, default=0,
+                    help="N random worlds per scenario and population: noise seeds and modelling choices drawn "
+                         "from the simulator's families; figures across worlds and per family option")
+    ap.add_argument("--json", type=Path, help="with --worlds: also write the figures to this JSON file")
     ap.add_argument("-v", "--verbose", action="store_true", help="list detected and true incidents")
     args = ap.parse_args()
     if args.scale:
@@ -299,6 +391,11 @@ def main() -> None:
         return
     if args.seeds < 1:
         ap.error(f"--seeds must be at least 1, not {args.seeds}")
+    if args.worlds < 0:
+        ap.error(f"--worlds must be at least 1, not {args.worlds}")
+    if args.worlds:
+        worlds(args.scenario, tuple(args.activity or ACTIVITIES), args.worlds, args.verbose, args.json)
+        return
     quality(args.scenario, tuple(args.activity or ACTIVITIES), args.verbose, args.seeds)
 
 

@@ -5,9 +5,11 @@
 
 Modules: `scenario` (the TOML contract), `world` (networks, probes, servers), `observations` (what each
 outcome looks like on the wire), `generator` (the streaming loop and the truth),
+`families` (the modelling choices drawn per run),
 `output` (files, stdout, collector).
 """
 
+from observatory.simulate.families import Model, draw_model
 from observatory.simulate.generator import Generator, generate, truth
 from observatory.simulate.output import stream_to_collector, stream_to_file, write_simulation, write_truth
 from observatory.simulate.scenario import Country, Event, Network, Noise, Scenario, load_scenario
@@ -20,9 +22,11 @@ __all__ = [
     "Country",
     "Event",
     "Generator",
+    "Model",
     "Network",
     "Noise",
     "Scenario",
+    "draw_model",
     "generate",
     "load_scenario",
     "stream_to_collector",

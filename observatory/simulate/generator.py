@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from observatory.simulate import observations as obs
+from observatory.simulate.families import Model
 from observatory.simulate.scenario import Event, Scenario
 from observatory.simulate.world import (
     _MEAN_WEIGHT,
@@ -31,6 +32,7 @@ from observatory.simulate.world import (
     MOBILE_ONLINE,
     VOLUNTEER,
     VOLUNTEER_RUNS_PER_DAY,
+    NetworkFault,
     Probe,
     World,
     build_world,
@@ -38,9 +40,14 @@ from observatory.simulate.world import (
 from observatory.vocab import IncidentKind, Scope, Status
 
 VARIANTS = 8  # jitter variants rendered per (network, target, outcome); a power of two
-SOFTWARE = {DEDICATED: (b"observatory", b"0.1.0"), VOLUNTEER: (b"ooniprobe", b"3.20.1")}
-ENGINE = {DEDICATED: "observatory", VOLUNTEER: "ooniprobe-engine"}
-HELPER = {DEDICATED: "https://helper.observatory.example.org", VOLUNTEER: "https://0.th.ooni.org"}
+SOFTWARE = {
+    obs.OWN: (b"observatory", b"0.1.0"),
+    obs.OONI_04: (b"ooniprobe", b"3.20.1"),
+    obs.OONI_05: (b"ooniprobe", b"3.22.0"),
+}
+ENGINE = {obs.OWN: "observatory", obs.OONI_04: "ooniprobe-engine", obs.OONI_05: "ooniprobe-engine"}
+HELPER = {obs.OWN: "https://helper.observatory.example.org", obs.OONI_04: "https://0.th.ooni.org",
+          obs.OONI_05: "https://0.th.ooni.org"}
 STEP_SECONDS = 4  # a probe measures its targets one after the other
 LATE_MIN_S, LATE_MAX_S = 3600, 24 * 3600
 DROP_AFTER_OUTAGE = 0.2  # share of measurements lost when the network comes back (spool wiped, app killed)
@@ -125,43 +132,57 @@ def _affects(e: Event, p: Probe) -> bool:
 class Generator:
     """Iterate `lines()` for (upload time, JSON line) pairs in upload order."""
 
-    def __init__(self, scenario: Scenario, activity: str = DEDICATED) -> None:
-        self.world = build_world(scenario, activity)
+    def __init__(self, scenario: Scenario, activity: str = DEDICATED, model: Model | None = None) -> None:
+        self.world = build_world(scenario, activity, model)
+        self.model = self.world.model
         self.scenario = scenario
         self.activity = activity
         self.rng = random.Random(f"{scenario.seed}/stream/{activity}")
         self.events = _resolve_events(self.world)
-        self._keys: dict[tuple[int, int, str, int], tuple[bytes, bytes]] = {}
-        self._head = self._envelope_head()
+        self._keys: dict[tuple[int, int, str, int, str], tuple[bytes, bytes]] = {}
+        # our probe writes our layout; ooniprobe (every volunteer; dedicated ones if the model says so) OONI's
+        ooni = activity == VOLUNTEER or self.model.dedicated_ooni
+        self._style = obs.OONI_05 if ooni and self.model.share_05 >= 1 else obs.OONI_04 if ooni else obs.OWN
+        self._share_05 = self.model.share_05 if ooni and 0 < self.model.share_05 < 1 else 0.0
+        self._heads = {style: self._envelope_head(style) for style in obs.STYLES}
         self._mids = {n.index: f"_webconnectivity_{n.cc}_{n.asn}_n1_".encode() for n in self.world.networks}
-        self._bodies = [[self._envelope_body(p, t) for t in self.world.targets] for p in self.world.probes]
+        self._bodies = [
+            {style: [self._envelope_body(p, t, style) for t in self.world.targets] for style in self._styles()}
+            for p in self.world.probes
+        ]
         nz = scenario.noise
         self._fail_p = [
             [min(1.0, nz.failure_rate * n.flakiness[t.platform]) for t in self.world.targets]
             for n in self.world.networks
         ]
         self.count = 0  # lines produced so far, duplicates included
+        assert isinstance(scenario.end, datetime)
+        self._end = scenario.end.timestamp()
 
     # envelope pieces ---------------------------------------------------------------------------------------
 
-    def _envelope_head(self) -> bytes:
-        name, version = SOFTWARE[self.activity]
+    def _styles(self) -> tuple[str, ...]:
+        return (self._style, obs.OONI_05) if self._share_05 else (self._style,)
+
+    def _envelope_head(self, style: str) -> bytes:
+        name, version = SOFTWARE[style]
         return (
-            b'","data_format_version":"0.2.0","test_name":"web_connectivity","test_version":"0.4.3",'
-            b'"software_name":"'
+            b'","data_format_version":"0.2.0","test_name":"web_connectivity","test_version":"'
+            + obs.TEST_VERSION[style].encode()
+            + b'","software_name":"'
             + name
             + b'","software_version":"'
             + version
             + b'","measurement_start_time":"'
         )
 
-    def _envelope_body(self, p: Probe, t: obs.Target) -> bytes:
+    def _envelope_body(self, p: Probe, t: obs.Target, style: str) -> bytes:
         n = p.net
         # the annotations and test helper our probe (observatory/probe/runner.py) or OONI's records
         annotations: dict[str, Any] = {}
-        if p.probe_id is not None:
+        if p.probe_id is not None and style == obs.OWN:  # ooniprobe has no stable identity
             annotations["probe_id"] = p.probe_id
-        annotations["engine_name"] = ENGINE[self.activity]
+        annotations["engine_name"] = ENGINE[style]
         annotations["region"] = p.region
         annotations["platform"] = t.platform
         rest = {
@@ -173,17 +194,17 @@ class Generator:
             "resolver_network_name": n.network.name,
             "input": t.url,
             "annotations": annotations,
-            "test_helpers": {"backend": {"address": HELPER[self.activity], "type": "https"}},
+            "test_helpers": {"backend": {"address": HELPER[style], "type": "https"}},
         }
         encoded = msgspec.json.encode(rest)
         return b"," + encoded[1:-1] + b',"test_keys":'
 
-    def _test_keys(self, net: int, target: int, outcome: str, variant: int) -> tuple[bytes, bytes]:
-        key = (net, target, outcome, variant)
+    def _test_keys(self, net: int, target: int, outcome: str, variant: int, style: str) -> tuple[bytes, bytes]:
+        key = (net, target, outcome, variant, style)
         got = self._keys.get(key)
         if got is None:
             tk = obs.test_keys_json(
-                self.world.networks[net], self.world.targets[target], outcome, variant, self.scenario.seed
+                self.world.networks[net], self.world.targets[target], outcome, variant, self.scenario.seed, style
             )
             got = self._keys[key] = (b"%.3f" % obs.runtime(tk), tk + b"}")
         return got
@@ -205,21 +226,31 @@ class Generator:
         zones = {c.code: ZoneInfo(c.timezone) for c in sc.countries}
         volunteer = self.activity == VOLUNTEER
         run_p = VOLUNTEER_RUNS_PER_DAY * step / 86400 / _MEAN_WEIGHT
+        modelled = not self.model.is_default
+        dup_share = sc.noise.duplicate_share if self.model.duplicate_share is None else self.model.duplicate_share
         t = start
         while t < end:
             while late and late[0][0] <= t:
                 due, _, held = heapq.heappop(late)
                 yield due, held
             hours = self._local_hours(t, zones)
+            weekend = self._weekend_factor(t, zones) if modelled else None
             active = [e for e in self.events if e.start < t + step and e.end > t]
             for p in probes:
                 if t < p.joins or t >= p.leaves:
                     continue
+                if p.absences and any(a <= t < b for a, b in p.absences):
+                    continue  # the probe is gone for days (unplugged, uninstalled, travelling)
                 hour = hours[p.net.cc]
                 # a probe fault: the installation fails everything for 1-6 hours
                 if faults[p.index] <= t and random_() < fault_p:
                     faults[p.index] = t + rng.uniform(3600, 6 * 3600)
-                if volunteer:
+                if modelled:
+                    assert weekend is not None
+                    if not self._runs_now(p, (hour + p.zone_shift) % 24, weekend[p.net.cc], step):
+                        continue
+                    run = t + (random_() * step if volunteer else p.offset)
+                elif volunteer:
                     if random_() >= run_p * p.rate * EVENING_WEIGHTS[hour]:
                         continue
                     run = t + random_() * step
@@ -236,13 +267,32 @@ class Generator:
                     else:
                         seq += 1
                         heapq.heappush(late, (upload, seq, line))
-                    if random_() < sc.noise.duplicate_share:
+                    if random_() < dup_share:
                         seq += 1
                         heapq.heappush(late, (upload + rng.uniform(60, 3600), seq, line))
             t += step
         while late:
             due, _, held = heapq.heappop(late)
             yield due, held
+
+    def _runs_now(self, p: Probe, hour: int, weekend: float, step: float) -> bool:
+        """Whether a modelled probe runs in this interval: volunteers by their habit's hour, weekday and rate;
+        dedicated probes always, except phones asleep at night (along the same habit)."""
+        w = p.shape[hour]
+        if self.activity == VOLUNTEER:
+            mean = sum(p.shape) / 24
+            return self.rng.random() < VOLUNTEER_RUNS_PER_DAY * step / 86400 / mean * p.rate * w * weekend
+        if p.net.network.is_mobile:
+            return self.rng.random() < min(1.0, 0.55 + 0.45 * w / max(p.shape))
+        return True
+
+    def _weekend_factor(self, t: float, zones: dict[str, ZoneInfo]) -> dict[str, float]:
+        """Per country: the model's weekend effect on Saturday and Sunday (local time), 1 otherwise."""
+        when = datetime.fromtimestamp(t, UTC)
+        out = {}
+        for cc, zone in zones.items():
+            out[cc] = self.model.weekend if when.astimezone(zone).weekday() >= 5 else 1.0
+        return out
 
     def _local_hours(self, t: float, zones: dict[str, ZoneInfo]) -> dict[str, int]:
         when = datetime.fromtimestamp(t, UTC)
@@ -262,13 +312,19 @@ class Generator:
         noise = self.scenario.noise
         net = p.net.index
         mid = self._mids[net]
-        bodies = self._bodies[p.index]
+        style = self._style
+        if self._share_05 and random_() < self._share_05:
+            style = obs.OONI_05  # this installation's app already runs web_connectivity 0.5
+        bodies = self._bodies[p.index][style]
         fail_p = self._fail_p[net]
+        net_faults = self.world.faults.get(net)
+        late_share = noise.late_share if self.model.late_share is None else self.model.late_share
+        late_max = LATE_MAX_S if self.model.late_share is None else self.model.late_max_hours * 3600
         targets = self.world.targets
         skewed = int(run + p.skew)
         tst = ooni_time(skewed)
         rid = compact_time(skewed) + mid + b"%016x" % bits(64)
-        head = self._head
+        head = self._heads[style]
         n = len(targets)
         run_end = run + n * STEP_SECONDS + 5
         for i in range(n):
@@ -289,14 +345,18 @@ class Generator:
                 if hit is not None and random_() < hit.coverage:
                     outcome = hit.outcome
                     if hit.offline:
-                        if random_() < DROP_AFTER_OUTAGE:
+                        # still cut off when the data ends: nothing taken during the cut reaches it (silence)
+                        if hit.end >= self._end or random_() < DROP_AFTER_OUTAGE:
                             continue
                         upload = hit.end + random_() * 1800
+                elif net_faults and (fault := _fault_at(net_faults, when)) and random_() < fault.share:
+                    # a correlated fault: the network's resolver, or the network itself, fails for a while
+                    outcome = fault.outcome or obs.NOISE[int(random_() * 4)]
                 elif random_() < fail_p[i]:
                     outcome = obs.NOISE[int(random_() * 5)]
-            if upload == run_end and random_() < noise.late_share:
-                upload = when + LATE_MIN_S + random_() * (LATE_MAX_S - LATE_MIN_S)
-            rt, tk = self._test_keys(net, i, outcome, bits(3))
+            if upload == run_end and random_() < late_share:
+                upload = when + LATE_MIN_S + random_() * (late_max - LATE_MIN_S)
+            rt, tk = self._test_keys(net, i, outcome, bits(3), style)
             stamp = int(when + p.skew)
             self.count += 1
             yield (
@@ -322,6 +382,15 @@ class Generator:
             )
 
 
+def _fault_at(faults: tuple[NetworkFault, ...], when: float) -> NetworkFault | None:
+    for f in faults:
+        if f.start <= when < f.end:
+            return f
+        if f.start > when:
+            break
+    return None
+
+
 # --- ground truth -------------------------------------------------------------------------------------------
 
 
@@ -344,6 +413,8 @@ def truth(scenario: Scenario) -> list[dict[str, Any]]:
             elif len(nets) < len(country.networks):
                 scope = Scope.NETWORK.value
         techniques = [e.technique] if e.technique else []
+        # an event that lasts to the end of the scenario is still going on when the data ends: no end is known
+        ongoing = isinstance(scenario.end, datetime) and e.end >= scenario.end
         out.append(
             {
                 "id": _truth_id(scenario, i),
@@ -355,8 +426,8 @@ def truth(scenario: Scenario) -> list[dict[str, Any]]:
                 "platforms": list(e.platforms),
                 "techniques": techniques,
                 "start": _iso(e.start),
-                "end": _iso(e.end),
-                "status": Status.ENDED.value,
+                "end": None if ongoing else _iso(e.end),
+                "status": Status.CONFIRMED.value if ongoing else Status.ENDED.value,
                 "confirmed_at": None,
                 "confidence": 1.0,
                 "assessment": {"deliberate": _deliberate(e), "reasons": []},
@@ -378,6 +449,8 @@ def _iso(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def generate(scenario: Scenario, activity: str = DEDICATED) -> Iterator[tuple[float, bytes]]:
-    """(upload time, JSON line) pairs of the scenario, in upload order."""
-    return Generator(scenario, activity).lines()
+def generate(
+    scenario: Scenario, activity: str = DEDICATED, model: Model | None = None
+) -> Iterator[tuple[float, bytes]]:
+    """(upload time, JSON line) pairs of the scenario, in upload order (`model`: drawn from the families)."""
+    return Generator(scenario, activity, model).lines()

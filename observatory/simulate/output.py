@@ -21,6 +21,7 @@ from typing import IO, Any
 import httpx
 
 from observatory.errors import ConfigError
+from observatory.simulate.families import Model
 from observatory.simulate.generator import Generator, truth
 from observatory.simulate.scenario import Scenario
 from observatory.simulate.world import ACTIVITIES, DEDICATED
@@ -71,12 +72,17 @@ def paced(
 
 
 def stream_to_file(
-    scenario: Scenario, fh: IO[bytes], *, activity: str = DEDICATED, speed: float | None = None
+    scenario: Scenario,
+    fh: IO[bytes],
+    *,
+    activity: str = DEDICATED,
+    speed: float | None = None,
+    model: Model | None = None,
 ) -> SimulationSummary:
     """Writes the scenario's measurements, one per line in upload order. When paced, each line is flushed as
     it is released (a gzip stream is not: a sync flush per line would change its bytes and bloat it)."""
     _check(scenario, activity, speed)
-    gen = Generator(scenario, activity)
+    gen = Generator(scenario, activity, model)
     assert isinstance(scenario.start, datetime)
     live = speed is not None and not isinstance(fh, gzip.GzipFile)
     t0 = time.perf_counter()
@@ -112,6 +118,7 @@ def write_simulation(
     activity: str = DEDICATED,
     speed: float | None = None,
     stdout: IO[bytes] | None = None,
+    model: Model | None = None,
 ) -> SimulationSummary:
     """Writes measurements to `out` (.jsonl, .jsonl.gz, or "-" for stdout) and the truth beside them."""
     _check(scenario, activity, speed)
@@ -120,7 +127,9 @@ def write_simulation(
     if str(out) == "-":
         import sys
 
-        return stream_to_file(scenario, stdout or sys.stdout.buffer, activity=activity, speed=speed)
+        return stream_to_file(
+            scenario, stdout or sys.stdout.buffer, activity=activity, speed=speed, model=model
+        )
     path = Path(out)
     try:
         raw = open(path, "wb")
@@ -130,8 +139,10 @@ def write_simulation(
         if path.name.endswith(".gz"):
             # mtime=0 and no file name in the header: the same scenario gives byte-identical files
             with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=1, mtime=0) as gz:
-                return stream_to_file(scenario, gz, activity=activity, speed=speed)  # type: ignore[arg-type]
-        return stream_to_file(scenario, raw, activity=activity, speed=speed)
+                return stream_to_file(
+                    scenario, gz, activity=activity, speed=speed, model=model  # type: ignore[arg-type]
+                )
+        return stream_to_file(scenario, raw, activity=activity, speed=speed, model=model)
 
 
 def sign(body: bytes, secret: str) -> str:

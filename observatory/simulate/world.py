@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from observatory import catalog
 from observatory.simulate.blockpages import BlockPage, blockpages_for
+from observatory.simulate.families import EVENING, SHAPES, Model
 from observatory.simulate.scenario import Country, Network, Scenario
 
 DEDICATED = "dedicated"
@@ -28,32 +29,7 @@ MITM_FAILURES = ("ssl_invalid_hostname", "ssl_unknown_authority")
 BOGON_ANSWERS = ("10.10.34.35", "10.10.34.34", "192.168.100.1", "10.0.0.1")
 
 # Relative activity per local hour (0-23): people measure more in the evening, less at night.
-EVENING_WEIGHTS = (
-    0.25,
-    0.15,
-    0.1,
-    0.08,
-    0.08,
-    0.12,
-    0.3,
-    0.6,
-    0.8,
-    0.9,
-    0.95,
-    1.0,
-    1.0,
-    1.0,
-    1.0,
-    1.0,
-    1.1,
-    1.3,
-    1.6,
-    1.9,
-    2.1,
-    2.0,
-    1.5,
-    0.8,
-)
+EVENING_WEIGHTS = EVENING
 _MEAN_WEIGHT = sum(EVENING_WEIGHTS) / 24
 # Dedicated mobile probes (phones) are off for part of the night.
 MOBILE_ONLINE = tuple(min(1.0, 0.55 + 0.45 * w / 1.0) for w in EVENING_WEIGHTS)
@@ -109,6 +85,20 @@ class Probe:
     offset: float  # seconds after each interval start when a dedicated probe runs
     skew: float  # clock skew in seconds, applied to the times the probe records
     rate: float  # volunteer: relative activity (runs per day = rate * VOLUNTEER_RUNS_PER_DAY)
+    # drawn from a family Model (the defaults: the historical simulator)
+    shape: tuple[float, ...] = EVENING_WEIGHTS  # activity per local hour
+    zone_shift: int = 0  # hours between the country's clock and the one this installation lives by
+    absences: tuple[tuple[float, float], ...] = ()  # UNIX (from, to): the probe is gone (churn)
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkFault:
+    """A correlated fault: for a while, a share of one network's measurements fail the same way."""
+
+    start: float
+    end: float
+    outcome: str  # an observations outcome: noise_dns (the resolver) or a random noise outcome ("")
+    share: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -118,10 +108,13 @@ class World:
     targets: tuple[Target, ...]
     networks: tuple[NetworkProfile, ...]
     probes: tuple[Probe, ...]
+    model: Model = Model()
+    faults: dict[int, tuple[NetworkFault, ...]] = field(default_factory=dict)  # network index -> faults
 
 
-def build_world(scenario: Scenario, activity: str = DEDICATED) -> World:
-    """The fixed part of the simulation, drawn deterministically from the scenario's seed."""
+def build_world(scenario: Scenario, activity: str = DEDICATED, model: Model | None = None) -> World:
+    """The fixed part of the simulation, drawn deterministically from the scenario's seed (and the family
+    model's own draws, from a separate stream: without a model the world is the historical one)."""
     if activity not in ACTIVITIES:
         raise ValueError(f"activity {activity!r}: choose one of {', '.join(ACTIVITIES)}")
     if not isinstance(scenario.start, datetime) or not isinstance(scenario.end, datetime):
@@ -145,9 +138,60 @@ def build_world(scenario: Scenario, activity: str = DEDICATED) -> World:
                 count = prof.network.probes
             for k in range(count):
                 probes.append(_probe(len(probes), prof, k, activity, start, end, scenario, rng))
-    return World(
+    world = World(
         scenario=scenario, activity=activity, targets=targets, networks=tuple(networks), probes=tuple(probes)
     )
+    if model is None or model.is_default:
+        return world
+    return _apply_model(world, model, start, end)
+
+
+def _apply_model(world: World, model: Model, start: float, end: float) -> World:
+    """The world with the model's per-probe habits, absences and clocks, and its networks' faults."""
+    rng = random.Random(f"{world.scenario.seed}/model/{world.activity}/{model.label}")
+    probes = tuple(_modelled_probe(p, model, start, end, rng) for p in world.probes)
+    days = (end - start) / 86400
+    faults: dict[int, tuple[NetworkFault, ...]] = {}
+    for n in world.networks:
+        drawn = [
+            _fault(start, end, rng, outcome, hours)
+            for rate, outcome, hours in (
+                (model.flaky_hour_rate, "", (1.0, 1.0)),
+                (model.resolver_fault_rate, "noise_dns", (0.5, 3.0)),
+            )
+            for _ in range(_poisson(rate * days, rng))
+        ]
+        if drawn:
+            faults[n.index] = tuple(sorted(drawn, key=lambda f: f.start))
+    return replace(world, probes=probes, model=model, faults=faults)
+
+
+def _modelled_probe(p: Probe, model: Model, start: float, end: float, rng: random.Random) -> Probe:
+    shape = SHAPES[rng.choice(model.shapes)]
+    shift = rng.choice((-3, -2, -1, 1, 2, 3)) if rng.random() < model.zone_shift_share else 0
+    skew = rng.uniform(-model.skew_max_s, model.skew_max_s) if rng.random() < model.skew_share else p.skew
+    absences = []
+    t = start + rng.expovariate(model.absence_rate) * 86400 if model.absence_rate > 0 else end
+    while t < end:
+        length = rng.uniform(*model.absence_days) * 86400
+        absences.append((t, t + length))
+        t += length + rng.expovariate(model.absence_rate) * 86400
+    rate = p.rate * model.runs_per_day / VOLUNTEER_RUNS_PER_DAY
+    return replace(p, shape=shape, zone_shift=shift, skew=skew, absences=tuple(absences), rate=rate)
+
+
+def _fault(start: float, end: float, rng: random.Random, outcome: str, hours: tuple[float, float]) -> NetworkFault:
+    t = rng.uniform(start, end)
+    return NetworkFault(t, t + rng.uniform(*hours) * 3600, outcome, rng.uniform(0.3, 0.8))
+
+
+def _poisson(mean: float, rng: random.Random) -> int:
+    """A Poisson draw (counts of rare events over a run) by adding exponential gaps."""
+    n, t = 0, rng.expovariate(1.0) if mean > 0 else 1.0
+    while t < mean:
+        n += 1
+        t += rng.expovariate(1.0)
+    return n
 
 
 def _target(i: int, platform: str, rng: random.Random) -> Target:
