@@ -165,11 +165,11 @@ def find_episodes(tracks: Tracks, cfg: DetectConfig) -> list[Episode]:
 
 
 def data_horizons(tracks: Tracks, step: int) -> dict[tuple[str, int, str], int]:
-    """Per activity series, the time up to which its silence means anything: its own last data, or later
-    the time the rest of its country has reported up to (the lower quartile of the other networks' last
-    data: after it, much of the rest has not reported yet; the other countries' when it is alone). After
-    that, an empty bucket is data not yet received (uploads come late, the store's newest data is not
-    "now" for every network), never silence."""
+    """Per activity series, the time up to which its silence means anything: its own last data (for a
+    region, its network's anywhere), or later the time the rest of its country has reported up to (the
+    lower quartile of the other networks' last data: after it, much of the rest has not reported yet; the
+    other countries' when it is alone). After that, an empty bucket is data not yet received (uploads come
+    late, the store's newest data is not "now" for every network), never silence."""
     last: dict[tuple[str, int], int] = {}
     for (country, asn, region), act in tracks.activity.items():
         if act and region == ALL_PLATFORMS:
@@ -178,7 +178,8 @@ def data_horizons(tracks: Tracks, step: int) -> dict[tuple[str, int, str], int]:
     for (country, asn, region), act in tracks.activity.items():
         if not act:
             continue
-        own = max(act)
+        # a region is judged as far as its network reported elsewhere: its other regions are the rest
+        own = max(act) if region == ALL_PLATFORMS else max(max(act), last.get((country, asn), 0))
         others = sorted(t for (c, a), t in last.items() if c == country and a != asn) or sorted(
             t for (c, _a), t in last.items() if c != country)
         rest = others[(len(others) - 1) // 4] if others else own
