@@ -154,16 +154,16 @@ def scan_silence(activity: dict[int, int], cfg: DetectConfig, horizon: int) -> S
 
 
 def _edges(a: Alarm, x: np.ndarray, first: int, step: int, span: int) -> Alarm:
-    """Onset after the last bucket with activity before the silent run (in its first block or the one
-    before); end at the first bucket with activity after the last silent block. `before` keeps that last
-    activity: the change lies between it and the onset."""
+    """Onset after the last bucket with activity before the silent run (or in its first block); end at the
+    first bucket with activity after the last silent block. `before` keeps that last activity: the change
+    lies between it and the onset."""
     s = (a.start - first) // step
     e = s + span // step
     active = np.nonzero(x[:e] > 0)[0]
     last = int(active[-1]) if len(active) else None
-    start = a.start
-    if last is not None and last + 1 >= s - span // step:
-        start = first + (last + 1) * step
+    # nothing was seen between the last activity and the run (a CUSUM run resets only on activity): the
+    # blocks in between were empty, or not judged at all (nobody usually reports then, e.g. at night)
+    start = a.start if last is None else first + (last + 1) * step
     before = None if last is None else first + last * step
     end = a.end
     if end is not None:
