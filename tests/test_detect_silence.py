@@ -2,7 +2,8 @@
 
 Each test was checked to fail with its rule reverted (see the report of the det-core branch): the sparse
 region with the old per-bucket minimum of expected activity; the single probe with every run counted as a
-probe; the end of the data with silence judged up to the store's newest data.
+probe; the end of the data with silence judged up to the store's newest data; the churn without the rule
+that activity just before a silence must have been usual.
 """
 
 from __future__ import annotations
@@ -62,3 +63,14 @@ def test_a_network_silent_while_the_rest_of_the_country_reports_is_still_seen() 
     [inc] = detect_incidents(w.cells())
     assert (inc.kind, inc.scope, inc.asns, inc.end) == ("connectivity_loss", "network", (45669,), None)
     assert abs((inc.start - onset).total_seconds()) <= 5 * 60
+
+
+def test_volunteers_leaving_one_by_one_are_churn_not_a_cut() -> None:
+    # the twelve volunteers of one region stop over eighteen hours, one every hour and a half, and come back
+    # two days later: the region ends up silent, but nobody was cut off at once
+    east = [i for i in range(36) if i % 3 == 2]
+    leave = [Event(kind="quiet", start=DAY3 + timedelta(hours=1.5 * n), end=DAY3 + timedelta(days=2), probe=i,
+                   asns=(17557,), regions=("East",)) for n, i in enumerate(east)]
+    nets = [Net(17557, regions=("North", "South", "East"), probes=36), Net(45669), Net(23674)]
+    w = World(countries={"PK": nets}, days=6, every=12, stable_ids=False, noise=0.01, events=leave)
+    assert [i for i in detect_incidents(w.cells()) if i.kind == "connectivity_loss"] == []
