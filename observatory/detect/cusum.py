@@ -274,3 +274,47 @@ def scan_throughput(obs: list[Obs], cfg: DetectConfig, now: int) -> list[Alarm]:
             level = x if level is None else level + 0.05 * (x - level)
             seen += 1
     return scan_share(points, cfg, now) if points else []
+
+
+LIFT_SECONDS = 2 * 3600  # failures this far apart, with normal data between them, are two events
+
+
+def split_lifted(a: Alarm, failures: list[int], step: int, lift_seconds: int = LIFT_SECONDS,
+                 wider: tuple[tuple[int, ...], tuple[int, ...]] | None = None) -> list[Alarm]:
+    """An alarm cut where the disruption was lifted: two failures of the alarm at least `lift_seconds`
+    apart with the series seen normal in between (twice at least). A sparse series (a few volunteers in a
+    region) may take days to gather the evidence that ends its alarm on its own; its measurements between
+    two nightly shutdowns were fine all day, and an event that was lifted is over (the next one is a new
+    episode). A gap without any normal data is no lifting: probes cut off send nothing at all.
+
+    `wider` (normal buckets, alarm ends) of the network's own track, for a region's track: a region's few
+    volunteers may not measure between two evenings at all, while the network as a whole was seen normal
+    again after its own alarm ended; the lifting is then judged on the network. A regional event leaves the
+    network's track unalarmed, and nothing is cut on its account."""
+    fails = sorted({t for t in failures if t >= a.start and (a.end is None or t < a.end)})
+    if len(fails) < 2:
+        return [a]
+    cuts: list[tuple[int, int]] = []  # (last failure before, first failure after)
+    for b0, b1 in zip(fails, fails[1:], strict=False):
+        if b1 - b0 < lift_seconds:
+            continue
+        own = sum(1 for t in a.normal if b0 < t < b1) >= 2
+        net = wider is not None and any(b0 < e <= b1 for e in wider[1]) and sum(
+            1 for t in wider[0] if b0 < t < b1) >= 2
+        if own or net:
+            cuts.append((b0, b1))
+    if not cuts:
+        return [a]
+    out: list[Alarm] = []
+    start, alarm, before = a.start, a.alarm, a.before
+    for b0, b1 in cuts:
+        after = next((t for t in a.normal if t > b0), None)
+        out.append(Alarm(start=start, alarm=alarm, end=b0 + step, buckets=[b for b in fails if start <= b <= b0],
+                         before=before, after=after, spacing=a.spacing,
+                         normal=tuple(t for t in a.normal if t < b1)))
+        before = max((t for t in a.normal if t < b1), default=None)
+        start, alarm = b1, b1 + step
+    out.append(Alarm(start=start, alarm=max(alarm, start + step), end=a.end, buckets=[b for b in fails if b >= start],
+                     before=before, after=a.after, spacing=a.spacing, normal=tuple(t for t in a.normal if t > before)
+                     if before is not None else a.normal))
+    return out

@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from observatory.detect.config import DetectConfig
-from observatory.detect.cusum import Alarm, scan_share, scan_throughput
+from observatory.detect.cusum import Alarm, scan_share, scan_throughput, split_lifted
 from observatory.detect.series import ALL_PLATFORMS, CONTROL, Obs, Tracks
 from observatory.detect.silence import SilenceScan, scan_silence
 
@@ -131,9 +131,18 @@ def find_episodes(tracks: Tracks, cfg: DetectConfig) -> list[Episode]:
     step = cfg.bucket_seconds
     now = tracks.now
     episodes: list[Episode] = []
-    for key, obs in tracks.series.items():
+    # the network-level tracks first: a region's track is cut where its network's alarm was lifted
+    lifted: dict[tuple[str, int], tuple[tuple[int, ...], tuple[int, ...]]] = {}
+    for key in sorted(tracks.series, key=lambda k: "@" in k[2]):
+        obs = tracks.series[key]
         kinds = {o.t: Counter(w.split(" ", 1)[0] for w in o.witnesses) for o in obs if o.witnesses}
-        anom = scan_share(((o.t, o.n, o.k) for o in obs), cfg, now, kinds)
+        failures = [o.t for o in obs if o.k and 2 * o.k >= o.n]
+        wider = lifted.get((key[0], key[1])) if key[2].startswith(CONTROL + "@") else None
+        alarms = scan_share(((o.t, o.n, o.k) for o in obs), cfg, now, kinds)
+        if key[2] == CONTROL:
+            lifted[(key[0], key[1])] = (tuple(o.t for o in obs if o.n and 2 * o.k < o.n),
+                                        tuple(a.end for a in alarms if a.end is not None))
+        anom = [piece for a in alarms for piece in split_lifted(a, failures, step, wider=wider)]
         episodes.extend(_episode(None, key, obs, a, "anom") for a in anom)
         if key[2] == ALL_PLATFORMS or key[2].startswith(CONTROL + "@"):  # outage, throughput: per platform
             continue
@@ -192,20 +201,25 @@ def _seen_before(activity: dict[int, int], scan: SilenceScan, onset: int, step: 
 
     A cut silences probes at once; churn (volunteers leaving one by one, a probe unplugged for days) fades.
     Just before means the hour before the onset, or three test blocks for a sparse series (at most 12
-    hours): the activity there must have been at least half of the usual. Probes with a stable identity
-    (dedicated ones) are counted as the most seen in one bucket (a bucket counts distinct probes: only
-    different probes are active together), so one probe that went quiet is one witness however often it
-    ran. Without stable identities (volunteers: a report id per run, as in OONI's data) each run is a
-    probe, as everywhere else in detection: a sparse region's runs hours apart are its different volunteers.
+    hours): the activity there must have been at least half of the usual. Probes are counted as the most
+    seen together: with a stable identity (dedicated probes) in one bucket (a bucket counts distinct
+    probes), so one probe that went quiet is one witness however often it ran; without (volunteers: a
+    report id per run, as in OONI's data) in a quarter of an hour, which one volunteer fills at most twice
+    (a run straddling two buckets). A region of a few volunteers that goes quiet is then a suspicion
+    until its networks' other regions, other networks or outside-in signals agree: from report ids alone
+    one volunteer's day off and a cut of two volunteers' region look the same.
     """
     lo = onset - min(12 * 3600, max(3600, 3 * scan.block))
     seen = sum(v for t, v in activity.items() if lo <= t < onset)
     usual = sum(scan.expected.get(t, 0.0) for t in range(lo, onset, step))
     if usual <= 0 or seen < 0.5 * usual:
         return None
-    if not stable:
-        return seen
-    return max((v for t, v in activity.items() if lo <= t < onset), default=0)
+    if stable:
+        return max((v for t, v in activity.items() if lo <= t < onset), default=0)
+    # a run of a volunteer may straddle two buckets, never three; two runs of one volunteer are not a
+    # quarter of an hour apart
+    return max((sum(activity.get(t + j * step, 0) for j in range(3)) for t in range(lo, onset - 2 * step, step)),
+               default=0)
 
 
 def _runs_are_probes(tracks: Tracks) -> set[tuple[str, int, str]]:

@@ -229,9 +229,9 @@ def _joins(c: Cluster, e: Episode, cfg: DetectConfig) -> bool:
     """Whether an episode belongs to an incident.
 
     In time: it overlaps the incident (within a small gap). Then either it continues one of the incident's
-    own series (the same network, and the same platform for a restriction) where that series' episode
-    left off, or it began close to the incident's onset: a cut or a block starts at once on every network
-    it touches, while faults and churn start whenever. The onset is the incident's first episode's, never
+    own series (see `_continues`) where that series' episode left off, or it began close to the
+    incident's onset: a cut or a block starts at once on every network it touches, while faults and churn
+    start whenever. The onset is the incident's first episode's, never
     its latest member's, so onsets hours apart are not chained neighbour to neighbour into one event. A
     series' onset is bounded by its last data before its first failure: sparse volunteers see late.
     For a restriction, the episode must also concern what the incident concerns: a platform it blocks, or
@@ -252,9 +252,11 @@ def _joins(c: Cluster, e: Episode, cfg: DetectConfig) -> bool:
 
 
 def _continues(x: Episode, e: Episode, cfg: DetectConfig) -> bool:
-    """`e` is the same series' event going on: same network (and platform, for a platform's own track),
-    overlapping `x` or starting within the merge gap of its end."""
-    if x.asn != e.asn or (x.platform != e.platform and x.family != CONNECTIVITY):
+    """`e` is the same series' event going on: same network (and platform, for a restriction), both
+    silences or both failures, overlapping `x` or starting within the merge gap of its end. A silence does
+    not continue into failures or back: a region of a network silent since yesterday (a probe gone) does
+    not make today's cut of that whole network part of its story."""
+    if x.asn != e.asn or x.silent != e.silent or (x.platform != e.platform and x.family != CONNECTIVITY):
         return False
     return x.overlaps(e.start, e.end, cfg.merge_gap_seconds)
 
