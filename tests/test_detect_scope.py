@@ -49,14 +49,25 @@ def test_one_region_on_every_network_is_regional() -> None:
                                                                   ("Balochistan",))]
 
 
-def test_two_isps_blocking_the_same_platforms_by_different_techniques_report_both() -> None:
-    # a big ISP blocks by TLS, a small one by DNS: one incident, each network with its own technique, and
-    # the small network's technique not drowned in the big one's counts
-    big, small = Net(17557, probes=36), Net(45669, regions=("North",), probes=3)
+def test_two_isps_blocking_the_same_platforms_by_different_techniques_are_two_network_incidents() -> None:
+    # ACT by DNS, Jio by TLS (India): each operator's block, each with its own technique
     events = [Event(kind="block", start=ONSET, end=END, asns=(17557,), technique="tls_interference"),
               Event(kind="block", start=ONSET, end=END, asns=(45669,), technique="dns_tampering")]
+    incidents = detect_incidents(World(events=events).cells())
+    assert sorted((i.asns, i.scope, i.techniques, i.platforms) for i in incidents) == [
+        ((17557,), "network", ("tls_interference",), ("facebook", "twitter")),
+        ((45669,), "network", ("dns_tampering",), ("facebook", "twitter"))]
+
+
+def test_every_technique_of_every_network_is_reported() -> None:
+    # one decision (Twitter and Facebook by TLS on both networks) where the small network's filter answers
+    # half of the queries with a forged DNS reply first: its DNS must not drown in the big network's counts
+    big, small = Net(17557, probes=36), Net(45669, regions=("North",), probes=3)
+    events = [Event(kind="block", start=ONSET, end=END, technique="tls_interference"),
+              Event(kind="block", start=ONSET, end=END, asns=(45669,), technique="dns_tampering", coverage=0.5)]
     w = World(countries={"PK": [big, small, Net(23674)]}, events=events)
     [inc] = detect_incidents(w.cells())
     assert set(inc.techniques) == {"tls_interference", "dns_tampering"}
-    per_network = {n["asn"]: n["techniques"] for n in inc.evidence["networks"]}
-    assert per_network == {"AS17557": ["tls_interference"], "AS45669": ["dns_tampering"]}
+    per_network = {n["asn"]: set(n["techniques"]) for n in inc.evidence["networks"]}
+    assert per_network == {"AS17557": {"tls_interference"}, "AS23674": {"tls_interference"},
+                           "AS45669": {"tls_interference", "dns_tampering"}}

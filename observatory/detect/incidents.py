@@ -234,9 +234,9 @@ def _joins(c: Cluster, e: Episode, cfg: DetectConfig) -> bool:
     start whenever. The onset is the incident's first episode's, never
     its latest member's, so onsets hours apart are not chained neighbour to neighbour into one event. A
     series' onset is bounded by its last data before its first failure: sparse volunteers see late.
-    For a restriction, the episode must also concern what the incident concerns: a platform it blocks, or
-    the technique it uses (one ISP's YouTube DNS block and, a minute later, a national Twitter TLS block
-    are two decisions; four platforms blocked with one method on six networks at once are one).
+    For a restriction, the episode must also concern what the incident concerns (`_same_story`): one ISP's
+    YouTube DNS block and, a minute later, a national Twitter TLS block are two decisions; four platforms
+    blocked with one method on six networks at once are one.
     """
     end = c.end
     if end is not None and e.start > end + cfg.merge_gap_seconds:
@@ -262,8 +262,11 @@ def _continues(x: Episode, e: Episode, cfg: DetectConfig) -> bool:
 
 
 def _same_story(c: Cluster, e: Episode) -> bool:
-    """A restriction episode concerns the incident: a platform in common, or a main technique in common."""
-    if e.platforms & set(c.platforms()):
+    """A restriction episode concerns the incident: a main technique in common (one decision applied by
+    one method), or a platform in common on a network already in it (the same operator's block going on).
+    Two ISPs blocking the same platforms, one by DNS and one by TLS, are two operators' blocks, each of
+    its own network, as they are measured."""
+    if e.platforms & {p for x in c.episodes if x.asn == e.asn for p in x.platforms}:
         return True
     mine = main_techniques(Counter({t: n for t, n in e.techniques.items() if t in _RESTRICTION_TECHNIQUES}))
     theirs: set[str] = set()
