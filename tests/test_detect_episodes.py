@@ -85,3 +85,18 @@ def test_four_platforms_blocked_on_every_network_at_once_is_one_incident() -> No
 
 def _previous(inc: Incident) -> list[str]:
     return list(inc.evidence.get("previous_episodes", {}).get("ids", []))
+
+
+def test_nightly_shutdowns_seen_by_sparse_volunteers_are_still_separate() -> None:
+    # the same nights seen by volunteers who run once an hour; those of the East measure only in the evening
+    # (from 18:00, when the network is cut): their own track never shows it fine, but the network was seen
+    # normal all day, and what was lifted is over
+    nights = [(T0 + timedelta(days=d, hours=18), T0 + timedelta(days=d + 1, hours=2)) for d in (2, 3, 4)]
+    nets = [Net(asn, regions=("North", "South", "East", "West"), probes=24) for asn in (17557, 45669, 23674)]
+    w = World(countries={"PK": nets}, days=5.5, every=12, stable_ids=False,
+              events=[Event(kind="cut", start=a, end=b) for a, b in nights])
+    cells = [c for c in w.cells() if c.region != "East" or c.bucket.hour >= 18]
+    incidents = [i for i in detect_incidents(cells) if i.kind == "connectivity_loss"]
+    assert len(incidents) == 3
+    for inc, (a, b) in zip(incidents, nights, strict=True):
+        assert minutes(inc.start, a) <= 30 and inc.end is not None and minutes(inc.end, b) <= 30
