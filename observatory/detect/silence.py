@@ -150,7 +150,34 @@ def scan_silence(activity: dict[int, int], cfg: DetectConfig, horizon: int) -> S
     # judged on the dense grid up to the horizon, an open alarm stays open: the probes are still quiet
     alarms = cusum.finish(horizon, horizon, cfg.end_grace_seconds)
     expected = {first + k * step: float(v) for k, v in enumerate(lam) if not math.isnan(v)}
-    return SilenceScan([_edges(a, x, first, step, span) for a in alarms], expected, span)
+    edged = [_edges(a, x, first, step, span) for a in alarms]
+    return SilenceScan([a for a in (_beyond_usual_gaps(a, x, first, step, horizon) for a in edged) if a], expected,
+                       span)
+
+
+GAP_QUANTILE = 0.99  # the series' usual longest gap between activity...
+GAP_FACTOR = 2.0  # ...which a silence must exceed this many times
+MIN_GAPS = 10  # fewer gaps seen before: too little history to know what is unusual
+
+
+def _beyond_usual_gaps(a: Alarm, x: np.ndarray, first: int, step: int, horizon: int) -> Alarm | None:
+    """The alarm, known only once its silence has lasted well beyond the series' own usual gaps (twice the
+    99th percentile of the gaps between activity before it); None if it never did. Volunteers come in
+    bursts: a network whose runs usually cluster leaves hour-long holes that no count model per bucket
+    describes, and each probe that went quiet must have been silent well beyond its own habits."""
+    onset = (a.start - first) // step
+    active = np.nonzero(x[:onset] > 0)[0]
+    if len(active) <= MIN_GAPS:
+        return None
+    gaps = np.diff(active) * step
+    need = int(GAP_FACTOR * float(np.quantile(gaps, GAP_QUANTILE)))
+    known = a.start + need
+    if known > (a.end if a.end is not None else horizon):
+        return None
+    if known <= a.alarm:
+        return a
+    return Alarm(start=a.start, alarm=known - known % step + step, end=a.end, buckets=a.buckets, before=a.before,
+                 after=a.after, spacing=a.spacing, normal=a.normal)
 
 
 def _edges(a: Alarm, x: np.ndarray, first: int, step: int, span: int) -> Alarm:
