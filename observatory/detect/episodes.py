@@ -202,24 +202,19 @@ def _seen_before(activity: dict[int, int], scan: SilenceScan, onset: int, step: 
     A cut silences probes at once; churn (volunteers leaving one by one, a probe unplugged for days) fades.
     Just before means the hour before the onset, or three test blocks for a sparse series (at most 12
     hours): the activity there must have been at least half of the usual. Probes are counted as the most
-    seen together: with a stable identity (dedicated probes) in one bucket (a bucket counts distinct
-    probes), so one probe that went quiet is one witness however often it ran; without (volunteers: a
-    report id per run, as in OONI's data) in a quarter of an hour, which one volunteer fills at most twice
-    (a run straddling two buckets). A region of a few volunteers that goes quiet is then a suspicion
-    until its networks' other regions, other networks or outside-in signals agree: from report ids alone
-    one volunteer's day off and a cut of two volunteers' region look the same.
+    seen together in one bucket (a bucket counts distinct probes, and only different probes are active at
+    once), so one probe that went quiet is one witness however often it ran, with a stable identity or a
+    report id per run (volunteers, as in OONI's data). A region of a few volunteers that goes quiet is then
+    a suspicion until other networks or outside-in signals agree: from report ids alone one volunteer's
+    day off and a cut of two volunteers' region look the same (the way confirmation counts failing runs).
     """
     lo = onset - min(12 * 3600, max(3600, 3 * scan.block))
     seen = sum(v for t, v in activity.items() if lo <= t < onset)
     usual = sum(scan.expected.get(t, 0.0) for t in range(lo, onset, step))
     if usual <= 0 or seen < 0.5 * usual:
         return None
-    if stable:
-        return max((v for t, v in activity.items() if lo <= t < onset), default=0)
-    # a run of a volunteer may straddle two buckets, never three; two runs of one volunteer are not a
-    # quarter of an hour apart
-    return max((sum(activity.get(t + j * step, 0) for j in range(3)) for t in range(lo, onset - 2 * step, step)),
-               default=0)
+    del stable  # counted the same way either way: only different probes are active in one bucket
+    return max((v for t, v in activity.items() if lo <= t < onset), default=0)
 
 
 def _runs_are_probes(tracks: Tracks) -> set[tuple[str, int, str]]:

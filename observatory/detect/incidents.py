@@ -245,6 +245,8 @@ def _joins(c: Cluster, e: Episode, cfg: DetectConfig) -> bool:
         return True
     if c.family == RESTRICTION and not _same_story(c, e):
         return False
+    if c.family == RESTRICTION and _same_block(c, e):
+        return True  # the same platforms blocked the same way: a sparse network may see the block late
     if any(_continues(x, e, cfg) for x in c.episodes):
         return True
     earliest = e.start if e.before is None else min(e.start, e.before + cfg.bucket_seconds)
@@ -273,6 +275,15 @@ def _same_story(c: Cluster, e: Episode) -> bool:
     for x in c.episodes:
         theirs |= main_techniques(Counter({t: n for t, n in x.techniques.items() if t in _RESTRICTION_TECHNIQUES}))
     return bool(mine & theirs)
+
+
+def _same_block(c: Cluster, e: Episode) -> bool:
+    """A restriction episode blocking one of the incident's platforms with one of its techniques."""
+    if not e.platforms & set(c.platforms()):
+        return False
+    mine = main_techniques(Counter({t: n for t, n in e.techniques.items() if t in _RESTRICTION_TECHNIQUES}))
+    return any(mine & main_techniques(Counter({t: n for t, n in x.techniques.items() if t in _RESTRICTION_TECHNIQUES}))
+               for x in c.episodes if x.platforms & e.platforms)
 
 
 def _distinct_keys(e: Episode) -> int:
