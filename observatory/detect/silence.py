@@ -73,9 +73,9 @@ def expected_activity(x: np.ndarray, step: int, cfg: DetectConfig) -> np.ndarray
         weeks = [stack[d - 1] for d in range(7, len(days) + 1, 7)]
         if len(weeks) >= 2:
             wk = np.vstack(weeks)
-            enough = np.sum(~np.isnan(wk), axis=0) >= 2
-            with np.errstate(all="ignore"):
-                wmean = np.nanmean(wk, axis=0)
+            seen = np.sum(~np.isnan(wk), axis=0)
+            enough = seen >= 2
+            wmean = np.nansum(wk, axis=0) / np.maximum(seen, 1)  # no warning on buckets no week has
             lam = np.where(enough, 0.5 * lam + 0.5 * wmean, lam)
     trail = TRAILING_SECONDS // step
     if n > trail:
