@@ -247,6 +247,8 @@ def _joins(c: Cluster, e: Episode, cfg: DetectConfig) -> bool:
         return False
     if c.family == RESTRICTION and _same_block(c, e):
         return True  # the same platforms blocked the same way: a sparse network may see the block late
+    if c.family == THROTTLING and e.platforms & set(c.platforms()):
+        return True  # likewise a platform throttled (throughput collapses need many samples to show)
     if any(_continues(x, e, cfg) for x in c.episodes):
         return True
     earliest = e.start if e.before is None else min(e.start, e.before + cfg.bucket_seconds)
