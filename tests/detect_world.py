@@ -31,7 +31,9 @@ class Net:
 
 @dataclass
 class Event:
-    kind: str  # "block" (platforms), "down" (platform outage), "cut" (everything fails), "silence", "slow", "faulty"
+    # "block" (platforms), "down" (platform outage), "cut" (everything fails), "silence", "slow", "faulty",
+    # "quiet" (probe `probe` stops reporting)
+    kind: str
     start: datetime
     end: datetime
     platforms: tuple[str, ...] = ("twitter", "facebook")
@@ -52,6 +54,10 @@ class World:
     seed: int = 1
     events: list[Event] = field(default_factory=list)
     platforms: tuple[str, ...] = PLATFORMS
+    # buckets between two runs of one probe (3: every 15 minutes; 36: every 3 hours, a sparse volunteer)
+    every: int = 3
+    # probe ids ("p:") as dedicated probes have; False: a new report id per run ("r:"), as volunteers in OONI
+    stable_ids: bool = True
 
     def cells(self, shift: timedelta = timedelta(0)) -> list[SeriesCell]:
         rng = random.Random(self.seed)
@@ -62,7 +68,8 @@ class World:
             for cc, nets in self.countries.items():
                 for net in nets:
                     for ri, region in enumerate(net.regions):
-                        members = [i for i in range(net.probes) if i % len(net.regions) == ri and i % 3 == b % 3]
+                        members = [i for i in range(net.probes)
+                                   if i % len(net.regions) == ri and (b - i) % self.every == 0]
                         for platform in self.platforms:
                             cell = self._cell(rng, t, cc, net, region, platform, members)
                             if cell is not None:
@@ -78,6 +85,8 @@ class World:
               members: list[int]) -> SeriesCell | None:
         if self._active(t, cc, net, region, "silence"):
             return None
+        quiet = {e.probe for e in self._active(t, cc, net, region, "quiet")}
+        members = [i for i in members if i not in quiet]
         cell = SeriesCell(bucket=t, country=cc, asn=net.asn, region=region, platform=platform,
                           network_name=f"Net {net.asn}")
         keys: set[str] = set()
@@ -112,8 +121,9 @@ class World:
             else:
                 cell.anomalous += 1
                 cell.by_technique[verdict] = cell.by_technique.get(verdict, 0) + 1
-                keys.add(f"p:{net.asn}-{i}")
-                technique_keys.add(f"{verdict} p:{net.asn}-{i}")
+                key = f"p:{net.asn}-{i}" if self.stable_ids else f"r:{net.asn}-{i}-{int(t.timestamp())}"
+                keys.add(key)
+                technique_keys.add(f"{verdict} {key}")
         if not members:
             return None
         cell.probes = len(members)

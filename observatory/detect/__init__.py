@@ -2,7 +2,7 @@
 
     cells (5-min, per country x network x region x platform)
       -> tracks (series.fold)              per network x platform, and per network x region activity
-      -> alarms (cusum.scan_*)             Bernoulli CUSUM on distinct probes; Poisson CUSUM on silence
+      -> alarms (cusum, silence)           Bernoulli CUSUM on distinct probes; negative-binomial CUSUM on silence
       -> episodes (episodes.find_episodes) with a family: restriction, throttling, connectivity, outage
       -> incidents (incidents.*)           merged, causally confirmed, scoped, assessed
 
@@ -22,6 +22,9 @@ from observatory.detect.series import build_series, fold
 from observatory.incident import Incident
 from observatory.series import SeriesCell
 from observatory.store.base import Row
+from observatory.vocab import IncidentKind
+
+CONNECTIVITY_KIND = IncidentKind.CONNECTIVITY_LOSS.value
 
 __all__ = ["DetectConfig", "build_series", "detect_incidents", "detect_measurements", "disagreeing_probes"]
 
@@ -48,7 +51,37 @@ def detect_incidents(cells: Iterable[SeriesCell], *, config: DetectConfig | None
         if inc is not None:
             out.append(inc)
     out.sort(key=lambda i: (i.start, i.country or "", i.kind, i.id))
-    return _unique_ids(out)
+    return link_series(_unique_ids(out))
+
+
+SERIES_DAYS = 7  # earlier episodes of the same story this recent make a series ("the third evening in a row")
+
+
+def link_series(incidents: list[Incident], *, days: int = SERIES_DAYS) -> list[Incident]:
+    """Each incident with the earlier episodes of its story in its evidence: `previous_episodes` = the ids
+    of the earlier incidents of the same country and story (both connectivity losses, or restrictions,
+    throttling or outages sharing a platform) that began within `days` before it, oldest first, and their
+    count. An interruption that was lifted is its own incident; the series is how they stay linked (the
+    report's history counts them the same way)."""
+    out: list[Incident] = []
+    for inc in incidents:
+        earlier = [p for p in out if p.start < inc.start and (inc.start - p.start).total_seconds() <= days * 86400
+                   and _same_story(p, inc)]
+        if not earlier:
+            out.append(inc)
+            continue
+        evidence = dict(inc.evidence)
+        evidence["previous_episodes"] = {"ids": [p.id for p in earlier], "count": len(earlier), "days": days}
+        out.append(inc.with_(evidence=evidence))
+    return out
+
+
+def _same_story(a: Incident, b: Incident) -> bool:
+    if a.country is None or a.country != b.country:
+        return False
+    if (a.kind == CONNECTIVITY_KIND) or (b.kind == CONNECTIVITY_KIND):
+        return a.kind == b.kind
+    return bool(set(a.platforms) & set(b.platforms))
 
 
 def detect_measurements(rows: Iterable[Row], *, config: DetectConfig | None = None) -> list[Incident]:

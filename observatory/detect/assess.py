@@ -69,7 +69,8 @@ def assess(c: Cluster, *, kind: str, scope: str, techniques: list[str], networks
             reasons.append("confined to " + ", ".join(regions))
         if any(e.silent for e in c.episodes):
             reasons.append("probes stopped reporting at once, against their usual activity")
-        reasons.append("control sites fail too: everything is unreachable, not one platform")
+        if any(not e.silent for e in c.episodes):  # silence alone shows nothing failing, only nobody reporting
+            reasons.append("control sites fail too: everything is unreachable, not one platform")
         return score, reasons
     score = 0.35
     platforms = c.platforms()

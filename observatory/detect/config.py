@@ -24,11 +24,11 @@ class DetectConfig:
     end_grace_seconds: int = 3600  # an alarm with no anomalous bucket for this long before "now" has ended
     # throughput: a bucket whose median collapses by this factor against the series' baseline is throttled
     throttle_ratio: float = 8.0
-    # silence: Poisson CUSUM of a network-region's active probes against its usual activity at that time of day
+    # silence: negative-binomial CUSUM of a network-region's active probes, per block of its own pace, against
+    # its usual activity at that time of day (detect/silence.py)
     silence_ratio: float = 0.1
     silence_threshold: float = 9.0
-    silence_min_expected: float = 1.5  # per bucket: sparser activity is judged by late data, not silence
-    silence_history_days: int = 7
+    silence_history_days: int = 28  # weekdays count once two weeks of history are there
     # confirmation: independent evidence
     min_probes: int = 3  # distinct anomalous probes (probe_id, else report_id, else network+resolver)
     min_networks_national: int = 2

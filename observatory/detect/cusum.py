@@ -357,39 +357,45 @@ def _probe_values(o: Obs) -> list[tuple[str, str, float]]:
     return [(f"cell:{o.t}:{i}", "", math.log(v)) for i, v in enumerate(o.kbps) if v > 0]
 
 
-def scan_silence(activity: dict[int, int], cfg: DetectConfig, now: int) -> tuple[list[Alarm], dict[int, float]]:
-    """Poisson CUSUM of active probes per bucket against the usual count at that time of day.
+LIFT_SECONDS = 2 * 3600  # failures this far apart, with normal data between them, are two events
 
-    The grid is dense from the first bucket with data to `now`: a bucket with nobody reporting is a zero,
-    not a gap. Expected count: the mean of the same time of day (+-1 bucket) on up to a week of earlier days
-    when two or more are known, else the trailing hour. Returns the alarms and the expected counts used.
-    """
-    step = cfg.bucket_seconds
-    if not activity:
-        return [], {}
-    first = min(activity)
-    cusum = Cusum(cfg.silence_threshold, cfg.silence_threshold, step)
-    day = 86400
-    log_rho = math.log(cfg.silence_ratio)
-    expected: dict[int, float] = {}
-    recent: deque[int] = deque(maxlen=12)
-    t = first
-    while t < now:
-        x = activity.get(t, 0)
-        days = [d for d in range(1, cfg.silence_history_days + 1) if t - d * day - step >= first]
-        if len(days) >= 2:
-            vals = [activity.get(t - d * day + j * step, 0) for d in days for j in (-1, 0, 1)]
-            lam = sum(vals) / len(vals)
-        elif len(recent) == recent.maxlen:
-            lam = sum(recent) / len(recent)
-        else:
-            lam = 0.0
-        expected[t] = lam
-        if lam >= cfg.silence_min_expected:
-            cusum.feed(t, x * log_rho + (1 - cfg.silence_ratio) * lam)
-        if not cusum.alarmed:
-            recent.append(x)
-        t += step
-    # silence is judged on the dense grid up to now, so an open alarm stays open: the probes are still quiet
-    alarms = cusum.finish(now, now, cfg.end_grace_seconds)
-    return alarms, expected
+
+def split_lifted(a: Alarm, failures: list[int], step: int, lift_seconds: int = LIFT_SECONDS,
+                 wider: tuple[tuple[int, ...], tuple[int, ...]] | None = None) -> list[Alarm]:
+    """An alarm cut where the disruption was lifted: two failures of the alarm at least `lift_seconds`
+    apart with the series seen normal in between (twice at least). A sparse series (a few volunteers in a
+    region) may take days to gather the evidence that ends its alarm on its own; its measurements between
+    two nightly shutdowns were fine all day, and an event that was lifted is over (the next one is a new
+    episode). A gap without any normal data is no lifting: probes cut off send nothing at all.
+
+    `wider` (normal buckets, alarm ends) of the network's own track, for a region's track: a region's few
+    volunteers may not measure between two evenings at all, while the network as a whole was seen normal
+    again after its own alarm ended; the lifting is then judged on the network. A regional event leaves the
+    network's track unalarmed, and nothing is cut on its account."""
+    fails = sorted({t for t in failures if t >= a.start and (a.end is None or t < a.end)})
+    if len(fails) < 2:
+        return [a]
+    cuts: list[tuple[int, int]] = []  # (last failure before, first failure after)
+    for b0, b1 in zip(fails, fails[1:], strict=False):
+        if b1 - b0 < lift_seconds:
+            continue
+        own = sum(1 for t in a.normal if b0 < t < b1) >= 2
+        net = wider is not None and any(b0 < e <= b1 for e in wider[1]) and sum(
+            1 for t in wider[0] if b0 < t < b1) >= 2
+        if own or net:
+            cuts.append((b0, b1))
+    if not cuts:
+        return [a]
+    out: list[Alarm] = []
+    start, alarm, before = a.start, a.alarm, a.before
+    for b0, b1 in cuts:
+        after = next((t for t in a.normal if t > b0), None)
+        out.append(Alarm(start=start, alarm=alarm, end=b0 + step, buckets=[b for b in fails if start <= b <= b0],
+                         before=before, after=after, spacing=a.spacing,
+                         normal=tuple(t for t in a.normal if t < b1)))
+        before = max((t for t in a.normal if t < b1), default=None)
+        start, alarm = b1, b1 + step
+    out.append(Alarm(start=start, alarm=max(alarm, start + step), end=a.end, buckets=[b for b in fails if b >= start],
+                     before=before, after=a.after, spacing=a.spacing, normal=tuple(t for t in a.normal if t > before)
+                     if before is not None else a.normal))
+    return out

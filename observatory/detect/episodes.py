@@ -11,8 +11,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from observatory.detect.config import DetectConfig
-from observatory.detect.cusum import Alarm, scan_share, scan_silence, scan_throughput
+from observatory.detect.cusum import Alarm, scan_share, scan_throughput, split_lifted
 from observatory.detect.series import ALL_PLATFORMS, CONTROL, Obs, Tracks
+from observatory.detect.silence import SilenceScan, scan_silence
 
 RESTRICTION, THROTTLING, CONNECTIVITY, OUTAGE = "restriction", "throttling", "connectivity", "outage"
 
@@ -35,6 +36,7 @@ class Episode:
     down: int = 0
     silent: bool = False
     platforms: set[str] = field(default_factory=set)  # the platforms it affected (not the control)
+    measured_platforms: int = 0  # the platforms its series measured meanwhile (all-platforms track)
     before: int | None = None  # the series' last bucket with data before `start` (None: unknown)
     after: int | None = None  # its first bucket with data at or after `end`
     spacing: int = 0  # the usual time between buckets with data in the series (0: unknown)
@@ -95,6 +97,7 @@ def _episode(family: str | None, key: tuple[str, int, str], obs: list[Obs], a: A
         # a platform joins on more than one failed measurement: one probe's stray verdict in a short episode
         # is not evidence that the platform was affected
         ep.platforms = {p for p, (n, k) in totals.items() if n and k >= 2 and k / n >= 0.5}
+        ep.measured_platforms = sum(1 for n, _k in totals.values() if n)
     elif not platform.startswith(CONTROL):
         ep.platforms = {platform}
     if stream == "down":
@@ -127,9 +130,18 @@ def find_episodes(tracks: Tracks, cfg: DetectConfig) -> list[Episode]:
     step = cfg.bucket_seconds
     now = tracks.now
     episodes: list[Episode] = []
-    for key, obs in tracks.series.items():
+    # the network-level tracks first: a region's track is cut where its network's alarm was lifted
+    lifted: dict[tuple[str, int], tuple[tuple[int, ...], tuple[int, ...]]] = {}
+    for key in sorted(tracks.series, key=lambda k: "@" in k[2]):
+        obs = tracks.series[key]
         kinds = {o.t: Counter(w.split(" ", 1)[0] for w in o.witnesses) for o in obs if o.witnesses}
-        anom = scan_share(((o.t, o.n, o.k) for o in obs), cfg, now, kinds)
+        failures = [o.t for o in obs if o.k and 2 * o.k >= o.n]
+        wider = lifted.get((key[0], key[1])) if key[2].startswith(CONTROL + "@") else None
+        alarms = scan_share(((o.t, o.n, o.k) for o in obs), cfg, now, kinds)
+        if key[2] == CONTROL:
+            lifted[(key[0], key[1])] = (tuple(o.t for o in obs if o.n and 2 * o.k < o.n),
+                                        tuple(a.end for a in alarms if a.end is not None))
+        anom = [piece for a in alarms for piece in split_lifted(a, failures, step, wider=wider)]
         episodes.extend(_episode(None, key, obs, a, "anom") for a in anom)
         if key[2] == ALL_PLATFORMS or key[2].startswith(CONTROL + "@"):  # outage, throughput: per platform
             continue
@@ -138,22 +150,85 @@ def find_episodes(tracks: Tracks, cfg: DetectConfig) -> list[Episode]:
         if key[2] != CONTROL:
             slow = scan_throughput(obs, cfg, now)
             episodes.extend(_episode(THROTTLING, key, obs, a, "slow") for a in slow)
-    silence = {key: scan_silence(activity, cfg, now) for key, activity in tracks.activity.items()}
-    for (country, asn, region), (alarms, expected) in silence.items():
-        for a in alarms:
-            # the probes that went quiet: what was expected over one probe cycle (3 buckets) at onset
-            missing = round(sum(expected.get(a.start + i * step, 0.0) for i in range(3)))
+    horizons = data_horizons(tracks, step)
+    silence = {key: scan_silence(activity, cfg, horizons.get(key, now)) for key, activity in tracks.activity.items()}
+    by_runs = _runs_are_probes(tracks)
+    for (country, asn, region), scan in silence.items():
+        activity = tracks.activity[(country, asn, region)]
+        for a in scan.alarms:
+            seen = _seen_before(activity, scan, a.start, step, (country, asn, region) not in by_runs)
+            if seen is None:
+                continue  # the probes were already fading before it: churn, not a cut
             where = {region} if region != ALL_PLATFORMS else _quiet_regions(tracks, silence, (country, asn), a, now)
             ep = Episode(family=CONNECTIVITY, country=country, asn=asn, platform=None, start=a.start,
-                         alarm=a.alarm, end=a.end, silent=True, regions={r for r in where if r})
-            quiet = frozenset(f"unreachable silent:{asn}:{region}:{i}" for i in range(missing))
+                         alarm=a.alarm, end=a.end, silent=True, regions={r for r in where if r},
+                         before=a.before, spacing=a.spacing)
+            # the probes that went quiet together, keyed per network so that a region's silence and its
+            # network's are not counted twice
+            quiet = frozenset(f"unreachable silent:{asn}:{i}" for i in range(seen))
             ep.witnesses = [(a.alarm - step, quiet)]
-            ep.techniques = Counter({"unreachable": missing})
+            ep.techniques = Counter({"unreachable": seen})
             episodes.append(ep)
     return episodes
 
 
-def _quiet_regions(tracks: Tracks, silence: dict[tuple[str, int, str], tuple[list[Alarm], dict[int, float]]],
+def data_horizons(tracks: Tracks, step: int) -> dict[tuple[str, int, str], int]:
+    """Per activity series, the time up to which its silence means anything: its own last data (for a
+    region, its network's anywhere), or later the time the rest of its country has reported up to (the
+    lower quartile of the other networks' last data: after it, much of the rest has not reported yet; the
+    other countries' when it is alone). After that, an empty bucket is data not yet received (uploads come
+    late, the store's newest data is not "now" for every network), never silence."""
+    last: dict[tuple[str, int], int] = {}
+    for (country, asn, region), act in tracks.activity.items():
+        if act and region == ALL_PLATFORMS:
+            last[(country, asn)] = max(act)
+    out: dict[tuple[str, int, str], int] = {}
+    for (country, asn, region), act in tracks.activity.items():
+        if not act:
+            continue
+        # a region is judged as far as its network reported elsewhere: its other regions are the rest
+        own = max(act) if region == ALL_PLATFORMS else max(max(act), last.get((country, asn), 0))
+        others = sorted(t for (c, a), t in last.items() if c == country and a != asn) or sorted(
+            t for (c, _a), t in last.items() if c != country)
+        rest = others[(len(others) - 1) // 4] if others else own
+        out[(country, asn, region)] = min(tracks.now, max(own, rest) + step)
+    return out
+
+
+def _seen_before(activity: dict[int, int], scan: SilenceScan, onset: int, step: int, stable: bool) -> int | None:
+    """How many probes were active just before a silence, or None when activity was already fading there.
+
+    A cut silences probes at once; churn (volunteers leaving one by one, a probe unplugged for days) fades.
+    Just before means the hour before the onset, or three test blocks for a sparse series (at most 12
+    hours): the activity there must have been at least half of the usual. Probes are counted as the most
+    seen together in one bucket (a bucket counts distinct probes, and only different probes are active at
+    once), so one probe that went quiet is one witness however often it ran, with a stable identity or a
+    report id per run (volunteers, as in OONI's data). A region of a few volunteers that goes quiet is then
+    a suspicion until other networks or outside-in signals agree: from report ids alone one volunteer's
+    day off and a cut of two volunteers' region look the same (the way confirmation counts failing runs).
+    """
+    lo = onset - min(12 * 3600, max(3600, 3 * scan.block))
+    seen = sum(v for t, v in activity.items() if lo <= t < onset)
+    usual = sum(scan.expected.get(t, 0.0) for t in range(lo, onset, step))
+    if usual <= 0 or seen < 0.5 * usual:
+        return None
+    del stable  # counted the same way either way: only different probes are active in one bucket
+    return max((v for t, v in activity.items() if lo <= t < onset), default=0)
+
+
+def _runs_are_probes(tracks: Tracks) -> set[tuple[str, int, str]]:
+    """The network-regions (and their networks, region "*") whose probes have no stable identity (a report
+    id per run, "r:"), as far as their anomalous measurements show: there every run counts as a probe. Where
+    nothing shows it, probes are counted the cautious way (at most as many as were active together)."""
+    out: set[tuple[str, int, str]] = set()
+    countries = {(asn, region): country for (country, asn, region) in tracks.activity}
+    for key, (asn, region) in tracks.where.items():
+        if key.startswith("r:") and (asn, region) in countries:
+            out |= {(countries[(asn, region)], asn, region), (countries[(asn, region)], asn, ALL_PLATFORMS)}
+    return out
+
+
+def _quiet_regions(tracks: Tracks, silence: dict[tuple[str, int, str], SilenceScan],
                    network: tuple[str, int], a: Alarm, now: int) -> set[str]:
     """The regions of a network that went quiet with it: those whose probes reported at most half of their
     usual activity during the network's silence. A network-wide sum can fall because one region went dark;
@@ -167,7 +242,7 @@ def _quiet_regions(tracks: Tracks, silence: dict[tuple[str, int, str], tuple[lis
         if got is None:
             continue
         activity = tracks.activity.get((country, asn, region), {})
-        expected = got[1]
+        expected = got.expected
         usual = sum(v for t, v in expected.items() if a.start <= t < end)
         seen = sum(v for t, v in activity.items() if a.start <= t < end)
         if usual > 0 and seen <= 0.5 * usual:

@@ -174,7 +174,11 @@ class Cluster:
 
 
 def cluster(episodes: list[Episode], cfg: DetectConfig) -> list[Cluster]:
-    """Greedy merge by (country, family) of episodes that overlap in time, within a small gap."""
+    """Greedy merge by (country, family) of episodes that overlap in time, within a small gap, and began
+    close to the incident's own onset (see `_joins`). A network's all-platforms track comes after the
+    platforms' own tracks: it sums every platform, so it goes to the incident whose platforms it shares
+    most rather than bridging two events of different platforms; where the network's own platform tracks
+    alarmed at the same time it adds nothing and is left out (its sum mixes their techniques)."""
     groups: dict[tuple[str | None, str], list[Episode]] = {}
     for e in episodes:
         if not e.silent and e.family != CONNECTIVITY and _distinct_keys(e) < 2:
@@ -184,8 +188,9 @@ def cluster(episodes: list[Episode], cfg: DetectConfig) -> list[Cluster]:
     out: list[Cluster] = []
     for (country, family), eps in sorted(groups.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])):
         eps.sort(key=lambda e: (e.start, e.asn, e.platform or ""))
+        later = family in (RESTRICTION, THROTTLING)
         mine: list[Cluster] = []
-        for e in eps:
+        for e in [e for e in eps if not (later and e.platform == ALL_PLATFORMS)]:
             # an incident that already holds this network comes first: a network's next episode of the same
             # event must not go to a fault elsewhere that began in the meantime
             home = next((c for c in reversed(mine) if _joins(c, e, cfg) and any(x.asn == e.asn for x in c.episodes)),
@@ -194,35 +199,93 @@ def cluster(episodes: list[Episode], cfg: DetectConfig) -> list[Cluster]:
                 home.episodes.append(e)
             else:
                 mine.append(Cluster(family=family, country=country, episodes=[e]))
+        for e in [e for e in eps if later and e.platform == ALL_PLATFORMS]:
+            if any(x.asn == e.asn and x.platform != ALL_PLATFORMS and x.overlaps(e.start, e.end)
+                   for c in mine for x in c.episodes):
+                continue  # the network's platforms tell it themselves, each to its own incident
+            fits = [c for c in mine if _joins(c, e, cfg)]
+            if fits:
+                max(fits, key=lambda c: (len(e.platforms & set(c.platforms())),
+                                         any(x.asn == e.asn for x in c.episodes), -c.start)).episodes.append(e)
+            else:
+                mine.append(Cluster(family=family, country=country, episodes=[e]))
         out.extend(mine if family != CONNECTIVITY else [c for c in mine if _whole_network(c)])
     return _worldwide_outages(out, cfg)
 
 
 def _whole_network(c: Cluster) -> bool:
-    """A connectivity loss takes everything: its probes fell silent, or the control failed, or several
-    platforms did. One platform failing at every step while the control worked is not one (random failures of
-    one platform's measurements, or that platform's own trouble)."""
-    return any(e.silent or (e.platform or "").startswith(CONTROL) or (e.platform == ALL_PLATFORMS
-                                                                     and len(e.platforms) >= 2)
-               for e in c.episodes)
+    """A connectivity loss takes everything: its probes fell silent, or the control failed, or most of the
+    platforms measured did (at least three quarters, and two). One platform failing at every step while the
+    control worked is not one, nor is one company's family of platforms failing together (Facebook,
+    Instagram and WhatsApp down for hours in October 2021: their outage, not the network's)."""
+    return any(e.silent or (e.platform or "").startswith(CONTROL) or _most_platforms(e) for e in c.episodes)
+
+
+def _most_platforms(e: Episode) -> bool:
+    return e.platform == ALL_PLATFORMS and len(e.platforms) >= 2 and 4 * len(e.platforms) >= 3 * e.measured_platforms
 
 
 def _joins(c: Cluster, e: Episode, cfg: DetectConfig) -> bool:
-    """Whether an episode belongs to an incident: overlapping it in time (within a small gap); for a
-    connectivity loss also in a network already affected, or in a region already affected (a region cut off
-    on several networks, whose sparse probes may first report hours apart), or beginning at once with it (a
-    shutdown), so unrelated faults that happen to overlap stay apart."""
+    """Whether an episode belongs to an incident.
+
+    In time: it overlaps the incident (within a small gap). Then either it continues one of the incident's
+    own series (see `_continues`) where that series' episode left off, or it began close to the
+    incident's onset: a cut or a block starts at once on every network it touches, while faults and churn
+    start whenever. The onset is the incident's first episode's, never
+    its latest member's, so onsets hours apart are not chained neighbour to neighbour into one event. A
+    series' onset is bounded by its last data before its first failure: sparse volunteers see late.
+    For a restriction, the episode must also concern what the incident concerns (`_same_story`): one ISP's
+    YouTube DNS block and, a minute later, a national Twitter TLS block are two decisions; four platforms
+    blocked with one method on six networks at once are one.
+    """
     end = c.end
     if end is not None and e.start > end + cfg.merge_gap_seconds:
         return False
-    if c.family != CONNECTIVITY:
+    if c.family == OUTAGE:
         return True
-    # when the series saw it first is bounded by its last data before: with sparse data (volunteers) a
-    # network's first failed measurement may come hours after the shutdown that silenced it began
+    if c.family == RESTRICTION and not _same_story(c, e):
+        return False
+    if c.family == RESTRICTION and _same_block(c, e):
+        return True  # the same platforms blocked the same way: a sparse network may see the block late
+    if c.family == THROTTLING and e.platforms & set(c.platforms()):
+        return True  # likewise a platform throttled (throughput collapses need many samples to show)
+    if any(_continues(x, e, cfg) for x in c.episodes):
+        return True
     earliest = e.start if e.before is None else min(e.start, e.before + cfg.bucket_seconds)
-    if any(x.asn == e.asn for x in c.episodes) or earliest - c.start <= cfg.sync_seconds:
+    return earliest - c.start <= cfg.sync_seconds
+
+
+def _continues(x: Episode, e: Episode, cfg: DetectConfig) -> bool:
+    """`e` is the same series' event going on: same network (and platform, for a restriction), both
+    silences or both failures, overlapping `x` or starting within the merge gap of its end. A silence does
+    not continue into failures or back: a region of a network silent since yesterday (a probe gone) does
+    not make today's cut of that whole network part of its story."""
+    if x.asn != e.asn or x.silent != e.silent or (x.platform != e.platform and x.family != CONNECTIVITY):
+        return False
+    return x.overlaps(e.start, e.end, cfg.merge_gap_seconds)
+
+
+def _same_story(c: Cluster, e: Episode) -> bool:
+    """A restriction episode concerns the incident: a main technique in common (one decision applied by
+    one method), or a platform in common on a network already in it (the same operator's block going on).
+    Two ISPs blocking the same platforms, one by DNS and one by TLS, are two operators' blocks, each of
+    its own network, as they are measured."""
+    if e.platforms & {p for x in c.episodes if x.asn == e.asn for p in x.platforms}:
         return True
-    return bool(e.regions & {r for x in c.episodes for r in x.regions})
+    mine = main_techniques(Counter({t: n for t, n in e.techniques.items() if t in _RESTRICTION_TECHNIQUES}))
+    theirs: set[str] = set()
+    for x in c.episodes:
+        theirs |= main_techniques(Counter({t: n for t, n in x.techniques.items() if t in _RESTRICTION_TECHNIQUES}))
+    return bool(mine & theirs)
+
+
+def _same_block(c: Cluster, e: Episode) -> bool:
+    """A restriction episode blocking one of the incident's platforms with one of its techniques."""
+    if not e.platforms & set(c.platforms()):
+        return False
+    mine = main_techniques(Counter({t: n for t, n in e.techniques.items() if t in _RESTRICTION_TECHNIQUES}))
+    return any(mine & main_techniques(Counter({t: n for t, n in x.techniques.items() if t in _RESTRICTION_TECHNIQUES}))
+               for x in c.episodes if x.platforms & e.platforms)
 
 
 def _distinct_keys(e: Episode) -> int:
@@ -311,18 +374,37 @@ def _ts(t: int | None) -> datetime | None:
 
 
 def _techniques(c: Cluster) -> list[str]:
+    """Every technique seen, the union over networks (most used first): two ISPs blocking the same platforms,
+    one by DNS and one by TLS, used two techniques, and a count over the whole incident would drown the
+    smaller network's."""
     if c.family == CONNECTIVITY:
         return ["unreachable"]
     if c.family == THROTTLING:
         return ["throttling"]
+    if c.family == OUTAGE:
+        return []
+    per = _techniques_by_network(c)
     counts: Counter[str] = Counter()
     for e in c.episodes:
         if e.platform != CONTROL:
             counts.update({t: n for t, n in e.techniques.items() if t in _RESTRICTION_TECHNIQUES})
-    total = sum(counts.values())
-    if c.family == OUTAGE or not total:
-        return []
-    return [t for t, n in counts.most_common() if n >= 0.1 * total]
+    used = {t for ts in per.values() for t in ts}
+    return sorted(used, key=lambda t: (-counts[t], t))
+
+
+def _techniques_by_network(c: Cluster) -> dict[int, list[str]]:
+    """Per network, the techniques behind a tenth or more of its own anomalous observations (noise scatters
+    over every kind; an operator applies its one or two methods)."""
+    if c.family == CONNECTIVITY:
+        return {e.asn: ["unreachable"] for e in c.episodes}
+    if c.family == THROTTLING:
+        return {e.asn: ["throttling"] for e in c.episodes}
+    counts: dict[int, Counter[str]] = {}
+    for e in c.episodes:
+        if e.platform != CONTROL:
+            counts.setdefault(e.asn, Counter()).update(
+                {t: n for t, n in e.techniques.items() if t in _RESTRICTION_TECHNIQUES})
+    return {asn: sorted(main_techniques(n), key=lambda t: (-n[t], t)) for asn, n in counts.items() if n}
 
 
 def _measured_networks(c: Cluster, tracks: Tracks) -> dict[int, set[str]]:
@@ -367,6 +449,7 @@ def scope_of(c: Cluster, tracks: Tracks, cfg: DetectConfig,
     # over the whole incident, not one episode: a region whose measurements were mostly fine all along
     # (a short run of failures in one series of a long event) is not part of it
     lo, hi = c.start, c.end
+    normal: dict[int, set[str]] = {}  # per network, the regions seen normal during the incident
     for asn, where in affected.items():
         totals: dict[str, list[int]] = {}
         silent: set[str] = set()
@@ -385,25 +468,34 @@ def scope_of(c: Cluster, tracks: Tracks, cfg: DetectConfig,
         mostly = {r for r, (n, k) in totals.items() if n and 2 * k >= n} | silent
         if where & mostly:
             affected[asn] = where & mostly
+        fine = {r for r, (n, k) in totals.items() if n and 2 * k < n}
+        if silent:  # a network's region that kept reporting through its silence was not cut
+            fine |= {r for r in tracks.regions.get((c.country or "", asn), set()) if r and r not in silent
+                     and _active(tracks, (c.country or "", asn, r), lo, hi)}
+        normal[asn] = {r for r in fine if r} - affected[asn]
     if not affected:
         for e in c.episodes:
             affected.setdefault(e.asn, set()).update(r for r in e.regions if r)
     asns = sorted(affected)
+    regions = sorted({r for rs in affected.values() for r in rs})
     if c.family == OUTAGE:
-        return Scope.NATIONAL.value, asns, sorted({r for rs in affected.values() for r in rs})
+        return Scope.NATIONAL.value, asns, regions
     measured = _measured_networks(c, tracks)
     for asn in asns:
         measured.setdefault(asn, set()).update(tracks.regions.get((c.country or "", asn), set()) - {""})
-    regions = sorted({r for rs in affected.values() for r in rs})
-    # a network counts as wholly affected when most of its regions are
-    partial = [a for a in asns if measured[a] and len(affected[a]) < cfg.regional_share * len(measured[a])]
-    all_regions = {r for rs in measured.values() for r in rs}
-    many = len(asns) >= cfg.min_networks_national and len(asns) >= cfg.national_share * len(measured)
-    if many and (not all_regions or len(regions) >= cfg.regional_share * len(all_regions)):
+    # a network is wholly affected unless one of its regions was seen normal while the event went on (a
+    # region with no data then is unknown, not normal: sparse volunteers leave many regions unseen for hours)
+    wholly = [a for a in asns if not normal.get(a)]
+    if len(wholly) >= cfg.min_networks_national and len(wholly) >= cfg.national_share * len(measured):
         return Scope.NATIONAL.value, asns, regions
-    if partial:
+    if len(wholly) < len(asns):
         return Scope.REGIONAL.value, asns, regions
     return Scope.NETWORK.value, asns, regions
+
+
+def _active(tracks: Tracks, key: tuple[str, int, str], lo: int, hi: int | None) -> bool:
+    """Whether the network-region reported at all in [lo, hi)."""
+    return any(lo <= t and (hi is None or t < hi) for t in tracks.activity.get(key, {}))
 
 
 def _network_evidence(c: Cluster, tracks: Tracks) -> list[dict[str, Any]]:
@@ -418,6 +510,9 @@ def _network_evidence(c: Cluster, tracks: Tracks) -> list[dict[str, Any]]:
         if e.platform and e.platform != ALL_PLATFORMS and "@" not in e.platform:
             r["platforms"].add(e.platform)
         r["silent"] = r["silent"] or e.silent
+    per = _techniques_by_network(c) if c.family != OUTAGE else {}
+    for asn, r in rows.items():
+        r["techniques"] = per.get(asn, [])
     out = []
     for r in sorted(rows.values(), key=lambda r: (r["onset"], r["asn"])):
         r["onset"] = datetime.fromtimestamp(r["onset"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

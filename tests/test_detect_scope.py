@@ -1,0 +1,73 @@
+"""Scope and technique per network (issue 19, item 4): a whole network is `network`, every network `national`,
+some regions across networks `regional`; every technique of every network is reported.
+
+Sparse data leave regions unseen while an event goes on: such a region is unknown, not normal, and must not
+shrink a network-wide or national event to `regional`. Each test was checked to fail with its rule reverted
+(see the report of the det-core branch).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from detect_world import T0, Event, Net, World
+
+from observatory.detect import detect_incidents
+from observatory.series import SeriesCell
+
+ONSET = T0 + timedelta(days=2, hours=13, minutes=50)
+END = ONSET + timedelta(hours=5)
+REGIONS = ("North", "South", "East", "West", "Centre")
+
+
+def unseen_during_event(cells: list[SeriesCell], regions: set[str]) -> list[SeriesCell]:
+    """The cells without those regions' data while the event lasts (their few volunteers did not run)."""
+    return [c for c in cells if not (c.region in regions and ONSET - timedelta(minutes=30) <= c.bucket < END)]
+
+
+def test_one_network_losing_everything_in_every_region_is_network_scope() -> None:
+    w = World(countries={"PK": [Net(17557, regions=REGIONS, probes=20), Net(45669), Net(23674)]},
+              events=[Event(kind="cut", start=ONSET, end=END, asns=(17557,))])
+    incidents = detect_incidents(unseen_during_event(w.cells(), {"East", "West", "Centre"}))
+    assert [(i.kind, i.scope, i.asns) for i in incidents] == [("connectivity_loss", "network", (17557,))]
+
+
+def test_a_national_blackout_is_national_though_some_regions_went_unseen() -> None:
+    # Venezuela, July 2019: every network down; three of five regions had no measurement meanwhile
+    nets = [Net(asn, regions=REGIONS, probes=20) for asn in (8048, 21826, 27889)]
+    w = World(countries={"VE": nets}, events=[Event(kind="cut", country="VE", start=ONSET, end=END)])
+    incidents = detect_incidents(unseen_during_event(w.cells(), {"East", "West", "Centre"}))
+    assert [(i.kind, i.scope, i.asns) for i in incidents] == [("connectivity_loss", "national",
+                                                                (8048, 21826, 27889))]
+
+
+def test_one_region_on_every_network_is_regional() -> None:
+    nets = [Net(asn, regions=("North", "South", "Balochistan"), probes=18) for asn in (17557, 45669, 23674)]
+    w = World(countries={"PK": nets}, events=[Event(kind="cut", start=ONSET, end=END, regions=("Balochistan",))])
+    incidents = detect_incidents(w.cells())
+    assert [(i.kind, i.scope, i.regions) for i in incidents] == [("connectivity_loss", "regional",
+                                                                  ("Balochistan",))]
+
+
+def test_two_isps_blocking_the_same_platforms_by_different_techniques_are_two_network_incidents() -> None:
+    # ACT by DNS, Jio by TLS (India): each operator's block, each with its own technique
+    events = [Event(kind="block", start=ONSET, end=END, asns=(17557,), technique="tls_interference"),
+              Event(kind="block", start=ONSET, end=END, asns=(45669,), technique="dns_tampering")]
+    incidents = detect_incidents(World(events=events).cells())
+    assert sorted((i.asns, i.scope, i.techniques, i.platforms) for i in incidents) == [
+        ((17557,), "network", ("tls_interference",), ("facebook", "twitter")),
+        ((45669,), "network", ("dns_tampering",), ("facebook", "twitter"))]
+
+
+def test_every_technique_of_every_network_is_reported() -> None:
+    # one decision (Twitter and Facebook by TLS on both networks) where the small network's filter answers
+    # half of the queries with a forged DNS reply first: its DNS must not drown in the big network's counts
+    big, small = Net(17557, probes=36), Net(45669, regions=("North",), probes=3)
+    events = [Event(kind="block", start=ONSET, end=END, technique="tls_interference"),
+              Event(kind="block", start=ONSET, end=END, asns=(45669,), technique="dns_tampering", coverage=0.5)]
+    w = World(countries={"PK": [big, small, Net(23674)]}, events=events)
+    [inc] = detect_incidents(w.cells())
+    assert set(inc.techniques) == {"tls_interference", "dns_tampering"}
+    per_network = {n["asn"]: set(n["techniques"]) for n in inc.evidence["networks"]}
+    assert per_network == {"AS17557": {"tls_interference"}, "AS23674": {"tls_interference"},
+                           "AS45669": {"tls_interference", "dns_tampering"}}
