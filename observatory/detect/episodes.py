@@ -155,6 +155,13 @@ def find_episodes(tracks: Tracks, cfg: DetectConfig) -> list[Episode]:
     by_runs = _runs_are_probes(tracks)
     for (country, asn, region), scan in silence.items():
         activity = tracks.activity[(country, asn, region)]
+        if (country, asn, region) in by_runs and region in (ALL_PLATFORMS, ""):
+            # a whole network of runs without a stable identity (a report id is new on every run): how many
+            # independent probes went quiet cannot be known, and volunteers' weekly and daily habits thin a
+            # network out the same way (on Kenya's real rows a weekend read as an eight-day "national" cut).
+            # A region is judged (its network reporting on elsewhere is the control); a whole network's
+            # silence is left to failing measurements uploaded later and to outside-in signals (outside.py).
+            continue
         for a in scan.alarms:
             seen = _seen_before(activity, scan, a.start, step, (country, asn, region) not in by_runs)
             if seen is None:
