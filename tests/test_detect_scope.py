@@ -49,14 +49,17 @@ def test_one_region_on_every_network_is_regional() -> None:
                                                                   ("Balochistan",))]
 
 
-def test_two_isps_blocking_the_same_platforms_by_different_techniques_are_two_network_incidents() -> None:
-    # ACT by DNS, Jio by TLS (India): each operator's block, each with its own technique
+def test_two_isps_blocking_the_same_platforms_by_different_techniques_are_one_incident_per_network_techniques(
+) -> None:
+    # ACT by DNS, Jio by TLS (India), the third network untouched: one decision, carried out by each operator
+    # its own way; the incident reports both techniques, each under its own network, and is not national
     events = [Event(kind="block", start=ONSET, end=END, asns=(17557,), technique="tls_interference"),
               Event(kind="block", start=ONSET, end=END, asns=(45669,), technique="dns_tampering")]
-    incidents = detect_incidents(World(events=events).cells())
-    assert sorted((i.asns, i.scope, i.techniques, i.platforms) for i in incidents) == [
-        ((17557,), "network", ("tls_interference",), ("facebook", "twitter")),
-        ((45669,), "network", ("dns_tampering",), ("facebook", "twitter"))]
+    [inc] = detect_incidents(World(events=events).cells())
+    assert (inc.asns, inc.scope, set(inc.techniques), inc.platforms) == (
+        (17557, 45669), "network", {"tls_interference", "dns_tampering"}, ("facebook", "twitter"))
+    per_network = {n["asn"]: set(n["techniques"]) for n in inc.evidence["networks"]}
+    assert per_network == {"AS17557": {"tls_interference"}, "AS45669": {"dns_tampering"}}
 
 
 def test_every_technique_of_every_network_is_reported() -> None:

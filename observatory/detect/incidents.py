@@ -266,11 +266,11 @@ def _continues(x: Episode, e: Episode, cfg: DetectConfig) -> bool:
 
 
 def _same_story(c: Cluster, e: Episode) -> bool:
-    """A restriction episode concerns the incident: a main technique in common (one decision applied by
-    one method), or a platform in common on a network already in it (the same operator's block going on).
-    Two ISPs blocking the same platforms, one by DNS and one by TLS, are two operators' blocks, each of
-    its own network, as they are measured."""
-    if e.platforms & {p for x in c.episodes if x.asn == e.asn for p in x.platforms}:
+    """A restriction episode (starting near the incident's onset) concerns the incident: a platform in common
+    (one decision, which each operator carries out its own way: DNS on one ISP, TLS on another, each reported
+    per network), or a main technique in common (one decision applied by one method to several platforms).
+    A one-ISP YouTube DNS block and a national Twitter TLS block a minute later share neither: two incidents."""
+    if e.platforms & set(c.platforms()):
         return True
     mine = main_techniques(Counter({t: n for t, n in e.techniques.items() if t in _RESTRICTION_TECHNIQUES}))
     theirs: set[str] = set()
@@ -486,11 +486,33 @@ def scope_of(c: Cluster, tracks: Tracks, cfg: DetectConfig,
     # a network is wholly affected unless one of its regions was seen normal while the event went on (a
     # region with no data then is unknown, not normal: sparse volunteers leave many regions unseen for hours)
     wholly = [a for a in asns if not normal.get(a)]
-    if len(wholly) >= cfg.min_networks_national and len(wholly) >= cfg.national_share * len(measured):
+    if (len(wholly) >= cfg.min_networks_national and len(wholly) >= cfg.national_share * len(measured)
+            and not _others_seen_normal(c, tracks, set(asns))):
         return Scope.NATIONAL.value, asns, regions
     if len(wholly) < len(asns):
         return Scope.REGIONAL.value, asns, regions
     return Scope.NETWORK.value, asns, regions
+
+
+def _others_seen_normal(c: Cluster, tracks: Tracks, asns: set[int]) -> bool:
+    """Whether a network outside the incident was seen normal while it went on: its measurements of the
+    incident's platforms (all of them, for a connectivity loss) mostly succeeded. National means every network
+    measured; one that worked throughout is measured evidence against it (one not measured then says nothing)."""
+    platforms = set(c.platforms()) if c.family != CONNECTIVITY else None
+    lo, hi = c.start, c.end
+    for (country, asn, platform), obs in tracks.series.items():
+        if country != c.country or asn in asns or platform == ALL_PLATFORMS:
+            continue
+        if platforms is not None and platform not in platforms:
+            continue
+        n = k = 0
+        for o in obs:
+            if o.t >= lo and (hi is None or o.t < hi):
+                n += o.n
+                k += o.k + o.down
+        if n >= 2 and 2 * k < n:
+            return True
+    return False
 
 
 def _active(tracks: Tracks, key: tuple[str, int, str], lo: int, hi: int | None) -> bool:

@@ -471,6 +471,28 @@ def truth(scenario: Scenario) -> list[dict[str, Any]]:
                 "evidence": {"source": "simulator ground truth", "coverage": e.coverage},
             }
         )
+    return _one_decision(scenario, out)
+
+
+def _one_decision(scenario: Scenario, incidents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Events that block the same platforms of one country over the same span, each on its own networks and
+    by its own technique (DNS on one ISP, TLS on another), are one decision carried out by several operators:
+    one incident, its networks and techniques the union, its scope over them all."""
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    out: list[dict[str, Any]] = []
+    for inc in incidents:
+        key = (inc["country"], inc["kind"], tuple(sorted(inc["platforms"])), inc["start"], inc["end"])
+        first = merged.get(key)
+        if first is None or inc["kind"] == IncidentKind.PLATFORM_OUTAGE or inc["country"] is None:
+            merged.setdefault(key, inc)
+            out.append(inc)
+            continue
+        first["asns"] = sorted(set(first["asns"]) | set(inc["asns"]), key=lambda a: int(a[2:]))
+        first["regions"] = sorted(set(first["regions"]) | set(inc["regions"]))
+        first["techniques"] = sorted(set(first["techniques"]) | set(inc["techniques"]))
+        networks = scenario.country(inc["country"]).networks
+        if len(first["asns"]) == len(networks) and first["scope"] == Scope.NETWORK.value:
+            first["scope"] = Scope.NATIONAL.value
     return out
 
 
