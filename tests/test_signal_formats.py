@@ -325,3 +325,16 @@ def test_heartbeats_after_the_newest_beat_are_not_a_silence(tmp_path: Path) -> N
         assert [i for i in again.saved if i.kind == "connectivity_loss"] == []
     finally:
         store.close()
+
+
+def test_import_output_as_json_for_scripts_or_text_for_people(tmp_path: Path) -> None:
+    f = tmp_path / "ioda-iran-(islamic-republic-of)-26-01-01-00-00-normalized.csv"
+    f.write_bytes(SAMPLE.read_bytes())
+    db = tmp_path / "s.duckdb"
+    first = cli("signals", "import", f, "--db", db)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["accepted"] > 0
+    again = cli("signals", "import", f, "--db", db, "--format", "text")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith("ioda-csv: 0 points stored in 5 series (bgp, ") and "IR;" in again.stdout
+    assert cli("signals", "import", f, "--db", db, "--format", "yaml").returncode == 2

@@ -29,6 +29,7 @@ def import_signals(
                                                                   "say (IODA's export, Radar's JSON).")] = None,
     asn: Annotated[str | None, typer.Option("--asn", help="Network of the series, e.g. AS44244.")] = None,
     region: Annotated[str | None, typer.Option("--region", help="Region of the series.")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="json (for scripts) or text.")] = "json",
 ) -> None:
     """Import external connectivity series, format recognised by content; bad rows are reported with file:line
     and skipped. A file that is none of the formats, a source's error answer, or a file whose country cannot be
@@ -38,6 +39,7 @@ def import_signals(
     """
     from observatory.detect.run import note_signal_span
 
+    check_choice(fmt, ("json", "text"), "--format")
     if source is not None:
         source = source.strip()
         if not source or len(source) > 64:
@@ -58,10 +60,15 @@ def import_signals(
         note_signal_span(store, min(p.time for p in good), max(p.time for p in good))
     finally:
         store.close()
-    series = sorted({f"{p.signal}" for p in good})
-    typer.echo(json.dumps({"format": found.format, "source": good[0].source, "country": good[0].country,
-                           "signals": series, "read": len(good) + len(bad), "accepted": result.accepted,
-                           "duplicates": result.duplicates, "rejected": len(bad)}))
+    summary = {"format": found.format, "source": good[0].source, "country": good[0].country,
+               "signals": sorted({p.signal for p in good}), "read": len(good) + len(bad),
+               "accepted": result.accepted, "duplicates": result.duplicates, "rejected": len(bad)}
+    if fmt == "json":
+        typer.echo(json.dumps(summary))
+    else:
+        typer.echo(f"{found.format}: {summary['accepted']:,} points stored in {len(summary['signals'])} series "
+                   f"({', '.join(summary['signals'])}) for {summary['country']}; {summary['duplicates']:,} "
+                   f"duplicates, {summary['rejected']:,} rejected")
     if bad:
         raise typer.Exit(1)  # done, the good part kept, but some rows were rejected (CONTRACTS.md's exit codes)
 
