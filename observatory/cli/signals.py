@@ -60,15 +60,16 @@ def import_signals(
         note_signal_span(store, min(p.time for p in good), max(p.time for p in good))
     finally:
         store.close()
+    series = sorted({p.signal for p in good})
     summary = {"format": found.format, "source": good[0].source, "country": good[0].country,
-               "signals": sorted({p.signal for p in good}), "read": len(good) + len(bad),
+               "signals": series, "read": len(good) + len(bad),
                "accepted": result.accepted, "duplicates": result.duplicates, "rejected": len(bad)}
     if fmt == "json":
         typer.echo(json.dumps(summary))
     else:
-        typer.echo(f"{found.format}: {summary['accepted']:,} points stored in {len(summary['signals'])} series "
-                   f"({', '.join(summary['signals'])}) for {summary['country']}; {summary['duplicates']:,} "
-                   f"duplicates, {summary['rejected']:,} rejected")
+        typer.echo(f"{found.format}: {result.accepted:,} points stored in {len(series)} series "
+                   f"({', '.join(series)}) for {good[0].country}; {result.duplicates:,} duplicates, "
+                   f"{len(bad):,} rejected")
     if bad:
         raise typer.Exit(1)  # done, the good part kept, but some rows were rejected (CONTRACTS.md's exit codes)
 
