@@ -292,3 +292,20 @@ def test_rules_for_each_test() -> None:
     assert _verdict("web_connectivity", [{"hostname": "telegram.org", "http_request_url": "http://telegram.org/"}]) \
         == ("unknown", "obs.web.plain_http")
     assert _verdict("dnscheck", [{"hostname": "x"}]) == ("unknown", "obs.test.not_analysed")
+
+
+def test_a_jsonl_file_whose_first_line_no_csv_reader_takes_is_read_as_measurements(tmp_path: Path) -> None:
+    # found by the ingest fuzz test: a first line holding a bare CR made the header sniffing raise
+    from observatory.ingest import ingest_paths
+
+    good = json.dumps({"test_name": "web_connectivity", "measurement_start_time": "2023-01-01 00:00:00",
+                       "probe_cc": "PK", "probe_asn": "AS1", "input": "https://x.com/", "report_id": "r",
+                       "measurement_uid": "u1", "test_keys": {}})
+    f = tmp_path / "mixed.jsonl"
+    f.write_bytes(b"\x00\r\x00\n" + good.encode() + b"\n")
+    store = DuckDBStore(":memory:")
+    try:
+        summary = ingest_paths(store, [f])
+        assert (summary.accepted, summary.rejected, store.count()) == (1, 1, 1)
+    finally:
+        store.close()

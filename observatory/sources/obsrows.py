@@ -165,7 +165,10 @@ def sniff(path: Path) -> str | None:
     head = _head_line(path).lstrip(b"\xef\xbb\xbf").strip()
     if not head or head[:1] in (b"{", b"["):
         return None
-    columns = next(csv.reader([head.decode("utf-8", "replace")]), [])
+    try:
+        columns = next(csv.reader([head.decode("utf-8", "replace")]), [])
+    except csv.Error:  # a line no CSV reader takes (a bare CR inside it): not a header of observation rows
+        columns = []
     if not (missing := missing_columns(columns)):
         return "csv"
     if path.name.lower().endswith((".csv", ".csv.gz")):
