@@ -38,6 +38,8 @@ def png_size(data: bytes) -> tuple[int, int]:
      "X/Twitter, Facebook, Instagram and YouTube restricted in Balochistan, Pakistan"),
     ({"scope": "network", "asns": (17557,), "platforms": ("youtube",)},
      "YouTube restricted on PTCL (AS17557) in Pakistan"),
+    ({"scope": "network", "asns": (17557, 45669, 24499), "platforms": ("telegram",)},
+     "Telegram restricted on 3 networks in Pakistan"),  # more than two are counted: a headline, not a list
     ({"kind": "connectivity_loss", "platforms": ()}, "Internet connectivity lost across Pakistan"),
     ({"kind": "platform_outage", "country": None, "platforms": ("facebook", "instagram")},
      "Facebook and Instagram down worldwide"),
@@ -46,11 +48,14 @@ def test_title_states_the_finding(changes: dict, title: str) -> None:
     assert card_title(incident(**changes)) == title
 
 
-def test_card_is_1200_by_675() -> None:
+def test_card_is_1200_by_675_for_hours_and_for_days() -> None:
     inc = incident(start=START, end=END, status="ended")
     data = share_card(inc, cells(start=START - timedelta(hours=14), end=END + timedelta(hours=4),
                                  blocked=[(START, END)]))
     assert png_size(data) == (1200, 675)
+    days = incident(start=START, end=END + timedelta(days=2), status="ended")
+    assert png_size(share_card(days, cells(start=START, end=END + timedelta(days=2), blocked=[(START, END)]))) \
+        == (1200, 675)
 
 
 def test_lines_pool_every_network_so_one_networks_dip_is_not_an_outage() -> None:

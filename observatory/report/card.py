@@ -27,7 +27,7 @@ from matplotlib.axes import Axes  # noqa: E402
 from observatory import catalog  # noqa: E402
 from observatory.incident import Incident  # noqa: E402
 from observatory.report.charts import SHADE, chart_window, tz_caption  # noqa: E402
-from observatory.report.countries import country, country_name, local_time  # noqa: E402
+from observatory.report.countries import country, country_name, local_date, local_time, to_local  # noqa: E402
 from observatory.report.facts import join_names, network_label, ordered_platforms, platform_names  # noqa: E402
 from observatory.series import SeriesCell  # noqa: E402
 from observatory.store.base import ContextEvent  # noqa: E402
@@ -42,11 +42,18 @@ CONTROL_COLOR = "#9a9a9a"
 VERBS = {"platform_restriction": "restricted", "throttling": "throttled"}
 
 
+MAX_NAMED = 2  # more networks or regions than this are counted, so the title stays a headline
+
+
 def _where(inc: Incident) -> str:
     name = country_name(inc.country)
     if inc.scope == "regional" and inc.regions:
-        return f"in {join_names(list(inc.regions))}, {name}"
+        regions = list(inc.regions)
+        return (f"in {join_names(regions)}, {name}" if len(regions) <= MAX_NAMED
+                else f"in {len(regions)} regions of {name}")
     if inc.scope == "network" and inc.asns:
+        if len(inc.asns) > MAX_NAMED:
+            return f"on {len(inc.asns)} networks in {name}"
         return f"on {join_names([network_label(inc, a) for a in inc.asns])} in {name}"
     return f"across {name}"
 
@@ -95,6 +102,10 @@ def _span_text(inc: Incident) -> str:
     if inc.end is None:
         return f"since {local_time(inc.start, cc)} ({inc.start:%H:%M} UTC), ongoing"
     local_start, local_end = local_time(inc.start, cc), local_time(inc.end, cc)
+    if local_date(inc.start, cc) != local_date(inc.end, cc):  # over days: the dates say more than the hours
+        zone = local_end.rsplit(" ", 1)[1] if " " in local_end else ""
+        return (f"{to_local(inc.start, cc):%d %b} {local_start.removesuffix(' ' + zone)} to "
+                f"{to_local(inc.end, cc):%d %b} {local_end} ({tz_caption(inc, inc.start).split(', ')[-1]})")
     zone = local_end.rsplit(" ", 1)[1] if " " in local_end else ""
     return (f"{local_start.removesuffix(' ' + zone)}\u2013{local_end} "
             f"({inc.start:%H:%M}\u2013{inc.end:%H:%M} UTC)")
@@ -132,9 +143,10 @@ def share_card(inc: Incident, cells: Sequence[SeriesCell], events: Sequence[Cont
     lines, source = card_lines(inc, cells)
     fig = plt.figure(figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI)
     try:
-        fig.text(0.035, 0.955, textwrap.fill(card_title(inc), 52), fontsize=17, fontweight="bold", va="top",
-                 ha="left", linespacing=1.15)
-        fig.text(0.035, 0.80, f"Measurements succeeding, all networks · incident {_span_text(inc)}",
+        title = textwrap.wrap(card_title(inc), 52)
+        fig.text(0.035, 0.955, "\n".join(title[:2]) + (" …" if len(title) > 2 else ""), fontsize=17,
+                 fontweight="bold", va="top", ha="left", linespacing=1.15)
+        fig.text(0.035, 0.87 if len(title) == 1 else 0.80, f"Measurements succeeding, all networks · {_span_text(inc)}",
                  fontsize=10.5, color="#444", va="top", ha="left")
         ax = fig.add_axes((0.075, 0.19, 0.69, 0.52))
         ax.axvspan(_x(inc.start), _x(inc.end or hi), color=SHADE, alpha=0.14, lw=0, zorder=0)
@@ -149,9 +161,13 @@ def share_card(inc: Incident, cells: Sequence[SeriesCell], events: Sequence[Cont
         ax.set_xlim(_x(lo), _x(hi))
         where = country(inc.country)
         tz = where.tz if where is not None else UTC
-        hours = (hi - lo).total_seconds() / 3600
-        ax.xaxis.set_major_locator(mdates.HourLocator(byhour=range(0, 24, 3 if hours <= 30 else 12), tz=tz))
-        ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M" if hours <= 30 else "%d %b %H:%M", tz=tz))
+        if (hi - lo).total_seconds() <= 30 * 3600:
+            ax.xaxis.set_major_locator(mdates.HourLocator(byhour=range(0, 24, 3), tz=tz))
+            ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=tz))
+        else:  # days: a date at each local midnight, the noons as minor ticks
+            ax.xaxis.set_major_locator(mdates.DayLocator(tz=tz))
+            ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b", tz=tz))
+            ax.xaxis.set_minor_locator(mdates.HourLocator(byhour=[12], tz=tz))
         ax.tick_params(axis="x", labelsize=11)
         ax.set_xlabel(f"Local time ({tz_caption(inc, inc.start)})", fontsize=11)
         ax.grid(axis="y", alpha=0.3)
