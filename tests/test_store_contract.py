@@ -26,7 +26,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from observatory.errors import ConfigError, StoreError
+from observatory.errors import ConfigError, StoreError, StoreReadOnlyError
 from observatory.incident import Assessment, Incident
 from observatory.ingest import Ingestor, IngestSummary, ingest_paths
 from observatory.measurement import PRIVATE_FIELDS, SCRUBBED
@@ -173,7 +173,7 @@ def test_real_documents_round_trip_minus_private_fields(
 
 def test_documents_page_through_large_results_in_time_order(store: DuckDBStore | ClickHouseStore,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    import observatory.store.clickhouse as ch
+    import observatory.store.clickhouse.measurements as ch
 
     monkeypatch.setattr(ch, "PAGE_ROWS", 97)  # many pages, one of them partial
     rows = list(_small_world().rows())
@@ -807,3 +807,74 @@ def test_signal_series_lists_each_series_with_its_span_and_points(store: DuckDBS
     pk = got[("PK", "bgp")]
     assert (pk.first, pk.last, pk.points, pk.asn, pk.region) == (t, t + timedelta(minutes=25), 6, 17557, None)
     assert (got[("IR", "ping-slash24")].region, got[("IR", "ping-slash24")].asn) == ("Tehran", None)
+
+
+# --- issue 23: one schema, checks made once for both backends, typed records, ClickHouse read-only -------------
+
+
+def test_each_backends_measurements_table_has_the_schema_modules_columns(store: DuckDBStore | ClickHouseStore
+                                                                         ) -> None:
+    from observatory.store.schema import STORED_NAMES
+
+    if isinstance(store, DuckDBStore):
+        names = [r[0] for r in store._con.execute("DESCRIBE measurements").fetchall()]
+    else:
+        names = [r[0] for r in store._rows("SELECT name FROM system.columns WHERE database = {d:String} "
+                                           "AND table = 'measurements' ORDER BY position", {"d": store._database})]
+    assert tuple(names) == STORED_NAMES
+
+
+@pytest.mark.parametrize("bucket", [0, -300])
+def test_a_bucket_that_is_not_positive_is_refused_by_every_series_query(store: DuckDBStore | ClickHouseStore,
+                                                                        bucket: int) -> None:
+    _insert_all(store, list(_small_world().rows()))
+    window = {"since": T0, "until": T0 + timedelta(hours=8), "bucket_seconds": bucket}
+    for query in (store.series, store.network_series, store.failing_probes, store.technique_probes):
+        with pytest.raises(ConfigError, match="bucket_seconds"):
+            query(**window)  # type: ignore[operator]
+    with pytest.raises(ConfigError, match="bucket_seconds"):
+        store.down_counts(**window, series=[("PK", 17557, "twitter")])  # type: ignore[arg-type]
+
+
+def test_an_unknown_export_format_is_refused_and_writes_nothing(store: DuckDBStore | ClickHouseStore,
+                                                                tmp_path: Path) -> None:
+    _insert_all(store, list(_small_world().rows())[:50])
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(ConfigError, match="export format"):
+        store.export(MeasurementFilter(), "jsonl", str(out))
+    assert not out.exists()
+
+
+def test_records_come_out_typed(store: DuckDBStore | ClickHouseStore) -> None:
+    t = datetime(2024, 1, 20, 13, tzinfo=UTC)
+    store.record_heartbeat(probe="lahore-1", time=t, country="PK", asn=17557, region="Punjab")
+    store.add_user_report(UserReport(time=t, country="PK", region="Punjab", network="Jazz", platform="twitter"))
+    _insert_all(store, list(_small_world().rows()))
+    [beat] = store.heartbeats(since=t, until=t + timedelta(hours=1))
+    assert (beat.probe, beat.time, beat.country, beat.asn, beat.region) == ("lahore-1", t, "PK", 17557, "Punjab")
+    [reported] = store.user_report_counts(country="PK", since=t, until=t + timedelta(hours=1))
+    assert (reported.country, reported.platform, reported.reports) == ("PK", "twitter", 1)
+    down = store.down_counts(since=T0, until=T0 + timedelta(hours=8), bucket_seconds=3600,
+                             series=[("PK", 17557, "twitter")])
+    assert down and all(d.platform == "twitter" and 0 <= d.down_probes <= d.probes for d in down)
+
+
+def test_a_clickhouse_store_opened_read_only_is_neither_created_nor_written(chdb_dir: Path) -> None:
+    missing = f"chdb://{chdb_dir}?database=never_{os.getpid()}"
+    with pytest.raises(StoreError, match="no such store"):
+        open_store(missing, read_only=True)
+    writer = open_store(missing)  # now it exists
+    assert isinstance(writer, ClickHouseStore)
+    writer.insert(list(_small_world().rows())[:20])
+    reader = open_store(missing, read_only=True)
+    try:
+        assert reader.count() == 20 and reader.get_state("x") is None
+        event = ContextEvent(id="e", country="PK", time=datetime(2024, 1, 20, tzinfo=UTC), title="t")
+        for write in (lambda: reader.add_event(event), lambda: reader.set_state("x", "1"),
+                      lambda: reader.insert(list(_small_world().rows())[20:30]), reader.refresh_rollup):
+            with pytest.raises(StoreReadOnlyError):
+                write()
+        assert writer.count() == 20 and writer.events() == [] and writer.get_state("x") is None
+    finally:
+        reader.close()
+        _dispose(writer)

@@ -14,7 +14,7 @@ import typer
 from observatory import __version__
 from observatory.errors import ConfigError, StoreError
 from observatory.measurement import parse_time
-from observatory.store import Store, open_store
+from observatory.store import Store, StoreSettings, open_store
 
 app = typer.Typer(
     name="observatory",
@@ -52,7 +52,23 @@ def store_for(db: str, *, read_only: bool = False, create: bool = True, shared: 
     if not create and "://" not in db and db != ":memory:" and not Path(db).expanduser().exists():
         raise StoreError(f"store {db}: no such store (check --db; `observatory ingest FILE --db {db}` "
                          "creates one)")
-    return open_store(db, read_only=read_only, shared=shared)
+    return open_store(db, read_only=read_only, shared=shared, settings=store_settings_from_env())
+
+
+def store_settings_from_env() -> StoreSettings:
+    """The store's settings from $OBSERVATORY_STORE_WAIT (seconds to wait for a DuckDB file another process
+    holds; a value that is not a number keeps the default) and $OBSERVATORY_DUCKDB_MEMORY (DuckDB's buffer
+    pool), read here at the entry point: the store reads no environment."""
+    defaults = StoreSettings()
+    wait = defaults.wait_seconds
+    value = os.environ.get("OBSERVATORY_STORE_WAIT")
+    if value:
+        try:
+            wait = max(0.0, float(value))
+        except ValueError:
+            pass
+    return StoreSettings(wait_seconds=wait,
+                         duckdb_memory=os.environ.get("OBSERVATORY_DUCKDB_MEMORY", defaults.duckdb_memory))
 
 
 def time_option(value: str | None, flag: str) -> datetime | None:

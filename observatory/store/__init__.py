@@ -17,6 +17,7 @@ from observatory.store.base import (
     ProbeCredential,
     Row,
     Store,
+    StoreSettings,
     UserReport,
 )
 
@@ -29,22 +30,25 @@ __all__ = [
     "ProbeCredential",
     "Row",
     "Store",
+    "StoreSettings",
     "UserReport",
     "open_store",
 ]
 
 
-def open_store(url: str, *, read_only: bool = False, shared: bool = False) -> Store:
-    """`shared`: for a long-running service, let other processes (the CLI) use a DuckDB file between this
-    store's operations; a ClickHouse server is shared by nature."""
+def open_store(url: str, *, read_only: bool = False, shared: bool = False,
+               settings: StoreSettings | None = None) -> Store:
+    """`read_only`: the store must exist, and is neither created nor written. `shared`: for a long-running
+    service, let other processes (the CLI) use a DuckDB file between this store's operations; a ClickHouse server
+    is shared by nature. `settings`: from the entry point (cli/app.py `store_settings_from_env`)."""
     if url.startswith(("chdb://", "clickhouse://", "clickhouses://")):
         try:
             from observatory.store.clickhouse import ClickHouseStore
         except ImportError as exc:  # pragma: no cover - depends on the installation
             raise ConfigError(f"ClickHouse store unavailable: {exc}") from exc
-        return ClickHouseStore(url)
+        return ClickHouseStore(url, read_only=read_only)
     if "://" in url:
         raise ConfigError(f"--db {url!r}: unknown store URL (use a file path, chdb:///DIR or clickhouse://...)")
     from observatory.store.duckdb import DuckDBStore
 
-    return DuckDBStore(url, read_only=read_only, shared=shared)
+    return DuckDBStore(url, read_only=read_only, shared=shared, settings=settings)

@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol, TypedDict
 
 import pyarrow as pa
 
@@ -18,6 +18,10 @@ from observatory.incident import Incident
 from observatory.measurement import Measurement
 from observatory.series import SeriesCell
 from observatory.signals import SignalPoint, SignalSeries
+
+# re-exported (callers import them from here); their home is store/schema.py
+from observatory.store.schema import BATCH_SCHEMA as BATCH_SCHEMA
+from observatory.store.schema import ENCODED_BATCH_SCHEMA as ENCODED_BATCH_SCHEMA
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,21 +33,6 @@ class Row:
     kbps: float | None = None
     source: str = ""  # "ooni" for OONI's public data, "observatory" for our probes, "" unknown
 
-
-# What a store's insert_table() takes: one row per measurement, the fields the store keeps and the document as the
-# JSON bytes received (each store compresses it its own way). Times are UTC without a zone.
-BATCH_SCHEMA = pa.schema([
-    ("uid", pa.string()), ("t", pa.timestamp("us")), ("cc", pa.string()), ("asn", pa.int64()),
-    ("network", pa.string()), ("region", pa.string()), ("probe_key", pa.string()), ("resolver_asn", pa.int64()),
-    ("test_name", pa.string()), ("test_version", pa.string()), ("software", pa.string()), ("source", pa.string()),
-    ("input", pa.string()), ("platform", pa.string()), ("verdict", pa.string()), ("kbps", pa.float64()),
-    ("doc", pa.binary()),
-])
-
-
-# A table may instead carry `raw`: the documents already encoded by the store's own `document_encoder()`, which
-# can run in another process (ingest's pool workers compress what they parse, and hand back ~60x fewer bytes).
-ENCODED_BATCH_SCHEMA = BATCH_SCHEMA.set(BATCH_SCHEMA.get_field_index("doc"), pa.field("raw", pa.binary()))
 
 # list of JSON documents -> the store's encoding of each; picklable, and safe to call in a forked process
 DocumentEncoder = Callable[[list[bytes]], list[bytes]]
@@ -165,7 +154,8 @@ def insert_beside_uploads(store: Store, table: pa.Table) -> InsertResult:
 def values_of(column: pa.ChunkedArray) -> list[Any]:
     """A string or binary column as a list of str or bytes (None for null): ~20x faster than to_pylist(), which
     builds a pyarrow scalar per value."""
-    return column.to_numpy().tolist()
+    values: list[Any] = column.to_numpy().tolist()
+    return values
 
 
 def first_of_each_uid(table: pa.Table) -> tuple[pa.Table, int]:
@@ -181,6 +171,16 @@ def first_of_each_uid(table: pa.Table) -> tuple[pa.Table, int]:
             first.add(u)
             keep.append(i)
     return table.take(pa.array(keep, pa.int64())), len(uids) - len(keep)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreSettings:
+    """How a store is opened: given by the entry point (cli/app.py `store_settings_from_env`), never read from
+    the environment by the store itself."""
+
+    wait_seconds: float = 30.0  # how long to wait for a DuckDB file another process holds
+    # DuckDB's buffer pool: bounded (its default is 80% of the machine, which a long ingest would take)
+    duckdb_memory: str = "4GB"
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,10 +292,86 @@ class Changes:
     spans: dict[str, tuple[datetime, datetime]]
 
 
-class Store(Protocol):
-    url: str
+# --- typed records out: tuples and dicts where callers (and the JSON they serve) used them before --------------
 
-    # measurements
+class Heartbeat(NamedTuple):
+    """A probe's sign of life seen by the collector (no address, only where it says it measures from)."""
+
+    probe: str
+    time: datetime
+    country: str
+    asn: int
+    region: str | None
+
+
+class DownCount(NamedTuple):
+    """Probes of one series in one bucket, and how many of them saw the target down."""
+
+    bucket: datetime
+    country: str
+    asn: int
+    platform: str
+    probes: int
+    down_probes: int
+
+
+class UserReportCount(NamedTuple):
+    country: str
+    region: str
+    platform: str
+    reports: int
+
+
+class MeasurementSummary(TypedDict):
+    """One measurement as `measurements()` lists it (schema.SUMMARY_NAMES): the API's rows, as JSON."""
+
+    uid: str
+    t: str  # ISO 8601, UTC, to the second
+    cc: str
+    asn: str  # "AS<n>"
+    network: str | None
+    region: str | None
+    test_name: str
+    input: str | None
+    platform: str | None
+    verdict: str
+    kbps: float | None
+    source: str | None
+
+
+class StoreStats(TypedDict):
+    """What `stats()` counts: measurements overall, then per value of each dimension (most first)."""
+
+    measurements: int
+    by_country: dict[str, int]
+    by_network: dict[str, int]
+    by_test: dict[str, int]
+    by_platform: dict[str, int]
+    by_verdict: dict[str, int]
+    by_day: dict[str, int]
+    by_credential: dict[str, int]
+
+
+def measurement_summary(row: Sequence[Any]) -> MeasurementSummary:
+    """A row selected as schema.SUMMARY_NAMES -> its summary: the time in UTC to the second, the network as
+    "AS<n>", no platform as None (ClickHouse keeps it as '')."""
+    uid, t, cc, asn, network, region, test_name, inp, platform, verdict, kbps, source = row
+    t = t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+    return MeasurementSummary(uid=uid, t=t.strftime("%Y-%m-%dT%H:%M:%SZ"), cc=cc, asn=f"AS{asn}", network=network,
+                              region=region, test_name=test_name, input=inp, platform=platform or None,
+                              verdict=verdict, kbps=kbps, source=source)
+
+
+# A stored document (JSON bytes) -> its verdict and throughput, as ingest would classify it today
+Classify = Callable[[bytes], tuple[str, float | None]]
+EXPORT_FORMATS = ("parquet", "csv")  # jsonl comes from documents()
+
+
+# --- the store, by resource ---------------------------------------------------------------------------------
+
+class MeasurementStore(Protocol):
+    """Measurements in (idempotent on uid) and out: documents, exports, summaries; verdicts recomputed."""
+
     def insert(self, rows: Sequence[Row]) -> InsertResult: ...
     def insert_table(self, table: pa.Table) -> InsertResult: ...  # BATCH_SCHEMA columns, idempotent on uid
     # what may encode a table's documents before insert_table (ENCODED_BATCH_SCHEMA); None: send them as JSON.
@@ -303,13 +379,25 @@ class Store(Protocol):
     # dictionary) from them first
     def document_encoder(self, samples: Callable[[], Sequence[bytes]] | None = None) -> DocumentEncoder | None: ...
     def count(self) -> int: ...
-    def stats(self) -> dict[str, Any]: ...
+    def stats(self) -> StoreStats: ...
     def documents(self, flt: MeasurementFilter) -> Iterator[bytes]: ...
     def export(self, flt: MeasurementFilter, fmt: str, path: str) -> int: ...
-    def measurements(self, flt: MeasurementFilter, *, limit: int, offset: int) -> list[dict[str, Any]]: ...
-    def reclassify(self, classify: Any, *, batch_size: int = 10_000) -> int: ...
+    def measurements(self, flt: MeasurementFilter, *, limit: int, offset: int) -> list[MeasurementSummary]: ...
+    def reclassify(self, classify: Classify, *, batch_size: int = 10_000) -> int: ...
+    def example_uids(
+        self, *, country: str | None, since: datetime, until: datetime, asns: Sequence[int] = (),
+        platforms: Sequence[str] = (), verdicts: Sequence[str] = (), limit: int = 5,
+    ) -> list[str]: ...
+    # what one credential sent (issue #22): which stored uids it holds, and removing all of it (the countries
+    # and time spans removed, for detection to look at again)
+    def uid_credentials(self, uids: Sequence[str]) -> dict[str, str | None]: ...
+    def purge_credential(self, credential: str) -> dict[str, tuple[datetime, datetime]]: ...
 
-    # series and incremental detection
+
+class SeriesStore(Protocol):
+    """Series aggregated in the database for detection, incremental detection's cue, and the dashboard's
+    pre-aggregated rollup (additive counts per 5-minute bucket x country x network x platform)."""
+
     def series(
         self, *, since: datetime, until: datetime, bucket_seconds: int, countries: Sequence[str] | None = None
     ) -> list[SeriesCell]: ...
@@ -324,15 +412,9 @@ class Store(Protocol):
     ) -> list[TechniqueProbes]: ...
     def down_counts(
         self, *, since: datetime, until: datetime, bucket_seconds: int, series: Sequence[tuple[str, int, str]]
-    ) -> list[tuple[datetime, str, int, str, int, int]]: ...
+    ) -> list[DownCount]: ...
     def changes_since(self, seq: int) -> Changes: ...
     def countries(self) -> list[str]: ...
-    def example_uids(
-        self, *, country: str | None, since: datetime, until: datetime, asns: Sequence[int] = (),
-        platforms: Sequence[str] = (), verdicts: Sequence[str] = (), limit: int = 5,
-    ) -> list[str]: ...
-
-    # the dashboard's pre-aggregated series: additive counts per 5-minute bucket x country x network x platform
     def refresh_rollup(self) -> int: ...
     def rollup(
         self, *, since: datetime, until: datetime, bucket_seconds: int, country: str | None = None,
@@ -340,36 +422,58 @@ class Store(Protocol):
     ) -> list[SeriesCell]: ...
     def latest_time(self) -> datetime | None: ...
 
-    # outside-in signals (imported series, the outside-in prober) and probe heartbeats seen by the collector
+
+class SignalStore(Protocol):
+    """Outside-in signals (imported series, the outside-in prober), probe heartbeats seen by the collector, and
+    people's own reports."""
+
     def insert_signals(self, points: Sequence[SignalPoint]) -> InsertResult: ...
     def signal_points(self, *, since: datetime, until: datetime,
                       countries: Sequence[str] | None = None) -> list[SignalPoint]: ...
     def record_heartbeat(self, *, probe: str, time: datetime, country: str, asn: int, region: str | None) -> None: ...
     def signals_version(self) -> str: ...
-    def heartbeats(self, *, since: datetime, until: datetime) -> list[tuple[str, datetime, str, int, str | None]]: ...
+    def heartbeats(self, *, since: datetime, until: datetime) -> list[Heartbeat]: ...
     def signal_series(self) -> list[SignalSeries]: ...
-
     def add_user_report(self, report: UserReport) -> None: ...
     def user_report_counts(self, *, country: str | None, since: datetime, until: datetime
-                           ) -> list[tuple[str, str, str, int]]: ...
+                           ) -> list[UserReportCount]: ...
 
-    # incidents, context, credentials, small state
+
+class IncidentStore(Protocol):
     def save_incidents(self, incidents: Sequence[Incident]) -> None: ...
     def delete_incidents(self, ids: Sequence[str]) -> int: ...
     def incidents(self, flt: IncidentFilter) -> list[Incident]: ...
     def incident(self, incident_id: str) -> Incident | None: ...
+
+
+class EventStore(Protocol):
+    """Context: what happened around an incident (a rally, an exam, an election)."""
+
     def add_event(self, event: ContextEvent) -> None: ...
     def events(self, *, country: str | None = None, since: datetime | None = None,
                until: datetime | None = None) -> list[ContextEvent]: ...
+
+
+class ProbeStore(Protocol):
+    """The credentials of our probes."""
+
     def add_probe(self, cred: ProbeCredential) -> None: ...
     def probe_by_token_hash(self, token_hash: str) -> ProbeCredential | None: ...
     def probes(self) -> list[ProbeCredential]: ...
     def revoke_probe(self, name: str) -> bool: ...
-    # what one credential sent (issue #22): which stored uids it holds, and removing all of it (the countries
-    # and time spans removed, for detection to look at again)
-    def uid_credentials(self, uids: Sequence[str]) -> dict[str, str | None]: ...
-    def purge_credential(self, credential: str) -> dict[str, tuple[datetime, datetime]]: ...
+
+
+class StateStore(Protocol):
+    """Small named values (watermarks, the rollup's progress)."""
+
     def get_state(self, key: str) -> str | None: ...
     def set_state(self, key: str, value: str) -> None: ...
+
+
+class Store(MeasurementStore, SeriesStore, SignalStore, IncidentStore, EventStore, ProbeStore, StateStore,
+            Protocol):
+    """Everything the observatory keeps. A caller that needs one resource may ask for its protocol alone."""
+
+    url: str
 
     def close(self) -> None: ...
