@@ -106,15 +106,6 @@ _upload_decoder = msgspec.json.Decoder(_Upload)
 _item_decoder = msgspec.json.Decoder()
 
 
-def _verdict(m: Measurement) -> tuple[str, float | None]:
-    try:
-        c = classify(m)
-    except Exception:  # a bug in a verdict rule must not lose the measurement: store it unjudged
-        log.exception("classifying %s failed; stored as unknown", m.uid)
-        return "unknown", None
-    return c.verdict, c.kbps
-
-
 class GroupCommit:
     """Concurrent uploads share store transactions: whoever finds the store free writes every batch waiting.
 
@@ -272,8 +263,11 @@ def _store_items(store: Store, items: list[Any], writer: GroupCommit | None,
         if cred is not None and not cred.relay:
             # one credential, one witness: whatever probe_id it claims
             m = msgspec.structs.replace(m, probe_key="c:" + cred.name)
-        verdict, kbps = _verdict(m)
-        builder.add(m, verdict, kbps, SOURCE)
+        # classify never raises on what a probe wrote (an odd document is `unknown`): an exception here is a
+        # bug of ours, and it fails the whole batch (500, logged) as it fails an ingest, rather than storing
+        # rows with a verdict nobody decided
+        c = classify(m)
+        builder.add(m, c.verdict, c.kbps, SOURCE)
         kept[len(results)] = ((m.probe_cc, m.probe_asn, m.region),
                               len(raw) if raw is not None else len(m.document_json()))
         results.append({"index": i, "measurement_uid": m.uid, "status": "pending"})
@@ -519,6 +513,10 @@ def make_collector_router(get_store: Callable[[], Store], *, max_body_bytes: int
                 used = (result["accepted"], accepted_bytes)
             except StoreError as exc:
                 return _error(503, f"store unavailable, nothing from this batch was acknowledged: {exc}")
+            except Exception:  # a bug (in classification, say): the probe keeps its batch, the log the details
+                log.exception("probe %s: storing a batch of %d failed", cred.name, len(items))
+                return _error(500, "internal error: nothing from this batch was acknowledged; the collector "
+                                   "logged the details")
             finally:
                 writers.release()
         finally:
