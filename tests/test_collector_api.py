@@ -21,7 +21,8 @@ from observatory.store import MeasurementFilter
 from observatory.store.base import BatchBuilder
 from observatory.store.duckdb import DuckDBStore
 from observatory.web.auth import create_probe, hash_token, sign
-from observatory.web.collector import GroupCommit, store_batch
+from observatory.web.collector import store_batch
+from observatory.web.groupcommit import GroupCommit
 
 SAMPLE = json.loads((Path(__file__).parent / "data" / "probe" / "measurement.json").read_text())
 
