@@ -329,7 +329,8 @@ def _scrubbed(doc: dict[str, Any], body: str, spans: list[tuple[int, int, Addres
     def fix(text: str) -> str:
         return scrub_text(text, private) if any(n in text for n in needles) else text
 
-    return _walk(doc, fix)
+    scrubbed: dict[str, Any] = _walk(doc, fix)  # a dict walks to a dict
+    return scrubbed
 
 
 def scrub_json(raw: bytes) -> bytes:

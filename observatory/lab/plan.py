@@ -184,10 +184,8 @@ def load_plan(path: str | Path) -> LabPlan:
 
 def _contract_check(path: Path) -> None:
     """The contract's own validation first: the same messages as `observatory simulate` gives."""
-    try:
-        from observatory.simulate.scenario import load_scenario
-    except ImportError:  # the simulator is optional for the lab; our own checks still apply
-        return
+    from observatory.simulate.scenario import load_scenario
+
     load_scenario(path, allow_offsets=True)
 
 

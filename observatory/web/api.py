@@ -38,11 +38,13 @@ Offset = Annotated[int, Query(le=10_000_000, description="rows to skip (at most 
 
 
 def store_of(request: Request) -> Store:
-    return request.app.state.store
+    store: Store = request.app.state.store
+    return store
 
 
 def settings_of(request: Request) -> WebSettings:
-    return request.app.state.settings
+    settings: WebSettings = request.app.state.settings
+    return settings
 
 
 def now_of(store: Store) -> datetime:

@@ -95,7 +95,7 @@ def guarded_http(guard: ConnectionGuard, base: type[Any] = AutoHTTPProtocol) -> 
     uvicorn itself only times out idle keep-alive connections, and any byte received cancels that timer: a
     client that sends one byte of headers every few seconds holds its socket forever."""
 
-    class GuardedProtocol(base):
+    class GuardedProtocol(base):  # type: ignore[misc, unused-ignore]  # httptools or h11, chosen at run time
         _admitted: str | None = None
         _deadline: asyncio.TimerHandle | None = None
 
