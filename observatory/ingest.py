@@ -355,7 +355,7 @@ class Ingestor:
             # (DuckDB's, the writer); spawn would re-run the caller's main module, which a script without a
             # __main__ guard does not survive
             method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-            # pyarrow imports pandas (when installed) on its first array, ~0.3 s: once here, before the fork,
+            # pyarrow imports pandas (when installed) on its first array, a slow import: once here, before the fork,
             # rather than once in every worker
             BatchBuilder().take()
             self._pool = ProcessPoolExecutor(self._processes, mp_context=multiprocessing.get_context(method),

@@ -342,8 +342,8 @@ def read_measurements(path: Path, kind: str, *, partitions: int | None = None) -
 
 # the columns a partition keeps: what the grouping reads
 SPILLED = tuple(dict.fromkeys(("measurement_uid", *ENVELOPE_FIELDS, *ROW_FIELDS)))
-# input bytes per partition, for ~250 MB of grouped rows each: the Kenya dump's 44 MB of CSV (1.4 MB gzipped)
-# group in ~46 MB
+# input bytes per partition, for a few hundred MB of grouped rows each: grouped rows take about the memory of the
+# CSV text they came from, and gzip shrinks OONI's rows about thirtyfold
 PARTITION_BYTES = {"plain": 256 << 20, "compressed": 8 << 20}
 
 

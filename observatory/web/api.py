@@ -161,8 +161,8 @@ def review_incident(
 
 class AnswerCache:
     """Encoded answers by request and data version: polling dashboards ask the same question again and again,
-    and while nothing new was stored the answer is the same bytes (a week of a country at 10 M measurements
-    costs ~100 ms to compute)."""
+    and while nothing new was stored the answer is the same bytes (a week of a country is an aggregation over
+    every measurement of that week: worth computing once per data version)."""
 
     def __init__(self, size: int = 128) -> None:
         self._size = size

@@ -40,8 +40,8 @@ _JSON_PREFIXES = ("/api/", "/metrics", "/healthz", "/feed.atom", "/openapi.json"
 
 def _quiet_gc() -> None:
     """What the service loaded to start (modules, the app, its routes) is frozen: never scanned by the garbage
-    collector again. A chart's answer allocates thousands of objects, and each full collection walked the
-    whole heap: measured at 10 M rows, the country page's p95 went from ~125 ms to ~35 ms for the rollup read.
+    collector again. A chart's answer allocates thousands of objects, and each full collection would walk the
+    whole heap, most of it loaded at start-up and never freed.
     Young collections also run less often; a request's objects are freed by reference counting anyway."""
     gc.collect()
     gc.freeze()

@@ -54,8 +54,8 @@ ADDRESS_RATE, ADDRESS_BURST = 50.0, 200.0
 PROBE_RATE, PROBE_BURST = 2_000.0, 50_000.0
 MAX_CONCURRENT_BATCHES = 8
 # A probe heard again from the same place this soon is not written down again: detection counts probes heard
-# in windows of minutes (the lab's shortest is 3 x 20 s), and each heartbeat is its own store transaction
-# (~10 ms at 10 M rows), which concurrent uploads from one probe would otherwise pay on every batch.
+# in windows of minutes (the lab's shortest is 3 x 20 s), and each heartbeat is its own store transaction,
+# which concurrent uploads from one probe would otherwise pay on every batch.
 HEARTBEAT_EVERY_SECONDS = 1.0
 # Per-probe quotas (SECURITY.md, "Limits"): what one probe may have stored per clock hour and per UTC day, in
 # measurements and in bytes of documents. A probe measuring a few dozen targets every few minutes stores a few
@@ -65,7 +65,7 @@ PROBE_PER_HOUR, PROBE_PER_DAY = 20_000, 100_000
 PROBE_BYTES_PER_HOUR, PROBE_BYTES_PER_DAY = 64 * 1024 * 1024, 512 * 1024 * 1024
 # How much older than the newest measurement stored an upload may be (a relay's replay excepted). A probe back
 # from a long shutdown uploads its spool late; but one measurement from years ago would make every detection run
-# re-examine those years (one 2012 row: 40 s a run instead of 0.7 s). Relative to the data's own "now", so a
+# re-examine those years. Relative to the data's own "now", so a
 # replay of the past, or a test's fixed data, keeps working.
 MAX_UPLOAD_AGE = timedelta(days=30)
 OLDEST_CACHE_SECONDS = 10.0  # the store's newest time is read at most this often (a scan on ClickHouse)
@@ -172,7 +172,7 @@ def _store_items(store: Store, items: list[Any], writer: GroupCommit | None,
     results: list[dict[str, Any]] = []
     builder = BatchBuilder()
     # index of a pending result -> (its place, its bytes); not the measurement: a batch's decoded documents kept
-    # alive to the end would make every garbage collection walk them (it doubled a batch's time)
+    # alive to the end would make every garbage collection walk them
     kept: dict[int, tuple[Place, int]] = {}
     for i, item in enumerate(items):
         where = f"measurements[{i}]"
@@ -370,7 +370,7 @@ def make_collector_router(get_store: Callable[[], Store], *, max_body_bytes: int
                           max_concurrent: int = MAX_CONCURRENT_BATCHES,
                           quotas: ProbeQuotas | None = None) -> APIRouter:
     """The collector's routes, for `create_app` (or any FastAPI app) to include."""
-    # pyarrow imports pandas the first time it converts a Python list (~1 s): paid here, at start-up, rather
+    # pyarrow imports pandas the first time it converts a Python list, a slow import: paid here, at start-up, rather
     # than by the first probe to upload
     pa.array([], pa.string())
     router = APIRouter(tags=["collector"])
