@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import pyarrow as pa
 
@@ -28,6 +28,33 @@ class Row:
     verdict: str
     kbps: float | None = None
     source: str = ""  # "ooni" for OONI's public data, "observatory" for our probes, "" unknown
+    # verdict provenance: the id of the rule that decided and the rules version (verdict.RULES_VERSION); None
+    # when unknown (rows stored before provenance was kept, a classification that failed)
+    rule: str | None = None
+    rules_version: str | None = None
+
+
+class StoredVerdict(NamedTuple):
+    """A stored row's judgment of its measurement: what `reclassify` compares and rewrites."""
+
+    verdict: str
+    kbps: float | None
+    rule: str | None = None  # None: stored before provenance was kept
+    rules_version: str | None = None
+
+
+def reclassified(old: StoredVerdict, result: tuple[Any, ...]) -> StoredVerdict:
+    """A row's judgment after reclassification, from what the classify callable gave: a StoredVerdict, or
+    (verdict, kbps) alone, which leaves the row's rule and rules version as they were."""
+    if isinstance(result, StoredVerdict):
+        return result
+    if len(result) == 2:
+        return old._replace(verdict=result[0], kbps=result[1])
+    return StoredVerdict(*result)
+
+
+# called by reclassify for every row: its uid, its judgment as stored, as reclassified
+ReclassifyObserver = Callable[[str, StoredVerdict, StoredVerdict], None]
 
 
 # What a store's insert_table() takes: one row per measurement, the fields the store keeps and the document as the
@@ -37,6 +64,7 @@ BATCH_SCHEMA = pa.schema([
     ("network", pa.string()), ("region", pa.string()), ("probe_key", pa.string()), ("resolver_asn", pa.int64()),
     ("test_name", pa.string()), ("test_version", pa.string()), ("software", pa.string()), ("source", pa.string()),
     ("input", pa.string()), ("platform", pa.string()), ("verdict", pa.string()), ("kbps", pa.float64()),
+    ("verdict_rule", pa.string()), ("rules_version", pa.string()),
     ("doc", pa.binary()),
 ])
 
@@ -68,14 +96,15 @@ class BatchBuilder:
     def __len__(self) -> int:
         return len(self._cols[0])
 
-    def add(self, m: Measurement, verdict: str, kbps: float | None, source: str) -> None:
+    def add(self, m: Measurement, verdict: str, kbps: float | None, source: str, rule: str | None = None,
+            rules_version: str | None = None) -> None:
         t = m.start_time
         if t.tzinfo is UTC:
             t = t.replace(tzinfo=None)
         elif t.tzinfo is not None:
             t = t.astimezone(UTC).replace(tzinfo=None)
         (uid, tt, cc, asn, network, region, probe_key, resolver_asn, test_name, test_version, software, src, inp,
-         platform, verd, kb, doc) = self._appends
+         platform, verd, kb, verdict_rule, version, doc) = self._appends
         uid(m.uid)
         tt(t)
         cc(m.probe_cc)
@@ -92,10 +121,12 @@ class BatchBuilder:
         platform(m.platform)
         verd(verdict)
         kb(kbps)
+        verdict_rule(rule)
+        version(rules_version)
         doc(m.document_json())
 
     def add_row(self, row: Row) -> None:
-        self.add(row.measurement, row.verdict, row.kbps, row.source)
+        self.add(row.measurement, row.verdict, row.kbps, row.source, row.rule, row.rules_version)
 
     def take(self, encoder: DocumentEncoder | None = None) -> pa.Table:
         """The table of everything added so far; the builder starts again empty. With a store's `encoder`,
@@ -307,7 +338,11 @@ class Store(Protocol):
     def documents(self, flt: MeasurementFilter) -> Iterator[bytes]: ...
     def export(self, flt: MeasurementFilter, fmt: str, path: str) -> int: ...
     def measurements(self, flt: MeasurementFilter, *, limit: int, offset: int) -> list[dict[str, Any]]: ...
-    def reclassify(self, classify: Any, *, batch_size: int = 10_000) -> int: ...
+    # classify: a stored document -> StoredVerdict or (verdict, kbps); rewrites the rows whose judgment changed
+    # (provenance included), calls `observe` for every row; returns how many verdicts or kbps changed
+    def reclassify(self, classify: Any, *, batch_size: int = 10_000,
+                   observe: ReclassifyObserver | None = None) -> int: ...
+    def verdicts(self, uids: Sequence[str]) -> dict[str, StoredVerdict]: ...  # the stored judgment of these uids
 
     # series and incremental detection
     def series(

@@ -106,13 +106,14 @@ _upload_decoder = msgspec.json.Decoder(_Upload)
 _item_decoder = msgspec.json.Decoder()
 
 
-def _verdict(m: Measurement) -> tuple[str, float | None]:
+def _verdict(m: Measurement) -> tuple[str, float | None, str | None, str | None]:
+    """(verdict, kbps, rule, rules version); a measurement stored unjudged has no rule."""
     try:
         c = classify(m)
     except Exception:  # a bug in a verdict rule must not lose the measurement: store it unjudged
         log.exception("classifying %s failed; stored as unknown", m.uid)
-        return "unknown", None
-    return c.verdict, c.kbps
+        return "unknown", None, None, None
+    return c.verdict, c.kbps, c.rule, c.rules_version
 
 
 class GroupCommit:
@@ -272,8 +273,8 @@ def _store_items(store: Store, items: list[Any], writer: GroupCommit | None,
         if cred is not None and not cred.relay:
             # one credential, one witness: whatever probe_id it claims
             m = msgspec.structs.replace(m, probe_key="c:" + cred.name)
-        verdict, kbps = _verdict(m)
-        builder.add(m, verdict, kbps, SOURCE)
+        verdict, kbps, rule, rules_version = _verdict(m)
+        builder.add(m, verdict, kbps, SOURCE, rule, rules_version)
         kept[len(results)] = ((m.probe_cc, m.probe_asn, m.region),
                               len(raw) if raw is not None else len(m.document_json()))
         results.append({"index": i, "measurement_uid": m.uid, "status": "pending"})
