@@ -95,7 +95,8 @@ class Tally:
             rules_version=self.rules_version, measurements=self.measurements, changed=changed,
             by_rule=transitions,
             by_verdict=tuple((a, b, n) for (a, b), n in sorted(by_verdict.items(), key=lambda kv: (-kv[1], kv[0]))),
-            older_versions=tuple(sorted(self.versions.items(), key=lambda kv: (-kv[1], kv[0] or ""))),
+            # most rows first; rows from before versions were recorded after the others
+            older_versions=tuple(sorted(self.versions.items(), key=lambda kv: (-kv[1], kv[0] is None, kv[0] or ""))),
             rule_recorded=self.rule_recorded)
 
 
