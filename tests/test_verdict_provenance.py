@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import observatory
 from observatory.reclassify import Tally, report_json, report_lines
 from observatory.store.base import StoredVerdict
@@ -81,3 +83,19 @@ def test_the_tally_tells_rule_changes_from_first_recorded_rules_and_older_versio
     assert "  1  tcp.timeout -> tcp.reset  (tcp_blackhole -> tcp_reset; e.g. a)" in text
     assert "  1  dns.nxdomain -> dns.bogon  (dns_tampering; e.g. b)" in text
     assert "decided by an older rules version: 4 (old: 2, before versions were recorded: 2)" in text
+
+
+def test_a_pass_stamps_its_one_rules_version_and_rewrites_only_real_changes_row_by_row() -> None:
+    from observatory.store.base import ReclassifyPass
+
+    results = iter([StoredVerdict("ok", 1.0, "web.ok", "new"), StoredVerdict("down", None, "site.down", "new")])
+    p = ReclassifyPass(lambda raw: next(results), None)
+    assert p.judge("a", ("ok", 1.0, "web.ok", "old"), b"{}") is None  # the version alone: stamped at the end
+    assert p.judge("b", ("ok", 1.0, "web.ok", "old"), b"{}") == ("down", None, "site.down", "new")
+    assert (p.changed, p.restamps, p.stamp_version) == (1, True, "new")
+    mixed = iter([StoredVerdict("ok", 1.0, "web.ok", "v1"), StoredVerdict("ok", 1.0, "web.ok", "v2")])
+    p = ReclassifyPass(lambda raw: next(mixed), None)
+    for uid in "ab":
+        p.judge(uid, ("ok", 1.0, "web.ok", "v0"), b"{}")
+    with pytest.raises(ValueError, match="one rules version"):
+        _ = p.stamp_version

@@ -52,12 +52,12 @@ from observatory.store.base import (
     MeasurementFilter,
     ProbeCredential,
     ReclassifyObserver,
+    ReclassifyPass,
     Row,
     StoredVerdict,
     TechniqueProbes,
     UserReport,
     first_of_each_uid,
-    reclassified,
     rows_table,
 )
 from observatory.vocab import TECHNIQUES
@@ -509,9 +509,11 @@ class ClickHouseStore:
     def reclassify(self, classify: Callable[[bytes], tuple[Any, ...]], *, batch_size: int = 10_000,
                    observe: ReclassifyObserver | None = None) -> int:
         """Recomputes every stored verdict (and its rule and rules version) from the raw documents; the changes
-        land in one mutation. The number of verdicts or kbps that changed."""
+        land in one mutation, and the new rules version alone in another. The number of verdicts or kbps
+        that changed."""
+        judged = ReclassifyPass(classify, observe)
+        before = int(self._scalar("SELECT max(seq) FROM {db}.measurements") or 0)  # rows stored before the pass
         updates: list[tuple[str, StoredVerdict]] = []
-        changed = 0
         last = ""
         while True:
             chunk = self._rows(
@@ -521,19 +523,21 @@ class ClickHouseStore:
                 break
             last = chunk[-1][0]
             for uid, raw, *stored in chunk:
-                old = StoredVerdict(*stored)
-                new = reclassified(old, classify(raw.encode() if isinstance(raw, str) else bytes(raw)))
-                if observe is not None:
-                    observe(uid, old, new)
-                if new != old:  # a new rule or rules version alone is rewritten too: it is what decided
+                new = judged.judge(uid, stored, raw.encode() if isinstance(raw, str) else bytes(raw))
+                if new is not None:
                     updates.append((uid, new))
-                    if new[:2] != old[:2]:
-                        changed += 1
         if updates:
             self._apply_updates(updates)
-        if changed:
+        if judged.restamps:
+            version = judged.stamp_version
+            differs = ("rules_version IS NOT NULL" if version is None
+                       else "(rules_version IS NULL OR rules_version != {v:String})")
+            self._command(f"ALTER TABLE {{db}}.measurements UPDATE rules_version = {{v:Nullable(String)}} "
+                          f"WHERE seq <= {{before:UInt64}} AND {differs}", {"v": version, "before": before},
+                          settings={"mutations_sync": 2})
+        if judged.changed:
             self._rebuild_rollup()
-        return changed
+        return judged.changed
 
     def verdicts(self, uids: Sequence[str]) -> dict[str, StoredVerdict]:
         """The stored judgment of each of these uids that is stored."""

@@ -38,12 +38,12 @@ from observatory.store.base import (
     MeasurementFilter,
     ProbeCredential,
     ReclassifyObserver,
+    ReclassifyPass,
     Row,
     StoredVerdict,
     TechniqueProbes,
     UserReport,
     first_of_each_uid,
-    reclassified,
     rows_table,
     values_of,
 )
@@ -685,7 +685,10 @@ class DuckDBStore:
                    observe: ReclassifyObserver | None = None) -> int:
         """Recomputes every stored verdict (and its rule and rules version) from the raw documents, after the
         rules change; the number of verdicts or kbps that changed."""
-        changed = 0
+        judged = ReclassifyPass(classify, observe)
+        with self._lock, _mapped_errors(self.url):
+            row = _first(self._con.execute("SELECT max(seq) FROM measurements").fetchall())
+        before = int(row[0]) if row and row[0] is not None else 0  # rows stored before the pass began
         last = ""
         while True:
             with self._lock, _mapped_errors(self.url):
@@ -699,14 +702,9 @@ class DuckDBStore:
             last = chunk[-1][0]
             updates = []
             for uid, raw, *stored in chunk:
-                old = StoredVerdict(*stored)
-                new = reclassified(old, classify(self._codec.decompress(raw)))
-                if observe is not None:
-                    observe(uid, old, new)
-                if new != old:  # a new rule or rules version alone is rewritten too: it is what decided
+                new = judged.judge(uid, stored, self._codec.decompress(raw))
+                if new is not None:
                     updates.append((uid, new))
-                    if new[:2] != old[:2]:
-                        changed += 1
             if updates:
                 tbl = pa.table({
                     "uid": [u for u, _ in updates],
@@ -725,9 +723,14 @@ class DuckDBStore:
                         )
                     finally:
                         self._con.unregister("_upd")
-        if changed:
+        if judged.restamps:
+            version = judged.stamp_version
+            with self._lock, _mapped_errors(self.url):
+                self._con.execute("UPDATE measurements SET rules_version = ? "
+                                  "WHERE seq <= ? AND rules_version IS DISTINCT FROM ?", [version, before, version])
+        if judged.changed:
             self._rebuild_rollup()
-        return changed
+        return judged.changed
 
     def verdicts(self, uids: Sequence[str]) -> dict[str, StoredVerdict]:
         """The stored judgment of each of these uids that is stored (rule and version None in a store that
