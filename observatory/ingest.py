@@ -101,12 +101,13 @@ def source_of(m: Measurement, source: str = "") -> str:
 
 def to_row(m: Measurement, *, source: str = "") -> Row:
     c = classify(m)
-    return Row(measurement=m, verdict=c.verdict, kbps=c.kbps, source=source_of(m, source))
+    return Row(measurement=m, verdict=c.verdict, kbps=c.kbps, source=source_of(m, source), rule=c.rule,
+               rules_version=c.rules_version)
 
 
 def _add_classified(builder: BatchBuilder, m: Measurement, source: str) -> None:
     c = classify(m)
-    builder.add(m, c.verdict, c.kbps, source_of(m, source))
+    builder.add(m, c.verdict, c.kbps, source_of(m, source), c.rule, c.rules_version)
 
 
 # a pool worker's answer: the rows (one Arrow table), the rejects in file order, the lines it read, and the

@@ -78,6 +78,15 @@ def test_accepts_a_signed_batch_after_storing_it(svc: Service) -> None:
     assert {m["verdict"] for m in stored} == {"ok"}
 
 
+def test_an_upload_is_stored_with_the_rule_that_decided_and_the_rules_version(svc: Service) -> None:
+    from observatory.verdict import RULES_VERSION
+
+    docs = [sample(i) for i in range(2)]
+    assert svc.upload(docs).json()["accepted"] == 2
+    stored = svc.store.verdicts([d["measurement_uid"] for d in docs])
+    assert {(v.verdict, v.rule, v.rules_version) for v in stored.values()} == {("ok", "web.ok", RULES_VERSION)}
+
+
 def test_retry_is_idempotent(svc: Service) -> None:
     docs = [sample(i) for i in range(4)]
     assert svc.upload(docs[:2]).json()["accepted"] == 2

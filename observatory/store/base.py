@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import pyarrow as pa
 
@@ -28,6 +28,76 @@ class Row:
     verdict: str
     kbps: float | None = None
     source: str = ""  # "ooni" for OONI's public data, "observatory" for our probes, "" unknown
+    # verdict provenance: the id of the rule that decided and the rules version (verdict.RULES_VERSION); None
+    # when unknown (rows stored before provenance was kept, a classification that failed)
+    rule: str | None = None
+    rules_version: str | None = None
+
+
+class StoredVerdict(NamedTuple):
+    """A stored row's judgment of its measurement: what `reclassify` compares and rewrites."""
+
+    verdict: str
+    kbps: float | None
+    rule: str | None = None  # None: stored before provenance was kept
+    rules_version: str | None = None
+
+
+def reclassified(old: StoredVerdict, result: tuple[Any, ...]) -> StoredVerdict:
+    """A row's judgment after reclassification, from what the classify callable gave: a StoredVerdict, or
+    (verdict, kbps) alone, which leaves the row's rule and rules version as they were."""
+    if isinstance(result, StoredVerdict):
+        return result
+    if len(result) == 2:
+        return old._replace(verdict=result[0], kbps=result[1])
+    return StoredVerdict(*result)
+
+
+# called by reclassify for every row: its uid, its judgment as stored, as reclassified
+ReclassifyObserver = Callable[[str, StoredVerdict, StoredVerdict], None]
+
+
+class ReclassifyPass:
+    """The bookkeeping of one reclassify pass, the same for every backend: each row judged again, and sorted
+    into rows to rewrite one by one (verdict, kbps or rule changed) and rows that only need the pass's rules
+    version, stamped in one statement at the end (`stamp_version`): after any rules change every row has a new
+    version, and an update kept per row would hold the whole store in memory."""
+
+    def __init__(self, classify: Callable[[bytes], tuple[Any, ...]], observe: ReclassifyObserver | None) -> None:
+        self._classify = classify
+        self._observe = observe
+        self.changed = 0  # rows whose verdict or kbps changed
+        self._restamp = 0  # rows whose rules version alone changed
+        self._versions: set[str | None] = set()  # the versions the pass gave, over every row
+
+    def judge(self, uid: str, stored: Sequence[Any], raw: bytes) -> StoredVerdict | None:
+        """The row's new judgment when it must be rewritten by itself, else None. `stored`: verdict, kbps,
+        rule, rules version."""
+        old = StoredVerdict(*stored)
+        new = reclassified(old, self._classify(raw))
+        if self._observe is not None:
+            self._observe(uid, old, new)
+        self._versions.add(new.rules_version)
+        if new == old:
+            return None
+        if new[:2] != old[:2]:
+            self.changed += 1
+        if new[:3] == old[:3]:
+            self._restamp += 1
+            return None
+        return new
+
+    @property
+    def restamps(self) -> bool:
+        """Whether rows wait for `stamp_version` (on every row stored before the pass began whose version
+        differs: every row was judged, and judged to that version)."""
+        return self._restamp > 0
+
+    @property
+    def stamp_version(self) -> str | None:
+        if len(self._versions) != 1:
+            raise ValueError(f"one reclassify pass, one rules version: classify gave {len(self._versions)}")
+        return next(iter(self._versions))
 
 
 # What a store's insert_table() takes: one row per measurement, the fields the store keeps and the document as the
@@ -37,6 +107,7 @@ BATCH_SCHEMA = pa.schema([
     ("network", pa.string()), ("region", pa.string()), ("probe_key", pa.string()), ("resolver_asn", pa.int64()),
     ("test_name", pa.string()), ("test_version", pa.string()), ("software", pa.string()), ("source", pa.string()),
     ("input", pa.string()), ("platform", pa.string()), ("verdict", pa.string()), ("kbps", pa.float64()),
+    ("verdict_rule", pa.string()), ("rules_version", pa.string()),
     ("doc", pa.binary()),
 ])
 
@@ -68,14 +139,15 @@ class BatchBuilder:
     def __len__(self) -> int:
         return len(self._cols[0])
 
-    def add(self, m: Measurement, verdict: str, kbps: float | None, source: str) -> None:
+    def add(self, m: Measurement, verdict: str, kbps: float | None, source: str, rule: str | None = None,
+            rules_version: str | None = None) -> None:
         t = m.start_time
         if t.tzinfo is UTC:
             t = t.replace(tzinfo=None)
         elif t.tzinfo is not None:
             t = t.astimezone(UTC).replace(tzinfo=None)
         (uid, tt, cc, asn, network, region, probe_key, resolver_asn, test_name, test_version, software, src, inp,
-         platform, verd, kb, doc) = self._appends
+         platform, verd, kb, verdict_rule, version, doc) = self._appends
         uid(m.uid)
         tt(t)
         cc(m.probe_cc)
@@ -92,10 +164,12 @@ class BatchBuilder:
         platform(m.platform)
         verd(verdict)
         kb(kbps)
+        verdict_rule(rule)
+        version(rules_version)
         doc(m.document_json())
 
     def add_row(self, row: Row) -> None:
-        self.add(row.measurement, row.verdict, row.kbps, row.source)
+        self.add(row.measurement, row.verdict, row.kbps, row.source, row.rule, row.rules_version)
 
     def take(self, encoder: DocumentEncoder | None = None) -> pa.Table:
         """The table of everything added so far; the builder starts again empty. With a store's `encoder`,
@@ -307,7 +381,11 @@ class Store(Protocol):
     def documents(self, flt: MeasurementFilter) -> Iterator[bytes]: ...
     def export(self, flt: MeasurementFilter, fmt: str, path: str) -> int: ...
     def measurements(self, flt: MeasurementFilter, *, limit: int, offset: int) -> list[dict[str, Any]]: ...
-    def reclassify(self, classify: Any, *, batch_size: int = 10_000) -> int: ...
+    # classify: a stored document -> StoredVerdict or (verdict, kbps); rewrites the rows whose judgment changed
+    # (provenance included), calls `observe` for every row; returns how many verdicts or kbps changed
+    def reclassify(self, classify: Any, *, batch_size: int = 10_000,
+                   observe: ReclassifyObserver | None = None) -> int: ...
+    def verdicts(self, uids: Sequence[str]) -> dict[str, StoredVerdict]: ...  # the stored judgment of these uids
 
     # series and incremental detection
     def series(

@@ -51,7 +51,10 @@ from observatory.store.base import (
     InsertResult,
     MeasurementFilter,
     ProbeCredential,
+    ReclassifyObserver,
+    ReclassifyPass,
     Row,
+    StoredVerdict,
     TechniqueProbes,
     UserReport,
     first_of_each_uid,
@@ -148,6 +151,12 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE probe_credentials ADD COLUMN IF NOT EXISTS country Nullable(String)",
         "ALTER TABLE probe_credentials ADD COLUMN IF NOT EXISTS asns Array(Int64)",
         "ALTER TABLE probe_credentials ADD COLUMN IF NOT EXISTS relay Bool DEFAULT false",
+    ],
+    # 6 (issue #23): verdict provenance, the rule that decided each verdict and the rules version (a digest of
+    # the rules, verdict.RULES_VERSION); NULL for rows stored before
+    [
+        "ALTER TABLE measurements ADD COLUMN IF NOT EXISTS verdict_rule LowCardinality(Nullable(String))",
+        "ALTER TABLE measurements ADD COLUMN IF NOT EXISTS rules_version LowCardinality(Nullable(String))",
     ],
 ]
 
@@ -368,8 +377,8 @@ class ClickHouseStore:
             "verdict": table.column("verdict"),
             "kbps": table.column("kbps"),
             "raw": table.column("doc").cast(pa.string()),
-            "credential": (table.column("credential") if "credential" in table.column_names
-                           else pa.nulls(n, pa.string())),
+            **{name: (table.column(name) if name in table.column_names else pa.nulls(n, pa.string()))
+               for name in ("credential", "verdict_rule", "rules_version")},  # tables from before they existed
         })
         # Claimed before the insert: if the server completes it but the reply is lost, the retry must not reuse
         # these numbers (a gap in seq is harmless; a repeat would hide rows from changes_since).
@@ -497,25 +506,46 @@ class ClickHouseStore:
             out.append(rec)
         return out
 
-    def reclassify(self, classify: Callable[[bytes], tuple[str, float | None]], *, batch_size: int = 10_000) -> int:
-        """Recomputes every stored verdict from the raw documents; the changes land in one mutation."""
-        updates: list[tuple[str, str, float | None]] = []
+    def reclassify(self, classify: Callable[[bytes], tuple[Any, ...]], *, batch_size: int = 10_000,
+                   observe: ReclassifyObserver | None = None) -> int:
+        """Recomputes every stored verdict (and its rule and rules version) from the raw documents; the changes
+        land in one mutation, and the new rules version alone in another. The number of verdicts or kbps
+        that changed."""
+        judged = ReclassifyPass(classify, observe)
+        before = int(self._scalar("SELECT max(seq) FROM {db}.measurements") or 0)  # rows stored before the pass
+        updates: list[tuple[str, StoredVerdict]] = []
         last = ""
         while True:
             chunk = self._rows(
-                "SELECT uid, raw, verdict, kbps FROM {db}.measurements WHERE uid > {last:String} "
-                "ORDER BY uid LIMIT {n:UInt64}", {"last": last, "n": batch_size})
+                "SELECT uid, raw, verdict, kbps, verdict_rule, rules_version FROM {db}.measurements "
+                "WHERE uid > {last:String} ORDER BY uid LIMIT {n:UInt64}", {"last": last, "n": batch_size})
             if not chunk:
                 break
             last = chunk[-1][0]
-            for uid, raw, verdict, kbps in chunk:
-                new_verdict, new_kbps = classify(raw.encode() if isinstance(raw, str) else bytes(raw))
-                if new_verdict != verdict or new_kbps != kbps:
-                    updates.append((uid, new_verdict, new_kbps))
+            for uid, raw, *stored in chunk:
+                new = judged.judge(uid, stored, raw.encode() if isinstance(raw, str) else bytes(raw))
+                if new is not None:
+                    updates.append((uid, new))
         if updates:
             self._apply_updates(updates)
+        if judged.restamps:
+            version = judged.stamp_version
+            differs = ("rules_version IS NOT NULL" if version is None
+                       else "(rules_version IS NULL OR rules_version != {v:String})")
+            self._command(f"ALTER TABLE {{db}}.measurements UPDATE rules_version = {{v:Nullable(String)}} "
+                          f"WHERE seq <= {{before:UInt64}} AND {differs}", {"v": version, "before": before},
+                          settings={"mutations_sync": 2})
+        if judged.changed:
             self._rebuild_rollup()
-        return len(updates)
+        return judged.changed
+
+    def verdicts(self, uids: Sequence[str]) -> dict[str, StoredVerdict]:
+        """The stored judgment of each of these uids that is stored."""
+        if not uids:
+            return {}
+        rows = self._rows("SELECT uid, verdict, kbps, verdict_rule, rules_version FROM {db}.measurements "
+                          "WHERE uid IN {uids:Array(String)}", {"uids": list(uids)})
+        return {r[0]: StoredVerdict(*r[1:]) for r in rows}
 
     def _rebuild_rollup(self) -> None:
         """The rollup again from every stored row, after verdicts were rewritten in place: folding only ever
@@ -529,18 +559,21 @@ class ClickHouseStore:
             self.set_state(ROLLUP_SEQ_KEY, str(_REBUILD))
             self.refresh_rollup()
 
-    def _apply_updates(self, updates: list[tuple[str, str, float | None]]) -> None:
+    def _apply_updates(self, updates: list[tuple[str, StoredVerdict]]) -> None:
         # A Join table keyed by uid feeds one ALTER ... UPDATE (a mutation, waited for), the documented way to
         # set per-row values in ClickHouse.
         name = f"_reclassify_{time.time_ns()}"
-        self._command(f"CREATE TABLE {{db}}.{name} (uid String, verdict String, kbps Nullable(Float64)) "
-                      "ENGINE = Join(ANY, LEFT, uid)")
+        self._command(f"CREATE TABLE {{db}}.{name} (uid String, verdict String, kbps Nullable(Float64), "
+                      "verdict_rule Nullable(String), rules_version Nullable(String)) ENGINE = Join(ANY, LEFT, uid)")
         try:
-            self._insert(name, [list(u) for u in updates], ("uid", "verdict", "kbps"))
+            self._insert(name, [[uid, *new] for uid, new in updates],
+                         ("uid", "verdict", "kbps", "verdict_rule", "rules_version"))
             ref = f"'{self._database}.{name}'"
             self._command(
                 f"ALTER TABLE {{db}}.measurements UPDATE verdict = joinGet({ref}, 'verdict', uid), "
-                f"kbps = joinGet({ref}, 'kbps', uid) WHERE joinGetOrNull({ref}, 'verdict', uid) IS NOT NULL",
+                f"kbps = joinGet({ref}, 'kbps', uid), verdict_rule = joinGet({ref}, 'verdict_rule', uid), "
+                f"rules_version = joinGet({ref}, 'rules_version', uid) "
+                f"WHERE joinGetOrNull({ref}, 'verdict', uid) IS NOT NULL",
                 settings={"mutations_sync": 2})
         finally:
             self._command(f"DROP TABLE IF EXISTS {{db}}.{name}")

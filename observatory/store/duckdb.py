@@ -37,7 +37,10 @@ from observatory.store.base import (
     InsertResult,
     MeasurementFilter,
     ProbeCredential,
+    ReclassifyObserver,
+    ReclassifyPass,
     Row,
+    StoredVerdict,
     TechniqueProbes,
     UserReport,
     first_of_each_uid,
@@ -183,8 +186,15 @@ MIGRATIONS: list[str] = [
     ALTER TABLE probe_credentials ADD COLUMN asns BIGINT[];
     ALTER TABLE probe_credentials ADD COLUMN relay BOOLEAN DEFAULT false;
     """,
+    # 8 (issue #23): verdict provenance, the rule that decided each verdict and the rules version (a digest of
+    # the rules, verdict.RULES_VERSION); NULL for rows stored before
+    """
+    ALTER TABLE measurements ADD COLUMN IF NOT EXISTS verdict_rule VARCHAR;
+    ALTER TABLE measurements ADD COLUMN IF NOT EXISTS rules_version VARCHAR;
+    """,
 ]
 WITNESS_VERSION = 7  # the schema version from which the columns of migration 7 exist
+PROVENANCE_VERSION = 8  # the schema version from which the columns of migration 8 exist
 
 ROLLUP_BUCKET_SECONDS = 300
 HOUR_SECONDS = 3600
@@ -194,7 +204,7 @@ ROLLUP_SEQ_KEY = "rollup.seq"
 _COLUMNS = (
     "uid", "seq", "t", "received", "cc", "asn", "network", "region", "probe_key", "resolver_asn",
     "test_name", "test_version", "software", "source", "input", "platform", "verdict", "kbps", "raw",
-    "credential",
+    "credential", "verdict_rule", "rules_version",
 )
 
 
@@ -521,8 +531,9 @@ class DuckDBStore:
             raw = pa.array(self._compress_docs(values_of(table.column("doc"))), pa.binary())
             table = table.drop_columns(["doc"]).append_column("raw", raw)
         table = table.append_column("received", pa.array([now] * table.num_rows, pa.timestamp("us")))
-        if "credential" not in table.column_names:
-            table = table.append_column("credential", pa.nulls(table.num_rows, pa.string()))
+        for optional in ("credential", "verdict_rule", "rules_version"):  # tables from before they existed
+            if optional not in table.column_names:
+                table = table.append_column(optional, pa.nulls(table.num_rows, pa.string()))
         with self._lock, _mapped_errors(self.url):
             con = self._con
             con.register("_batch", table)
@@ -554,7 +565,7 @@ class DuckDBStore:
                 f"""{verb} INTO measurements ({", ".join(_COLUMNS)})
                     SELECT uid, nextval('measurement_seq'), t, received, cc, asn, network, region,
                            probe_key, resolver_asn, test_name, test_version, software, source, input,
-                           platform, verdict, kbps, raw, credential FROM _batch
+                           platform, verdict, kbps, raw, credential, verdict_rule, rules_version FROM _batch
                     {"RETURNING uid" if returning else ""}"""
             )
             accepted = [r[0] for r in cur.fetchall()] if returning else []
@@ -670,43 +681,75 @@ class DuckDBStore:
                 out.append(rec)
             return out
 
-    def reclassify(self, classify: Callable[[bytes], tuple[str, float | None]], *, batch_size: int = 10_000) -> int:
-        """Recomputes every stored verdict from the raw documents (after the rules change)."""
-        changed = 0
+    def reclassify(self, classify: Callable[[bytes], tuple[Any, ...]], *, batch_size: int = 10_000,
+                   observe: ReclassifyObserver | None = None) -> int:
+        """Recomputes every stored verdict (and its rule and rules version) from the raw documents, after the
+        rules change; the number of verdicts or kbps that changed."""
+        judged = ReclassifyPass(classify, observe)
+        with self._lock, _mapped_errors(self.url):
+            row = _first(self._con.execute("SELECT max(seq) FROM measurements").fetchall())
+        before = int(row[0]) if row and row[0] is not None else 0  # rows stored before the pass began
         last = ""
         while True:
             with self._lock, _mapped_errors(self.url):
                 chunk = self._con.execute(
-                    "SELECT uid, raw, verdict, kbps FROM measurements WHERE uid > ? ORDER BY uid LIMIT ?",
+                    "SELECT uid, raw, verdict, kbps, verdict_rule, rules_version FROM measurements "
+                    "WHERE uid > ? ORDER BY uid LIMIT ?",
                     [last, batch_size],
                 ).fetchall()
             if not chunk:
                 break
             last = chunk[-1][0]
             updates = []
-            for uid, raw, verdict, kbps in chunk:
-                new_verdict, new_kbps = classify(self._codec.decompress(raw))
-                if new_verdict != verdict or new_kbps != kbps:
-                    updates.append((uid, new_verdict, new_kbps))
+            for uid, raw, *stored in chunk:
+                new = judged.judge(uid, stored, self._codec.decompress(raw))
+                if new is not None:
+                    updates.append((uid, new))
             if updates:
                 tbl = pa.table({
-                    "uid": [u[0] for u in updates],
-                    "verdict": [u[1] for u in updates],
-                    "kbps": pa.array([u[2] for u in updates], pa.float64()),
+                    "uid": [u for u, _ in updates],
+                    "verdict": [n.verdict for _, n in updates],
+                    "kbps": pa.array([n.kbps for _, n in updates], pa.float64()),
+                    "verdict_rule": pa.array([n.rule for _, n in updates], pa.string()),
+                    "rules_version": pa.array([n.rules_version for _, n in updates], pa.string()),
                 })
                 with self._lock, _mapped_errors(self.url):
                     self._con.register("_upd", tbl)
                     try:
                         self._con.execute(
-                            "UPDATE measurements SET verdict = u.verdict, kbps = u.kbps FROM _upd u "
+                            "UPDATE measurements SET verdict = u.verdict, kbps = u.kbps, "
+                            "verdict_rule = u.verdict_rule, rules_version = u.rules_version FROM _upd u "
                             "WHERE measurements.uid = u.uid"
                         )
                     finally:
                         self._con.unregister("_upd")
-                changed += len(updates)
-        if changed:
+        if judged.restamps:
+            version = judged.stamp_version
+            with self._lock, _mapped_errors(self.url):
+                self._con.execute("UPDATE measurements SET rules_version = ? "
+                                  "WHERE seq <= ? AND rules_version IS DISTINCT FROM ?", [version, before, version])
+        if judged.changed:
             self._rebuild_rollup()
-        return changed
+        return judged.changed
+
+    def verdicts(self, uids: Sequence[str]) -> dict[str, StoredVerdict]:
+        """The stored judgment of each of these uids that is stored (rule and version None in a store that
+        predates them)."""
+        if not uids:
+            return {}
+        extra = "verdict_rule, rules_version" if self._has_provenance_columns() else "NULL, NULL"
+        with self._lock, _mapped_errors(self.url):
+            rows = self._con.execute(f"SELECT uid, verdict, kbps, {extra} FROM measurements "
+                                     "WHERE uid IN (SELECT unnest(?))", [list(uids)]).fetchall()
+        return {r[0]: StoredVerdict(*r[1:]) for r in rows}
+
+    def _has_provenance_columns(self) -> bool:
+        """Whether migration 8 ran (a store opened read-only may predate it)."""
+        with self._lock:
+            try:
+                return self.schema_version() >= PROVENANCE_VERSION
+            except duckdb.Error:
+                return False
 
     def _rebuild_rollup(self) -> None:
         """The rollups again from every stored row, after verdicts were rewritten in place: folding only ever

@@ -207,7 +207,7 @@ def _store_items(store: Store, items: list[Any], writer: GroupCommit | None,
         # bug of ours, and it fails the whole batch (500, logged) as it fails an ingest, rather than storing
         # rows with a verdict nobody decided
         c = classify(m)
-        builder.add(m, c.verdict, c.kbps, SOURCE)
+        builder.add(m, c.verdict, c.kbps, SOURCE, c.rule, c.rules_version)
         kept[len(results)] = ((m.probe_cc, m.probe_asn, m.region),
                               len(raw) if raw is not None else len(m.document_json()))
         results.append({"index": i, "measurement_uid": m.uid, "status": "pending"})
