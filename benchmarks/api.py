@@ -62,7 +62,9 @@ def fill(store: DuckDBStore, rows: int) -> float:
     cc = "[" + ",".join(f"'{c}'" for c in COUNTRIES) + "]"
     pl = "[" + ",".join(f"'{p}'" for p in PLATFORMS) + "]"
     store._con.execute(f"""
-        INSERT INTO measurements
+        INSERT INTO measurements (uid, seq, t, received, cc, asn, network, region, probe_key, resolver_asn,
+                                  test_name, test_version, software, source, input, platform, verdict, kbps,
+                                  raw)
         SELECT 'b' || i::VARCHAR, nextval('measurement_seq'),
                TIMESTAMP '2024-01-01' + to_seconds((i * 30 * 86400 // {rows})::BIGINT),
                TIMESTAMP '2024-02-01', {cc}[1 + (i % 10)], 1000 + (i // 10) % 6, 'net', 'region',
