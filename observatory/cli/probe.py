@@ -421,7 +421,7 @@ def _redetect(store: Any, spans: dict[str, tuple[Any, Any]]) -> list[str]:
     A purge adds no rows, so the incremental run would see nothing: the full run re-judges every window (its
     incidents keep their ids). An incident of a purged country and time that it no longer finds goes too,
     even where nothing else is left to look at, unless an analyst reviewed it."""
-    from observatory.detect.run import run_detection, stored_incidents
+    from observatory.service import run_detection, stored_incidents
 
     before = {i.id: i for i in stored_incidents(store)}
     found = {i.id for i in run_detection(store, full=True).saved}

@@ -15,8 +15,8 @@ from observatory.cli.app import DbOption, FormatOption, app, check_choice, count
 from observatory.errors import ConfigError, ParseError
 from observatory.report.assess import CLAIMS, assessment_text
 from observatory.report.eventfile import make_event, parse_csv, parse_ics
-from observatory.report.gather import report_for
 from observatory.report.render import FORMATS, render
+from observatory.service import report_for
 from observatory.store.base import IncidentFilter
 
 events_app = typer.Typer(help="Context events (rallies, elections, exams) that reports mention.",
@@ -189,7 +189,8 @@ def alert(
 
     Example: observatory alert --webhook https://hooks.example.org/obs --secret s3cret --stage confirmed
     """
-    from observatory.report.deliver import DEFAULT_STAGES, Webhook, deliver
+    from observatory.report.deliver import DEFAULT_STAGES, Webhook
+    from observatory.service import deliver
 
     stages = tuple(stage or DEFAULT_STAGES)
     for s in stages:

@@ -110,8 +110,7 @@ def _listen(host: str, port: int) -> socket.socket:
 
 def _alerting_detector(hooks: list[Any], base_url: str) -> Callable[[Store], Any]:
     """Incremental detection, then the webhooks for what it saved (deduplicated in the store)."""
-    from observatory.detect.run import run_detection
-    from observatory.report.deliver import deliver
+    from observatory.service import deliver, run_detection
 
     def detect_and_alert(store: Store) -> Any:
         result = run_detection(store)

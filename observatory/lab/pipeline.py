@@ -181,7 +181,7 @@ def run(plan: LabPlan, *, db: str | None = None, echo: Echo = print, dashboard: 
         tls_mode: str = "reset", tolerance_intervals: float = 2.0, outside_in: bool = True) -> RunResult:
     """Brings the lab up, runs the scenario to its end, compares, and always tears everything down.
     `outside_in`: run the pinger from the world and fuse its signals (the default)."""
-    from observatory.detect.run import run_detection
+    from observatory.service import run_detection
     from observatory.store import IncidentFilter, open_store
     from observatory.web import WebSettings, create_app
 

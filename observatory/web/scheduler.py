@@ -23,9 +23,9 @@ Detector = Callable[[Store], Any]
 
 
 def default_detector() -> Detector | None:
-    """observatory.detect.run.run_detection: incremental detection over the store, saving incidents."""
+    """observatory.service.run_detection: incremental detection over the store, saving incidents."""
     try:
-        from observatory.detect.run import run_detection
+        from observatory.service import run_detection
     except ImportError:  # pragma: no cover - the detector ships with the package
         return None
     return run_detection
