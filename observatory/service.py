@@ -70,8 +70,8 @@ from observatory.vocab import TECHNIQUES
 
 SIGNAL_BASELINE = timedelta(days=7)  # the week before the chart gives each signal its usual level
 
-__all__ = ["DetectRun", "Webhook", "deliver", "load_incident", "note_signal_span", "post", "report_for",
-           "run_detection", "stored_incidents", "with_examples"]
+__all__ = ["DetectRun", "Webhook", "alerting_detector", "deliver", "load_incident", "note_signal_span", "post",
+           "report_for", "run_detection", "stored_incidents", "with_examples"]
 
 
 # --- detection: read what changed, detect, reconcile, save, advance the watermark
@@ -342,3 +342,17 @@ def deliver(store: Store, incidents: Iterable[Incident], hooks: Sequence[Webhook
         if own:
             http.close()
     return out
+
+
+
+def alerting_detector(hooks: Sequence[Webhook], base_url: str) -> Callable[[Store], DetectRun]:
+    """Incremental detection, then the webhooks for what it saved (deduplicated in the store): the scheduler's
+    job when `serve` is given webhooks."""
+
+    def detect_and_alert(store: Store) -> DetectRun:
+        result = run_detection(store)
+        if result.saved:
+            deliver(store, result.saved, hooks, base_url=base_url)
+        return result
+
+    return detect_and_alert

@@ -24,10 +24,8 @@ Detector = Callable[[Store], Any]
 
 def default_detector() -> Detector | None:
     """observatory.service.run_detection: incremental detection over the store, saving incidents."""
-    try:
-        from observatory.service import run_detection
-    except ImportError:  # pragma: no cover - the detector ships with the package
-        return None
+    from observatory.service import run_detection
+
     return run_detection
 
 
