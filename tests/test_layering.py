@@ -166,9 +166,32 @@ def io_uses(mod: Module) -> list[str]:
     return found
 
 
+def store_protocols(modules: dict[str, Module]) -> set[str]:
+    """The names of the store's protocols (classes of observatory.store.* based on Protocol): holding one is
+    holding the database. Its records (rows, filters, events) are plain data and fine anywhere."""
+    names = set()
+    for mod in modules.values():
+        if mod.name == "observatory.store" or mod.name.startswith("observatory.store."):
+            for node in ast.walk(mod.tree):
+                if isinstance(node, ast.ClassDef) and any(
+                        (isinstance(b, ast.Name) and b.id == "Protocol")
+                        or (isinstance(b, ast.Attribute) and b.attr == "Protocol") for b in node.bases):
+                    names.add(node.name)
+    return names
+
+
+def store_access(mod: Module, protocols: set[str]) -> list[str]:
+    """A pure module that imports a store protocol reads or writes the store (the I/O is behind the method)."""
+    return [f"{mod.path.name}:{imp.line} imports the store ({imp.module})" for imp in mod.imports
+            if imp.source.startswith("observatory.store") and imp.module.rpartition(".")[2] in protocols]
+
+
 def impure_imports(modules: dict[str, Module]) -> list[str]:
     """(a): each pure module, and every module of the package it reaches through its imports, does no I/O."""
     problems = []
+    protocols = store_protocols(modules)
+    for name in sorted(n for n in modules if _is_pure(n)):
+        problems += [f"{name}: {use}" for use in store_access(modules[name], protocols)]
     uses: dict[str, list[str]] = {}
     deps: dict[str, dict[str, int]] = {}
     for name in sorted(n for n in modules if _is_pure(n)):
@@ -293,6 +316,8 @@ def _planted(files: dict[str, str]) -> dict[str, Module]:
     ("from datetime import datetime\n\ndef f():\n    return datetime.now()\n", "reads the clock"),
     ("def f(p):\n    return open(p).read()\n", "calls open()"),
     ("from observatory.store import open_store\n", "imports"),  # through the store's backends
+    ("from observatory.store.base import Store\n", "imports the store"),
+    ("from observatory.store import IncidentFilter, Store\n", "imports the store"),
 ])
 def test_an_io_import_in_a_pure_package_is_found(text: str, expected: str) -> None:
     modules = _planted({"detect/planted.py": text})
