@@ -432,9 +432,9 @@ def test_series_and_rollup_are_identical_across_backends(pair: tuple[DuckDBStore
 
 
 def test_the_detector_finds_identical_incidents_on_both_stores(pair: tuple[DuckDBStore, ClickHouseStore]) -> None:
-    """observatory.detect.run end to end on each store: a full pass while the block is under way, then an
+    """observatory.service.run_detection end to end on each store: a full pass while the block is under way, then an
     incremental pass after the rest arrives; the stored incidents must be the same JSON on both."""
-    from observatory.detect.run import run_detection, stored_incidents
+    from observatory.service import run_detection, stored_incidents
 
     world = pk_block_world()
     rows = list(world.rows())

@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from observatory.cli.app import DbOption, FormatOption, app, check_choice, country_option, store_for, time_range
-from observatory.detect.run import run_detection, stored_incidents
 from observatory.incident import Incident, iso
+from observatory.service import run_detection, stored_incidents
 
 
 @app.command()

@@ -6,8 +6,8 @@
       -> episodes (episodes.find_episodes) with a family: restriction, throttling, connectivity, outage
       -> incidents (incidents.*)           merged, causally confirmed, scoped, assessed
 
-`detect_incidents(cells)` and `detect_measurements(rows)` are the library API; `observatory.detect.run`
-is the one place that reads the store and writes incidents.
+`detect_incidents(cells)` and `detect_measurements(rows)` are the library API; `observatory.service.run_detection`
+is the one place that reads the store and writes incidents (`detect.run` holds its pure bookkeeping).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from fastapi.templating import Jinja2Templates
 
 from observatory import catalog
 from observatory.incident import Incident, iso
-from observatory.report.gather import report_for
+from observatory.service import report_for
 from observatory.store import IncidentFilter, Store
 from observatory.vocab import IncidentKind, Status
 from observatory.web import feed, queries, review
