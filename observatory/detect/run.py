@@ -10,7 +10,7 @@ running twice, or after a crash, never duplicates or renumbers an incident. The 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from observatory.detect import DetectConfig, detect_incidents
@@ -165,7 +165,7 @@ def _countries_of(inc: Incident) -> set[str]:
     """The countries an incident concerns: its own, or for a platform's outage across countries, theirs."""
     if inc.country:
         return {inc.country}
-    return {c for c in inc.evidence.get("countries", ()) if isinstance(c, str)}
+    return set(inc.evidence.countries or ())
 
 
 def _signals_version(store: Store) -> str | None:
@@ -273,9 +273,7 @@ def with_examples(store: Store, inc: Incident, limit: int = 5) -> Incident:
         verdicts = ["unreachable", *[t for t in sorted(TECHNIQUES) if t != "unreachable"]]
     uids = store.example_uids(country=inc.country, since=inc.start, until=end, asns=list(inc.asns),
                               platforms=list(inc.platforms), verdicts=verdicts, limit=limit)
-    evidence = dict(inc.evidence)
-    evidence["example_measurements"] = uids
-    return inc.with_(evidence=evidence)
+    return inc.with_(evidence=replace(inc.evidence, example_measurements=tuple(uids)))
 
 
 def stored_incidents(store: Store, *, country: str | None = None, since: datetime | None = None,

@@ -38,6 +38,7 @@ from observatory.report.countries import (  # noqa: E402
 from observatory.report.facts import network_names, ordered_platforms  # noqa: E402
 from observatory.series import SeriesCell  # noqa: E402
 from observatory.signals.view import SignalLine  # noqa: E402
+from observatory.vocab import IncidentKind
 
 DPI = 150
 WIDTH_IN = 7.0
@@ -129,7 +130,7 @@ def draw_reachability(fig: Figure, axes: Sequence[Axes], inc: Incident, cells: S
     """Panels of `axes`: affected platforms first, control sites last. Returns legend handles."""
     start, end = chart_window(inc)
     platforms = ordered_platforms(inc.platforms)[: len(axes) - 1] + [catalog.CONTROL]
-    if inc.kind == "connectivity_loss":
+    if inc.kind == IncidentKind.CONNECTIVITY_LOSS:
         present = ordered_platforms(sorted({c.platform for c in cells}))
         platforms = present[: len(axes) - 1] + [catalog.CONTROL]
     window = [c for c in cells if start <= c.bucket < end]
@@ -255,8 +256,8 @@ def incident_chart(inc: Incident, cells: Sequence[SeriesCell], *, previous: Sequ
     """The PNG for an incident: reachability panels, outside-in signals when there are any, a shared legend
     and (when there is history) the strip."""
     n_platforms = (len([p for p in inc.platforms if p != catalog.CONTROL]) or
-                   (min(4, len({c.platform for c in cells} - {catalog.CONTROL})) if inc.kind == "connectivity_loss"
-                    else 0))
+                   (min(4, len({c.platform for c in cells} - {catalog.CONTROL}))
+                    if inc.kind == IncidentKind.CONNECTIVITY_LOSS else 0))
     # an incident seen only from outside (no measurement that day) gets the signals alone, not empty panels
     measured = bool(cells) or not signals
     n_panels = (max(1, min(n_platforms, 6)) + 1 if measured else 0) + (1 if signals else 0)
