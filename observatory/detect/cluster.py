@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from observatory.catalog import CONTROL
 from observatory.detect.config import DetectConfig
 from observatory.detect.cusum import main_techniques
-from observatory.detect.episodes import CONNECTIVITY, CONTROL, OUTAGE, RESTRICTION, THROTTLING, Episode
+from observatory.detect.episodes import CONNECTIVITY, OUTAGE, RESTRICTION, THROTTLING, Episode
 from observatory.detect.series import ALL_PLATFORMS
 from observatory.vocab import RESTRICTION_TECHNIQUES as _RESTRICTION_TECHNIQUES
 

@@ -66,7 +66,7 @@ def _rebucket(t: datetime, seconds: int) -> datetime:
 
 
 def _reachability(cells: Iterable[SeriesCell], platforms: Sequence[str],
-                  bucket_seconds: int = CHART_BUCKET_SECONDS) -> dict[str, dict[int, list[tuple]]]:
+                  bucket_seconds: int = CHART_BUCKET_SECONDS) -> dict[str, dict[int, list[tuple[datetime, float]]]]:
     """platform -> asn -> sorted [(bucket middle, reachable share)], regions summed, in chart-sized buckets
     (a few measurements per 5 minutes make a line too jagged to read)."""
     sums: dict[tuple[str, int, datetime], list[int]] = defaultdict(lambda: [0, 0])
@@ -79,7 +79,7 @@ def _reachability(cells: Iterable[SeriesCell], platforms: Sequence[str],
             s = sums[(c.platform, c.asn, _rebucket(c.bucket, bucket_seconds) + half)]
             s[0] += c.ok
             s[1] += judged
-    out: dict[str, dict[int, list[tuple]]] = defaultdict(lambda: defaultdict(list))
+    out: dict[str, dict[int, list[tuple[datetime, float]]]] = defaultdict(lambda: defaultdict(list))
     for (platform, asn, bucket), (ok, judged) in sorted(sums.items(), key=lambda kv: kv[0][2]):
         out[platform][asn].append((bucket, 100.0 * ok / judged))
     return out
