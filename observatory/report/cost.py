@@ -18,6 +18,7 @@ from datetime import datetime
 from functools import cache
 from importlib import resources
 
+from observatory.catalog import CONTROL
 from observatory.incident import Incident
 from observatory.report.countries import country, country_name
 from observatory.report.facts import duration_text, networks_affected, networks_measured
@@ -126,7 +127,7 @@ def money(x: float) -> str:
 def _economy_share(inc: Incident, a: CostAssumptions) -> tuple[Range, str]:
     if inc.kind == IncidentKind.CONNECTIVITY_LOSS:
         return Range(1.0, 1.0), "all of the internet economy (connectivity lost)"
-    shares = [a.platform_share.get(p, a.unknown_platform_share) for p in inc.platforms if p != "control"]
+    shares = [a.platform_share.get(p, a.unknown_platform_share) for p in inc.platforms if p != CONTROL]
     total = Range(min(a.platforms_cap, sum(s.low for s in shares)), min(a.platforms_cap, sum(s.high for s in shares)))
     what = "the affected platforms' share of the internet economy"
     if inc.kind == IncidentKind.THROTTLING:

@@ -6,7 +6,8 @@ all 6 networks measured and is consistent with TLS-based filtering."
 
 Every word follows a field: status -> "Confirmed"/"Suspected" (and "show"/"suggest"), scope -> "nation-scale
 ... across" / "regional ... in Punjab and Sindh" / "on PTCL", kind -> what is disrupted, techniques -> "consistent
-with", the evidence -> "N of M networks measured" and "partial". An ended incident gets a restoration notice.
+with", the evidence -> "partial", the caller's count of networks measured (from the series) -> "N of M networks
+measured". An ended incident gets a restoration notice.
 """
 
 from __future__ import annotations
