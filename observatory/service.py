@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -234,9 +235,7 @@ def with_examples(store: Store, inc: Incident, limit: int = 5) -> Incident:
         verdicts = ["unreachable", *[t for t in sorted(TECHNIQUES) if t != "unreachable"]]
     uids = store.example_uids(country=inc.country, since=inc.start, until=end, asns=list(inc.asns),
                               platforms=list(inc.platforms), verdicts=verdicts, limit=limit)
-    evidence = dict(inc.evidence)
-    evidence["example_measurements"] = uids
-    return inc.with_(evidence=evidence)
+    return inc.with_(evidence=replace(inc.evidence, example_measurements=tuple(uids)))
 
 
 

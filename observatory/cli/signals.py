@@ -71,7 +71,7 @@ def import_signals(
                    f"({', '.join(series)}) for {good[0].country}; {result.duplicates:,} duplicates, "
                    f"{len(bad):,} rejected")
     if bad:
-        raise typer.Exit(1)  # done, the good part kept, but some rows were rejected (CONTRACTS.md's exit codes)
+        raise typer.Exit(1)  # done, the good part kept, but some rows were rejected (docs/contracts.md's exit codes)
 
 
 def _entity(country: str | None, asn: str | None, region: str | None) -> Entity:

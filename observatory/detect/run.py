@@ -67,7 +67,7 @@ def _countries_of(inc: Incident) -> set[str]:
     """The countries an incident concerns: its own, or for a platform's outage across countries, theirs."""
     if inc.country:
         return {inc.country}
-    return {c for c in inc.evidence.get("countries", ()) if isinstance(c, str)}
+    return set(inc.evidence.countries or ())
 
 
 def _parse_span(value: str | None) -> tuple[datetime, datetime] | None:

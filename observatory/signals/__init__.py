@@ -149,7 +149,7 @@ def parse_row(row: dict[str, str], *, source: str) -> SignalPoint:
 
 
 def read_signals_csv(text: Iterable[str], *, source: str, name: str = "<csv>") -> Iterator[SignalPoint | ParseError]:
-    """Points of a signals CSV (CONTRACTS.md); a bad row yields a ParseError naming file:line, the rest go on."""
+    """Points of a signals CSV (docs/contracts.md); a bad row yields a ParseError naming file:line, the rest go on."""
     try:
         table = CsvRows(text, name=name, max_field=MAX_FIELD)
     except ParseError as exc:

@@ -1,6 +1,6 @@
 """Signal files as their sources let people download them, recognised by content.
 
-- our CSV (CONTRACTS.md: `time,country,region,asn,signal,value`);
+- our CSV (docs/contracts.md: `time,country,region,asn,signal,value`);
 - IODA's dashboard CSV export: `"Time (UTC)"` then one column per signal, one row per bin, values normalised
   (percent of the signal's own baseline) or raw; the entity is not in the file, only in its name
   (`ioda-iran-(islamic-republic-of)-26-01-01-00-00-normalized.csv`);

@@ -1,7 +1,7 @@
 """The JSON API (/api/v1): incidents, series, an incident's measurements (JSON, CSV, Parquet), reviews.
 
 Handlers are thin: parse parameters (observatory.web.queries), ask the store, shape the answer. Incidents are
-the contract JSON of CONTRACTS.md, with the analysts' `review` when there is one.
+the contract JSON of docs/contracts.md, with the analysts' `review` when there is one.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The collector: `POST /api/v1/measurements`, where registered probes upload batches of measurements.
 
-Contract (CONTRACTS.md): `Authorization: Bearer <token>`, `X-Observatory-Signature: <hex HMAC-SHA256 of the
+Contract (docs/contracts.md): `Authorization: Bearer <token>`, `X-Observatory-Signature: <hex HMAC-SHA256 of the
 raw body with the probe's secret>`, body `{"measurements": [...]}`. 401 without/unknown/revoked token, 403 on a
 bad signature, 413 over the size limit, 400/422 for malformed bodies. Each item is validated and classified;
 the answer (accepted / duplicate / rejected with a reason, per item) is sent only after the store committed,
