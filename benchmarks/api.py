@@ -51,6 +51,7 @@ from observatory.store.base import Row  # noqa: E402
 from observatory.store.duckdb import DuckDBStore  # noqa: E402
 from observatory.web import WebSettings, create_app  # noqa: E402
 from observatory.web.auth import create_probe  # noqa: E402
+from observatory.web.collector import QUOTA_ENV  # noqa: E402
 from observatory.web.server import ServerThread  # noqa: E402
 
 COUNTRIES = ["PK", "IN", "IR", "RU", "TR", "BD", "EG", "ET", "MM", "VE"]
@@ -62,7 +63,9 @@ def fill(store: DuckDBStore, rows: int) -> float:
     cc = "[" + ",".join(f"'{c}'" for c in COUNTRIES) + "]"
     pl = "[" + ",".join(f"'{p}'" for p in PLATFORMS) + "]"
     store._con.execute(f"""
-        INSERT INTO measurements
+        INSERT INTO measurements (uid, seq, t, received, cc, asn, network, region, probe_key, resolver_asn,
+                                  test_name, test_version, software, source, input, platform, verdict, kbps,
+                                  raw)
         SELECT 'b' || i::VARCHAR, nextval('measurement_seq'),
                TIMESTAMP '2024-01-01' + to_seconds((i * 30 * 86400 // {rows})::BIGINT),
                TIMESTAMP '2024-02-01', {cc}[1 + (i % 10)], 1000 + (i // 10) % 6, 'net', 'region',
@@ -186,6 +189,9 @@ def main() -> None:
                                        start=datetime(2024, 1, 1, tzinfo=UTC) + timedelta(hours=3 * i),
                                        end=datetime(2024, 1, 1, 2, tzinfo=UTC) + timedelta(hours=3 * i),
                                        status="ended") for i in range(200)])
+        # each client probe uploads far beyond a real probe's hourly quota: the quotas are not what is measured
+        for name in QUOTA_ENV.values():
+            os.environ.setdefault(name, str(10**12))
         server = ServerThread(create_app(WebSettings(detect_every_seconds=0), store, detector=None))
         port = server.start()
         base = f"http://127.0.0.1:{port}"

@@ -37,10 +37,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from observatory.detect.run import run_detection, stored_incidents  # noqa: E402
 from observatory.detect.score import EDGE_TARGET_MINUTES, Score, sampling_gap, score  # noqa: E402
 from observatory.incident import Incident  # noqa: E402
 from observatory.ingest import ingest_paths  # noqa: E402
+from observatory.service import run_detection, stored_incidents  # noqa: E402
 from observatory.simulate import Model, draw_model, load_scenario, write_simulation  # noqa: E402
 from observatory.simulate.families import DIMENSIONS  # noqa: E402
 from observatory.store import Store, open_store  # noqa: E402
@@ -301,7 +301,7 @@ def scale(n_target: int = 10_000_000, increment: int = 10_000, cache: Path = SCA
     """
     from observatory.detect import DetectConfig
     from observatory.detect.run import SCREEN_SECONDS, TRAILING, WATERMARK_KEY
-    from observatory.detect.run import _screen as screen_countries
+    from observatory.service import _screen as screen_countries
 
     cache.mkdir(parents=True, exist_ok=True)
     base_db = cache / f"scale-{n_target}.duckdb"

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from store_world import T0, Event, Net, World  # noqa: E402
 
-from observatory.detect.run import run_detection, stored_incidents  # noqa: E402
+from observatory.service import run_detection, stored_incidents  # noqa: E402
 from observatory.store.clickhouse import ClickHouseStore  # noqa: E402
 from observatory.store.duckdb import DuckDBStore  # noqa: E402
 

@@ -9,13 +9,11 @@ every valid line around it is stored.
 from __future__ import annotations
 
 import gc
-import gzip
 import json
 import multiprocessing
 import os
-import zlib
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +24,16 @@ from typing import IO, Any
 import pyarrow as pa
 
 from observatory.errors import ParseError
+from observatory.ingest_files import (
+    READ_BUFFER,
+    LineTooLong,
+    Reject,
+    expand_paths,
+    file_size,
+    range_lines,
+    read_file,
+    sample_documents,
+)
 from observatory.measurement import MAX_DOCUMENT_BYTES, Measurement, parse_measurement, time_problem
 from observatory.sources import obsrows
 from observatory.store.base import (
@@ -39,8 +47,11 @@ from observatory.store.base import (
 )
 from observatory.verdict import classify
 
+# what callers have always imported from here
+__all__ = ["BATCH_SIZE", "IngestSummary", "Ingestor", "Reject", "expand_paths", "ingest_paths", "parse_sane",
+           "read_file", "source_of", "to_row"]
+
 BATCH_SIZE = 5000
-READ_BUFFER = 1 << 20
 # Files at least this large are parsed and classified by a pool of processes, one per core, in chunks.
 POOL_MIN_BYTES = 32 << 20
 POOL_CHUNK = 256
@@ -48,23 +59,6 @@ POOL_CHUNK_BYTES = 4 << 20  # and at most this many bytes of documents per chunk
 # A plain (uncompressed) file is not read by the parent at all: each worker reads the lines that start in its
 # own byte range of the file, and says how many it read (file:line stays exact).
 POOL_RANGE_BYTES = 4 << 20
-# documents from the head of a large file from which the store may learn its encoding before the pool starts
-ENCODER_SAMPLES = 1000
-SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson")
-
-
-@dataclass(slots=True)
-class Reject:
-    file: str
-    line: int
-    reason: str
-    text: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {"file": self.file, "line": self.line, "reason": self.reason, "text": self.text}
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.reason}"
 
 
 @dataclass(slots=True)
@@ -81,102 +75,6 @@ class IngestSummary:
                 "duplicates": self.duplicates, "rejected": self.rejected}
 
 
-class _LineTooLong:
-    """Marker for a line over the size limit; its bytes were skipped, not held in memory."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-
-
-def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and (
-                f.name.endswith(SUFFIXES) or (f.name.endswith(obsrows.TABLE_SUFFIXES) and _holds_rows(f)))))
-        else:
-            out.append(p)
-    return out
-
-
-def _bounded_lines(stream: IO[bytes], limit: int) -> Iterator[bytes | _LineTooLong]:
-    """Lines of a binary stream; a line longer than `limit` is skipped in chunks and reported by size."""
-    while True:
-        line = stream.readline(limit + 1)
-        if not line:
-            return
-        if len(line) > limit and not line.endswith(b"\n"):
-            size = len(line)
-            while True:
-                more = stream.readline(1 << 20)
-                size += len(more)
-                if not more or more.endswith(b"\n"):
-                    break
-            yield _LineTooLong(size)
-            continue
-        yield line
-
-
-def read_file(path: Path, *, limit: int = MAX_DOCUMENT_BYTES) -> Iterator[tuple[int, bytes | Reject]]:
-    """(line number, document bytes) for each document of a file, or a Reject for what cannot be read."""
-    name = str(path)
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        yield 0, Reject(name, 0, f"cannot open: {exc.strerror or exc}")
-        return
-    if size == 0:
-        yield 0, Reject(name, 0, "empty file")
-        return
-    gz = name.endswith(".gz")
-    single = name.removesuffix(".gz").endswith(".json")
-    try:
-        # A large buffer: documents are kilobytes each, and each refill of a small one is a system call that
-        # gives up the GIL to the batch writer thread and waits to get it back.
-        raw: IO[bytes] = (gzip.open(path, "rb") if gz  # type: ignore[assignment]  # noqa: SIM115
-                          else open(path, "rb", buffering=READ_BUFFER))
-    except OSError as exc:
-        yield 0, Reject(name, 0, f"cannot open: {exc.strerror or exc}")
-        return
-    with raw:
-        stream = raw
-        if single:
-            data = stream.read(limit + 1)
-            if len(data) > limit:
-                yield 1, Reject(name, 1, f"document exceeds the {limit} byte limit")
-            elif not data.strip():
-                yield 0, Reject(name, 0, "empty file")
-            else:
-                yield 1, data
-            return
-        n = 0
-        broken = False
-        try:
-            for n, line in enumerate(_bounded_lines(stream, limit), start=1):
-                if isinstance(line, _LineTooLong):
-                    yield n, Reject(name, n, f"line of {line.size} bytes exceeds the {limit} byte limit")
-                elif not line.isspace():  # a blank line is counted, not read
-                    yield n, line
-        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-            broken = True
-            yield n + 1, Reject(name, n + 1, f"compressed stream is corrupt or cut short after line {n}: {exc}")
-        except OSError as exc:
-            broken = True
-            yield n + 1, Reject(name, n + 1, f"read error after line {n}: {exc}")
-        if n == 0 and not broken:
-            yield 0, Reject(name, 0, "empty file")
-
-
-def parse_lines(
-    items: Iterable[tuple[str, int, bytes]]
-) -> Iterator[Measurement | Reject]:
-    for name, line, data in items:
-        try:
-            yield parse_sane(data, where=f"{name}:{line}")
-        except ParseError as exc:
-            yield Reject(name, line, exc.reason, data[:500].decode("utf-8", "replace"))
-
-
 def parse_sane(data: bytes, *, where: str = "", now: datetime | None = None) -> Measurement:
     """parse_measurement, and a ParseError for a time before OONI or ahead of the present (issue #22: a year-1
     or year-9999 measurement in a file must not reach the store, where it would break detection)."""
@@ -187,18 +85,29 @@ def parse_sane(data: bytes, *, where: str = "", now: datetime | None = None) -> 
     return m
 
 
+def parse_or_reject(name: str, line: int, data: bytes, now: datetime | None = None) -> Measurement | Reject:
+    """One document parsed and validated, or its Reject (file:line, the reason, the start of its text).
+
+    No `where` is formatted into the error: the Reject carries the place, and this runs once per document."""
+    try:
+        return parse_sane(data, now=now)
+    except ParseError as exc:
+        return Reject(name, line, exc.reason, data[:500].decode("utf-8", "replace"))
+
+
 def source_of(m: Measurement, source: str = "") -> str:
     return source or ("observatory" if m.software_name == "observatory" else "ooni" if m.software_name else "")
 
 
 def to_row(m: Measurement, *, source: str = "") -> Row:
     c = classify(m)
-    return Row(measurement=m, verdict=c.verdict, kbps=c.kbps, source=source_of(m, source))
+    return Row(measurement=m, verdict=c.verdict, kbps=c.kbps, source=source_of(m, source), rule=c.rule,
+               rules_version=c.rules_version)
 
 
 def _add_classified(builder: BatchBuilder, m: Measurement, source: str) -> None:
     c = classify(m)
-    builder.add(m, c.verdict, c.kbps, source_of(m, source))
+    builder.add(m, c.verdict, c.kbps, source_of(m, source), c.rule, c.rules_version)
 
 
 # a pool worker's answer: the rows (one Arrow table), the rejects in file order, the lines it read, and the
@@ -218,32 +127,12 @@ def _parse_chunk(name: str, source: str, items: list[tuple[int, bytes]],
     rejects: list[Reject] = []
     now = datetime.now(UTC)
     for line, data in items:
-        try:
-            m = parse_sane(data, now=now)
-        except ParseError as exc:
-            rejects.append(Reject(name, line, exc.reason, data[:500].decode("utf-8", "replace")))
-            continue
-        _add_classified(builder, m, source)
+        item = parse_or_reject(name, line, data, now)
+        if isinstance(item, Reject):
+            rejects.append(item)
+        else:
+            _add_classified(builder, item, source)
     return builder.take(encoder), rejects, len(items), None
-
-
-def _range_lines(stream: IO[bytes], start: int, end: int, limit: int) -> Iterator[bytes | _LineTooLong]:
-    """The lines of a seekable stream that start in [start, end): the line in progress at `start` belongs to
-    the range before, and the line in progress at `end` to this one."""
-    pos = start
-    if start > 0:
-        stream.seek(start - 1)
-        if stream.read(1) != b"\n":
-            while True:
-                more = stream.readline(1 << 20)
-                pos += len(more)
-                if not more or more.endswith(b"\n"):
-                    break
-    for line in _bounded_lines(stream, limit):
-        if pos >= end:
-            return
-        yield line
-        pos += line.size if isinstance(line, _LineTooLong) else len(line)
 
 
 def _parse_range(name: str, source: str, start: int, end: int, encoder: DocumentEncoder | None,
@@ -258,18 +147,17 @@ def _parse_range(name: str, source: str, start: int, end: int, encoder: Document
     now = datetime.now(UTC)
     try:
         with open(name, "rb", buffering=READ_BUFFER) as stream:
-            for n, line in enumerate(_range_lines(stream, start, end, limit), start=1):  # noqa: B007
-                if isinstance(line, _LineTooLong):
+            for n, line in enumerate(range_lines(stream, start, end, limit), start=1):  # noqa: B007
+                if isinstance(line, LineTooLong):
                     rejects.append(Reject(name, n, f"line of {line.size} bytes exceeds the {limit} byte limit"))
                     continue
                 if line.isspace():
                     continue
-                try:
-                    m = parse_sane(line, now=now)
-                except ParseError as exc:
-                    rejects.append(Reject(name, n, exc.reason, line[:500].decode("utf-8", "replace")))
-                    continue
-                _add_classified(builder, m, source)
+                item = parse_or_reject(name, n, line, now)
+                if isinstance(item, Reject):
+                    rejects.append(item)
+                else:
+                    _add_classified(builder, item, source)
     except OSError as exc:
         error = str(exc.strerror or exc)
     return builder.take(encoder), rejects, n, error
@@ -425,19 +313,18 @@ class Ingestor:
             self._on_progress(self.summary)
 
     def ingest_bytes(self, data: bytes, *, where: str, line: int) -> None:
-        try:
-            m = parse_sane(data, where=f"{where}:{line}")
-        except ParseError as exc:
-            self.reject(Reject(where, line, exc.reason, data[:500].decode("utf-8", "replace")))
-            return
-        self.add(m)
+        item = parse_or_reject(where, line, data)
+        if isinstance(item, Reject):
+            self.reject(item)
+        else:
+            self.add(item)
 
     def ingest_file(self, path: Path) -> None:
         self.summary.files += 1
         self._current = self._credential or f"file:{Path(path).name}"
         if self._ingest_observation_rows(path):
             return
-        if self._processes > 1 and _size(path) >= POOL_MIN_BYTES:
+        if self._processes > 1 and file_size(path) >= POOL_MIN_BYTES:
             self._ingest_file_pooled(path)
             return
         for line, item in read_file(path):
@@ -469,7 +356,7 @@ class Ingestor:
             # (DuckDB's, the writer); spawn would re-run the caller's main module, which a script without a
             # __main__ guard does not survive
             method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-            # pyarrow imports pandas (when installed) on its first array, ~0.3 s: once here, before the fork,
+            # pyarrow imports pandas (when installed) on its first array, a slow import: once here, before the fork,
             # rather than once in every worker
             BatchBuilder().take()
             self._pool = ProcessPoolExecutor(self._processes, mp_context=multiprocessing.get_context(method),
@@ -477,8 +364,8 @@ class Ingestor:
         # a store that learns its encoding (a zstd dictionary) does so from the head of the file before the
         # workers start, so that they compress from the first document on: else the first batches would cross
         # the pipe as JSON, to be compressed in this process
-        self.store.document_encoder(partial(_sample_documents, path))
-        name, size = str(path), _size(path)
+        self.store.document_encoder(partial(sample_documents, path))
+        name, size = str(path), file_size(path)
         if size and not name.endswith(".gz") and not name.endswith(".json"):
             self._ingest_ranges(self._pool, name, size)
         else:  # compressed, one document, or empty or unreadable (read_file says which)
@@ -551,35 +438,6 @@ class Ingestor:
             submit()
         while pending:
             take(pending.popleft())
-
-
-def _holds_rows(path: Path) -> bool:
-    """Whether a table found in a directory is OONI observation rows (other CSVs there are not ours to read)."""
-    try:
-        return obsrows.sniff(path) is not None
-    except obsrows.NotObservationRows:
-        return False
-
-
-def _sample_documents(path: Path, n: int = ENCODER_SAMPLES) -> list[bytes]:
-    """The first `n` valid documents of a file, as they will be stored (the private fields gone)."""
-    docs: list[bytes] = []
-    for _, item in read_file(path):
-        if len(docs) >= n:
-            break
-        if isinstance(item, bytes):
-            try:
-                docs.append(parse_measurement(item).document_json())
-            except ParseError:
-                continue
-    return docs
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
 
 
 def ingest_paths(

@@ -343,7 +343,7 @@ def _input_str(value: str | list[Any] | None) -> str | None:
 
 
 def probe_key(doc: dict[str, Any], annotations: dict[str, Any], asn: int) -> str:
-    """Who vouches for this measurement, as independently as the data allows (see CONTRACTS.md)."""
+    """Who vouches for this measurement, as independently as the data allows (see docs/contracts.md)."""
     pid = annotations.get("probe_id") or doc.get("probe_id")
     if isinstance(pid, str) and pid:
         return "p:" + pid

@@ -21,7 +21,8 @@ from observatory.store import MeasurementFilter
 from observatory.store.base import BatchBuilder
 from observatory.store.duckdb import DuckDBStore
 from observatory.web.auth import create_probe, hash_token, sign
-from observatory.web.collector import GroupCommit, store_batch
+from observatory.web.collector import store_batch
+from observatory.web.groupcommit import GroupCommit
 
 SAMPLE = json.loads((Path(__file__).parent / "data" / "probe" / "measurement.json").read_text())
 
@@ -75,6 +76,15 @@ def test_accepts_a_signed_batch_after_storing_it(svc: Service) -> None:
     assert svc.store.count() == 3  # acknowledged means stored
     stored = svc.store.measurements(MeasurementFilter(), limit=10, offset=0)
     assert {m["verdict"] for m in stored} == {"ok"}
+
+
+def test_an_upload_is_stored_with_the_rule_that_decided_and_the_rules_version(svc: Service) -> None:
+    from observatory.verdict import RULES_VERSION
+
+    docs = [sample(i) for i in range(2)]
+    assert svc.upload(docs).json()["accepted"] == 2
+    stored = svc.store.verdicts([d["measurement_uid"] for d in docs])
+    assert {(v.verdict, v.rule, v.rules_version) for v in stored.values()} == {("ok", "web.ok", RULES_VERSION)}
 
 
 def test_retry_is_idempotent(svc: Service) -> None:
@@ -201,3 +211,25 @@ def test_uploads_compressed_in_their_own_threads_and_plain_ones_commit_together(
         assert all(stored[d["measurement_uid"]] == bytes(r) for d, r in zip(docs, raws, strict=True))
     finally:
         store.close()
+
+
+def test_a_bug_in_classification_is_a_logged_500_and_nothing_stored(
+        svc: Service, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A verdict rule that raises is our bug: the batch is not acknowledged (the probe keeps it and retries once
+    the bug is fixed), nothing is stored under a verdict nobody decided, and the log says what failed."""
+    import observatory.web.collector as collector
+
+    def broken(m: Any) -> Any:
+        raise ZeroDivisionError("a rule divided by zero")
+
+    monkeypatch.setattr(collector, "classify", broken)
+    with caplog.at_level("ERROR", logger="observatory.web.collector"):
+        r = svc.upload([sample(i) for i in range(3)])
+    assert r.status_code == 500, r.text
+    assert "nothing from this batch was acknowledged" in r.json()["error"]
+    assert svc.store.count() == 0
+    assert any("ZeroDivisionError" in (rec.exc_text or "") or rec.exc_info and rec.exc_info[0] is ZeroDivisionError
+               for rec in caplog.records)
+    monkeypatch.undo()  # fixed: the same batch is then stored whole
+    r = svc.upload([sample(i) for i in range(3)])
+    assert r.status_code == 200 and r.json()["accepted"] == 3

@@ -1,4 +1,4 @@
-"""`observatory detect` over a real DuckDB file: JSON per CONTRACTS.md, filters, idempotent re-runs."""
+"""`observatory detect` over a real DuckDB file: JSON per docs/contracts.md, filters, idempotent re-runs."""
 
 from __future__ import annotations
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from detect_world import small_simulation
 
-from observatory.detect.run import WATERMARK_KEY, run_detection, stored_incidents
+from observatory.detect.run import WATERMARK_KEY
 from observatory.incident import Incident
 from observatory.ingest import ingest_paths
+from observatory.service import run_detection, stored_incidents
 from observatory.store import open_store
 
 

@@ -29,7 +29,7 @@ def _missing() -> str | None:
     # by file, not by import: importing the CLI here would run typer's imports under the test's warning filters
     package = Path(observatory.__file__).parent
     for module, what in (("cli/probe.py", "the probe command"), ("web/collector.py", "the collector"),
-                         ("detect/run.py", "the detector")):
+                         ("service.py", "the detector")):
         if not (package / module).exists():
             return f"{what} (observatory/{module}) is not available"
     return None

@@ -129,7 +129,7 @@ def test_stored_verdicts_are_recomputed_from_the_stored_document(kenya: DuckDBSt
 
 def test_detection_finds_the_kenyan_telegram_block_and_nothing_before(kenya: DuckDBStore) -> None:
     """#19's regression test on real data: the block of 8-24 November 2023, no alarm in the weeks before."""
-    from observatory.detect.run import run_detection
+    from observatory.service import run_detection
     from observatory.store import IncidentFilter
 
     run_detection(kenya, full=True)

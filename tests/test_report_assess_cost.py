@@ -131,7 +131,7 @@ def test_money_two_significant_figures(x: float, text: str) -> None:
 
 def test_platform_outage_supports_a_fault_and_simultaneity_is_not_held_against_it() -> None:
     # the worldwide Facebook outage: every network loses the platforms at once, the control stays up
-    inc = _ended(kind="platform_outage", country=None, scope="global", platforms=("facebook", "instagram"),
+    inc = _ended(kind="platform_outage", country=None, scope="national", platforms=("facebook", "instagram"),
                  techniques=("down",), evidence={"countries": ["DE", "US", "IN", "BR"],
                                                  "by_technique": {"down": 900}})
     series = cells(start=START - timedelta(hours=3), end=END + timedelta(hours=3), blocked=[(START, END)],

@@ -16,7 +16,8 @@ import pytest
 from report_world import incident, utc
 
 from observatory.errors import ConfigError
-from observatory.report.deliver import DELIVERY_HEADER, SIGNATURE_HEADER, Webhook, deliver
+from observatory.report.deliver import DELIVERY_HEADER, SIGNATURE_HEADER, Webhook
+from observatory.service import deliver
 from observatory.store.duckdb import DuckDBStore
 
 SECRET = "s3cret-for-tests"

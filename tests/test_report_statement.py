@@ -4,6 +4,7 @@ reference case (three Pakistan incidents built from the simulator's truth for th
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,7 +23,7 @@ SCENARIO = ROOT / "scenarios" / "pk-2023-12-2024-01.toml"
 
 
 def test_national_restriction_names_platforms_scope_local_time_networks_and_technique() -> None:
-    text = statement(incident())
+    text = statement(incident(), networks_measured=6)  # as report/render.py counts them from the series
     assert text.startswith("Confirmed: metrics show a nation-scale disruption to social media platforms across "
                            "Pakistan, including X/Twitter, Facebook, Instagram and YouTube, since 19:05 PKT on "
                            "20 January 2024.")
@@ -36,7 +37,7 @@ def test_platforms_are_named_in_catalog_order_whatever_the_detector_order() -> N
 
 def test_regional_incident_names_its_regions() -> None:
     inc = incident(scope="regional", regions=("Punjab", "Sindh"), asns=(17557, 45669))
-    text = statement(inc)
+    text = statement(inc, networks_measured=6)
     assert "a regional disruption to social media platforms in Punjab and Sindh, Pakistan" in text
     assert "on 2 of 6 networks measured" in text
     assert "nation-scale" not in text and "across Pakistan" not in text
@@ -44,7 +45,7 @@ def test_regional_incident_names_its_regions() -> None:
 
 def test_single_network_incident_names_the_network_from_the_evidence() -> None:
     inc = incident(scope="network", asns=(17557,), platforms=("twitter",))
-    text = statement(inc)
+    text = statement(inc, networks_measured=6)
     assert "a network-level disruption to X/Twitter on PTCL (AS17557) in Pakistan since 19:05 PKT" in text
     assert "on 1 of 6 networks measured" in text
 
@@ -56,15 +57,14 @@ def test_suspected_is_not_called_confirmed() -> None:
 
 
 def test_partial_when_few_of_the_affected_series_observations_failed() -> None:
-    ev = {**incident().evidence, "probe_observations": 1000, "anomalous": 300}
+    ev = replace(incident().evidence, probe_observations=1000, anomalous=300)
     assert "a partial nation-scale disruption" in statement(incident(evidence=ev))
-    ev["anomalous"] = 900
-    assert "partial" not in statement(incident(evidence=ev))
+    assert "partial" not in statement(incident(evidence=replace(ev, anomalous=900)))
 
 
 def test_throttling_says_slowed_not_blocked() -> None:
     inc = incident(kind="throttling", platforms=("twitter",), techniques=("throttling",))
-    text = statement(inc)
+    text = statement(inc, networks_measured=6)
     assert "a nation-scale throttling of X/Twitter across Pakistan since 19:05 PKT" in text
     assert "reachable but slowed" in text
     assert "The throttling is in effect on all 6 networks measured." in text
@@ -88,7 +88,7 @@ def test_platform_outage_is_global_and_in_utc() -> None:
 
 def test_ended_incident_is_a_restoration_notice_with_duration() -> None:
     inc = incident(end=utc(2024, 1, 20, 17, 10), status="ended")
-    text = statement(inc)
+    text = statement(inc, networks_measured=6)
     assert text.startswith("Restored: X/Twitter, Facebook, Instagram and YouTube are reachable again across "
                            "Pakistan as of 22:10 PKT on 20 January 2024, after a nation-scale disruption lasting "
                            "3 hours 5 minutes (from 19:05 PKT).")

@@ -9,9 +9,9 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from observatory.cli.serve import _alerting_detector
 from observatory.ingest import ingest_paths
 from observatory.report.deliver import Webhook
+from observatory.service import alerting_detector
 from observatory.simulate.output import write_simulation
 from observatory.simulate.scenario import load_scenario
 from observatory.store.duckdb import DuckDBStore
@@ -42,7 +42,7 @@ def test_detection_runs_alert_once_with_signed_payloads(tmp_path: Path) -> None:
     _Receiver.got = []
     try:
         hook = Webhook(url=f"http://127.0.0.1:{server.server_address[1]}/hook", secret="s3cret")
-        detect = _alerting_detector([hook], "http://127.0.0.1:8000/")
+        detect = alerting_detector([hook], "http://127.0.0.1:8000/")
         detect(store)
         first = list(_Receiver.got)
         assert first, "the confirmed disruption is announced"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from observatory.detect.run import run_detection
+from observatory.service import run_detection
 from observatory.signals import SignalPoint
 from observatory.signals.formats import Entity, read_signal_file
 from observatory.store.duckdb import DuckDBStore

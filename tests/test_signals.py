@@ -338,7 +338,7 @@ def test_points_from_text_raises_on_bad_rows() -> None:
 
 def test_detection_reports_a_shutdown_from_imported_signals_alone(tmp_path: Path) -> None:
     """No measurement arrives during a shutdown; the imported series alone give the incident, in the store."""
-    from observatory.detect.run import run_detection
+    from observatory.service import run_detection
     from observatory.store.duckdb import DuckDBStore
 
     store = DuckDBStore(str(tmp_path / "o.duckdb"))

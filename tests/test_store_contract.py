@@ -432,9 +432,9 @@ def test_series_and_rollup_are_identical_across_backends(pair: tuple[DuckDBStore
 
 
 def test_the_detector_finds_identical_incidents_on_both_stores(pair: tuple[DuckDBStore, ClickHouseStore]) -> None:
-    """observatory.detect.run end to end on each store: a full pass while the block is under way, then an
+    """observatory.service.run_detection end to end on each store: a full pass while the block is under way, then an
     incremental pass after the rest arrives; the stored incidents must be the same JSON on both."""
-    from observatory.detect.run import run_detection, stored_incidents
+    from observatory.service import run_detection, stored_incidents
 
     world = pk_block_world()
     rows = list(world.rows())
@@ -776,9 +776,9 @@ def test_a_store_from_before_provenance_migrates_and_keeps_everything(tmp_path: 
     for column in ("country", "asns", "relay"):
         duck._con.execute(f"ALTER TABLE probe_credentials DROP COLUMN {column}")
         ch._command(f"ALTER TABLE {{db}}.probe_credentials DROP COLUMN {column}")
-    duck._con.execute("DELETE FROM schema_version WHERE version = 7")
+    duck._con.execute("DELETE FROM schema_version WHERE version >= 7")  # and the migrations after it
     ch._command("ALTER TABLE {db}.measurements DROP COLUMN credential")
-    ch._command("ALTER TABLE {db}.schema_version DELETE WHERE version = 5", settings={"mutations_sync": 2})
+    ch._command("ALTER TABLE {db}.schema_version DELETE WHERE version >= 5", settings={"mutations_sync": 2})
     assert (duck.schema_version(), ch.schema_version()) == (6, 4)
     duck.close()
     ch.close()
@@ -878,3 +878,95 @@ def test_a_clickhouse_store_opened_read_only_is_neither_created_nor_written(chdb
     finally:
         reader.close()
         _dispose(writer)
+
+
+# --- verdict provenance (issue #23): the rule that decided each verdict, and the rules version --------------
+
+# one real document per rule: (verdict_cases name, the rule that decides it today)
+_PROVENANCE_CASES = {"ok": "web.ok", "tcp_reset": "tcp.reset", "dns_bogon": "dns.bogon",
+                     "throttling": "throttling.slow_download"}
+
+
+def _ingest_cases(store: DuckDBStore | ClickHouseStore, tmp_path: Path) -> dict[str, str]:
+    """The cases ingested as OONI documents; uid -> the rule that decides it."""
+    from verdict_cases import case, envelope
+
+    uids = {f"20240120T134500Z_webconnectivity_PK_17557_n1_{i:016x}": name for i, name in enumerate(_PROVENANCE_CASES)}
+    f = tmp_path / "cases.jsonl"
+    f.write_text("".join(json.dumps(envelope(case(name), uid=uid)) + "\n" for uid, name in uids.items()))
+    assert ingest_paths(store, [f], rejects_path=tmp_path / "rejects.jsonl").accepted == len(uids)
+    return {uid: _PROVENANCE_CASES[name] for uid, name in uids.items()}
+
+
+def test_stored_verdicts_carry_the_deciding_rule_and_the_rules_version(
+        store: DuckDBStore | ClickHouseStore, tmp_path: Path) -> None:
+    from observatory.verdict import RULES_VERSION
+
+    rules = _ingest_cases(store, tmp_path)
+    got = store.verdicts(list(rules) + ["no-such-uid"])
+    assert {uid: v.rule for uid, v in got.items()} == rules
+    assert {v.rules_version for v in got.values()} == {RULES_VERSION}
+    # rows written without provenance (an older writer's Row) are stored with none
+    row = list(_small_world().rows())[0]
+    store.insert([row])
+    assert store.verdicts([row.measurement.uid])[row.measurement.uid][2:] == (None, None)
+
+
+def test_reclassify_reports_a_changed_rule_by_rule(
+        store: DuckDBStore | ClickHouseStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import observatory.verdict as verdict
+    from observatory.reclassify import classify_stored, reclassify
+
+    rules = _ingest_cases(store, tmp_path)
+    reset_uid = next(u for u, r in rules.items() if r == "tcp.reset")
+    # the rules of an older version, which had no tcp.reset rule: all-reset connects fell to tcp.timeout
+    with monkeypatch.context() as m:
+        m.setattr(verdict, "WEB_RULES", tuple(r for r in verdict.WEB_RULES if r.id != "tcp.reset"))
+        assert store.reclassify(lambda raw: classify_stored(raw)._replace(rules_version="older")) == 1
+    assert store.verdicts([reset_uid])[reset_uid] == ("tcp_blackhole", None, "tcp.timeout", "older")
+
+    report = reclassify(store, batch_size=3)  # the current rules again
+    assert report.changed == 1 and report.measurements == len(rules)
+    assert [(t.from_rule, t.to_rule, t.from_verdict, t.to_verdict, t.measurements, t.examples)
+            for t in report.by_rule] == [("tcp.timeout", "tcp.reset", "tcp_blackhole", "tcp_reset", 1, (reset_uid,))]
+    assert report.by_verdict == (("tcp_blackhole", "tcp_reset", 1),)
+    assert report.older_versions == (("older", len(rules)),) and report.rule_recorded == 0
+    assert {u: v.rule for u, v in store.verdicts(list(rules)).items()} == rules
+    assert {v.rules_version for v in store.verdicts(list(rules)).values()} == {report.rules_version}
+    again = reclassify(store)
+    assert (again.changed, again.by_rule, again.older_versions) == (0, (), ())
+
+
+def test_a_store_from_before_verdict_provenance_is_migrated_and_its_rows_have_no_rule(
+        tmp_path: Path, chdb_dir: Path) -> None:
+    from observatory.reclassify import reclassify
+
+    url = f"chdb://{chdb_dir}?database=norule_{os.getpid()}"
+    path = str(tmp_path / "norule.duckdb")
+    duck, ch = DuckDBStore(path), ClickHouseStore(url)
+    rules: dict[str, str] = {}
+    for s, sub in ((duck, "d"), (ch, "c")):
+        (tmp_path / sub).mkdir()
+        rules = _ingest_cases(s, tmp_path / sub)
+    # the stores as they were before: no provenance columns, schema versions 7 and 5
+    for column in ("verdict_rule", "rules_version"):
+        duck._con.execute(f"ALTER TABLE measurements DROP COLUMN {column}")
+        ch._command(f"ALTER TABLE {{db}}.measurements DROP COLUMN {column}")
+    duck._con.execute("DELETE FROM schema_version WHERE version = 8")
+    ch._command("ALTER TABLE {db}.schema_version DELETE WHERE version = 6", settings={"mutations_sync": 2})
+    assert (duck.schema_version(), ch.schema_version()) == (7, 5)
+    duck.close()
+    ch.close()
+    read_only = DuckDBStore(path, read_only=True)  # not migrated: still readable, no rule known
+    assert {v.rule for v in read_only.verdicts(list(rules)).values()} == {None}
+    read_only.close()
+    for s in (DuckDBStore(path), ClickHouseStore(url)):
+        try:
+            stored = s.verdicts(list(rules))
+            assert len(stored) == len(rules) and {(v.rule, v.rules_version) for v in stored.values()} == {(None, None)}
+            report = reclassify(s)
+            assert report.changed == 0 and report.by_rule == () and report.rule_recorded == len(rules)
+            assert report.older_versions == ((None, len(rules)),)
+            assert {u: v.rule for u, v in s.verdicts(list(rules)).items()} == rules
+        finally:
+            _dispose(s)

@@ -10,9 +10,9 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from observatory.cli.app import store_settings_from_env
-from observatory.errors import StoreError, StoreFullError, StoreReadOnlyError
-from observatory.store import StoreSettings, open_store, schema
+from observatory.errors import ConfigError, StoreError, StoreFullError, StoreReadOnlyError
+from observatory.settings import load_settings
+from observatory.store import StoreSettings, open_store, schema, store_settings
 from observatory.store.clickhouse import core as ch_core
 from observatory.store.clickhouse.migrations import MIGRATIONS as CH_MIGRATIONS
 from observatory.store.duckdb import DuckDBStore
@@ -28,16 +28,28 @@ def test_the_batch_schema_is_the_stored_columns_a_batch_brings_with_the_document
 
 
 def test_a_column_added_by_a_generated_migration_reaches_both_backends(monkeypatch: pytest.MonkeyPatch) -> None:
-    extra = schema.Column("verdict_rule", pa.string(), "VARCHAR", "Nullable(String)", created=False, migration=1)
+    extra = schema.Column("probe_note", pa.string(), "VARCHAR", "Nullable(String)", created=False, migration=2)
     monkeypatch.setattr(schema, "MEASUREMENT_COLUMNS", (*schema.MEASUREMENT_COLUMNS, extra))
-    monkeypatch.setitem(schema.COLUMN, "verdict_rule", extra)
-    assert schema.generated_migrations() == [["verdict_rule"]]
-    assert schema.duckdb_add_column("verdict_rule") == "ALTER TABLE measurements ADD COLUMN verdict_rule VARCHAR;"
-    assert "verdict_rule" not in schema.duckdb_create()  # added by its migration, not in the first table
+    monkeypatch.setitem(schema.COLUMN, "probe_note", extra)
+    assert schema.generated_migrations()[-1] == ["probe_note"]
+    assert schema.duckdb_add_column("probe_note") == \
+        "ALTER TABLE measurements ADD COLUMN IF NOT EXISTS probe_note VARCHAR;"
+    assert "probe_note" not in schema.duckdb_create()  # added by its migration, not in the first table
     monkeypatch.undo()
     # each backend's list: its hand-written migrations (7 and 5), then one per generated migration
     generated = len(schema.generated_migrations())
     assert (len(DUCK_MIGRATIONS), len(CH_MIGRATIONS)) == (7 + generated, 5 + generated)
+
+
+def test_verdict_provenance_is_the_first_generated_migration_as_numbered_before_the_split() -> None:
+    # stores written by the code before the split recorded these versions: DuckDB 8, ClickHouse 6
+    assert schema.generated_migrations()[0] == ["verdict_rule", "rules_version"]
+    assert "ADD COLUMN IF NOT EXISTS verdict_rule VARCHAR" in DUCK_MIGRATIONS[7]
+    assert "ADD COLUMN IF NOT EXISTS rules_version VARCHAR" in DUCK_MIGRATIONS[7]
+    assert CH_MIGRATIONS[5] == [
+        "ALTER TABLE measurements ADD COLUMN IF NOT EXISTS verdict_rule LowCardinality(Nullable(String))",
+        "ALTER TABLE measurements ADD COLUMN IF NOT EXISTS rules_version LowCardinality(Nullable(String))"]
+    assert {"verdict_rule", "rules_version"} <= set(schema.BATCH_NAMES) & set(schema.OPTIONAL_NAMES)
 
 
 @pytest.mark.parametrize(("exc", "read_only", "want"), [
@@ -83,15 +95,25 @@ def test_a_failed_transaction_leaves_nothing() -> None:
     assert con.execute("SELECT x FROM t").fetchall() == [(2,)]
 
 
-def test_store_settings_come_from_the_environment_at_the_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_store_settings_come_from_the_run_settings_at_the_entry_point(monkeypatch: pytest.MonkeyPatch,
+                                                                     tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # no observatory.toml of the machine's
     monkeypatch.setenv("OBSERVATORY_STORE_WAIT", "2.5")
     monkeypatch.setenv("OBSERVATORY_DUCKDB_MEMORY", "1GB")
-    assert store_settings_from_env() == StoreSettings(wait_seconds=2.5, duckdb_memory="1GB")
+    assert store_settings(load_settings()) == StoreSettings(wait_seconds=2.5, duckdb_memory="1GB")
     monkeypatch.setenv("OBSERVATORY_STORE_WAIT", "-4")
-    assert store_settings_from_env().wait_seconds == 0.0
-    monkeypatch.setenv("OBSERVATORY_STORE_WAIT", "soon")  # not a number: the default, as before
+    assert store_settings(load_settings()).wait_seconds == 0.0
+    monkeypatch.delenv("OBSERVATORY_STORE_WAIT")
     monkeypatch.delenv("OBSERVATORY_DUCKDB_MEMORY")
-    assert store_settings_from_env() == StoreSettings()
+    assert store_settings(load_settings()) == StoreSettings()
+    # the file sets them too, and the environment wins over it
+    (tmp_path / "observatory.toml").write_text('[store]\nwait = 7\nduckdb_memory = "512MB"\n')
+    assert store_settings(load_settings()) == StoreSettings(wait_seconds=7.0, duckdb_memory="512MB")
+    monkeypatch.setenv("OBSERVATORY_STORE_WAIT", "1")
+    assert store_settings(load_settings()).wait_seconds == 1.0
+    monkeypatch.setenv("OBSERVATORY_STORE_WAIT", "soon")  # not a number: one clear error, not a silent default
+    with pytest.raises(ConfigError, match="OBSERVATORY_STORE_WAIT='soon': expected a number"):
+        load_settings()
 
 
 def test_the_store_takes_its_settings_and_reads_no_environment(tmp_path: Path,

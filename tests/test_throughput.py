@@ -20,10 +20,10 @@ import pytest
 
 from observatory.detect.config import DetectConfig
 from observatory.detect.cusum import scan_throughput
-from observatory.detect.run import run_detection, stored_incidents
 from observatory.detect.series import Obs
 from observatory.ingest import ingest_paths
 from observatory.measurement import parse_measurement
+from observatory.service import run_detection, stored_incidents
 from observatory.store import open_store
 from observatory.verdict import classify
 from observatory.verdict.throughput import KbpsSource, network_events, steps, throughput

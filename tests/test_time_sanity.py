@@ -18,9 +18,9 @@ from collector_app import make_app
 from probe_net import UvicornThread
 from test_collector_api import sample
 
-from observatory.detect.run import run_detection
 from observatory.ingest import ingest_paths, to_row
 from observatory.measurement import measurement_from_dict
+from observatory.service import run_detection
 from observatory.store.duckdb import DuckDBStore
 from observatory.web import WebSettings, create_app
 from observatory.web.auth import create_probe, sign

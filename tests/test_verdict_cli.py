@@ -127,7 +127,7 @@ def test_reclassify_recomputes_stored_verdicts_from_raw_documents(tmp_path: Path
         store.close()
     out = run("reclassify", "--db", db, "--format", "json")
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout) == {"changed": 4}
+    assert json.loads(out.stdout)["changed"] == 4
     store = DuckDBStore(db)
     try:
         after = {r["uid"]: (r["verdict"], r["kbps"])
@@ -137,4 +137,44 @@ def test_reclassify_recomputes_stored_verdicts_from_raw_documents(tmp_path: Path
     assert {u: v for u, (v, _) in after.items()} == before
     assert after["u3"][1] == 256.0 and after["u1"][1] is None
     again = run("reclassify", "--db", db, "--format", "json")
-    assert json.loads(again.stdout) == {"changed": 0}
+    assert json.loads(again.stdout)["changed"] == 0
+
+
+def test_reclassify_tells_what_changed_by_rule_and_which_rows_older_rules_decided(
+        tmp_path: Path, run: Callable[..., Result]) -> None:
+    db = str(tmp_path / "obs.duckdb")
+    f = _write(tmp_path / "m.jsonl",
+               [envelope(case(n), uid=f"u{i}") for i, n in enumerate(["ok", "tcp_reset", "dns_bogon", "throttling"])])
+    store = DuckDBStore(db)
+    try:
+        ingest_paths(store, [f], rejects_path=tmp_path / "rejects.jsonl")
+        # as an older version of the rules left them: u1 decided by tcp.timeout; u2 stored before rules were kept
+        con = store._con  # type: ignore[attr-defined]
+        con.execute("UPDATE measurements SET verdict = 'tcp_blackhole', verdict_rule = 'tcp.timeout', "
+                    "rules_version = 'older' WHERE uid = 'u1'")
+        con.execute("UPDATE measurements SET verdict_rule = NULL, rules_version = NULL WHERE uid = 'u2'")
+    finally:
+        store.close()
+    out = run("reclassify", "--db", db, "--format", "json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["changed"] == 1 and report["measurements"] == 4 and report["rule_recorded"] == 1
+    assert report["by_rule"] == [{"from_rule": "tcp.timeout", "to_rule": "tcp.reset", "from_verdict": "tcp_blackhole",
+                                  "to_verdict": "tcp_reset", "measurements": 1, "examples": ["u1"]}]
+    assert report["by_verdict"] == [{"from_verdict": "tcp_blackhole", "to_verdict": "tcp_reset", "measurements": 1}]
+    assert report["older_rules"] == 2 and report["older_rules_versions"] == [
+        {"rules_version": "older", "measurements": 1}, {"rules_version": None, "measurements": 1}]
+    again = run("reclassify", "--db", db)  # text; every row now carries the current version
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines() == ["reclassified: 0 verdicts changed",
+                                         f"4 measurements judged by rules version {report['rules_version']}"]
+    store = DuckDBStore(db)
+    try:
+        store._con.execute("UPDATE measurements SET verdict = 'tcp_blackhole', verdict_rule = 'tcp.timeout', "  # type: ignore[attr-defined]
+                           "rules_version = 'older' WHERE uid = 'u1'")
+    finally:
+        store.close()
+    text = run("reclassify", "--db", db, "--format", "text").stdout
+    assert "decided by an older rules version: 1 (older: 1)" in text
+    assert "by rule (old -> new):\n  1  tcp.timeout -> tcp.reset  (tcp_blackhole -> tcp_reset; e.g. u1)" in text
+    assert "by verdict (old -> new):\n  1  tcp_blackhole -> tcp_reset" in text

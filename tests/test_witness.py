@@ -22,8 +22,8 @@ from click.testing import CliRunner, Result
 from collector_app import make_app
 from probe_net import UvicornThread
 
-from observatory.detect.run import run_detection
 from observatory.ingest import ingest_paths
+from observatory.service import run_detection
 from observatory.simulate.generator import generate
 from observatory.simulate.scenario import load_scenario
 from observatory.store import IncidentFilter, MeasurementFilter

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import difflib
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
+import click
 import platformdirs
 import typer
 
 from observatory import __version__
 from observatory.errors import ConfigError, StoreError
 from observatory.measurement import parse_time
-from observatory.store import Store, StoreSettings, open_store
+from observatory.settings import CONFIG_ENV, CONFIG_NAME, Settings, load_settings
+from observatory.store import Store, open_store, store_settings
 
 app = typer.Typer(
     name="observatory",
@@ -29,18 +30,31 @@ app = typer.Typer(
 )
 
 
+def current_settings() -> Settings:
+    """The run's settings, built once by the root command from --config, the file and the environment (a
+    command's flags then go on top with `Settings.with_flags`). Outside a command line run (a library call):
+    built from the file and the environment now."""
+    ctx = click.get_current_context(silent=True)
+    root = ctx.find_root() if ctx is not None else None
+    if root is not None and isinstance(root.obj, Settings):
+        return root.obj
+    return load_settings()
+
+
 def default_db() -> str:
-    """The store used when --db is not given: $OBSERVATORY_DB, else a file in the user's data directory."""
-    env = os.environ.get("OBSERVATORY_DB")
-    if env:
-        return env
+    """The store used when --db is not given: the settings' db ([store] db in the config file,
+    $OBSERVATORY_DB), else a file in the user's data directory."""
+    configured = current_settings().db
+    if configured:
+        return configured
     return str(Path(platformdirs.user_data_dir("observatory")) / "observatory.duckdb")
 
 
 DbOption = Annotated[
     str,
     typer.Option("--db", help="Store: a DuckDB file path, chdb:///DIR or clickhouse://user:pass@host:port/db. "
-                 "Default: $OBSERVATORY_DB or observatory.duckdb in the user's data directory.",
+                 "Default: [store] db of the config file, $OBSERVATORY_DB, or observatory.duckdb in the user's "
+                 "data directory.",
                  default_factory=default_db, show_default=False),
 ]
 FormatOption = Annotated[str, typer.Option("--format", "-f", help="Output format.")]
@@ -52,23 +66,7 @@ def store_for(db: str, *, read_only: bool = False, create: bool = True, shared: 
     if not create and "://" not in db and db != ":memory:" and not Path(db).expanduser().exists():
         raise StoreError(f"store {db}: no such store (check --db; `observatory ingest FILE --db {db}` "
                          "creates one)")
-    return open_store(db, read_only=read_only, shared=shared, settings=store_settings_from_env())
-
-
-def store_settings_from_env() -> StoreSettings:
-    """The store's settings from $OBSERVATORY_STORE_WAIT (seconds to wait for a DuckDB file another process
-    holds; a value that is not a number keeps the default) and $OBSERVATORY_DUCKDB_MEMORY (DuckDB's buffer
-    pool), read here at the entry point: the store reads no environment."""
-    defaults = StoreSettings()
-    wait = defaults.wait_seconds
-    value = os.environ.get("OBSERVATORY_STORE_WAIT")
-    if value:
-        try:
-            wait = max(0.0, float(value))
-        except ValueError:
-            pass
-    return StoreSettings(wait_seconds=wait,
-                         duckdb_memory=os.environ.get("OBSERVATORY_DUCKDB_MEMORY", defaults.duckdb_memory))
+    return open_store(db, read_only=read_only, shared=shared, settings=store_settings(current_settings()))
 
 
 def time_option(value: str | None, flag: str) -> datetime | None:
@@ -145,6 +143,12 @@ def _print_version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
-                                                help="Print the version and exit.")] = False) -> None:
-    pass
+def _root(ctx: typer.Context,
+          version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                help="Print the version and exit.")] = False,
+          config: Annotated[Path | None, typer.Option(
+              "--config", help=f"Settings file (TOML). Default: ${CONFIG_ENV}, else ./{CONFIG_NAME} if present. "
+              "Flags win over the environment (OBSERVATORY_*), which wins over the file.",
+              show_default=False)] = None) -> None:
+    # the one place settings are read: every command takes them from here (current_settings)
+    ctx.obj = load_settings(config)

@@ -15,8 +15,9 @@ from observatory.cli.app import DbOption, FormatOption, app, check_choice, store
 from observatory.errors import ConfigError, ParseError
 from observatory.ingest import Reject, expand_paths, read_file
 from observatory.measurement import parse_measurement
+from observatory.reclassify import reclassify as reclassify_store
+from observatory.reclassify import report_json, report_lines
 from observatory.verdict import classify as classify_measurement
-from observatory.verdict import classify_raw
 from observatory.verdict.ooni import ooni_blocking
 
 
@@ -122,17 +123,21 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
 @app.command()
 def reclassify(db: DbOption, format: FormatOption = "table") -> None:
     """Recompute every stored verdict (and throughput) from the stored raw documents, after the verdict rules
-    or the block-page fingerprints changed. Prints how many verdicts changed.
+    or the block-page fingerprints changed, and record the rule that decided each one and the rules version.
+    Prints how many verdicts changed, which rows an older rules version had decided, and the changes by rule
+    (old rule -> new rule, old verdict -> new verdict, with example uids). `--format json` gives the same as
+    one object: changed, measurements, rules_version, older_rules, older_rules_versions, rule_recorded,
+    by_rule, by_verdict. `--format text` is the table format's other name.
 
     Example: observatory reclassify --db obs.duckdb
     """
-    check_choice(format, ("table", "json"), "--format")
+    check_choice(format, ("table", "text", "json"), "--format")
     store = store_for(db, create=False)
     try:
-        changed = store.reclassify(classify_raw)
+        report = reclassify_store(store)
     finally:
         store.close()
     if format == "json":
-        typer.echo(json.dumps({"changed": changed}))
+        typer.echo(json.dumps(report_json(report)))
     else:
-        typer.echo(f"reclassified: {changed} verdicts changed")
+        typer.echo("\n".join(report_lines(report)))

@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from observatory.cli.app import DbOption, FormatOption, app, check_choice, country_option, store_for, time_range
-from observatory.detect.run import run_detection, stored_incidents
 from observatory.incident import Incident, iso
+from observatory.service import run_detection, stored_incidents
 
 
 @app.command()
@@ -27,7 +27,7 @@ def detect(
     """Detect incidents in the new measurements of the store, save them, and print the incidents.
 
     Only data ingested since the last run is re-examined (late measurements included); incidents keep their
-    ids across runs. JSON output is one array of incident objects (see CONTRACTS.md).
+    ids across runs. JSON output is one array of incident objects (see docs/contracts.md).
 
     Example: observatory detect --db obs.duckdb --country PK --since 2024-01-20 --format json
     """

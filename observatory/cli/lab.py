@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from observatory.cli.app import app
+from observatory.cli.app import app, current_settings
 from observatory.errors import LabError
 
 lab_app = typer.Typer(
@@ -72,7 +72,8 @@ def lab_run(
             raise LabError(f"--dashboard {dashboard!r}: expected HOST:PORT, e.g. 127.0.0.1:8000")
         where = (host, int(port))
     plan = load_plan(scenario)
-    result = pipeline.run(plan, db=db, echo=typer.echo, dashboard=where, tls_mode=tls)
+    result = pipeline.run(plan, db=db, echo=typer.echo, dashboard=where, tls_mode=tls,
+                          settings=current_settings())
     raise typer.Exit(0 if result.ok else 1)
 
 

@@ -64,7 +64,7 @@ def sync(
         syncer = Syncer(store, make_source(source, endpoint=endpoint, bucket=bucket), concurrency=concurrency,
                         on_progress=bar.update, on_start=bar.start)
         if follow:
-            from observatory.detect.run import run_detection
+            from observatory.service import run_detection
 
             syncer.follow(plan, poll_seconds=poll, rounds=rounds, after_batch=lambda: run_detection(store))
         else:

@@ -87,10 +87,14 @@ def _asn(value: str | None, flag: str) -> int | None:
         raise ConfigError(str(exc)) from None
 
 
+DEFAULT_TARGETS = "social"
+
+
 @app.command()
 def probe(
-    targets: Annotated[str, typer.Option(help="social, messaging, video, control, all, a platform id, or a "
-                                               "FILE of URLs (one per line).")] = "social",
+    targets: Annotated[str | None, typer.Option(help="social, messaging, video, control, all, a platform id, or "
+                                                      "a FILE of URLs (one per line). Default: [probe] targets of "
+                                                      "--config, else social.", show_default=False)] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Append measurements to this .jsonl file.")] = None,
     collector: Annotated[str | None, typer.Option(help="Collector base URL: measurements are spooled, then "
                                                        "uploaded (needs --token and --secret).")] = None,
@@ -150,7 +154,8 @@ def probe(
         meta = dataclasses.replace(meta, cc=country_option(meta.cc, "--cc"))
     if not helper and not quiet:
         typer.echo(NO_HELPER_WARNING, err=True)
-    urls = load_targets(str(targets if targets != "social" else settings.get("targets", targets)))
+    # a flag given wins over the file: the default ("social") applies only when neither names targets
+    urls = load_targets(str(targets or settings.get("targets") or DEFAULT_TARGETS))
     if resolver:
         from observatory.probe.net import split_endpoint
 
@@ -421,7 +426,7 @@ def _redetect(store: Any, spans: dict[str, tuple[Any, Any]]) -> list[str]:
     A purge adds no rows, so the incremental run would see nothing: the full run re-judges every window (its
     incidents keep their ids). An incident of a purged country and time that it no longer finds goes too,
     even where nothing else is left to look at, unless an analyst reviewed it."""
-    from observatory.detect.run import run_detection, stored_incidents
+    from observatory.service import run_detection, stored_incidents
 
     before = {i.id: i for i in stored_incidents(store)}
     found = {i.id for i in run_detection(store, full=True).saved}

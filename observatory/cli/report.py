@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,12 +10,21 @@ from typing import Annotated
 
 import typer
 
-from observatory.cli.app import DbOption, FormatOption, app, check_choice, country_option, store_for, time_option
+from observatory.cli.app import (
+    DbOption,
+    FormatOption,
+    app,
+    check_choice,
+    country_option,
+    current_settings,
+    store_for,
+    time_option,
+)
 from observatory.errors import ConfigError, ParseError
 from observatory.report.assess import CLAIMS, assessment_text
 from observatory.report.eventfile import make_event, parse_csv, parse_ics
-from observatory.report.gather import report_for
 from observatory.report.render import FORMATS, render
+from observatory.service import report_for
 from observatory.store.base import IncidentFilter
 
 events_app = typer.Typer(help="Context events (rallies, elections, exams) that reports mention.",
@@ -174,7 +182,8 @@ def alert(
     db: DbOption,
     webhook: Annotated[list[str], typer.Option("--webhook", help="URL to POST alerts to (repeatable).")],
     secret: Annotated[str | None, typer.Option("--secret", help="HMAC-SHA256 key for X-Observatory-Signature "
-                                               "(default: $OBSERVATORY_WEBHOOK_SECRET).")] = None,
+                                               "(default: [alerts] webhook_secret or "
+                                               "$OBSERVATORY_WEBHOOK_SECRET).")] = None,
     slack: Annotated[bool, typer.Option("--slack", help="Send Slack/Mattermost-style {\"text\": ...} "
                                         "payloads instead of the incident JSON.")] = False,
     stage: Annotated[list[str] | None, typer.Option("--stage", help="Which changes to send: new, confirmed, "
@@ -189,12 +198,13 @@ def alert(
 
     Example: observatory alert --webhook https://hooks.example.org/obs --secret s3cret --stage confirmed
     """
-    from observatory.report.deliver import DEFAULT_STAGES, Webhook, deliver
+    from observatory.report.deliver import DEFAULT_STAGES, Webhook
+    from observatory.service import deliver
 
     stages = tuple(stage or DEFAULT_STAGES)
     for s in stages:
         check_choice(s, ("new", "confirmed", "ended"), "--stage")
-    key = secret if secret is not None else os.environ.get("OBSERVATORY_WEBHOOK_SECRET")
+    key = current_settings().with_flags(webhook_secret=secret).webhook_secret
     hooks = [Webhook(url=u, secret=key, style="slack" if slack else "json", attempts=attempts) for u in webhook]
     store = store_for(db, create=False)
     try:

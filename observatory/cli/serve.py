@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from observatory.cli.app import DbOption, app, store_for
+from observatory.cli.app import DbOption, app, current_settings, store_for
 from observatory.errors import ConfigError
 from observatory.incident import Incident
 from observatory.store import IncidentFilter, Store
@@ -28,25 +28,29 @@ def serve(
     db: DbOption,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    detect_every: Annotated[float, typer.Option(help="Seconds between incremental detection runs (0: off).")]
-    = 60.0,
+    detect_every: Annotated[float | None, typer.Option(
+        help="Seconds between incremental detection runs (0: off). Default: [serve] detect_every, "
+             "$OBSERVATORY_DETECT_EVERY, or 60.", show_default=False)] = None,
     admin_token: Annotated[str | None, typer.Option(
-        help="Bearer token for analysts (annotate/review/dismiss). Default: $OBSERVATORY_ADMIN_TOKEN.",
+        help="Bearer token for analysts (annotate/review/dismiss). Default: [serve] admin_token or "
+             "$OBSERVATORY_ADMIN_TOKEN.",
         show_default=False)] = None,
     webhook: Annotated[list[str] | None, typer.Option(
         help="POST each incident's confirmation and end here (repeatable); signed with --webhook-secret.",
         show_default=False)] = None,
     webhook_secret: Annotated[str | None, typer.Option(
-        help="HMAC-SHA256 key for X-Observatory-Signature. Default: $OBSERVATORY_WEBHOOK_SECRET.",
+        help="HMAC-SHA256 key for X-Observatory-Signature. Default: [alerts] webhook_secret or "
+             "$OBSERVATORY_WEBHOOK_SECRET.",
         show_default=False)] = None,
     webhook_style: Annotated[str, typer.Option(help="json, slack (Slack/Mattermost) or matrix (a Matrix "
                                                     "m.notice with an HTML body).")]
     = "json",
     api_rate: Annotated[float | None, typer.Option(
         help="Requests per second per client address to the pages and API (0: no limit). Default: "
-             "$OBSERVATORY_API_RATE or 20.", show_default=False)] = None,
+             "[serve] api_rate, $OBSERVATORY_API_RATE, or 20.", show_default=False)] = None,
     api_burst: Annotated[float | None, typer.Option(
-        help="Requests one address may send at once above the rate. Default: $OBSERVATORY_API_BURST or 200.",
+        help="Requests one address may send at once above the rate. Default: [serve] api_burst, "
+             "$OBSERVATORY_API_BURST, or 200.",
         show_default=False)] = None,
     max_connections_per_address: Annotated[int, typer.Option(
         help="Open connections one client address may hold; more are closed unanswered.")] = 100,
@@ -66,24 +70,25 @@ def serve(
     import uvicorn
 
     from observatory.report.deliver import Webhook
+    from observatory.service import alerting_detector
     from observatory.web import WebSettings, create_app
     from observatory.web.limits import API_RATE, ConnectionGuard, server_options
 
-    if api_rate is None and not os.environ.get("OBSERVATORY_API_RATE"):
-        api_rate = API_RATE  # the service's documented default (an embedded app has none)
-    settings = WebSettings.from_env(admin_token=admin_token, detect_every_seconds=detect_every,
-                                    api_rate=api_rate, api_burst=api_burst)
+    run = current_settings().with_flags(admin_token=admin_token, detect_every=detect_every, api_rate=api_rate,
+                                        api_burst=api_burst, webhook_secret=webhook_secret)
+    if run.api_rate is None:
+        run = run.with_flags(api_rate=API_RATE)  # the service's documented default (an embedded app has none)
+    settings = WebSettings.from_settings(run)
     if min(max_connections_per_address, max_connections) < 1 or min(header_timeout, body_timeout) <= 0:
         raise ConfigError("connection limits must be at least 1 and timeouts positive")
     guard = ConnectionGuard(per_address=max_connections_per_address, total=max_connections,
                             header_timeout=header_timeout, body_timeout=body_timeout)
-    secret = webhook_secret or os.environ.get("OBSERVATORY_WEBHOOK_SECRET")
-    hooks = [Webhook(url=u, secret=secret, style=webhook_style) for u in webhook or []]
+    hooks = [Webhook(url=u, secret=run.webhook_secret, style=webhook_style) for u in webhook or []]
     base = f"http://{_url_host(host)}:{port}/"
     sock = _listen(host, port)  # a busy port fails here, before anything says "serving"
     store = store_for(db, shared=True)  # other commands can use the store while it is served
     try:
-        application = create_app(settings, store, **({"detector": _alerting_detector(hooks, base)} if hooks else {}))
+        application = create_app(settings, store, **({"detector": alerting_detector(hooks, base)} if hooks else {}))
         typer.echo(f"observatory serving {db} at {base}", err=True)
         server = uvicorn.Server(uvicorn.Config(application, log_level="warning", access_log=False,
                                                **server_options(guard)))
@@ -106,20 +111,6 @@ def _listen(host: str, port: int) -> socket.socket:
                           "stop what holds it)") from None
     sock.set_inheritable(True)
     return sock
-
-
-def _alerting_detector(hooks: list[Any], base_url: str) -> Callable[[Store], Any]:
-    """Incremental detection, then the webhooks for what it saved (deduplicated in the store)."""
-    from observatory.detect.run import run_detection
-    from observatory.report.deliver import deliver
-
-    def detect_and_alert(store: Store) -> Any:
-        result = run_detection(store)
-        if result.saved:
-            deliver(store, result.saved, hooks, base_url=base_url)
-        return result
-
-    return detect_and_alert
 
 
 def _url_host(host: str) -> str:
@@ -223,7 +214,8 @@ def demo(
         tmp = tempfile.mkdtemp(prefix="observatory-demo-")
         db = os.path.join(tmp, "demo.duckdb")
     store = store_for(db, shared=True)
-    settings = WebSettings.from_env(detect_every_seconds=detect_every, poll_seconds=3, title="observatory demo")
+    settings = WebSettings.from_settings(current_settings(), detect_every_seconds=detect_every, poll_seconds=3,
+                                         title="observatory demo")
     application = create_app(settings, store)
     scheduler = application.state.scheduler
     server = ServerThread(application, host, port)

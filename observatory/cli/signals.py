@@ -37,7 +37,7 @@ def import_signals(
 
     Example: observatory signals import ioda-pk.csv --country PK --db obs.duckdb
     """
-    from observatory.detect.run import note_signal_span
+    from observatory.service import note_signal_span
 
     check_choice(fmt, ("json", "text"), "--format")
     if source is not None:
@@ -71,7 +71,7 @@ def import_signals(
                    f"({', '.join(series)}) for {good[0].country}; {result.duplicates:,} duplicates, "
                    f"{len(bad):,} rejected")
     if bad:
-        raise typer.Exit(1)  # done, the good part kept, but some rows were rejected (CONTRACTS.md's exit codes)
+        raise typer.Exit(1)  # done, the good part kept, but some rows were rejected (docs/contracts.md's exit codes)
 
 
 def _entity(country: str | None, asn: str | None, region: str | None) -> Entity:
@@ -149,7 +149,7 @@ def pinger(
             points = p.run_round()
             store.insert_signals(points)
             if detect:
-                from observatory.detect.run import run_detection
+                from observatory.service import run_detection
 
                 run_detection(store)
             done += 1

@@ -15,7 +15,7 @@ from observatory.simulate.output import stream_to_collector, write_simulation, w
 
 @app.command()
 def simulate(
-    scenario: Annotated[Path, typer.Argument(help="Scenario TOML file (see scenarios/ and CONTRACTS.md).")],
+    scenario: Annotated[Path, typer.Argument(help="Scenario TOML file (see scenarios/ and docs/contracts.md).")],
     out: Annotated[
         str | None, typer.Option("--out", "-o", help="Output .jsonl or .jsonl.gz, or - for stdout.")
     ] = None,

@@ -4,22 +4,25 @@
       -> tracks (series.fold)              per network x platform, and per network x region activity
       -> alarms (cusum, silence)           Bernoulli CUSUM on distinct probes; negative-binomial CUSUM on silence
       -> episodes (episodes.find_episodes) with a family: restriction, throttling, connectivity, outage
-      -> incidents (incidents.*)           merged, causally confirmed, scoped, assessed
+      -> clusters (cluster.cluster)        episodes of one event merged
+      -> incidents (incidents.*)           causally confirmed, scoped, assessed
 
-`detect_incidents(cells)` and `detect_measurements(rows)` are the library API; `observatory.detect.run`
-is the one place that reads the store and writes incidents.
+`detect_incidents(cells)` and `detect_measurements(rows)` are the library API; `observatory.service.run_detection`
+is the one place that reads the store and writes incidents (`detect.run` holds its pure bookkeeping).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
+from observatory.detect.cluster import cluster
 from observatory.detect.config import DetectConfig
 from observatory.detect.episodes import CONNECTIVITY, find_episodes
-from observatory.detect.incidents import cluster, to_incident
+from observatory.detect.incidents import to_incident
 from observatory.detect.probes import disagreeing_probes, isolated_spans
 from observatory.detect.series import build_series, fold
-from observatory.incident import Incident
+from observatory.incident import Incident, PreviousEpisodes
 from observatory.series import SeriesCell
 from observatory.store.base import Row
 from observatory.vocab import IncidentKind
@@ -70,9 +73,8 @@ def link_series(incidents: list[Incident], *, days: int = SERIES_DAYS) -> list[I
         if not earlier:
             out.append(inc)
             continue
-        evidence = dict(inc.evidence)
-        evidence["previous_episodes"] = {"ids": [p.id for p in earlier], "count": len(earlier), "days": days}
-        out.append(inc.with_(evidence=evidence))
+        previous = PreviousEpisodes(ids=tuple(p.id for p in earlier), count=len(earlier), days=days)
+        out.append(inc.with_(evidence=replace(inc.evidence, previous_episodes=previous)))
     return out
 
 

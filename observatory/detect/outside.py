@@ -19,11 +19,11 @@ import bisect
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from observatory.detect.incidents import incident_id
-from observatory.incident import Assessment, Incident
+from observatory.incident import Assessment, Evidence, Incident, SignalEvidence
 from observatory.signals import SignalPoint, is_level
 from observatory.vocab import IncidentKind, Scope, Status
 
@@ -256,13 +256,13 @@ def signal_incidents(points: Iterable[SignalPoint], cfg: SignalConfig = SignalCo
                    f"deepest drop to {min(o.depth for o in g.outages):.0%} of the usual level"]
         incidents.append(Incident(
             id=incident_id(g.country, IncidentKind.CONNECTIVITY_LOSS, int(g.start.timestamp())),
-            country=g.country, kind=IncidentKind.CONNECTIVITY_LOSS, scope=scope, asns=tuple(asns),
+            country=g.country, kind=IncidentKind.CONNECTIVITY_LOSS, scope=Scope(scope), asns=tuple(asns),
             regions=tuple(regions), platforms=(), techniques=("unreachable",), start=g.start, end=g.end,
             status=status, confirmed_at=confirmed, confidence=min(0.99, 0.6 + 0.15 * len(signals)),
             assessment=Assessment(deliberate=0.5, reasons=tuple(reasons)),
-            evidence={"signals": [{"source": o.key[0], "signal": o.key[1], "region": o.region or None,
-                                   "asn": f"AS{o.asn}" if o.asn else None, "start": _iso(o.start),
-                                   "end": _iso(o.end), "min_ratio": round(o.depth, 3)} for o in g.outages]},
+            evidence=Evidence(signals=tuple(
+                SignalEvidence(source=o.key[0], signal=o.key[1], region=o.region or None, asn=o.asn or None,
+                               start=o.start, end=o.end, min_ratio=round(o.depth, 3)) for o in g.outages)),
         ))
     return incidents
 
@@ -332,7 +332,7 @@ def fuse(probe_incidents: Sequence[Incident], outside: Sequence[Incident]) -> li
             asns=tuple(sorted(set(p.asns) | set(o.asns))),
             regions=tuple(sorted(set(p.regions) | set(o.regions))),
             confidence=max(p.confidence, o.confidence),
-            evidence={**p.evidence, "signals": o.evidence.get("signals", [])},
+            evidence=replace(p.evidence, signals=o.evidence.signals or ()),
             assessment=Assessment(deliberate=p.assessment.deliberate,
                                   reasons=p.assessment.reasons + o.assessment.reasons),
         )
@@ -343,6 +343,3 @@ def _overlaps(a: Incident, b: Incident) -> bool:
     far = datetime.max.replace(tzinfo=UTC)
     return a.start <= (b.end or far) and b.start <= (a.end or far)
 
-
-def _iso(t: datetime | None) -> str | None:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ") if t else None

@@ -21,11 +21,10 @@ from datetime import datetime
 from statistics import median
 from typing import Any
 
+from observatory.catalog import CONTROL
 from observatory.detect.config import DetectConfig
 from observatory.series import SeriesCell
 from observatory.store.base import FailingProbe, TechniqueProbes
-
-CONTROL = "control"
 
 
 def candidate_countries(cells: Iterable[SeriesCell], **kw: Any) -> set[str]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from statistics import median
 
+from observatory.catalog import CONTROL
 from observatory.series import DEFAULT_BUCKET_SECONDS, SeriesCell
 from observatory.store.base import Row
 from observatory.vocab import TECHNIQUES
@@ -92,7 +93,6 @@ class Obs:
 
 TrackKey = tuple[str, int, str]  # country, asn, platform (ALL_PLATFORMS: every platform but the control)
 ALL_PLATFORMS = "*"
-CONTROL = "control"
 ActivityKey = tuple[str, int, str]  # country, asn, region ("" when unknown; ALL_PLATFORMS: the whole network)
 
 

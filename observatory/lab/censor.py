@@ -219,14 +219,11 @@ class Censor:
 
 def blockpage_html(country: str) -> str:
     """The block page the lab's censor serves: the simulator's page for the country when it has one."""
-    try:
-        from observatory.simulate.blockpages import blockpages_for
+    from observatory.simulate.blockpages import blockpages_for
 
-        pages = blockpages_for(country)
-        if pages:
-            return pages[0].body
-    except ImportError:
-        pass
+    pages = blockpages_for(country)
+    if pages:
+        return pages[0].body
     return ("<html><head><title>Site Restricted</title></head><body><h2>Surf Safely!</h2><p>This site is "
             "restricted.</p></body></html>")
 

@@ -32,6 +32,7 @@ from observatory.lab.outside import OutsideIn, OutsideReport, signal_config
 from observatory.lab.plan import COLLECTOR_ADDR, HELPER_ADDR, LabPlan
 from observatory.lab.runner import Lab, up
 from observatory.lab.verify import Verification, expected_incidents, render, verify
+from observatory.settings import Settings
 
 Echo = Callable[[str], None]
 
@@ -178,15 +179,17 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def run(plan: LabPlan, *, db: str | None = None, echo: Echo = print, dashboard: tuple[str, int] | None = None,
-        tls_mode: str = "reset", tolerance_intervals: float = 2.0, outside_in: bool = True) -> RunResult:
+        tls_mode: str = "reset", tolerance_intervals: float = 2.0, outside_in: bool = True,
+        settings: Settings | None = None) -> RunResult:
     """Brings the lab up, runs the scenario to its end, compares, and always tears everything down.
-    `outside_in`: run the pinger from the world and fuse its signals (the default)."""
-    from observatory.detect.run import run_detection
-    from observatory.store import IncidentFilter, open_store
+    `outside_in`: run the pinger from the world and fuse its signals (the default). `settings`: the run's
+    (observatory.settings; the defaults when None), for the store and the dashboard."""
+    from observatory.service import run_detection
+    from observatory.store import IncidentFilter, open_store, store_settings
     from observatory.web import WebSettings, create_app
 
     db = db or str(Path(tempfile.mkdtemp(prefix=f"observatory-lab-{plan.lab_id}-")) / "lab.duckdb")
-    store = open_store(db)
+    store = open_store(db, settings=store_settings(settings or Settings()))
     http: _Http | None = None
     lab: Lab | None = None
     with _sigterm_as_interrupt():
@@ -195,7 +198,8 @@ def run(plan: LabPlan, *, db: str | None = None, echo: Echo = print, dashboard: 
             lab = up(plan, tls_mode=tls_mode)
             echo(f"lab {plan.lab_id} up in {time.monotonic() - t_up:.1f}s: {len(lab.state.namespaces)} namespaces, "
                  f"store {db}")
-            app = create_app(WebSettings.from_env(detect_every_seconds=0), store, detector=None)
+            app = create_app(WebSettings.from_settings(settings or Settings(), detect_every_seconds=0), store,
+                             detector=None)
             sockets = [netns.listen_in(lab.world_ns, COLLECTOR_ADDR, 80)]
             if dashboard:
                 import socket

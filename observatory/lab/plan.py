@@ -1,6 +1,6 @@
 """A scenario, as the lab builds it: networks with regions and probes, platforms with addresses, timed events.
 
-The scenario file is the simulator's TOML (CONTRACTS.md), with times allowed as offsets from the lab's start
+The scenario file is the simulator's TOML (docs/contracts.md), with times allowed as offsets from the lab's start
 (`start = "+2m"`) and `interval_seconds` for the probes' cycle. This module turns it into a `LabPlan` and
 gives every thing in the lab its address, from the documentation/benchmark ranges only:
 
@@ -184,10 +184,8 @@ def load_plan(path: str | Path) -> LabPlan:
 
 def _contract_check(path: Path) -> None:
     """The contract's own validation first: the same messages as `observatory simulate` gives."""
-    try:
-        from observatory.simulate.scenario import load_scenario
-    except ImportError:  # the simulator is optional for the lab; our own checks still apply
-        return
+    from observatory.simulate.scenario import load_scenario
+
     load_scenario(path, allow_offsets=True)
 
 

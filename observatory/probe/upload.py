@@ -30,7 +30,7 @@ SIGNATURE_HEADER = "X-Observatory-Signature"
 
 
 def sign(body: bytes, secret: str) -> str:
-    """hex HMAC-SHA256 of the body with the probe's secret (CONTRACTS.md; checked by observatory.web.auth)."""
+    """hex HMAC-SHA256 of the body with the probe's secret (docs/contracts.md; checked by observatory.web.auth)."""
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 

@@ -1,8 +1,9 @@
 """Reports and alerts: the words, charts and feeds that turn an incident into something people can use.
 
 Pure renderers (no clock, no store): `statement` (the quotable paragraph), `history`, `context`, `assess`
-(claim assessment), `cost`, `charts` (PNG), `feed` (Atom), `render` (text, Markdown, JSON, HTML). I/O at the
-edge: `gather` reads the store for one incident, `deliver` posts webhooks.
+(claim assessment), `cost`, `charts` (PNG), `feed` (Atom), `render` (text, Markdown, JSON, HTML), `deliver`
+(webhook payloads and signatures). The I/O around them (reading the store for one incident, posting webhooks)
+is in `observatory.service`.
 
 Import functions from their modules (`from observatory.report.statement import statement_parts`); the package
 re-exports the ones other stages call.

@@ -11,7 +11,9 @@ What speaks to a "technical fault" depends on what kind of incident it is, so ea
   fault looks like (an ordered cut of one operator looks the same, and the text says so).
 - several networks losing everything: a shared cause, an order or a shared failure (power, transit); what tells
   them apart is a timetable (the same local hour again) and a synchronised, staggered or repaired return.
-The machine verdict on the claim is `supported`, `contradicted` or `inconclusive`.
+The machine verdict on the claim is `supported`, `contradicted` or `inconclusive`. Whether onsets were
+simultaneous and the control sites healthy is decided by the one judge the detector uses too
+(observatory/intent.py).
 """
 
 from __future__ import annotations
@@ -21,30 +23,28 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from observatory.catalog import CONTROL
 from observatory.errors import ConfigError
 from observatory.incident import Incident
+from observatory.intent import CONTROL_HEALTHY, SIMULTANEOUS, signs_of_intent
 from observatory.report.facts import (
     by_technique,
-    control_reachability,
     duration_text,
     join_names,
     network_label,
     onsets,
     platform_names,
-    restorations,
 )
 from observatory.report.statement import TECHNIQUE_PHRASES
 from observatory.series import SeriesCell
+from observatory.vocab import FILTERING_SIGNATURES, ClaimVerdict, IncidentKind
+
+__all__ = ["CONTROL_HEALTHY", "SIMULTANEOUS", "ClaimAssessment", "assess_claim", "assessment_text"]
 
 CLAIMS = ("technical_fault",)
-SIMULTANEOUS = timedelta(minutes=30)  # onsets closer than this across operators are "at the same moment"
 TRANSITION_BUCKET = timedelta(minutes=30)  # the grid on which per-network onsets are read from the series
 DOWN_SHARE = 0.5  # a network is "down" for the platforms while fewer than this share of measurements succeed
-CONTROL_HEALTHY = 0.9  # control sites at least this reachable: the network itself worked
 UNIFORM_SHARE = 0.9  # one technique behind at least this share of anomalies: one configuration
-# techniques that are a censor's signature, not a failure mode
-FILTERING_SIGNATURES = frozenset({"dns_tampering", "tls_interference", "tcp_reset", "http_blockpage", "tls_mitm",
-                                  "http_interference"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,7 +53,7 @@ class Point:
     text: str
 
 
-VERDICTS = ("supported", "contradicted", "inconclusive")
+VERDICTS = tuple(v.value for v in ClaimVerdict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,12 +64,12 @@ class ClaimAssessment:
     supporting: tuple[Point, ...] = field(default_factory=tuple)
     unknown: tuple[Point, ...] = field(default_factory=tuple)
     conclusion: str = ""
-    verdict: str = "inconclusive"  # one of VERDICTS: what the data say of the claim
+    verdict: ClaimVerdict = ClaimVerdict.INCONCLUSIVE  # what the data say of the claim
     case: str = ""  # which kind of incident the tests were chosen for (see CASES)
 
     def to_json(self) -> dict[str, object]:
         return {
-            "claim": self.claim, "incident": self.incident_id, "verdict": self.verdict, "case": self.case,
+            "claim": self.claim, "incident": self.incident_id, "verdict": self.verdict.value, "case": self.case,
             "conclusion": self.conclusion,
             "against": [{"test": p.test, "text": p.text} for p in self.against],
             "for": [{"test": p.test, "text": p.text} for p in self.supporting],
@@ -92,12 +92,12 @@ def network_transitions(inc: Incident, cells: Iterable[SeriesCell], *,
     when the detector became sure, which depends on each network's probe count, not when the block began."""
     step = int(TRANSITION_BUCKET.total_seconds())
     lo, hi = inc.start - margin, (inc.end or inc.start) + margin
-    wanted = set(inc.platforms) - {"control"} if inc.kind != "connectivity_loss" else None
+    wanted = set(inc.platforms) - {CONTROL} if inc.kind != IncidentKind.CONNECTIVITY_LOSS else None
     sums: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
     for c in cells:
         if c.country != inc.country or c.asn not in inc.asns or not lo <= c.bucket < hi:
             continue
-        if (wanted is not None and c.platform not in wanted) or (wanted is None and c.platform == "control"):
+        if (wanted is not None and c.platform not in wanted) or (wanted is None and c.platform == CONTROL):
             continue
         ts = int(c.bucket.timestamp())
         s = sums[c.asn][ts - ts % step]
@@ -126,9 +126,9 @@ SAME_HOUR = timedelta(hours=1)  # a cut at the same local hour as an earlier one
 
 
 def case_of(inc: Incident) -> str:
-    if inc.kind == "platform_outage" or inc.country is None:
+    if inc.kind == IncidentKind.PLATFORM_OUTAGE or inc.country is None:
         return PLATFORM_OUTAGE
-    if inc.kind == "connectivity_loss":
+    if inc.kind == IncidentKind.CONNECTIVITY_LOSS:
         return ONE_NETWORK if len(inc.asns) <= 1 else SHARED_LOSS
     return TARGETED
 
@@ -138,7 +138,7 @@ def _targeting(inc: Incident, control: float | None) -> Side:
     if control is None:
         return "unknown", Point(test="targeting", text="Control-site reachability during the incident was not "
                                                        "measured, so selectivity cannot be judged.")
-    if control >= CONTROL_HEALTHY:
+    if signs_of_intent((), control).selective:
         return "against", Point(test="targeting", text=f"Only {names} failed while control sites stayed "
                                 f"{control:.0%} reachable on the same networks: a fault would not pick "
                                 "out specific platforms.")
@@ -162,7 +162,7 @@ def _simultaneity(inc: Incident, seen: Transitions | None) -> Side:
         return "unknown", Point(test="simultaneity", text="Only one network was affected or its onset time is "
                                                           "missing, so simultaneity cannot be judged.")
     times, width = spread
-    if width <= SIMULTANEOUS:
+    if signs_of_intent(times, None).synchronized:
         return "against", Point(test="simultaneity", text=f"{len(times)} independent networks were affected "
                                 f"{_within(width)}: independent faults rarely coincide.")
     return "for", Point(test="simultaneity", text=f"Onsets on {len(times)} networks spread over "
@@ -176,7 +176,7 @@ def _shared_onset(inc: Incident, seen: Transitions | None) -> Side:
     if spread is None:
         return "unknown", Point(test="simultaneity", text="Per-network onset times are missing.")
     times, width = spread
-    if width <= SIMULTANEOUS:
+    if signs_of_intent(times, None).synchronized:
         return "unknown", Point(test="simultaneity", text=f"{len(times)} networks lost connectivity "
                                 f"{_within(width)}: a common cause, which an order to operators and a shared "
                                 "failure (power, international links) both are.")
@@ -226,14 +226,16 @@ def _failure_modes(inc: Incident) -> Side:
 def _restoration(inc: Incident, seen: Transitions | None, *, shared_cause: bool = False) -> Side:
     if inc.end is None:
         return "unknown", Point(test="restoration", text="The disruption is still ongoing.")
-    ends = list(seen.restorations.values()) if seen and len(seen.restorations) >= 2 else restorations(inc)
+    # the evidence holds no per-network end: restorations are read from the series only (`Transitions`)
+    ends = list(seen.restorations.values()) if seen else []
     if len(ends) < 2:
         return "unknown", Point(test="restoration", text="Per-network restoration times are not in the evidence.")
     spread = max(ends) - min(ends)
-    if spread <= SIMULTANEOUS and shared_cause:
+    together = bool(signs_of_intent(ends, None).synchronized)
+    if together and shared_cause:
         return "unknown", Point(test="restoration", text=f"Connectivity returned on {len(ends)} networks "
                                 f"{_within(spread)}: an order lifted or a shared failure repaired.")
-    if spread <= SIMULTANEOUS:
+    if together:
         return "against", Point(test="restoration", text=f"Access returned on {len(ends)} networks "
                                 f"{_within(spread)}: a switch flipped back, not repairs.")
     return "for", Point(test="restoration", text=f"Restoration was staggered over "
@@ -268,8 +270,7 @@ def _ordinal(n: int) -> str:
 
 def _worldwide(inc: Incident) -> Side:
     names = join_names(platform_names(inc)) or "The platform"
-    countries = inc.evidence.get("countries")
-    count = len(countries) if isinstance(countries, list) else 0
+    count = len(inc.evidence.countries or ())
     where = f"in {count} countries at once" if count > 1 else "from the uncensored control vantage as well"
     return "for", Point(test="reach", text=f"{names} failed {where}: the platform's own servers were "
                         "unreachable, which no single country's censor can cause.")
@@ -295,7 +296,7 @@ def tests_for(case: str, inc: Incident, *, control: float | None, seen: Transiti
     sides: list[Side | None]
     if case == PLATFORM_OUTAGE:
         sides = [_worldwide(inc), _outage_together()]
-        if control is not None and control >= CONTROL_HEALTHY:
+        if signs_of_intent((), control).selective:
             sides.append(("for", Point(test="targeting", text=f"Other sites stayed {control:.0%} reachable: "
                                        "the networks worked, the platform did not.")))
     elif case == ONE_NETWORK:
@@ -316,12 +317,12 @@ def assess_claim(inc: Incident, claim: str = "technical_fault", *,
                  networks_measured: int | None = None) -> ClaimAssessment:
     """The evidence for and against `claim`, chosen for the incident's kind. `control_reachability_share`: share
     of control-site measurements that succeeded on the affected networks during the incident (from the store's
-    series), else the evidence's; `transitions`: per-network onsets and restorations from the series (else the
+    series; the evidence does not hold it); `transitions`: per-network onsets and restorations from the series (else the
     evidence's onsets); `previous`: the country's earlier incidents; `networks_measured`: networks measured in the
     country meanwhile."""
     if claim not in CLAIMS:
         raise ConfigError(f"claim {claim!r}: the claims that can be assessed are {', '.join(CLAIMS)}")
-    control = control_reachability_share if control_reachability_share is not None else control_reachability(inc)
+    control = control_reachability_share
     case = case_of(inc)
     sides: dict[str, list[Point]] = {"against": [], "for": [], "unknown": []}
     for side, point in tests_for(case, inc, control=control, seen=transitions, previous=previous,
@@ -334,21 +335,21 @@ def assess_claim(inc: Incident, claim: str = "technical_fault", *,
                            verdict=verdict, case=case)
 
 
-def judge(against: int, supporting: int) -> str:
+def judge(against: int, supporting: int) -> ClaimVerdict:
     """Two independent observations one way, and more of them than the other way, decide; else inconclusive."""
     if against >= 2 and against > supporting:
-        return "contradicted"
+        return ClaimVerdict.CONTRADICTED
     if supporting >= 2 and supporting > against:
-        return "supported"
-    return "inconclusive"
+        return ClaimVerdict.SUPPORTED
+    return ClaimVerdict.INCONCLUSIVE
 
 
-def _conclusion(verdict: str, against: int, supporting: int) -> str:
-    if verdict == "contradicted":
+def _conclusion(verdict: ClaimVerdict, against: int, supporting: int) -> str:
+    if verdict == ClaimVerdict.CONTRADICTED:
         return (f"The data contradicts a technical fault: {against} of the observations point to deliberate "
                 "restriction" + (f", {supporting} {'is' if supporting == 1 else 'are'} compatible with a fault."
                                  if supporting else "."))
-    if verdict == "supported":
+    if verdict == ClaimVerdict.SUPPORTED:
         return f"The data is consistent with a technical fault ({supporting} observations support it)."
     return "The data is inconclusive on whether this was a technical fault."
 

@@ -31,6 +31,7 @@ from observatory.report.countries import country, country_name, local_date, loca
 from observatory.report.facts import join_names, network_label, ordered_platforms, platform_names  # noqa: E402
 from observatory.series import SeriesCell  # noqa: E402
 from observatory.store.base import ContextEvent  # noqa: E402
+from observatory.vocab import IncidentKind, Scope
 
 WIDTH_PX, HEIGHT_PX, DPI = 1200, 675, 150
 BUCKET = timedelta(minutes=30)  # a phone-sized line: half-hours, not the detector's 5 minutes
@@ -47,11 +48,11 @@ MAX_NAMED = 2  # more networks or regions than this are counted, so the title st
 
 def _where(inc: Incident) -> str:
     name = country_name(inc.country)
-    if inc.scope == "regional" and inc.regions:
+    if inc.scope == Scope.REGIONAL and inc.regions:
         regions = list(inc.regions)
         return (f"in {join_names(regions)}, {name}" if len(regions) <= MAX_NAMED
                 else f"in {len(regions)} regions of {name}")
-    if inc.scope == "network" and inc.asns:
+    if inc.scope == Scope.NETWORK and inc.asns:
         if len(inc.asns) > MAX_NAMED:
             return f"on {len(inc.asns)} networks in {name}"
         return f"on {join_names([network_label(inc, a) for a in inc.asns])} in {name}"
@@ -61,15 +62,15 @@ def _where(inc: Incident) -> str:
 def card_title(inc: Incident) -> str:
     """The finding in a headline's words: "X/Twitter, Facebook, Instagram and YouTube restricted across Pakistan"."""
     names = join_names(platform_names(inc))
-    if inc.kind == "platform_outage" or inc.country is None:
+    if inc.kind == IncidentKind.PLATFORM_OUTAGE or inc.country is None:
         return f"{names or 'Online platforms'} down worldwide"
-    if inc.kind == "connectivity_loss":
+    if inc.kind == IncidentKind.CONNECTIVITY_LOSS:
         return f"Internet connectivity lost {_where(inc)}"
     return f"{names or 'Online platforms'} {VERBS.get(inc.kind, 'disrupted')} {_where(inc)}"
 
 
 def _platforms(inc: Incident, cells: Sequence[SeriesCell]) -> list[str]:
-    if inc.kind == "connectivity_loss" or not inc.platforms:
+    if inc.kind == IncidentKind.CONNECTIVITY_LOSS or not inc.platforms:
         seen = {c.platform for c in cells}
         return ordered_platforms(sorted(seen))[:MAX_LINES - 1]
     return ordered_platforms(inc.platforms)[:MAX_LINES - 1]

@@ -38,6 +38,7 @@ from observatory.report.countries import (  # noqa: E402
 from observatory.report.facts import network_names, ordered_platforms  # noqa: E402
 from observatory.series import SeriesCell  # noqa: E402
 from observatory.signals.view import SignalLine  # noqa: E402
+from observatory.vocab import IncidentKind
 
 DPI = 150
 WIDTH_IN = 7.0
@@ -65,7 +66,7 @@ def _rebucket(t: datetime, seconds: int) -> datetime:
 
 
 def _reachability(cells: Iterable[SeriesCell], platforms: Sequence[str],
-                  bucket_seconds: int = CHART_BUCKET_SECONDS) -> dict[str, dict[int, list[tuple]]]:
+                  bucket_seconds: int = CHART_BUCKET_SECONDS) -> dict[str, dict[int, list[tuple[datetime, float]]]]:
     """platform -> asn -> sorted [(bucket middle, reachable share)], regions summed, in chart-sized buckets
     (a few measurements per 5 minutes make a line too jagged to read)."""
     sums: dict[tuple[str, int, datetime], list[int]] = defaultdict(lambda: [0, 0])
@@ -78,7 +79,7 @@ def _reachability(cells: Iterable[SeriesCell], platforms: Sequence[str],
             s = sums[(c.platform, c.asn, _rebucket(c.bucket, bucket_seconds) + half)]
             s[0] += c.ok
             s[1] += judged
-    out: dict[str, dict[int, list[tuple]]] = defaultdict(lambda: defaultdict(list))
+    out: dict[str, dict[int, list[tuple[datetime, float]]]] = defaultdict(lambda: defaultdict(list))
     for (platform, asn, bucket), (ok, judged) in sorted(sums.items(), key=lambda kv: kv[0][2]):
         out[platform][asn].append((bucket, 100.0 * ok / judged))
     return out
@@ -129,7 +130,7 @@ def draw_reachability(fig: Figure, axes: Sequence[Axes], inc: Incident, cells: S
     """Panels of `axes`: affected platforms first, control sites last. Returns legend handles."""
     start, end = chart_window(inc)
     platforms = ordered_platforms(inc.platforms)[: len(axes) - 1] + [catalog.CONTROL]
-    if inc.kind == "connectivity_loss":
+    if inc.kind == IncidentKind.CONNECTIVITY_LOSS:
         present = ordered_platforms(sorted({c.platform for c in cells}))
         platforms = present[: len(axes) - 1] + [catalog.CONTROL]
     window = [c for c in cells if start <= c.bucket < end]
@@ -255,8 +256,8 @@ def incident_chart(inc: Incident, cells: Sequence[SeriesCell], *, previous: Sequ
     """The PNG for an incident: reachability panels, outside-in signals when there are any, a shared legend
     and (when there is history) the strip."""
     n_platforms = (len([p for p in inc.platforms if p != catalog.CONTROL]) or
-                   (min(4, len({c.platform for c in cells} - {catalog.CONTROL})) if inc.kind == "connectivity_loss"
-                    else 0))
+                   (min(4, len({c.platform for c in cells} - {catalog.CONTROL}))
+                    if inc.kind == IncidentKind.CONNECTIVITY_LOSS else 0))
     # an incident seen only from outside (no measurement that day) gets the signals alone, not empty panels
     measured = bool(cells) or not signals
     n_panels = (max(1, min(n_platforms, 6)) + 1 if measured else 0) + (1 if signals else 0)

@@ -18,9 +18,11 @@ from datetime import datetime
 from functools import cache
 from importlib import resources
 
+from observatory.catalog import CONTROL
 from observatory.incident import Incident
 from observatory.report.countries import country, country_name
-from observatory.report.facts import duration_text, networks_affected, networks_measured, regions_measured
+from observatory.report.facts import duration_text, networks_affected, networks_measured
+from observatory.vocab import IncidentKind, Scope
 
 HOURS_PER_YEAR = 8766.0
 ATTRIBUTION = "World Bank WDI, CC BY 4.0"
@@ -123,21 +125,22 @@ def money(x: float) -> str:
 
 
 def _economy_share(inc: Incident, a: CostAssumptions) -> tuple[Range, str]:
-    if inc.kind == "connectivity_loss":
+    if inc.kind == IncidentKind.CONNECTIVITY_LOSS:
         return Range(1.0, 1.0), "all of the internet economy (connectivity lost)"
-    shares = [a.platform_share.get(p, a.unknown_platform_share) for p in inc.platforms if p != "control"]
+    shares = [a.platform_share.get(p, a.unknown_platform_share) for p in inc.platforms if p != CONTROL]
     total = Range(min(a.platforms_cap, sum(s.low for s in shares)), min(a.platforms_cap, sum(s.high for s in shares)))
     what = "the affected platforms' share of the internet economy"
-    if inc.kind == "throttling":
+    if inc.kind == IncidentKind.THROTTLING:
         return total * a.throttled_loss, what + ", reduced because throttled platforms still partly work"
     return total, what
 
 
-def _scope_share(inc: Incident, a: CostAssumptions, measured: int | None) -> tuple[Range, str]:
-    if inc.scope == "national":
+def _scope_share(inc: Incident, a: CostAssumptions, measured: int | None,
+                 regions: int | None = None) -> tuple[Range, str]:
+    if inc.scope == Scope.NATIONAL:
         return Range(1.0, 1.0), "national: the whole country"
-    if inc.scope == "regional":
-        n = regions_measured(inc)
+    if inc.scope == Scope.REGIONAL:
+        n = max(regions, len(inc.regions)) if regions else None  # counted by the caller from the series
         if n and inc.regions:
             s = min(1.0, len(inc.regions) / n)
             return Range(s * 0.5, s), f"regional: {len(inc.regions)} of {n} regions measured (population unknown)"
@@ -151,11 +154,12 @@ def _scope_share(inc: Incident, a: CostAssumptions, measured: int | None) -> tup
 
 
 def estimate_cost(inc: Incident, *, now: datetime | None = None, networks_measured_count: int | None = None,
+                  regions_measured_count: int | None = None,
                   assumptions: CostAssumptions = DEFAULT_ASSUMPTIONS) -> CostEstimate | None:
     """The estimate, or None when there is nothing to estimate (worldwide outage, no data for the country, an
     ongoing incident without `now`)."""
     econ = economy_of(inc.country)
-    if econ is None or inc.kind == "platform_outage":
+    if econ is None or inc.kind == IncidentKind.PLATFORM_OUTAGE:
         return None
     end = inc.end or now
     if end is None:
@@ -163,7 +167,7 @@ def estimate_cost(inc: Incident, *, now: datetime | None = None, networks_measur
     hours = max(0.0, (end - inc.start).total_seconds() / 3600)
     hourly = econ.gdp_usd / HOURS_PER_YEAR
     econ_share, econ_note = _economy_share(inc, assumptions)
-    scope_share, scope_note = _scope_share(inc, assumptions, networks_measured_count)
+    scope_share, scope_note = _scope_share(inc, assumptions, networks_measured_count, regions_measured_count)
     factors = {"internet_share_of_gdp": assumptions.internet_share, "share_of_internet_economy": econ_share,
                "share_of_country": scope_share}
     usd = Range(hourly * hours, hourly * hours)

@@ -1,6 +1,7 @@
 """Delivery: incidents pushed to webhooks, signed, retried, and never sent twice.
 
-The one place in observatory.report with network and store I/O. Each (webhook, incident, stage) is sent once:
+Pure: the webhook's settings, the payload per style, the signature and the dedupe key. The sending (network
+and the store's state) is `observatory.service.deliver`. Each (webhook, incident, stage) is sent once:
 after a 2xx the key `alert:<hook>:<incident>:<stage>` is written to the store's state, and every run skips keys
 already there, so restarting the service or re-running the command never re-sends. Delivery is at least once:
 a crash between a receiver's 2xx and the state write would re-send on the next run, so each POST carries the
@@ -15,20 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-import time
-from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import httpx
 
 from observatory import encoding
 from observatory.errors import ConfigError
 from observatory.incident import Incident
-from observatory.report.feed import headline, stages
+from observatory.report.feed import headline
 from observatory.report.statement import statement
-from observatory.store.base import Store
 
 STYLES = ("json", "slack", "matrix")
 DEFAULT_STAGES = ("confirmed", "ended")
@@ -94,61 +89,5 @@ def payload(inc: Incident, stage: str, *, style: str, base_url: str | None) -> d
     return {"event": f"incident.{stage}", "incident": inc.to_json(), "statement": text, "url": link}
 
 
-def post(hook: Webhook, body: bytes, *, delivery_key: str, client: httpx.Client,
-         sleep: Callable[[float], None] = time.sleep) -> tuple[bool, int, int | None, str | None]:
-    """POSTs with retries: (ok, attempts made, last status, last error)."""
-    headers = {"Content-Type": "application/json", DELIVERY_HEADER: delivery_key,
-               "User-Agent": "observatory-alerts"}
-    if hook.secret:
-        headers[SIGNATURE_HEADER] = sign(body, hook.secret)
-    status: int | None = None
-    error: str | None = None
-    for attempt in range(1, hook.attempts + 1):
-        try:
-            resp = client.post(hook.url, content=body, headers=headers, timeout=hook.timeout)
-            status, error = resp.status_code, None
-            if 200 <= status < 300:
-                return True, attempt, status, None
-            if status < 500 and status != 429:
-                return False, attempt, status, f"rejected with HTTP {status}"
-            error = f"HTTP {status}"
-        except httpx.TimeoutException:
-            status, error = None, "timed out"
-        except httpx.TransportError as exc:
-            status, error = None, f"connection failed: {exc}"
-        if attempt < hook.attempts:
-            sleep(hook.backoff * 2 ** (attempt - 1))
-    return False, hook.attempts, status, error
-
-
 def state_key(hook: Webhook, inc: Incident, stage: str) -> str:
     return f"alert:{hook.key}:{inc.id}:{stage}"
-
-
-def deliver(store: Store, incidents: Iterable[Incident], hooks: Sequence[Webhook], *,
-            stages_wanted: Sequence[str] = DEFAULT_STAGES, base_url: str | None = None,
-            client: httpx.Client | None = None, sleep: Callable[[float], None] = time.sleep) -> list[Delivery]:
-    """Sends each incident's reached stages (oldest first) to each webhook, once ever. Failed deliveries are
-    not marked and are tried again on the next run."""
-    own = client is None
-    http = client or httpx.Client(follow_redirects=False)
-    out: list[Delivery] = []
-    try:
-        pending = sorted(((when, stage, inc) for inc in incidents for stage, when in stages(inc)
-                          if stage in stages_wanted), key=lambda x: x[0])
-        for hook in hooks:
-            for _, stage, inc in pending:
-                key = state_key(hook, inc, stage)
-                if store.get_state(key) is not None:
-                    continue
-                body = json.dumps(payload(inc, stage, style=hook.style, base_url=base_url),
-                                  separators=(",", ":"), ensure_ascii=False).encode()
-                ok, attempts, status, error = post(hook, body, delivery_key=key, client=http, sleep=sleep)
-                if ok:
-                    store.set_state(key, str(status))
-                out.append(Delivery(webhook=hook.key, incident=inc.id, stage=stage, ok=ok, attempts=attempts,
-                                    status=status, error=error))
-    finally:
-        if own:
-            http.close()
-    return out

@@ -1,24 +1,19 @@
-"""The facts a report states, read from an incident defensively.
+"""The facts a report states, read from an incident's typed evidence (observatory.incident.Evidence).
 
-The detector fills `incident.evidence`; its keys may grow or be missing (an incident built by hand, an older
-store). Every reader here returns None or an empty value rather than guessing, and the wording leaves out what
-it does not know.
-
-Keys read (all optional): `networks` (list of {"asn": "AS17557", "name": "PTCL", "onset": ISO time, "platforms",
-"anomalous", "probe_observations"}), `networks_measured` (int, or a list of ASNs) — how many networks were
-measured in the country while the incident lasted, `regions_measured` (int or list), `by_technique`
-({technique: count}), `probe_observations` and `anomalous` (counts), `control` ({"ok": n, "total": n}: the
-control sites during the incident), `restored` (list of {"asn", "end"}: when each network recovered).
+What the detector writes is what is read here, field by field. A field may be missing (an incident built by
+hand, seen only by outside-in signals, or from an older store): every reader returns None or an empty value
+rather than guessing, and the wording leaves out what it does not know. What the evidence does not hold (how
+many networks and regions were measured, the control sites' reachability, when each network recovered) the
+callers count from the store's series (report/render.py) and pass in.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from observatory import catalog
-from observatory.incident import Incident, parse_iso
+from observatory.incident import Incident, NetworkEvidence
 
 
 def join_names(names: Sequence[str]) -> str:
@@ -39,33 +34,13 @@ def platform_names(inc: Incident) -> list[str]:
     return [catalog.display_name(p) for p in ordered_platforms(inc.platforms)]
 
 
-def _count(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int) and value >= 0:
-        return value
-    if isinstance(value, list | tuple | set):
-        return len(value)
-    return None
-
-
-def network_rows(inc: Incident) -> list[dict[str, Any]]:
-    rows = inc.evidence.get("networks")
-    return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+def network_rows(inc: Incident) -> tuple[NetworkEvidence, ...]:
+    return inc.evidence.networks or ()
 
 
 def network_names(inc: Incident) -> dict[int, str]:
     """ASN -> the operator's name where the evidence has one ("PTCL")."""
-    out: dict[int, str] = {}
-    for r in network_rows(inc):
-        try:
-            asn = int(str(r.get("asn", "")).upper().removeprefix("AS"))
-        except ValueError:
-            continue
-        name = str(r.get("name") or "").strip()
-        if name:
-            out[asn] = name
-    return out
+    return {r.asn: r.name.strip() for r in network_rows(inc) if r.name.strip()}
 
 
 def network_label(inc: Incident, asn: int) -> str:
@@ -77,75 +52,29 @@ def networks_affected(inc: Incident) -> int:
     return len(inc.asns) or len(network_rows(inc))
 
 
-def networks_measured(inc: Incident, override: int | None = None) -> int | None:
-    """Networks measured in the country during the incident: given by the caller (counted from the store's
-    series), else the evidence's `networks_measured`; never fewer than the networks affected."""
-    n = override if override is not None else _count(inc.evidence.get("networks_measured"))
-    if n is None:
+def networks_measured(inc: Incident, measured: int | None = None) -> int | None:
+    """Networks measured in the country during the incident, as the caller counted them from the store's
+    series (None: not counted); never fewer than the networks affected."""
+    if measured is None:
         return None
-    return max(n, networks_affected(inc))
-
-
-def regions_measured(inc: Incident) -> int | None:
-    return _count(inc.evidence.get("regions_measured"))
+    return max(measured, networks_affected(inc))
 
 
 def anomaly_share(inc: Incident) -> float | None:
     """Share of the affected series' observations that were anomalous (None when the evidence lacks counts)."""
-    total = inc.evidence.get("probe_observations")
-    bad = inc.evidence.get("anomalous")
-    if isinstance(total, int | float) and isinstance(bad, int | float) and total > 0:
+    total, bad = inc.evidence.probe_observations, inc.evidence.anomalous
+    if total is not None and bad is not None and total > 0:
         return min(1.0, bad / total)
     return None
 
 
 def onsets(inc: Incident) -> list[datetime]:
     """Each affected network's first anomalous time, from the evidence."""
-    out = []
-    for r in network_rows(inc):
-        t = r.get("onset")
-        if isinstance(t, str):
-            try:
-                parsed = parse_iso(t)
-            except ValueError:
-                continue
-            if parsed is not None:
-                out.append(parsed)
-    return out
-
-
-def restorations(inc: Incident) -> list[datetime]:
-    """Each network's recovery time where the evidence has it (`restored` or a network row's `end`)."""
-    out = []
-    rows = inc.evidence.get("restored")
-    candidates = [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else network_rows(inc)
-    for r in candidates:
-        t = r.get("end")
-        if isinstance(t, str):
-            try:
-                parsed = parse_iso(t)
-            except ValueError:
-                continue
-            if parsed is not None:
-                out.append(parsed)
-    return out
+    return [r.onset for r in network_rows(inc) if r.onset is not None]
 
 
 def by_technique(inc: Incident) -> dict[str, int]:
-    raw = inc.evidence.get("by_technique")
-    if isinstance(raw, dict):
-        return {str(k): int(v) for k, v in raw.items() if isinstance(v, int | float) and v > 0}
-    return {}
-
-
-def control_reachability(inc: Incident) -> float | None:
-    """Share of control-site measurements that succeeded during the incident (None when not known)."""
-    c = inc.evidence.get("control")
-    if isinstance(c, dict):
-        ok, total = c.get("ok"), c.get("total")
-        if isinstance(ok, int | float) and isinstance(total, int | float) and total > 0:
-            return ok / total
-    return None
+    return {k: v for k, v in (inc.evidence.by_technique or {}).items() if v > 0}
 
 
 def duration_text(seconds: float) -> str:

@@ -10,11 +10,12 @@ from datetime import timedelta
 from observatory.incident import Incident
 from observatory.report.countries import local_date
 from observatory.report.facts import join_names
+from observatory.vocab import IncidentKind
 
 DEFAULT_LOOKBACK = timedelta(days=365)
 ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
 # a run of incidents is named by kind: a platform block and a full shutdown are different stories
-CONNECTIVITY_KINDS = frozenset({"connectivity_loss"})
+CONNECTIVITY_KINDS = frozenset({IncidentKind.CONNECTIVITY_LOSS})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,7 +95,7 @@ def history_sentence(h: History) -> str | None:
     years = {p.start.year for p in h.previous} | {h.incident.start.year}
     show_year = len(years) > 1 and h.span_days > 300
     dates = [local_date(p.start, cc, year=show_year) for p in h.previous]
-    what = "disruption" if h.incident.kind != "connectivity_loss" else "shutdown"
+    what = "disruption" if h.incident.kind != IncidentKind.CONNECTIVITY_LOSS else "shutdown"
     head = f"This is the {ordinal_word(h.ordinal)} {what} {span_phrase(h.span_days)}"
     if len(dates) <= 3:
         return f"{head}, after {join_names(dates)}."

@@ -62,6 +62,14 @@ def count_networks_measured(inc: Incident, cells: Iterable[SeriesCell], now: dat
     return len(asns) or None
 
 
+def count_regions_measured(inc: Incident, cells: Iterable[SeriesCell], now: datetime | None = None) -> int | None:
+    """Regions with judged measurements in the country while the incident lasted (None without regional cells)."""
+    start, end = incident_span(inc, now)
+    regions = {c.region for c in cells if c.country == inc.country and c.region and start <= c.bucket < end
+               and (c.ok + c.anomalous + c.down) > 0}
+    return len(regions) or None
+
+
 def control_share(inc: Incident, cells: Iterable[SeriesCell], now: datetime | None = None) -> float | None:
     """Share of control-site measurements that succeeded on the affected networks during the incident."""
     start, end = incident_span(inc, now)
@@ -103,7 +111,8 @@ def build_report(inc: Incident, *, history_candidates: Iterable[Incident] = (),
         assessment=assess_claim(inc, claim, control_reachability_share=control_share(inc, cells, now)
                                 if cells else None, transitions=network_transitions(inc, cells) if cells else None,
                                 previous=hist.previous, networks_measured=measured),
-        cost=estimate_cost(inc, now=now, networks_measured_count=measured),
+        cost=estimate_cost(inc, now=now, networks_measured_count=measured,
+                           regions_measured_count=count_regions_measured(inc, cells, now) if cells else None),
         networks_measured=measured, chart_png=png, card_png=card_png, notes=tuple(notes),
     )
 
@@ -138,12 +147,9 @@ def _facts(r: Report) -> list[tuple[str, str]]:
 def signals_named(inc: Incident) -> str:
     """The outside-in signals that support the incident, as its evidence names them ("ioda bgp: down to 34%")."""
     named = []
-    for sig in inc.evidence.get("signals", ()):
-        if isinstance(sig, dict):
-            where = "".join(f" ({sig[k]})" for k in ("region", "asn") if sig.get(k))
-            ratio = sig.get("min_ratio")
-            low = f": down to {ratio:.0%}" if isinstance(ratio, int | float) else ""
-            named.append(f"{sig.get('source', '?')} {sig.get('signal', '?')}{where}{low}")
+    for sig in inc.evidence.signals or ():
+        where = "".join(f" ({w})" for w in (sig.region, f"AS{sig.asn}" if sig.asn else None) if w)
+        named.append(f"{sig.source or '?'} {sig.signal or '?'}{where}: down to {sig.min_ratio:.0%}")
     return "; ".join(named)
 
 

@@ -6,7 +6,8 @@ all 6 networks measured and is consistent with TLS-based filtering."
 
 Every word follows a field: status -> "Confirmed"/"Suspected" (and "show"/"suggest"), scope -> "nation-scale
 ... across" / "regional ... in Punjab and Sindh" / "on PTCL", kind -> what is disrupted, techniques -> "consistent
-with", the evidence -> "N of M networks measured" and "partial". An ended incident gets a restoration notice.
+with", the evidence -> "partial", the caller's count of networks measured (from the series) -> "N of M networks
+measured". An ended incident gets a restoration notice.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from observatory.report.facts import (
 from observatory.report.history import DEFAULT_LOOKBACK, history_sentence
 from observatory.report.history import history as find_history
 from observatory.store.base import ContextEvent
+from observatory.vocab import IncidentKind, Scope, Status
 
 TECHNIQUE_PHRASES = {
     "dns_tampering": "DNS tampering",
@@ -58,12 +60,12 @@ NOUN = {
 
 
 def _is_confirmed(inc: Incident) -> bool:
-    return inc.status == "confirmed" or (inc.status == "ended" and inc.confirmed_at is not None)
+    return inc.status == Status.CONFIRMED or (inc.status == Status.ENDED and inc.confirmed_at is not None)
 
 
 def what_phrase(inc: Incident) -> str:
     """'social media platforms ..., including X/Twitter and Facebook', 'X/Twitter', 'internet connectivity'."""
-    if inc.kind == "connectivity_loss":
+    if inc.kind == IncidentKind.CONNECTIVITY_LOSS:
         return "internet connectivity"
     names = platform_names(inc)
     if not names:
@@ -88,9 +90,9 @@ def _regions(inc: Incident) -> str:
 def scale_and_where(inc: Incident) -> tuple[str, str]:
     """('nation-scale', ' across Pakistan'), ('regional', ' in Punjab and Sindh, Pakistan'), ('', ' on PTCL ...')."""
     where = country_name(inc.country)
-    if inc.scope == "national":
+    if inc.scope == Scope.NATIONAL:
         return "nation-scale", f" across {where}"
-    if inc.scope == "regional":
+    if inc.scope == Scope.REGIONAL:
         return "regional", f" in {_regions(inc)}, {where}"
     nets = join_names([network_label(inc, a) for a in inc.asns]) or "one network"
     return "network-level", f" on {nets} in {where}"
@@ -108,7 +110,7 @@ def headline_sentence(inc: Incident) -> str:
     confirmed = _is_confirmed(inc)
     lead = "Confirmed: metrics show" if confirmed else "Suspected: early metrics suggest"
     when = f"since {local_time(inc.start, inc.country)} on {local_date(inc.start, inc.country)}"
-    if inc.kind == "platform_outage" or inc.country is None:
+    if inc.kind == IncidentKind.PLATFORM_OUTAGE or inc.country is None:
         names = join_names(platform_names(inc)) or "online platforms"
         return f"{lead} a global outage of {names}, not specific to any country, {when}."
     scale, where = scale_and_where(inc)
@@ -118,7 +120,7 @@ def headline_sentence(inc: Incident) -> str:
     obj = _object(inc, where)
     # a comma closes an "including A, B and C" list; a plain object runs straight into "since"
     since = (", " if ", including " in obj else " ") + when
-    if inc.kind == "throttling":
+    if inc.kind == IncidentKind.THROTTLING:
         return (f"{lead} {article} {partial}{scale} throttling of {obj}{since}: "
                 f"the {'platform remains' if len(inc.platforms) == 1 else 'platforms remain'} reachable but "
                 f"slowed.")
@@ -140,9 +142,9 @@ def _networks_clause(inc: Incident, measured: int | None, *, past: bool) -> str 
 
 
 def _technique_clause(inc: Incident, *, past: bool) -> str | None:
-    table = CONNECTIVITY_PHRASES if inc.kind == "connectivity_loss" else TECHNIQUE_PHRASES
+    table = CONNECTIVITY_PHRASES if inc.kind == IncidentKind.CONNECTIVITY_LOSS else TECHNIQUE_PHRASES
     phrases = [table.get(t, TECHNIQUE_PHRASES.get(t, t.replace("_", " "))) for t in inc.techniques
-               if t != "throttling" or inc.kind != "throttling"]
+               if t != "throttling" or inc.kind != IncidentKind.THROTTLING]
     if not phrases:
         return None
     return f"{'was' if past else 'is'} consistent with {join_names(phrases)}"
@@ -150,7 +152,7 @@ def _technique_clause(inc: Incident, *, past: bool) -> str | None:
 
 def detail_sentence(inc: Incident, *, measured: int | None = None, past: bool = False) -> str | None:
     """'The restriction is in effect on all 6 networks measured and is consistent with TLS-based filtering.'"""
-    if inc.kind == "platform_outage" or inc.country is None:
+    if inc.kind == IncidentKind.PLATFORM_OUTAGE or inc.country is None:
         return None
     nets = _networks_clause(inc, networks_measured(inc, measured), past=past)
     tech = _technique_clause(inc, past=past)
@@ -171,19 +173,19 @@ def restoration_sentence(inc: Incident) -> str | None:
     since = local_time(inc.start, cc)
     if local_date(inc.end, cc) != local_date(inc.start, cc):
         since += f" on {local_date(inc.start, cc, year=False)}"
-    if inc.kind == "platform_outage" or cc is None:
+    if inc.kind == IncidentKind.PLATFORM_OUTAGE or cc is None:
         listed = join_names(platform_names(inc)) or "The affected platforms"
         return f"Restored: {listed} recovered worldwide as of {at}, after a global outage of {lasted} (from {since})."
     scale, where = scale_and_where(inc)
-    if inc.kind == "connectivity_loss":
+    if inc.kind == IncidentKind.CONNECTIVITY_LOSS:
         what, verb = "Internet connectivity", "has returned"
     else:
         names = platform_names(inc)
         what = join_names(names) or "The affected platforms"
         verb = "is reachable again" if len(names) == 1 else "are reachable again"
-        if inc.kind == "throttling":
+        if inc.kind == IncidentKind.THROTTLING:
             verb = "is back to normal speed" if len(names) == 1 else "are back to normal speed"
-    kind = "throttling" if inc.kind == "throttling" else "disruption"
+    kind = "throttling" if inc.kind == IncidentKind.THROTTLING else "disruption"
     return f"Restored: {what} {verb}{where} as of {at}, after a {scale} {kind} lasting {lasted} (from {since})."
 
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 
+from observatory.csvrows import BadRow, CsvRows
 from observatory.errors import ParseError
 
 CSV_COLUMNS = ("time", "country", "region", "asn", "signal", "value")
@@ -148,48 +149,46 @@ def parse_row(row: dict[str, str], *, source: str) -> SignalPoint:
 
 
 def read_signals_csv(text: Iterable[str], *, source: str, name: str = "<csv>") -> Iterator[SignalPoint | ParseError]:
-    """Points of a signals CSV (CONTRACTS.md); a bad row yields a ParseError naming file:line, the rest go on."""
-    reader = csv.reader(text)
+    """Points of a signals CSV (docs/contracts.md); a bad row yields a ParseError naming file:line, the rest go on."""
     try:
-        header = [h.strip().lower() for h in next(reader)]
-    except StopIteration:
-        yield ParseError("empty file: expected a header time,country,region,asn,signal,value", where=f"{name}:1")
+        table = CsvRows(text, name=name, max_field=MAX_FIELD)
+    except ParseError as exc:
+        reason = exc.reason
+        if reason.startswith("empty file"):
+            reason = f"empty file: expected a header {','.join(CSV_COLUMNS)}"
+        yield ParseError(reason, where=exc.where)
         return
-    except csv.Error as exc:
-        yield ParseError(f"unreadable header: {exc}", where=f"{name}:1")
+    header = table.header = [h.strip().lower() for h in table.header]
+    problem = _header_problem(header)
+    if problem is not None:
+        yield ParseError(problem, where=f"{name}:1")
         return
-    missing = [c for c in CSV_COLUMNS if c not in header]
-    unknown = [c for c in header if c not in CSV_COLUMNS]
-    if missing or unknown or len(set(header)) != len(header):
-        problems = []
-        if missing:
-            problems.append("missing column(s) " + ", ".join(missing))
-        if unknown:
-            problems.append("unknown column(s) " + ", ".join(unknown))
-        if len(set(header)) != len(header):
-            problems.append("duplicate columns")
-        yield ParseError("; ".join(problems) + f" (expected {','.join(CSV_COLUMNS)})", where=f"{name}:1")
-        return
-    line = 1
-    while True:
-        try:
-            fields = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            line = reader.line_num
-            yield ParseError(f"unreadable row: {exc}", where=f"{name}:{line}")
+    for row in table.rows():
+        if isinstance(row, BadRow):
+            yield ParseError(row.reason, where=f"{name}:{row.line}")
             continue
-        line = reader.line_num
-        if not any(f.strip() for f in fields):
-            continue
-        if len(fields) != len(header):
-            yield ParseError(f"expected {len(header)} fields, got {len(fields)}", where=f"{name}:{line}")
-            continue
+        line, fields = row
         try:
             yield parse_row(dict(zip(header, fields, strict=True)), source=source)
         except ValueError as exc:
             yield ParseError(str(exc), where=f"{name}:{line}")
+
+
+def _header_problem(header: list[str]) -> str | None:
+    """What is wrong with the header of our signals CSV, or None."""
+    missing = [c for c in CSV_COLUMNS if c not in header]
+    unknown = [c for c in header if c not in CSV_COLUMNS]
+    duplicated = len(set(header)) != len(header)
+    if not (missing or unknown or duplicated):
+        return None
+    problems = []
+    if missing:
+        problems.append("missing column(s) " + ", ".join(missing))
+    if unknown:
+        problems.append("unknown column(s) " + ", ".join(unknown))
+    if duplicated:
+        problems.append("duplicate columns")
+    return "; ".join(problems) + f" (expected {','.join(CSV_COLUMNS)})"
 
 
 def read_signals_file(path: str, *, source: str) -> Iterator[SignalPoint | ParseError]:

@@ -1,6 +1,6 @@
 """Signal files as their sources let people download them, recognised by content.
 
-- our CSV (CONTRACTS.md: `time,country,region,asn,signal,value`);
+- our CSV (docs/contracts.md: `time,country,region,asn,signal,value`);
 - IODA's dashboard CSV export: `"Time (UTC)"` then one column per signal, one row per bin, values normalised
   (percent of the signal's own baseline) or raw; the entity is not in the file, only in its name
   (`ioda-iran-(islamic-republic-of)-26-01-01-00-00-normalized.csv`);
@@ -18,7 +18,6 @@ naming file:line, and the rest is kept.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import math
@@ -29,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from observatory.csvrows import BadRow, CsvRows
 from observatory.errors import ParseError
 from observatory.signals import (
     CSV_COLUMNS,
@@ -87,13 +87,11 @@ def read_signal_file(path: str, *, source: str | None = None, entity: Entity = E
 
 
 def _read_csv(text: str, path: str, *, source: str | None, entity: Entity) -> SignalFile:
-    try:
-        header = [h.strip().lower() for h in next(csv.reader(io.StringIO(text)))]
-    except (csv.Error, StopIteration) as exc:
-        raise ParseError(f"unreadable CSV header: {exc}", where=f"{path}:1") from None
+    table = CsvRows(io.StringIO(text), name=path)
+    header = [h.strip().lower() for h in table.header]
     if header and header[0] == IODA_TIME_COLUMN:
         ent = _ioda_entity(path, entity)
-        return SignalFile("ioda-csv", source or "ioda", list(_ioda_csv_rows(text, path, ent, source or "ioda")))
+        return SignalFile("ioda-csv", source or "ioda", list(_ioda_csv_rows(table, path, ent, source or "ioda")))
     if set(header) == set(CSV_COLUMNS) and len(header) == len(CSV_COLUMNS):
         if not source:
             raise ParseError("our signals CSV does not say where its series come from: give --source "
@@ -120,27 +118,18 @@ def ioda_signal_name(column: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", title).strip("-") or "unnamed"
 
 
-def _ioda_csv_rows(text: str, path: str, entity: Entity, source: str) -> Iterator[SignalPoint | ParseError]:
-    reader = csv.reader(io.StringIO(text))
-    columns = next(reader)
+def _ioda_csv_rows(table: CsvRows, path: str, entity: Entity, source: str) -> Iterator[SignalPoint | ParseError]:
+    columns = table.header
     names = [ioda_signal_name(c) for c in columns[1:]]
     if len(set(names)) != len(names):
         yield ParseError(f"two columns name the same signal: {', '.join(columns[1:])}", where=f"{path}:1")
         return
-    while True:
-        try:
-            fields = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            yield ParseError(f"unreadable row: {exc}", where=f"{path}:{reader.line_num}")
+    for row in table.rows():
+        if isinstance(row, BadRow):
+            yield ParseError(row.reason, where=f"{path}:{row.line}")
             continue
-        where = f"{path}:{reader.line_num}"
-        if not any(f.strip() for f in fields):
-            continue
-        if len(fields) != len(columns):
-            yield ParseError(f"expected {len(columns)} fields, got {len(fields)}", where=where)
-            continue
+        line, fields = row
+        where = f"{path}:{line}"
         try:
             t = _ioda_time(fields[0])
         except ValueError as exc:

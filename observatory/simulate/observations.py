@@ -19,23 +19,14 @@ from typing import Any
 import msgspec
 
 from observatory.simulate.world import NetworkProfile, Target
+from observatory.vocab import Technique
 
 OK = "ok"
 FAULT = "fault"
 DOWN_DNS = "down_dns"
 DOWN_TCP = "down_tcp"
 NOISE = ("noise_dns", "noise_tcp", "noise_tls", "noise_http", "noise_down")
-TECHNIQUE_OUTCOMES = (
-    "dns_tampering",
-    "tcp_reset",
-    "tcp_blackhole",
-    "tls_interference",
-    "tls_mitm",
-    "http_blockpage",
-    "http_interference",
-    "throttling",
-    "unreachable",
-)
+TECHNIQUE_OUTCOMES = tuple(t.value for t in Technique)  # in the vocabulary's order
 OUTCOMES = (OK, FAULT, DOWN_DNS, DOWN_TCP, *NOISE, *TECHNIQUE_OUTCOMES)
 
 TIMEOUT_S = 10.0

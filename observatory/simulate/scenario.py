@@ -1,4 +1,4 @@
-"""Scenario files: the TOML contract shared by the simulator and the lab (see CONTRACTS.md).
+"""Scenario files: the TOML contract shared by the simulator and the lab (see docs/contracts.md).
 
 `load_scenario(path)` reads and validates a scenario and returns frozen, typed records. Every mistake is a
 `ConfigError` naming the file, the key (`event[2].technique`, indices from 0) and what is wrong, so whoever

@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from observatory.catalog import platform_of
+from observatory.csvrows import BadRow as BadRow  # what ingest reads a rejected row as
+from observatory.csvrows import CsvRows
 from observatory.errors import ObservatoryError, ParseError
 from observatory.measurement import (
     TEST_PLATFORMS,
@@ -178,13 +180,6 @@ def sniff(path: Path) -> str | None:
 
 
 # --- grouping ---------------------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class BadRow:
-    line: int
-    reason: str
-    text: str = ""
 
 
 @dataclass(slots=True)
@@ -347,8 +342,8 @@ def read_measurements(path: Path, kind: str, *, partitions: int | None = None) -
 
 # the columns a partition keeps: what the grouping reads
 SPILLED = tuple(dict.fromkeys(("measurement_uid", *ENVELOPE_FIELDS, *ROW_FIELDS)))
-# input bytes per partition, for ~250 MB of grouped rows each: the Kenya dump's 44 MB of CSV (1.4 MB gzipped)
-# group in ~46 MB
+# input bytes per partition, for a few hundred MB of grouped rows each: grouped rows take about the memory of the
+# CSV text they came from, and gzip shrinks OONI's rows about thirtyfold
 PARTITION_BYTES = {"plain": 256 << 20, "compressed": 8 << 20}
 
 
@@ -379,31 +374,17 @@ def _read_csv(path: Path) -> Iterator[tuple[int, Cell | BadRow]]:
     fh: IO[str] = (gzip.open(path, "rt", encoding="utf-8", errors="replace", newline="")  # noqa: SIM115
                    if gz else open(path, encoding="utf-8", errors="replace", newline=""))  # noqa: SIM115
     with fh:
-        reader = csv.reader(fh)
-        line = 1
         try:
-            header = [h.lstrip("\ufeff") for h in next(reader)]
-            index = {h: i for i, h in enumerate(header)}
-            width = len(header)
-            while True:
-                try:
-                    fields = next(reader)
-                except StopIteration:
-                    return
-                except csv.Error as exc:
-                    line = reader.line_num
-                    yield line, BadRow(line, f"not a CSV row: {exc}")
-                    continue
-                line = reader.line_num
-                if not fields:
-                    continue
-                if len(fields) != width:
-                    yield line, BadRow(line, f"{len(fields)} fields where the header has {width}",
-                                       ",".join(fields)[:500])
-                    continue
-                yield line, _cells(index, fields)
-        except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
-            yield line + 1, BadRow(line + 1, f"compressed stream is corrupt or cut short after line {line}: {exc}")
+            table = CsvRows(fh, name=path.name)
+        except ParseError as exc:  # sniff read the header already: only a stream cut inside it gets here
+            yield 1, BadRow(1, exc.reason)
+            return
+        index = {h: i for i, h in enumerate(table.header)}
+        for row in table.rows():
+            if isinstance(row, BadRow):
+                yield row.line, row
+            else:
+                yield row[0], _cells(index, row[1])
 
 
 def _cells(index: dict[str, int], fields: list[str]) -> Cell:

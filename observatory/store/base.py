@@ -19,7 +19,12 @@ from observatory.measurement import Measurement
 from observatory.series import SeriesCell
 from observatory.signals import SignalPoint, SignalSeries
 
-# re-exported (callers import them from here); their home is store/schema.py
+# re-exported (callers import them from here); their home is store/provenance.py and store/schema.py
+from observatory.store.provenance import Classify as Classify
+from observatory.store.provenance import ReclassifyObserver as ReclassifyObserver
+from observatory.store.provenance import ReclassifyPass as ReclassifyPass
+from observatory.store.provenance import StoredVerdict as StoredVerdict
+from observatory.store.provenance import reclassified as reclassified
 from observatory.store.schema import BATCH_SCHEMA as BATCH_SCHEMA
 from observatory.store.schema import ENCODED_BATCH_SCHEMA as ENCODED_BATCH_SCHEMA
 
@@ -32,6 +37,10 @@ class Row:
     verdict: str
     kbps: float | None = None
     source: str = ""  # "ooni" for OONI's public data, "observatory" for our probes, "" unknown
+    # verdict provenance: the id of the rule that decided and the rules version (verdict.RULES_VERSION); None
+    # when unknown (rows stored before provenance was kept, a classification that failed)
+    rule: str | None = None
+    rules_version: str | None = None
 
 
 # list of JSON documents -> the store's encoding of each; picklable, and safe to call in a forked process
@@ -57,14 +66,15 @@ class BatchBuilder:
     def __len__(self) -> int:
         return len(self._cols[0])
 
-    def add(self, m: Measurement, verdict: str, kbps: float | None, source: str) -> None:
+    def add(self, m: Measurement, verdict: str, kbps: float | None, source: str, rule: str | None = None,
+            rules_version: str | None = None) -> None:
         t = m.start_time
         if t.tzinfo is UTC:
             t = t.replace(tzinfo=None)
         elif t.tzinfo is not None:
             t = t.astimezone(UTC).replace(tzinfo=None)
         (uid, tt, cc, asn, network, region, probe_key, resolver_asn, test_name, test_version, software, src, inp,
-         platform, verd, kb, doc) = self._appends
+         platform, verd, kb, verdict_rule, version, doc) = self._appends
         uid(m.uid)
         tt(t)
         cc(m.probe_cc)
@@ -81,10 +91,12 @@ class BatchBuilder:
         platform(m.platform)
         verd(verdict)
         kb(kbps)
+        verdict_rule(rule)
+        version(rules_version)
         doc(m.document_json())
 
     def add_row(self, row: Row) -> None:
-        self.add(row.measurement, row.verdict, row.kbps, row.source)
+        self.add(row.measurement, row.verdict, row.kbps, row.source, row.rule, row.rules_version)
 
     def take(self, encoder: DocumentEncoder | None = None) -> pa.Table:
         """The table of everything added so far; the builder starts again empty. With a store's `encoder`,
@@ -175,8 +187,8 @@ def first_of_each_uid(table: pa.Table) -> tuple[pa.Table, int]:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoreSettings:
-    """How a store is opened: given by the entry point (cli/app.py `store_settings_from_env`), never read from
-    the environment by the store itself."""
+    """How a store is opened: given by the entry point (`store.store_settings(cli.app.current_settings())`),
+    never read from the environment by the store itself."""
 
     wait_seconds: float = 30.0  # how long to wait for a DuckDB file another process holds
     # DuckDB's buffer pool: bounded (its default is 80% of the machine, which a long ingest would take)
@@ -362,8 +374,6 @@ def measurement_summary(row: Sequence[Any]) -> MeasurementSummary:
                               verdict=verdict, kbps=kbps, source=source)
 
 
-# A stored document (JSON bytes) -> its verdict and throughput, as ingest would classify it today
-Classify = Callable[[bytes], tuple[str, float | None]]
 EXPORT_FORMATS = ("parquet", "csv")  # jsonl comes from documents()
 
 
@@ -383,7 +393,11 @@ class MeasurementStore(Protocol):
     def documents(self, flt: MeasurementFilter) -> Iterator[bytes]: ...
     def export(self, flt: MeasurementFilter, fmt: str, path: str) -> int: ...
     def measurements(self, flt: MeasurementFilter, *, limit: int, offset: int) -> list[MeasurementSummary]: ...
-    def reclassify(self, classify: Classify, *, batch_size: int = 10_000) -> int: ...
+    # classify: a stored document -> StoredVerdict or (verdict, kbps); rewrites the rows whose judgment changed
+    # (provenance included), calls `observe` for every row; returns how many verdicts or kbps changed
+    def reclassify(self, classify: Classify, *, batch_size: int = 10_000,
+                   observe: ReclassifyObserver | None = None) -> int: ...
+    def verdicts(self, uids: Sequence[str]) -> dict[str, StoredVerdict]: ...  # the stored judgment of these uids
     def example_uids(
         self, *, country: str | None, since: datetime, until: datetime, asns: Sequence[int] = (),
         platforms: Sequence[str] = (), verdicts: Sequence[str] = (), limit: int = 5,

@@ -57,6 +57,11 @@ MEASUREMENT_COLUMNS: tuple[Column, ...] = (
     Column("raw", None, "BLOB NOT NULL", "String CODEC(ZSTD(3))"),
     # issue #22: who brought the row (optional in a batch: with_credential() adds it), NULL for older rows
     Column("credential", None, "VARCHAR", "Nullable(String)", created=False),
+    # issue #23, verdict provenance: the rule that decided each verdict and the rules version (a digest of the
+    # rules, verdict.RULES_VERSION); NULL for rows stored before, or written without them
+    Column("verdict_rule", pa.string(), "VARCHAR", "LowCardinality(Nullable(String))", created=False, migration=1),
+    Column("rules_version", pa.string(), "VARCHAR", "LowCardinality(Nullable(String))", created=False,
+           migration=1),
 )
 COLUMN = {c.name: c for c in MEASUREMENT_COLUMNS}
 STORED_NAMES: tuple[str, ...] = tuple(c.name for c in MEASUREMENT_COLUMNS)
@@ -96,7 +101,9 @@ def clickhouse_columns() -> str:
 
 
 def duckdb_add_column(name: str) -> str:
-    return f"ALTER TABLE measurements ADD COLUMN {name} {COLUMN[name].duckdb};"
+    # IF NOT EXISTS, as ClickHouse's: a migration run again over a store that has the column (its version
+    # row lost, a test rebuilding an older store) stays a no-op
+    return f"ALTER TABLE measurements ADD COLUMN IF NOT EXISTS {name} {COLUMN[name].duckdb};"
 
 
 def clickhouse_add_column(name: str) -> str:

@@ -2,7 +2,8 @@
 
 `classify(measurement)` returns a `Classification`: the verdict (ok, down, unknown or a technique), the
 throughput when the measurement timed a transfer (`throughput.py`: our `x_download`, else OONI's own timings)
-and where that figure came from, and the rule that decided. Rules are data (`rules.WEB_RULES`,
+and where that figure came from, the rule that decided and the version of the rules (`RULES_VERSION`, a digest
+of the code and data that decide: `version.py`). Rules are data (`rules.WEB_RULES`,
 ordered, first match wins); block pages are data (`data/blockpages.toml`). OONI's own summary keys
 (`blocking`, `accessible`, `dns_consistency`) are never read: `ooni.ooni_blocking` recomputes them.
 """
@@ -27,8 +28,9 @@ from observatory.verdict.rules import (
     first_match,
 )
 from observatory.verdict.throughput import NONE, throughput
+from observatory.verdict.version import RULES_VERSION
 
-__all__ = ["Classification", "classify", "classify_raw", "WEB_RULES", "Rule"]
+__all__ = ["Classification", "classify", "classify_raw", "WEB_RULES", "Rule", "RULES_VERSION"]
 
 WEB_TESTS = frozenset({"web_connectivity"})
 OK_RULE = RULES_BY_ID["web.ok"]
@@ -42,6 +44,7 @@ class Classification:
     reason: str = ""
     blockpage: str | None = None  # the fingerprint id, for http_blockpage
     kbps_source: str | None = None  # where `kbps` was read from (throughput.KbpsSource), None without kbps
+    rules_version: str = RULES_VERSION  # the rules that decided: stored beside `rule`
 
 
 def classify(m: Measurement, baseline_kbps: float | None = None) -> Classification:
@@ -79,12 +82,20 @@ def classify(m: Measurement, baseline_kbps: float | None = None) -> Classificati
                           reason=f"{m.test_name} is a test we do not analyse")
 
 
-def classify_raw(raw: bytes) -> tuple[str, float | None]:
-    """For `Store.reclassify`: a stored raw document -> (verdict, kbps). A document that no longer parses
-    keeps a verdict of `unknown` rather than stopping the whole pass."""
+UNPARSEABLE_RULE = "doc.unparseable"
+
+
+def classify_document(raw: bytes) -> Classification:
+    """A stored raw document's classification. One that no longer parses is `unknown` (rule
+    `doc.unparseable`) rather than stopping a pass over the whole store."""
     try:
         m = parse_measurement(raw)
-    except ParseError:
-        return "unknown", None
-    c = classify(m)
+    except ParseError as exc:
+        return Classification(verdict="unknown", rule=UNPARSEABLE_RULE, reason=f"no longer parses: {exc.reason}")
+    return classify(m)
+
+
+def classify_raw(raw: bytes) -> tuple[str, float | None]:
+    """A stored raw document -> (verdict, kbps) (see classify_document)."""
+    c = classify_document(raw)
     return c.verdict, c.kbps

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
 from observatory import failure as F
+from observatory.verdict.control import ControlView, control_view, download_kbps
+from observatory.verdict.shapes import CachedFact, as_dict, as_list, as_text
 
 # The probe's own resolver: OONI 0.4 says "system", 0.5 "getaddrinfo"; old MK reports leave it out.
 SYSTEM_ENGINES = frozenset({"system", "getaddrinfo", "golang_net_resolver", None, ""})
@@ -40,40 +42,8 @@ TITLE_RE = re.compile(r"(?i)<title>([^<]{1,512})</title>")
 BODY_PROPORTION_FACTOR = 0.7
 
 
-class lazy:
-    """A cached attribute without the lock `functools.cached_property` takes on Python 3.11: computed on
-    first access and stored in the instance's __dict__, which then shadows this (non-data) descriptor."""
-
-    def __init__(self, fn: Any) -> None:
-        self.fn = fn
-        self.name = fn.__name__
-        self.__doc__ = fn.__doc__
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, obj: Any, owner: type | None = None) -> Any:
-        if obj is None:
-            return self
-        value = self.fn(obj)
-        obj.__dict__[self.name] = value
-        return value
-
-
-def _d(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _l(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _s(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
 def depth_of(item: dict[str, Any]) -> int:
-    for tag in _l(item.get("tags")):
+    for tag in as_list(item.get("tags")):
         if isinstance(tag, str) and tag.startswith("depth="):
             try:
                 return int(tag[6:])
@@ -205,89 +175,7 @@ class Request:
         return self.failure is None and self.code is not None and self.code > 0
 
 
-@dataclass(slots=True, kw_only=True)
-class ControlView:
-    """What the control helper saw (OONI's test-helper response)."""
-
-    dns_failure: str | None = None
-    dns_addrs: set[str] = field(default_factory=set)
-    dns_known: bool = False
-    tcp: dict[str, tuple[bool, str | None]] = field(default_factory=dict)
-    tls: dict[str, tuple[bool, str | None]] = field(default_factory=dict)
-    http_failure: str | None = None
-    http_known: bool = False
-    http_status: int | None = None
-    http_body_length: int | None = None
-    http_title: str = ""
-    http_headers: dict[str, Any] = field(default_factory=dict)
-    ip_asns: dict[str, int] = field(default_factory=dict)
-    download_kbps: float | None = None
-
-    @property
-    def http_ok(self) -> bool:
-        return self.http_known and self.http_failure is None and (self.http_status or 0) > 0
-
-    @property
-    def resolves(self) -> bool:
-        return self.dns_known and self.dns_failure is None and any(_looks_like_ip(a) for a in self.dns_addrs)
-
-
-@lru_cache(maxsize=1 << 16)
-def _looks_like_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
-def download_kbps(dl: Any) -> float | None:
-    """Throughput of an `x_download`: kbit/s. A download that timed out while progressing still counts (a
-    throttled transfer often ends that way); one that failed any other way does not."""
-    dl = _d(dl)
-    nbytes, seconds, fail = dl.get("bytes"), dl.get("seconds"), dl.get("failure")
-    if fail not in (None, F.GENERIC_TIMEOUT):
-        return None
-    if not isinstance(nbytes, int | float) or not isinstance(seconds, int | float) or isinstance(nbytes, bool):
-        return None
-    if nbytes <= 0 or seconds <= 0:
-        return None
-    return nbytes * 8 / 1000 / seconds
-
-
-def _control(tk: dict[str, Any]) -> ControlView | None:
-    ctrl = tk.get("control")
-    if not isinstance(ctrl, dict) or not ctrl or _s(tk.get("control_failure")) or tk.get("x_control_unavailable"):
-        return None
-    cv = ControlView()
-    dns = ctrl.get("dns")
-    if isinstance(dns, dict):
-        cv.dns_known = True
-        cv.dns_failure = _s(dns.get("failure"))
-        cv.dns_addrs = {a for a in _l(dns.get("addrs")) if isinstance(a, str)}
-    for ep, st in _d(ctrl.get("tcp_connect")).items():
-        st = _d(st)
-        cv.tcp[ep] = (st.get("status") is True, _s(st.get("failure")))
-    for ep, st in _d(ctrl.get("tls_handshake")).items():
-        st = _d(st)
-        cv.tls[ep] = (st.get("status") is True, _s(st.get("failure")))
-    http = ctrl.get("http_request")
-    if isinstance(http, dict) and http:
-        cv.http_known = True
-        cv.http_failure = _s(http.get("failure"))
-        status = http.get("status_code")
-        cv.http_status = status if isinstance(status, int) and not isinstance(status, bool) else None
-        blen = http.get("body_length")
-        cv.http_body_length = blen if isinstance(blen, int) and not isinstance(blen, bool) else None
-        title = http.get("title")
-        cv.http_title = title if isinstance(title, str) else ""
-        cv.http_headers = _d(http.get("headers"))
-    for ip, info in _d(ctrl.get("ip_info")).items():
-        asn = _d(info).get("asn")
-        if isinstance(asn, int) and asn > 0:
-            cv.ip_asns[ip] = asn
-    cv.download_kbps = download_kbps(ctrl.get("x_download"))
-    return cv
+Observation = Lookup | Connect | Handshake | Request
 
 
 class WebFacts:
@@ -305,84 +193,85 @@ class WebFacts:
         self.host = host
         if not self.host:
             # some published files keep only the test keys: the target is the name the probe looked up
-            first = next((q for q in _l(tk.get("queries")) if isinstance(q, dict) and _s(q.get("hostname"))), None)
+            named = (q for q in as_list(tk.get("queries")) if isinstance(q, dict) and as_text(q.get("hostname")))
+            first = next(named, None)
             self.host = first["hostname"] if first else ""
-        self.control = _control(tk)
+        self.control = control_view(tk)
 
     # --- raw lists ----------------------------------------------------------------------------------------
 
-    @lazy
+    @CachedFact
     def lookups(self) -> list[Lookup]:
         out = []
-        for q in _l(self.tk.get("queries")):
+        for q in as_list(self.tk.get("queries")):
             if not isinstance(q, dict):
                 continue
             engine = q.get("engine") if isinstance(q.get("engine"), str) else None
             if engine in IGNORED_ENGINES:
                 continue
-            tags = _l(q.get("tags"))
+            tags = as_list(q.get("tags"))
             answers = []
-            for a in _l(q.get("answers")):
+            for a in as_list(q.get("answers")):
                 if not isinstance(a, dict):
                     continue
-                ip = _s(a.get("ipv4")) or _s(a.get("ipv6"))
+                ip = as_text(a.get("ipv4")) or as_text(a.get("ipv6"))
                 if ip:
                     asn = a.get("asn")
                     answers.append(Answer(ip, asn if isinstance(asn, int) and not isinstance(asn, bool) else None))
-            out.append(Lookup(_s(q.get("hostname")), engine, _s(q.get("failure")), answers, depth_of(q),
+            out.append(Lookup(as_text(q.get("hostname")), engine, as_text(q.get("failure")), answers, depth_of(q),
                               "classic" in tags))
         return out
 
-    @lazy
+    @CachedFact
     def connects(self) -> list[Connect]:
         out = []
-        for c in _l(self.tk.get("tcp_connect")):
-            if not isinstance(c, dict) or not _s(c.get("ip")):
+        for c in as_list(self.tk.get("tcp_connect")):
+            if not isinstance(c, dict) or not as_text(c.get("ip")):
                 continue
-            st = _d(c.get("status"))
+            st = as_dict(c.get("status"))
             port = c.get("port") if isinstance(c.get("port"), int) else None
-            out.append(Connect(c["ip"], port, st.get("success") is True, _s(st.get("failure")), depth_of(c),
-                               "classic" in _l(c.get("tags"))))
+            out.append(Connect(c["ip"], port, st.get("success") is True, as_text(st.get("failure")), depth_of(c),
+                               "classic" in as_list(c.get("tags"))))
         return out
 
-    @lazy
+    @CachedFact
     def handshakes(self) -> list[Handshake]:
         out = []
-        for h in _l(self.tk.get("tls_handshakes")):
-            if not isinstance(h, dict) or not _s(h.get("address")):
+        for h in as_list(self.tk.get("tls_handshakes")):
+            if not isinstance(h, dict) or not as_text(h.get("address")):
                 continue
-            out.append(Handshake(h["address"], _s(h.get("server_name")), _s(h.get("failure")), depth_of(h),
-                                 "classic" in _l(h.get("tags"))))
+            out.append(Handshake(h["address"], as_text(h.get("server_name")), as_text(h.get("failure")), depth_of(h),
+                                 "classic" in as_list(h.get("tags"))))
         return out
 
-    @lazy
+    @CachedFact
     def requests(self) -> list[Request]:
         """HTTP transactions in OONI order: the last hop first."""
         out = []
-        for r in _l(self.tk.get("requests")):
+        for r in as_list(self.tk.get("requests")):
             if not isinstance(r, dict):
                 continue
-            failure = _s(r.get("failure"))
+            failure = as_text(r.get("failure"))
             if failure and failure.endswith("http_request_canceled"):
                 continue  # 0.5 cancels its parallel fetches once one answers: the probe's doing, not the network's
-            req, resp = _d(r.get("request")), _d(r.get("response"))
+            req, resp = as_dict(r.get("request")), as_dict(r.get("response"))
             code, url = resp.get("code"), req.get("url")
             out.append(Request(
                 url=url if isinstance(url, str) else "",
-                address=_s(r.get("address")),
+                address=as_text(r.get("address")),
                 failure=failure,
                 code=code if isinstance(code, int) and not isinstance(code, bool) else None,
-                headers=_d(resp.get("headers")),
+                headers=as_dict(resp.get("headers")),
                 body=body_of(resp),
                 truncated=resp.get("body_is_truncated") is True,
                 depth=depth_of(r),
-                classic="classic" in _l(r.get("tags")),
+                classic="classic" in as_list(r.get("tags")),
             ))
         return out
 
     # --- DNS ----------------------------------------------------------------------------------------------
 
-    @lazy
+    @CachedFact
     def target_lookups(self) -> list[Lookup]:
         """The probe's lookups of the target's own name (not of redirect targets)."""
         names = host_names(self.host)
@@ -392,21 +281,21 @@ class WebFacts:
         # looked up nothing else at this hop, so what it looked up is the target
         return mine or depth0
 
-    @lazy
+    @CachedFact
     def system_lookups(self) -> list[Lookup]:
         return [q for q in self.target_lookups if q.engine in SYSTEM_ENGINES]
 
-    @lazy
+    @CachedFact
     def resolver_lookups(self) -> list[Lookup]:
         """The lookups that stand for the probe's resolution: the system resolver's when there are any
         (what the user's apps see), otherwise every lookup of the target."""
         return self.system_lookups or self.target_lookups
 
-    @lazy
+    @CachedFact
     def probe_addrs(self) -> set[str]:
         return {ip for q in self.resolver_lookups for ip in q.addrs}
 
-    @lazy
+    @CachedFact
     def dns_failure(self) -> str | None:
         """The resolver's failure when no lookup of the target got an answer."""
         if self.probe_addrs or not self.target_lookups:
@@ -420,18 +309,18 @@ class WebFacts:
                 return f
         return fails[0]
 
-    @lazy
+    @CachedFact
     def bogon_answers(self) -> set[str]:
         return {ip for ip in self.probe_addrs if is_bogon(ip)}
 
-    @lazy
+    @CachedFact
     def tls_valid_ips(self) -> set[str]:
         """Addresses where a TLS handshake for the target's name succeeded: a certificate valid for the name
         proves the address belongs to the site, whatever the control resolved."""
         host = self.host.lower()
         return {h.ip for h in self.handshakes if h.failure is None and (h.server_name or "").lower() == host}
 
-    @lazy
+    @CachedFact
     def answers_consistent(self) -> bool | None:
         """Probe answers overlap the control's by address or by ASN; None when either side has nothing."""
         cv = self.control
@@ -446,7 +335,7 @@ class WebFacts:
 
     # --- TCP / TLS / HTTP ---------------------------------------------------------------------------------
 
-    @lazy
+    @CachedFact
     def target_connects(self) -> list[Connect]:
         """Connects to the addresses the probe resolved for the target (OONI 0.5 also tries the control's)."""
         addrs = self.probe_addrs
@@ -454,19 +343,19 @@ class WebFacts:
         mine = [c for c in depth0 if c.ip in addrs] if addrs else depth0
         return mine or depth0
 
-    @lazy
+    @CachedFact
     def target_handshakes(self) -> list[Handshake]:
         addrs = self.probe_addrs
         depth0 = [h for h in self.handshakes if h.depth == 0]
         mine = [h for h in depth0 if h.ip in addrs] if addrs else depth0
         return mine or depth0
 
-    @lazy
+    @CachedFact
     def tagged(self) -> bool:
         """OONI 0.5 tags its observations (`classic`, `depth=N`) and fetches some in parallel."""
         return any(r.depth or r.classic for r in self.requests) or any(c.classic for c in self.connects)
 
-    @lazy
+    @CachedFact
     def final(self) -> Request | None:
         """The last hop: OONI lists it first; 0.5 may fetch one hop over several connections, cancelling
         the others once one answers, so there the deepest hop's successful fetch is the one that counts."""
@@ -478,9 +367,14 @@ class WebFacts:
         hop = [r for r in self.requests if r.depth == deepest]
         return next((r for r in hop if r.succeeded), hop[0])
 
-    @lazy
+    @CachedFact
     def max_depth(self) -> int:
-        return max([x.depth for x in (*self.lookups, *self.connects, *self.handshakes, *self.requests)] or [0])
+        return max([x.depth for x in self.observations] or [0])
+
+    @property
+    def observations(self) -> list[Observation]:
+        """Every step the probe recorded: lookups, connects, handshakes, requests."""
+        return [*self.lookups, *self.connects, *self.handshakes, *self.requests]
 
     def at_depth(self, depth: int) -> tuple[list[Lookup], list[Connect], list[Handshake], list[Request]]:
         return ([q for q in self.lookups if q.depth == depth and q.engine in SYSTEM_ENGINES],
@@ -488,7 +382,7 @@ class WebFacts:
                 [h for h in self.handshakes if h.depth == depth],
                 [r for r in self.requests if r.depth == depth])
 
-    @lazy
+    @CachedFact
     def download_kbps(self) -> float | None:
         return download_kbps(self.tk.get("x_download"))
 

@@ -14,7 +14,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from observatory.verdict.blockpages import default_matcher
-from observatory.verdict.facts import SYSTEM_ENGINES, download_kbps, host_names, is_bogon
+from observatory.verdict.control import download_kbps
+from observatory.verdict.facts import SYSTEM_ENGINES, host_names, is_bogon
 
 
 @lru_cache(maxsize=4096)

@@ -16,8 +16,8 @@ from typing import Any
 
 from observatory import failure as F
 from observatory.measurement import Measurement
+from observatory.verdict.control import ControlView
 from observatory.verdict.facts import (
-    ControlView,
     Handshake,
     Lookup,
     Request,
@@ -170,7 +170,7 @@ def dns_consistency_v05(f: WebFacts) -> str | None:
 def _observations(f: WebFacts) -> list[tuple[int, int, bool, Any]]:
     """(depth, type, failed, item), in the order the classic analysis walks them."""
     obs: list[tuple[int, int, bool, Any]] = []
-    tagged = any(x.classic for x in (*f.lookups, *f.connects, *f.handshakes, *f.requests))
+    tagged = any(x.classic for x in f.observations)
     system_addrs = {ip for q in f.lookups if q.engine in SYSTEM for ip in q.addrs}
 
     def keep(x: Any) -> bool:

@@ -13,7 +13,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from observatory import failure as F
-from observatory.verdict.facts import DNS_BLOCK_FAILURES, RESET_LIKE, _d, _l, _s, is_bogon
+from observatory.verdict.facts import DNS_BLOCK_FAILURES, RESET_LIKE, is_bogon
+from observatory.verdict.shapes import as_dict, as_list, as_text
 from observatory.vocab import Verdict
 
 PLATFORM_TESTS = frozenset({"telegram", "whatsapp", "signal", "facebook_messenger"})
@@ -43,22 +44,22 @@ def _host(url: str) -> str:
 
 def _requests(tk: dict[str, Any]) -> list[tuple[str, str | None, int | None]]:
     out = []
-    for r in _l(tk.get("requests")):
+    for r in as_list(tk.get("requests")):
         if isinstance(r, dict):
-            url = _d(r.get("request")).get("url")
-            code = _d(r.get("response")).get("code")
-            out.append((url if isinstance(url, str) else "", _s(r.get("failure")),
+            url = as_dict(r.get("request")).get("url")
+            code = as_dict(r.get("response")).get("code")
+            out.append((url if isinstance(url, str) else "", as_text(r.get("failure")),
                         code if isinstance(code, int) and not isinstance(code, bool) else None))
     return out
 
 
 def _connects(tk: dict[str, Any]) -> list[tuple[str, int | None, bool, str | None]]:
     out = []
-    for c in _l(tk.get("tcp_connect")):
+    for c in as_list(tk.get("tcp_connect")):
         if isinstance(c, dict) and isinstance(c.get("ip"), str):
-            st = _d(c.get("status"))
+            st = as_dict(c.get("status"))
             port = c.get("port") if isinstance(c.get("port"), int) else None
-            out.append((c["ip"], port, st.get("success") is True, _s(st.get("failure"))))
+            out.append((c["ip"], port, st.get("success") is True, as_text(st.get("failure"))))
     return out
 
 
@@ -203,16 +204,16 @@ def signal_verdict(tk: dict[str, Any], test_version: str = "") -> PlatformVerdic
 
 def _fb_lookups(tk: dict[str, Any]) -> dict[str, tuple[str | None, list[tuple[str | None, int | None]]]]:
     out: dict[str, tuple[str | None, list[tuple[str | None, int | None]]]] = {}
-    for q in _l(tk.get("queries")):
+    for q in as_list(tk.get("queries")):
         if not isinstance(q, dict) or not isinstance(q.get("hostname"), str):
             continue
-        answers = [(_s(a.get("ipv4")) or _s(a.get("ipv6")),
+        answers = [(as_text(a.get("ipv4")) or as_text(a.get("ipv6")),
                     a.get("asn") if isinstance(a.get("asn"), int) else None)
-                   for a in _l(q.get("answers")) if isinstance(a, dict)]
+                   for a in as_list(q.get("answers")) if isinstance(a, dict)]
         answers = [a for a in answers if a[0]]
         prev = out.get(q["hostname"])
-        if prev is None or (prev[0] and not _s(q.get("failure"))):
-            out[q["hostname"]] = (_s(q.get("failure")), answers)
+        if prev is None or (prev[0] and not as_text(q.get("failure"))):
+            out[q["hostname"]] = (as_text(q.get("failure")), answers)
         else:
             out[q["hostname"]] = (prev[0], prev[1] + answers)
     return out

@@ -1,7 +1,7 @@
 """The JSON API (/api/v1): incidents, series, an incident's measurements (JSON, CSV, Parquet), reviews.
 
 Handlers are thin: parse parameters (observatory.web.queries), ask the store, shape the answer. Incidents are
-the contract JSON of CONTRACTS.md, with the analysts' `review` when there is one.
+the contract JSON of docs/contracts.md, with the analysts' `review` when there is one.
 """
 
 from __future__ import annotations
@@ -38,11 +38,13 @@ Offset = Annotated[int, Query(le=10_000_000, description="rows to skip (at most 
 
 
 def store_of(request: Request) -> Store:
-    return request.app.state.store
+    store: Store = request.app.state.store
+    return store
 
 
 def settings_of(request: Request) -> WebSettings:
-    return request.app.state.settings
+    settings: WebSettings = request.app.state.settings
+    return settings
 
 
 def now_of(store: Store) -> datetime:
@@ -159,8 +161,8 @@ def review_incident(
 
 class AnswerCache:
     """Encoded answers by request and data version: polling dashboards ask the same question again and again,
-    and while nothing new was stored the answer is the same bytes (a week of a country at 10 M measurements
-    costs ~100 ms to compute)."""
+    and while nothing new was stored the answer is the same bytes (a week of a country is an aggregation over
+    every measurement of that week: worth computing once per data version)."""
 
     def __init__(self, size: int = 128) -> None:
         self._size = size

@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from observatory.errors import ObservatoryError
 from observatory.store import Store
 from observatory.web import api, limits, metrics, pages, userreports
+from observatory.web.collector import make_collector_router
 from observatory.web.errors import status_for
 from observatory.web.scheduler import DetectionScheduler, Detector, default_detector
 from observatory.web.settings import WebSettings
@@ -39,8 +40,8 @@ _JSON_PREFIXES = ("/api/", "/metrics", "/healthz", "/feed.atom", "/openapi.json"
 
 def _quiet_gc() -> None:
     """What the service loaded to start (modules, the app, its routes) is frozen: never scanned by the garbage
-    collector again. A chart's answer allocates thousands of objects, and each full collection walked the
-    whole heap: measured at 10 M rows, the country page's p95 went from ~125 ms to ~35 ms for the rollup read.
+    collector again. A chart's answer allocates thousands of objects, and each full collection would walk the
+    whole heap, most of it loaded at start-up and never freed.
     Young collections also run less often; a request's objects are freed by reference counting anyway."""
     gc.collect()
     gc.freeze()
@@ -81,9 +82,7 @@ def create_app(settings: WebSettings, store: Store, *, detector: Detector | None
     static_dir = Path(str(resources.files("observatory.web").joinpath("static")))
     app.mount("/static", StaticFiles(directory=static_dir), name="static")
     app.include_router(api.router)
-    collector = _collector_router(store)
-    if collector is not None:
-        app.include_router(collector)
+    app.include_router(make_collector_router(lambda: store))
     app.include_router(userreports.router)
     app.include_router(pages.router)
 
@@ -97,16 +96,6 @@ def create_app(settings: WebSettings, store: Store, *, detector: Detector | None
         return {"status": "ok", "measurements": store.count(), "detection_runs": scheduler.state.runs}
 
     return app
-
-
-def _collector_router(store: Store) -> Any:
-    """The probes' upload endpoint (observatory.web.collector, from the Probe issue), when present."""
-    try:
-        from observatory.web.collector import make_collector_router
-    except ImportError:
-        log.warning("observatory.web.collector is not available: POST /api/v1/measurements is disabled")
-        return None
-    return make_collector_router(lambda: store)
 
 
 def _wants_json(request: Request) -> bool:

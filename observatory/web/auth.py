@@ -25,7 +25,7 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-# One definition of the signature, shared with the probe's uploader (CONTRACTS.md).
+# One definition of the signature, shared with the probe's uploader (docs/contracts.md).
 sign = upload_sign
 
 

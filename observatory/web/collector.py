@@ -1,6 +1,6 @@
 """The collector: `POST /api/v1/measurements`, where registered probes upload batches of measurements.
 
-Contract (CONTRACTS.md): `Authorization: Bearer <token>`, `X-Observatory-Signature: <hex HMAC-SHA256 of the
+Contract (docs/contracts.md): `Authorization: Bearer <token>`, `X-Observatory-Signature: <hex HMAC-SHA256 of the
 raw body with the probe's secret>`, body `{"measurements": [...]}`. 401 without/unknown/revoked token, 403 on a
 bad signature, 413 over the size limit, 400/422 for malformed bodies. Each item is validated and classified;
 the answer (accepted / duplicate / rejected with a reason, per item) is sent only after the store committed,
@@ -25,7 +25,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,6 +40,7 @@ from observatory.store.base import BatchBuilder, ProbeCredential, Store, own_uid
 from observatory.verdict import classify
 from observatory.web import auth, limits
 from observatory.web.errors import Forbidden
+from observatory.web.groupcommit import GroupCommit
 from observatory.web.ratelimit import AddressKeys, KeyedLimiter
 
 log = logging.getLogger("observatory.web.collector")
@@ -54,8 +54,8 @@ ADDRESS_RATE, ADDRESS_BURST = 50.0, 200.0
 PROBE_RATE, PROBE_BURST = 2_000.0, 50_000.0
 MAX_CONCURRENT_BATCHES = 8
 # A probe heard again from the same place this soon is not written down again: detection counts probes heard
-# in windows of minutes (the lab's shortest is 3 x 20 s), and each heartbeat is its own store transaction
-# (~10 ms at 10 M rows), which concurrent uploads from one probe would otherwise pay on every batch.
+# in windows of minutes (the lab's shortest is 3 x 20 s), and each heartbeat is its own store transaction,
+# which concurrent uploads from one probe would otherwise pay on every batch.
 HEARTBEAT_EVERY_SECONDS = 1.0
 # Per-probe quotas (SECURITY.md, "Limits"): what one probe may have stored per clock hour and per UTC day, in
 # measurements and in bytes of documents. A probe measuring a few dozen targets every few minutes stores a few
@@ -65,7 +65,7 @@ PROBE_PER_HOUR, PROBE_PER_DAY = 20_000, 100_000
 PROBE_BYTES_PER_HOUR, PROBE_BYTES_PER_DAY = 64 * 1024 * 1024, 512 * 1024 * 1024
 # How much older than the newest measurement stored an upload may be (a relay's replay excepted). A probe back
 # from a long shutdown uploads its spool late; but one measurement from years ago would make every detection run
-# re-examine those years (one 2012 row: 40 s a run instead of 0.7 s). Relative to the data's own "now", so a
+# re-examine those years. Relative to the data's own "now", so a
 # replay of the past, or a test's fixed data, keeps working.
 MAX_UPLOAD_AGE = timedelta(days=30)
 OLDEST_CACHE_SECONDS = 10.0  # the store's newest time is read at most this often (a scan on ClickHouse)
@@ -104,75 +104,6 @@ class _Upload(msgspec.Struct):
 
 _upload_decoder = msgspec.json.Decoder(_Upload)
 _item_decoder = msgspec.json.Decoder()
-
-
-def _verdict(m: Measurement) -> tuple[str, float | None]:
-    try:
-        c = classify(m)
-    except Exception:  # a bug in a verdict rule must not lose the measurement: store it unjudged
-        log.exception("classifying %s failed; stored as unknown", m.uid)
-        return "unknown", None
-    return c.verdict, c.kbps
-
-
-class GroupCommit:
-    """Concurrent uploads share store transactions: whoever finds the store free writes every batch waiting.
-
-    Each upload is still answered only after the transaction holding its measurements committed (or failed:
-    then nothing of it was acknowledged), but N waiting uploads cost one transaction instead of N. A
-    measurement sent in two uploads at once is accepted for the first one queued, a duplicate for the other.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._queue: list[tuple[Store, pa.Table, Future[set[str]]]] = []
-        self._busy = False
-
-    def write(self, store: Store, table: pa.Table) -> set[str]:
-        """Stores the table; the uids it was the first to store."""
-        fut: Future[set[str]] = Future()
-        with self._cond:
-            self._queue.append((store, table, fut))
-            while self._busy and not fut.done():
-                self._cond.wait()
-            if fut.done():
-                return fut.result()
-            self._busy = True
-            group, self._queue = self._queue, []
-        try:
-            self._commit(group)
-        finally:
-            with self._cond:
-                self._busy = False
-                self._cond.notify_all()
-        return fut.result()
-
-    @staticmethod
-    def _commit(group: list[tuple[Store, pa.Table, Future[set[str]]]]) -> None:
-        # one insert per store and table schema (documents arrive encoded once the store has a dictionary)
-        parts: list[tuple[Store, pa.Schema, list[tuple[pa.Table, Future[set[str]]]]]] = []
-        for st, table, fut in group:
-            for s, schema, mine in parts:
-                if s is st and schema.equals(table.schema):
-                    mine.append((table, fut))
-                    break
-            else:
-                parts.append((st, table.schema, [(table, fut)]))
-        for st, _, mine in parts:
-            try:
-                result = st.insert_table(pa.concat_tables([t for t, _ in mine]) if len(mine) > 1 else mine[0][0])
-            except BaseException as exc:
-                for _, f in mine:
-                    f.set_exception(exc)
-                continue
-            fresh = set(result.accepted_uids)
-            for t, f in mine:
-                firsts = set()
-                for uid in values_of(t.column("uid")):
-                    if uid in fresh:
-                        fresh.discard(uid)
-                        firsts.add(uid)
-                f.set_result(firsts)
 
 
 def store_batch(store: Store, items: list[Any], writer: GroupCommit | None = None, *,
@@ -241,7 +172,7 @@ def _store_items(store: Store, items: list[Any], writer: GroupCommit | None,
     results: list[dict[str, Any]] = []
     builder = BatchBuilder()
     # index of a pending result -> (its place, its bytes); not the measurement: a batch's decoded documents kept
-    # alive to the end would make every garbage collection walk them (it doubled a batch's time)
+    # alive to the end would make every garbage collection walk them
     kept: dict[int, tuple[Place, int]] = {}
     for i, item in enumerate(items):
         where = f"measurements[{i}]"
@@ -272,8 +203,11 @@ def _store_items(store: Store, items: list[Any], writer: GroupCommit | None,
         if cred is not None and not cred.relay:
             # one credential, one witness: whatever probe_id it claims
             m = msgspec.structs.replace(m, probe_key="c:" + cred.name)
-        verdict, kbps = _verdict(m)
-        builder.add(m, verdict, kbps, SOURCE)
+        # classify never raises on what a probe wrote (an odd document is `unknown`): an exception here is a
+        # bug of ours, and it fails the whole batch (500, logged) as it fails an ingest, rather than storing
+        # rows with a verdict nobody decided
+        c = classify(m)
+        builder.add(m, c.verdict, c.kbps, SOURCE, c.rule, c.rules_version)
         kept[len(results)] = ((m.probe_cc, m.probe_asn, m.region),
                               len(raw) if raw is not None else len(m.document_json()))
         results.append({"index": i, "measurement_uid": m.uid, "status": "pending"})
@@ -436,7 +370,7 @@ def make_collector_router(get_store: Callable[[], Store], *, max_body_bytes: int
                           max_concurrent: int = MAX_CONCURRENT_BATCHES,
                           quotas: ProbeQuotas | None = None) -> APIRouter:
     """The collector's routes, for `create_app` (or any FastAPI app) to include."""
-    # pyarrow imports pandas the first time it converts a Python list (~1 s): paid here, at start-up, rather
+    # pyarrow imports pandas the first time it converts a Python list, a slow import: paid here, at start-up, rather
     # than by the first probe to upload
     pa.array([], pa.string())
     router = APIRouter(tags=["collector"])
@@ -519,6 +453,10 @@ def make_collector_router(get_store: Callable[[], Store], *, max_body_bytes: int
                 used = (result["accepted"], accepted_bytes)
             except StoreError as exc:
                 return _error(503, f"store unavailable, nothing from this batch was acknowledged: {exc}")
+            except Exception:  # a bug (in classification, say): the probe keeps its batch, the log the details
+                log.exception("probe %s: storing a batch of %d failed", cred.name, len(items))
+                return _error(500, "internal error: nothing from this batch was acknowledged; the collector "
+                                   "logged the details")
             finally:
                 writers.release()
         finally:

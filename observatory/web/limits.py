@@ -33,7 +33,7 @@ from observatory.web.ratelimit import AddressKeys, KeyedLimiter
 SMALL_BODY_BYTES = 16 * 1024  # user reports and reviews: a form's worth of text
 DEFAULT_BODY_BYTES = 64 * 1024  # any other endpoint but the collector (which allows 32 MB to a signed probe)
 MAX_JSON_DEPTH = 32  # an OONI measurement is about 8 deep; Python's parsers fail near 1,000
-MAX_SPLIT_BYTES = 4 * 1024 * 1024  # a collector body too deep to parse is split item by item (~1 s of CPU at most)
+MAX_SPLIT_BYTES = 4 * 1024 * 1024  # a collector body too deep to parse is split item by item: this bounds that work
 HEADER_TIMEOUT = 10.0  # seconds from connection (or from the previous answer) to a request's complete headers
 BODY_TIMEOUT = 120.0  # seconds from a request's headers to its complete body (32 MB at ~2 Mbit/s)
 MAX_CONNECTIONS_PER_ADDRESS = 100
@@ -95,7 +95,7 @@ def guarded_http(guard: ConnectionGuard, base: type[Any] = AutoHTTPProtocol) -> 
     uvicorn itself only times out idle keep-alive connections, and any byte received cancels that timer: a
     client that sends one byte of headers every few seconds holds its socket forever."""
 
-    class GuardedProtocol(base):
+    class GuardedProtocol(base):  # type: ignore[misc, unused-ignore]  # httptools or h11, chosen at run time
         _admitted: str | None = None
         _deadline: asyncio.TimerHandle | None = None
 

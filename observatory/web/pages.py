@@ -17,7 +17,7 @@ from fastapi.templating import Jinja2Templates
 
 from observatory import catalog
 from observatory.incident import Incident, iso
-from observatory.report.gather import report_for
+from observatory.service import report_for
 from observatory.store import IncidentFilter, Store
 from observatory.vocab import IncidentKind, Status
 from observatory.web import feed, queries, review
@@ -154,7 +154,7 @@ def incident_page(request: Request, incident_id: str) -> HTMLResponse:
                                 since=since, until=until, shaded=[(inc.start, inc.end)]) if inc.country else ""
     return render(request, "incident.html", title=headline(inc), v=v, inc=v.incident, signals_chart=signals_chart,
                   timeline=timeline(inc), chart=json.dumps(chart) if inc.country else None,
-                  evidence=json.dumps(inc.evidence, indent=2, sort_keys=True, default=str),
+                  evidence=json.dumps(inc.evidence.to_json(), indent=2, sort_keys=True, default=str),
                   share_url=str(request.url))
 
 

@@ -15,9 +15,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from observatory.errors import AuthError
 from observatory.incident import Incident, iso
 from observatory.store import Store
-from observatory.web.errors import AuthError, BadRequest, Forbidden
+from observatory.web.errors import BadRequest, Forbidden
 from observatory.web.limits import FailedAttempts
 
 _KEY = "review:"

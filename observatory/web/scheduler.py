@@ -23,11 +23,9 @@ Detector = Callable[[Store], Any]
 
 
 def default_detector() -> Detector | None:
-    """observatory.detect.run.run_detection: incremental detection over the store, saving incidents."""
-    try:
-        from observatory.detect.run import run_detection
-    except ImportError:  # pragma: no cover - the detector ships with the package
-        return None
+    """observatory.service.run_detection: incremental detection over the store, saving incidents."""
+    from observatory.service import run_detection
+
     return run_detection
 
 

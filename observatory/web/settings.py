@@ -1,13 +1,13 @@
-"""Settings of the web service: defaults < environment (OBSERVATORY_*) < explicit values from the CLI."""
+"""Settings of the web service, taken from the run's `observatory.settings.Settings` (defaults < config file <
+environment < flags) plus what only the command decides (the demo's pace, titles)."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from observatory.errors import ConfigError
+from observatory.settings import Settings
 from observatory.web import limits
 
 
@@ -33,27 +33,21 @@ class WebSettings:
     default_body_bytes: int = limits.DEFAULT_BODY_BYTES
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> WebSettings:
-        env = os.environ if env is None else env
+    def from_settings(cls, settings: Settings, **overrides: Any) -> WebSettings:
+        """The service's settings from the run's (defaults < file < environment < flags, already merged),
+        then the command's own values (`overrides`, None: not given), then checked."""
         values: dict[str, Any] = {}
-        if env.get("OBSERVATORY_ADMIN_TOKEN"):
-            values["admin_token"] = env["OBSERVATORY_ADMIN_TOKEN"]
-        if env.get("OBSERVATORY_DETECT_EVERY"):
-            try:
-                values["detect_every_seconds"] = float(env["OBSERVATORY_DETECT_EVERY"])
-            except ValueError:
-                raise ConfigError(
-                    f"OBSERVATORY_DETECT_EVERY={env['OBSERVATORY_DETECT_EVERY']!r}: expected seconds"
-                ) from None
-        for name, kind in (("api_rate", float), ("api_burst", float), ("admin_failures", int)):
-            text = env.get(f"OBSERVATORY_{name.upper()}")
-            if text:
-                try:
-                    values[name] = kind(text)
-                except ValueError:
-                    raise ConfigError(f"OBSERVATORY_{name.upper()}={text!r}: expected a number") from None
+        for ours, theirs in (("admin_token", "admin_token"), ("detect_every_seconds", "detect_every"),
+                             ("api_rate", "api_rate"), ("api_burst", "api_burst"),
+                             ("admin_failures", "admin_failures")):
+            value = getattr(settings, theirs)
+            if value is not None:
+                values[ours] = value
         values.update({k: v for k, v in overrides.items() if v is not None})
-        settings = replace(cls(), **values)
+        return cls._checked(replace(cls(), **values))
+
+    @staticmethod
+    def _checked(settings: WebSettings) -> WebSettings:
         if settings.admin_token is not None and len(settings.admin_token) < 16:
             raise ConfigError("the admin token must be at least 16 characters long")
         if settings.api_rate < 0 or settings.api_burst < 1 or settings.admin_failures < 1:

@@ -21,7 +21,10 @@ from observatory.store.base import (
     InsertResult,
     MeasurementFilter,
     MeasurementSummary,
+    ReclassifyObserver,
+    ReclassifyPass,
     Row,
+    StoredVerdict,
     StoreStats,
     first_of_each_uid,
     measurement_summary,
@@ -201,38 +204,62 @@ class MeasurementsMixin(RollupMixin):
         rows = self._rows(q, {**params, "limit": max(0, limit), "offset": max(0, offset)})
         return [measurement_summary(r) for r in rows]
 
-    def reclassify(self, classify: Classify, *, batch_size: int = 10_000) -> int:
-        """Recomputes every stored verdict from the raw documents; the changes land in one mutation."""
-        updates: list[tuple[str, str, float | None]] = []
+    def reclassify(self, classify: Classify, *, batch_size: int = 10_000,
+                   observe: ReclassifyObserver | None = None) -> int:
+        """Recomputes every stored verdict (and its rule and rules version) from the raw documents; the changes
+        land in one mutation, and the new rules version alone in another. The number of verdicts or kbps
+        that changed."""
+        judged = ReclassifyPass(classify, observe)
+        before = int(self._scalar("SELECT max(seq) FROM {db}.measurements") or 0)  # rows stored before the pass
+        updates: list[tuple[str, StoredVerdict]] = []
         last = ""
         while True:
             chunk = self._rows(
-                "SELECT uid, raw, verdict, kbps FROM {db}.measurements WHERE uid > {last:String} "
-                "ORDER BY uid LIMIT {n:UInt64}", {"last": last, "n": batch_size})
+                "SELECT uid, raw, verdict, kbps, verdict_rule, rules_version FROM {db}.measurements "
+                "WHERE uid > {last:String} ORDER BY uid LIMIT {n:UInt64}", {"last": last, "n": batch_size})
             if not chunk:
                 break
             last = chunk[-1][0]
-            for uid, raw, verdict, kbps in chunk:
-                new_verdict, new_kbps = classify(raw.encode() if isinstance(raw, str) else bytes(raw))
-                if new_verdict != verdict or new_kbps != kbps:
-                    updates.append((uid, new_verdict, new_kbps))
+            for uid, raw, *stored in chunk:
+                new = judged.judge(uid, stored, raw.encode() if isinstance(raw, str) else bytes(raw))
+                if new is not None:
+                    updates.append((uid, new))
         if updates:
             self._apply_updates(updates)
+        if judged.restamps:
+            version = judged.stamp_version
+            differs = ("rules_version IS NOT NULL" if version is None
+                       else "(rules_version IS NULL OR rules_version != {v:String})")
+            self._command(f"ALTER TABLE {{db}}.measurements UPDATE rules_version = {{v:Nullable(String)}} "
+                          f"WHERE seq <= {{before:UInt64}} AND {differs}", {"v": version, "before": before},
+                          settings={"mutations_sync": 2})
+        if judged.changed:
             self._rebuild_rollup()
-        return len(updates)
+        return judged.changed
 
-    def _apply_updates(self, updates: list[tuple[str, str, float | None]]) -> None:
+    def verdicts(self, uids: Sequence[str]) -> dict[str, StoredVerdict]:
+        """The stored judgment of each of these uids that is stored."""
+        if not uids:
+            return {}
+        rows = self._rows("SELECT uid, verdict, kbps, verdict_rule, rules_version FROM {db}.measurements "
+                          "WHERE uid IN {uids:Array(String)}", {"uids": list(uids)})
+        return {r[0]: StoredVerdict(*r[1:]) for r in rows}
+
+    def _apply_updates(self, updates: list[tuple[str, StoredVerdict]]) -> None:
         # A Join table keyed by uid feeds one ALTER ... UPDATE (a mutation, waited for), the documented way to
         # set per-row values in ClickHouse.
         name = f"_reclassify_{time.time_ns()}"
-        self._command(f"CREATE TABLE {{db}}.{name} (uid String, verdict String, kbps Nullable(Float64)) "
-                      "ENGINE = Join(ANY, LEFT, uid)")
+        self._command(f"CREATE TABLE {{db}}.{name} (uid String, verdict String, kbps Nullable(Float64), "
+                      "verdict_rule Nullable(String), rules_version Nullable(String)) ENGINE = Join(ANY, LEFT, uid)")
         try:
-            self._insert(name, [list(u) for u in updates], ("uid", "verdict", "kbps"))
+            self._insert(name, [[uid, *new] for uid, new in updates],
+                         ("uid", "verdict", "kbps", "verdict_rule", "rules_version"))
             ref = f"'{self._database}.{name}'"
             self._command(
                 f"ALTER TABLE {{db}}.measurements UPDATE verdict = joinGet({ref}, 'verdict', uid), "
-                f"kbps = joinGet({ref}, 'kbps', uid) WHERE joinGetOrNull({ref}, 'verdict', uid) IS NOT NULL",
+                f"kbps = joinGet({ref}, 'kbps', uid), verdict_rule = joinGet({ref}, 'verdict_rule', uid), "
+                f"rules_version = joinGet({ref}, 'rules_version', uid) "
+                f"WHERE joinGetOrNull({ref}, 'verdict', uid) IS NOT NULL",
                 settings={"mutations_sync": 2})
         finally:
             self._command(f"DROP TABLE IF EXISTS {{db}}.{name}")

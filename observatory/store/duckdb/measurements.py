@@ -18,7 +18,10 @@ from observatory.store.base import (
     InsertResult,
     MeasurementFilter,
     MeasurementSummary,
+    ReclassifyObserver,
+    ReclassifyPass,
     Row,
+    StoredVerdict,
     StoreStats,
     first_of_each_uid,
     measurement_summary,
@@ -26,6 +29,7 @@ from observatory.store.base import (
     values_of,
 )
 from observatory.store.duckdb.core import _first, _naive, _sql_literal, transaction, where
+from observatory.store.duckdb.migrations import PROVENANCE_VERSION
 from observatory.store.duckdb.rollup import RollupMixin
 from observatory.store.schema import CSV_TEXT_NAMES, EXPORT_NAMES, OPTIONAL_NAMES, STORED_NAMES, SUMMARY_NAMES
 from observatory.store.shared import check_export_format, measurement_conditions
@@ -186,43 +190,79 @@ class MeasurementsMixin(RollupMixin):
             rows = self._con.execute(q, [*params, limit, offset]).fetchall()
         return [measurement_summary(r) for r in rows]
 
-    def reclassify(self, classify: Classify, *, batch_size: int = 10_000) -> int:
-        """Recomputes every stored verdict from the raw documents (after the rules change)."""
-        changed = 0
+    def reclassify(self, classify: Classify, *, batch_size: int = 10_000,
+                   observe: ReclassifyObserver | None = None) -> int:
+        """Recomputes every stored verdict (and its rule and rules version) from the raw documents, after the
+        rules change; the number of verdicts or kbps that changed."""
+        judged = ReclassifyPass(classify, observe)
+        with self._lock, self._errors():
+            row = _first(self._con.execute("SELECT max(seq) FROM measurements").fetchall())
+        before = int(row[0]) if row and row[0] is not None else 0  # rows stored before the pass began
         last = ""
         while True:
             with self._lock, self._errors():
                 chunk = self._con.execute(
-                    "SELECT uid, raw, verdict, kbps FROM measurements WHERE uid > ? ORDER BY uid LIMIT ?",
+                    "SELECT uid, raw, verdict, kbps, verdict_rule, rules_version FROM measurements "
+                    "WHERE uid > ? ORDER BY uid LIMIT ?",
                     [last, batch_size],
                 ).fetchall()
             if not chunk:
                 break
             last = chunk[-1][0]
             updates = []
-            for uid, raw, verdict, kbps in chunk:
-                new_verdict, new_kbps = classify(self._codec.decompress(raw))
-                if new_verdict != verdict or new_kbps != kbps:
-                    updates.append((uid, new_verdict, new_kbps))
+            for uid, raw, *stored in chunk:
+                new = judged.judge(uid, stored, self._codec.decompress(raw))
+                if new is not None:
+                    updates.append((uid, new))
             if updates:
-                tbl = pa.table({
-                    "uid": [u[0] for u in updates],
-                    "verdict": [u[1] for u in updates],
-                    "kbps": pa.array([u[2] for u in updates], pa.float64()),
-                })
-                with self._lock, self._errors():
-                    self._con.register("_upd", tbl)
-                    try:
-                        self._con.execute(
-                            "UPDATE measurements SET verdict = u.verdict, kbps = u.kbps FROM _upd u "
-                            "WHERE measurements.uid = u.uid"
-                        )
-                    finally:
-                        self._con.unregister("_upd")
-                changed += len(updates)
-        if changed:
+                self._rewrite_verdicts(updates)
+        if judged.restamps:
+            version = judged.stamp_version
+            with self._lock, self._errors():
+                self._con.execute("UPDATE measurements SET rules_version = ? "
+                                  "WHERE seq <= ? AND rules_version IS DISTINCT FROM ?", [version, before, version])
+        if judged.changed:
             self._rebuild_rollup()
-        return changed
+        return judged.changed
+
+    def _rewrite_verdicts(self, updates: list[tuple[str, StoredVerdict]]) -> None:
+        tbl = pa.table({
+            "uid": [u for u, _ in updates],
+            "verdict": [n.verdict for _, n in updates],
+            "kbps": pa.array([n.kbps for _, n in updates], pa.float64()),
+            "verdict_rule": pa.array([n.rule for _, n in updates], pa.string()),
+            "rules_version": pa.array([n.rules_version for _, n in updates], pa.string()),
+        })
+        with self._lock, self._errors():
+            self._con.register("_upd", tbl)
+            try:
+                self._con.execute(
+                    "UPDATE measurements SET verdict = u.verdict, kbps = u.kbps, "
+                    "verdict_rule = u.verdict_rule, rules_version = u.rules_version FROM _upd u "
+                    "WHERE measurements.uid = u.uid"
+                )
+            finally:
+                self._con.unregister("_upd")
+
+    def verdicts(self, uids: Sequence[str]) -> dict[str, StoredVerdict]:
+        """The stored judgment of each of these uids that is stored (rule and version None in a store that
+        predates them)."""
+        if not uids:
+            return {}
+        extra = "verdict_rule, rules_version" if self._has_provenance_columns() else "NULL, NULL"
+        with self._lock, self._errors():
+            rows = self._con.execute(f"SELECT uid, verdict, kbps, {extra} FROM measurements "
+                                     "WHERE uid IN (SELECT unnest(?))", [list(uids)]).fetchall()
+        return {r[0]: StoredVerdict(*r[1:]) for r in rows}
+
+    def _has_provenance_columns(self) -> bool:
+        """Whether the provenance migration ran (a store opened read-only may predate it). Not cached, unlike
+        the witness columns': cheap, and called once per verdicts() call."""
+        with self._lock:
+            try:
+                return self.schema_version() >= PROVENANCE_VERSION
+            except duckdb.Error:
+                return False
 
     def example_uids(
         self, *, country: str | None, since: datetime, until: datetime, asns: Sequence[int] = (),

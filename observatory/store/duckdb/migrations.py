@@ -122,3 +122,4 @@ MIGRATIONS: list[str] = [
 # then one migration per generated migration of schema.py (a column added there)
 MIGRATIONS += ["\n".join(schema.duckdb_add_column(name) for name in names) for names in schema.generated_migrations()]
 WITNESS_VERSION = 7  # the schema version from which the columns of migration 7 exist
+PROVENANCE_VERSION = 8  # the schema version from which verdict_rule and rules_version exist (generated, 1st)
