@@ -81,11 +81,13 @@ def bare_parse_rate(path: Path) -> tuple[float, float]:
 _CHILD = """
 import resource, sys, time
 from observatory.ingest import ingest_paths
+from observatory.settings import load_settings
+from observatory.store import store_settings
 from observatory.store.duckdb import DuckDBStore
 def cpu(who):
     r = resource.getrusage(who)
     return r.ru_utime + r.ru_stime
-store = DuckDBStore(sys.argv[2])
+store = DuckDBStore(sys.argv[2], settings=store_settings(load_settings()))  # $OBSERVATORY_DUCKDB_MEMORY honoured
 t0, c0 = time.perf_counter(), cpu(resource.RUSAGE_SELF)
 s = ingest_paths(store, [sys.argv[1]])
 dt = time.perf_counter() - t0
