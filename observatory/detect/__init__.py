@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from observatory.detect.config import DetectConfig
-from observatory.detect.episodes import CONNECTIVITY, find_episodes
+from observatory.detect.episodes import CONNECTIVITY, RESTRICTION, find_episodes
+from observatory.detect.footprint import Loss, within_loss
 from observatory.detect.incidents import cluster, to_incident
 from observatory.detect.probes import disagreeing_probes, isolated_spans
 from observatory.detect.series import build_series, fold
@@ -38,7 +39,13 @@ def detect_incidents(cells: Iterable[SeriesCell], *, config: DetectConfig | None
     flagged = disagreeing_probes(tracks)
     isolated_at = isolated_spans(tracks)
     out: list[Incident] = []
-    for c in cluster(find_episodes(tracks, cfg), cfg):
+    losses: list[Loss] = []
+    # connectivity losses first: a restriction wholly inside a confirmed loss of its networks is the loss's
+    # footprint on tests without a control of their own (detect/footprint.py), not a second event
+    clusters = sorted(cluster(find_episodes(tracks, cfg), cfg), key=lambda c: c.family != CONNECTIVITY)
+    for c in clusters:
+        if c.family == RESTRICTION and within_loss(c, losses, cfg.merge_gap_seconds):
+            continue
         witnesses = {tk.split(" ", 1)[1] for e in c.episodes for _, keys in e.witnesses for tk in keys}
         near = [f for f in flagged if c.country in (None, f["country"]) and f["probe"] not in witnesses
                 and f["asn"] in {f"AS{e.asn}" for e in c.episodes}]
@@ -50,6 +57,9 @@ def detect_incidents(cells: Iterable[SeriesCell], *, config: DetectConfig | None
         inc = to_incident(c, tracks, cfg, near, isolated)
         if inc is not None:
             out.append(inc)
+            if c.family == CONNECTIVITY and inc.confirmed_at is not None:
+                losses.append(Loss(c.country, frozenset(inc.asns), int(inc.start.timestamp()),
+                                   None if inc.end is None else int(inc.end.timestamp())))
     out.sort(key=lambda i: (i.start, i.country or "", i.kind, i.id))
     return link_series(_unique_ids(out))
 
