@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from observatory.detect.config import DetectConfig
+from observatory.detect.degraded import Runs, degraded
 from observatory.detect.episodes import CONNECTIVITY, RESTRICTION, find_episodes
-from observatory.detect.footprint import Loss, within_loss
+from observatory.detect.footprint import Loss, outage_footprints, within_loss
 from observatory.detect.incidents import cluster, to_incident
 from observatory.detect.probes import disagreeing_probes, isolated_spans
 from observatory.detect.series import build_series, fold
@@ -33,6 +34,7 @@ __all__ = ["DetectConfig", "build_series", "detect_incidents", "detect_measureme
 def detect_incidents(cells: Iterable[SeriesCell], *, config: DetectConfig | None = None) -> list[Incident]:
     """Incidents in a set of series cells, ordered by start. Deterministic: same cells, same incidents."""
     cfg = config or DetectConfig()
+    cells = list(cells)
     tracks = fold(cells, cfg.bucket_seconds)
     if not tracks.series:
         return []
@@ -42,10 +44,16 @@ def detect_incidents(cells: Iterable[SeriesCell], *, config: DetectConfig | None
     losses: list[Loss] = []
     # connectivity losses first: a restriction wholly inside a confirmed loss of its networks is the loss's
     # footprint on tests without a control of their own (detect/footprint.py), not a second event
-    clusters = sorted(cluster(find_episodes(tracks, cfg), cfg), key=lambda c: c.family != CONNECTIVITY)
+    clusters = sorted(outage_footprints(cluster(find_episodes(tracks, cfg), cfg), cfg.merge_gap_seconds),
+                      key=lambda c: c.family != CONNECTIVITY)
+    runs: Runs | None = None
     for c in clusters:
         if c.family == RESTRICTION and within_loss(c, losses, cfg.merge_gap_seconds):
             continue
+        if c.family == CONNECTIVITY:
+            runs = runs or Runs(cells)
+            if degraded(c, runs, cfg.bucket_seconds):
+                continue  # its probes kept completing measurements: a resolver or a flaky hour, not a cut
         witnesses = {tk.split(" ", 1)[1] for e in c.episodes for _, keys in e.witnesses for tk in keys}
         near = [f for f in flagged if c.country in (None, f["country"]) and f["probe"] not in witnesses
                 and f["asn"] in {f"AS{e.asn}" for e in c.episodes}]

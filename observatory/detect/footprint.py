@@ -8,6 +8,11 @@ only be told apart where the connection works; inside a loss of the same network
 block from the loss, so such a restriction says nothing the connectivity loss does not already say (on
 randomized worlds with the IM tests, every nightly cut in Iran produced two such false restrictions).
 
+The same holds for a platform's own outage (seen `down` from the control's vantage too): while Facebook's
+name servers were gone in October 2021, OONI's whatsapp test, which has no control, recorded its failures
+as blocking in every country. A platform is down once, everywhere: outages that overlap and share a
+platform are one outage, and a restriction of only the outage's platforms, wholly inside it, is its footprint.
+
 Only a restriction wholly inside the loss is its footprint: every one of its networks lost its connection
 then, and it began no earlier and ended no later than the loss (within a small slack for the edges of two
 differently paced tests). A block that began before the shutdown, or goes on after it, or on a network that
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from observatory.detect.episodes import OUTAGE, RESTRICTION
 from observatory.detect.incidents import Cluster
 
 
@@ -42,3 +48,30 @@ def within_loss(c: Cluster, losses: list[Loss], slack: int) -> bool:
                    and (loss.end is None or (end is not None and end <= loss.end + slack)) for loss in losses):
             return False
     return True
+
+
+def _inside(c: Cluster, start: int, end: int | None, slack: int) -> bool:
+    return start - slack <= c.start and (end is None or (c.end is not None and c.end <= end + slack))
+
+
+def outage_footprints(clusters: list[Cluster], slack: int) -> list[Cluster]:
+    """Platform outages that overlap in time and share a platform merged into one (the earliest); restrictions
+    of only an outage's platforms, wholly inside it, dropped as its footprint."""
+    outages: list[Cluster] = []
+    rest: list[Cluster] = []
+    for c in sorted(clusters, key=lambda c: (c.family != OUTAGE, c.start)):
+        if c.family != OUTAGE:
+            rest.append(c)
+            continue
+        home = next((o for o in outages if set(o.platforms()) & set(c.platforms()) and _meet(o, c)), None)
+        if home is None:
+            outages.append(Cluster(family=OUTAGE, country=None, episodes=list(c.episodes)))
+        else:
+            home.episodes.extend(c.episodes)
+    kept = [c for c in rest if not (c.family == RESTRICTION and c.platforms() and any(
+        set(c.platforms()) <= set(o.platforms()) and _inside(c, o.start, o.end, slack) for o in outages))]
+    return kept + outages
+
+
+def _meet(a: Cluster, b: Cluster) -> bool:
+    return (a.end is None or b.start < a.end) and (b.end is None or a.start < b.end)
