@@ -42,18 +42,20 @@ def detect_incidents(cells: Iterable[SeriesCell], *, config: DetectConfig | None
     isolated_at = isolated_spans(tracks)
     out: list[Incident] = []
     losses: list[Loss] = []
-    # connectivity losses first: a restriction wholly inside a confirmed loss of its networks is the loss's
-    # footprint on tests without a control of their own (detect/footprint.py), not a second event
+    # connectivity losses first: a restriction wholly inside a confirmed loss of its networks (a cut, or a
+    # degraded network whose control failed too) is the loss's footprint on tests without a control of their
+    # own (detect/footprint.py), not a second event
     clusters = sorted(outage_footprints(cluster(find_episodes(tracks, cfg), cfg), cfg.merge_gap_seconds),
                       key=lambda c: c.family != CONNECTIVITY)
     runs: Runs | None = None
     for c in clusters:
         if c.family == RESTRICTION and within_loss(c, losses, cfg.merge_gap_seconds):
             continue
+        worse = False
         if c.family == CONNECTIVITY:
             runs = runs or Runs(cells)
-            if degraded(c, runs, cfg.bucket_seconds):
-                continue  # its probes kept completing measurements: a resolver or a flaky hour, not a cut
+            # its probes kept completing measurements: a resolver or a flaky hour, not a cut
+            worse = degraded(c, runs, cfg.bucket_seconds)
         witnesses = {tk.split(" ", 1)[1] for e in c.episodes for _, keys in e.witnesses for tk in keys}
         near = [f for f in flagged if c.country in (None, f["country"]) and f["probe"] not in witnesses
                 and f["asn"] in {f"AS{e.asn}" for e in c.episodes}]
@@ -63,11 +65,13 @@ def detect_incidents(cells: Iterable[SeriesCell], *, config: DetectConfig | None
         isolated = frozenset(k for k, spans in isolated_at.items() if any(a <= hi and b >= lo for a, b in spans)
                              ) if c.family == CONNECTIVITY else frozenset()
         inc = to_incident(c, tracks, cfg, near, isolated)
-        if inc is not None:
+        if inc is None:
+            continue
+        if c.family == CONNECTIVITY and inc.confirmed_at is not None:
+            losses.append(Loss(c.country, frozenset(inc.asns), int(inc.start.timestamp()),
+                               None if inc.end is None else int(inc.end.timestamp())))
+        if not worse:
             out.append(inc)
-            if c.family == CONNECTIVITY and inc.confirmed_at is not None:
-                losses.append(Loss(c.country, frozenset(inc.asns), int(inc.start.timestamp()),
-                                   None if inc.end is None else int(inc.end.timestamp())))
     out.sort(key=lambda i: (i.start, i.country or "", i.kind, i.id))
     return link_series(_unique_ids(out))
 
