@@ -90,3 +90,13 @@ def test_a_cut_of_single_probe_runs_is_still_a_connectivity_loss() -> None:
     incidents = detect_incidents(World(countries={"PK": nets}, events=[cut]).cells())
     assert [(i.kind, i.asns) for i in incidents] == [("connectivity_loss", (45669,))]
     assert abs((incidents[0].start - cut.start).total_seconds()) <= 600
+
+
+def test_a_flaky_networks_failures_on_tests_without_a_control_are_not_a_restriction() -> None:
+    # the same failing resolver, with Twitter measured by a test without a control: its failures are the
+    # degraded network's, not a block
+    nets = [Net(asn, probes=6) for asn in (17557, 45669, 23674)]
+    start, end = CUT[0], CUT[0] + timedelta(hours=3)
+    flaky = Event(kind="flaky", start=start, end=end, asns=(45669,), coverage=0.7)
+    cells = im_test(World(countries={"PK": nets}, events=[flaky]).cells(), "twitter", start, end, {45669})
+    assert detect_incidents(cells) == []
