@@ -49,7 +49,7 @@ def detect_incidents(cells: Iterable[SeriesCell], *, config: DetectConfig | None
                       key=lambda c: c.family != CONNECTIVITY)
     runs: Runs | None = None
     for c in clusters:
-        if c.family == RESTRICTION and within_loss(c, losses, cfg.merge_gap_seconds):
+        if c.family == RESTRICTION and within_loss(c, losses, cfg.merge_gap_seconds, cfg.min_probes):
             continue
         worse = False
         if c.family == CONNECTIVITY:

@@ -13,9 +13,9 @@ name servers were gone in October 2021, OONI's whatsapp test, which has no contr
 as blocking in every country. A platform is down once, everywhere: outages that overlap and share a
 platform are one outage, and a restriction of only the outage's platforms, wholly inside it, is its footprint.
 
-Only a restriction wholly inside the loss is its footprint: every one of its networks lost its connection
-then, and it began no earlier and ended no later than the loss (within a small slack for the edges of two
-differently paced tests). A block that began before the shutdown, or goes on after it, or on a network that
+Only a restriction that the loss explains is its footprint: without its failures inside a loss of their own
+network (within a small slack for the edges of two differently paced tests), fewer probes than confirmation
+needs remain. A block that began before the shutdown, or goes on after it, or on a network that
 kept its connection, is kept.
 
 PURE: clusters in, clusters out.
@@ -39,15 +39,20 @@ class Loss:
     end: int | None
 
 
-def within_loss(c: Cluster, losses: list[Loss], slack: int) -> bool:
-    """Whether every network of the cluster was in a connectivity loss of its country from (about) the
-    cluster's start to its end."""
-    start, end = c.start, c.end
-    for asn in {e.asn for e in c.episodes}:
-        if not any(loss.country == c.country and asn in loss.asns and loss.start - slack <= start
-                   and (loss.end is None or (end is not None and end <= loss.end + slack)) for loss in losses):
-            return False
-    return True
+def within_loss(c: Cluster, losses: list[Loss], slack: int, min_probes: int) -> bool:
+    """Whether the cluster is the footprint of connectivity losses: its failures that fell outside every loss
+    of their own network and country (within `slack`) come from fewer than `min_probes` distinct probes, so
+    that without the loss's failures nothing would confirm it.
+
+    Its failures, not its estimated span: a sparse series (volunteers measuring in the evening) stays alarmed
+    until it is seen normal again, hours after the loss was lifted, and a stray failure then is not a block."""
+    outside: set[str] = set()
+    for e in c.episodes:
+        mine = [loss for loss in losses if loss.country == c.country and e.asn in loss.asns]
+        for t, keys in e.witnesses:
+            if not any(loss.start - slack <= t and (loss.end is None or t < loss.end + slack) for loss in mine):
+                outside |= {tk.split(" ", 1)[1] for tk in keys}
+    return len(outside) < min_probes
 
 
 def _inside(c: Cluster, start: int, end: int | None, slack: int) -> bool:
