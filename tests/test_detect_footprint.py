@@ -115,3 +115,4 @@ def test_a_cuts_footprint_is_judged_by_its_failures_outside_the_cut_not_by_its_s
                                                            {17557})
     incidents = detect_incidents(cells)
     assert [(i.kind, i.asns) for i in incidents] == [("connectivity_loss", (17557, 45669))]
+

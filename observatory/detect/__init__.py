@@ -42,7 +42,7 @@ def detect_incidents(cells: Iterable[SeriesCell], *, config: DetectConfig | None
     isolated_at = isolated_spans(tracks)
     out: list[Incident] = []
     losses: list[Loss] = []
-    # connectivity losses first: a restriction wholly inside a confirmed loss of its networks (a cut, or a
+    # connectivity losses first: a restriction that a loss of its networks explains (a confirmed cut, or a
     # degraded network whose control failed too) is the loss's footprint on tests without a control of their
     # own (detect/footprint.py), not a second event
     clusters = sorted(outage_footprints(cluster(find_episodes(tracks, cfg), cfg), cfg.merge_gap_seconds),
@@ -51,11 +51,14 @@ def detect_incidents(cells: Iterable[SeriesCell], *, config: DetectConfig | None
     for c in clusters:
         if c.family == RESTRICTION and within_loss(c, losses, cfg.merge_gap_seconds, cfg.min_probes):
             continue
-        worse = False
         if c.family == CONNECTIVITY:
             runs = runs or Runs(cells)
-            # its probes kept completing measurements: a resolver or a flaky hour, not a cut
-            worse = degraded(c, runs, cfg.bucket_seconds)
+            if degraded(c, runs, cfg.bucket_seconds):
+                # its probes kept completing measurements: a resolver or a flaky hour, not a cut; confirmed or
+                # not, its control failed with everything else, so it explains the failures of tests
+                # without a control inside it
+                losses.append(Loss(c.country, frozenset(e.asn for e in c.episodes), c.start, c.end))
+                continue
         witnesses = {tk.split(" ", 1)[1] for e in c.episodes for _, keys in e.witnesses for tk in keys}
         near = [f for f in flagged if c.country in (None, f["country"]) and f["probe"] not in witnesses
                 and f["asn"] in {f"AS{e.asn}" for e in c.episodes}]
@@ -70,8 +73,7 @@ def detect_incidents(cells: Iterable[SeriesCell], *, config: DetectConfig | None
         if c.family == CONNECTIVITY and inc.confirmed_at is not None:
             losses.append(Loss(c.country, frozenset(inc.asns), int(inc.start.timestamp()),
                                None if inc.end is None else int(inc.end.timestamp())))
-        if not worse:
-            out.append(inc)
+        out.append(inc)
     out.sort(key=lambda i: (i.start, i.country or "", i.kind, i.id))
     return link_series(_unique_ids(out))
 
