@@ -116,3 +116,15 @@ def test_a_cuts_footprint_is_judged_by_its_failures_outside_the_cut_not_by_its_s
     incidents = detect_incidents(cells)
     assert [(i.kind, i.asns) for i in incidents] == [("connectivity_loss", (17557, 45669))]
 
+
+
+def test_a_flaky_networks_failures_do_not_confirm_a_silence_elsewhere() -> None:
+    # a flaky network, and half an hour later one region of another network falls quiet for a day (its
+    # probes unplugged): the flaky failures joined with the silence made a "regional shutdown" open for days
+    nets = [Net(asn, probes=6) for asn in (17557, 45669, 23674)]
+    start = CUT[0]
+    flaky = Event(kind="flaky", start=start, end=start + timedelta(hours=3), asns=(45669,), coverage=0.7)
+    quiet = Event(kind="silence", start=start + timedelta(minutes=30), end=start + timedelta(days=1),
+                  asns=(17557,), regions=("North",))
+    incidents = detect_incidents(World(countries={"PK": nets}, days=4, events=[flaky, quiet]).cells())
+    assert [i for i in incidents if i.kind == "connectivity_loss" and i.confirmed_at is not None] == []

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from observatory.detect.config import DetectConfig
-from observatory.detect.degraded import Runs, degraded
+from observatory.detect.degraded import Runs, degraded_networks, without_degraded
 from observatory.detect.episodes import CONNECTIVITY, RESTRICTION, find_episodes
 from observatory.detect.footprint import Loss, outage_footprints, within_loss
 from observatory.detect.incidents import cluster, to_incident
@@ -53,12 +53,20 @@ def detect_incidents(cells: Iterable[SeriesCell], *, config: DetectConfig | None
             continue
         if c.family == CONNECTIVITY:
             runs = runs or Runs(cells)
-            if degraded(c, runs, cfg.bucket_seconds):
-                # its probes kept completing measurements: a resolver or a flaky hour, not a cut; confirmed or
-                # not, its control failed with everything else, so it explains the failures of tests
+            gone = degraded_networks(c, runs, cfg.bucket_seconds)
+            if gone:
+                # their probes kept completing measurements: a resolver or a flaky hour, not a cut; confirmed
+                # or not, their control failed with everything else, so they explain the failures of tests
                 # without a control inside it
-                losses.append(Loss(c.country, frozenset(e.asn for e in c.episodes), c.start, c.end))
-                continue
+                for asn in gone:
+                    mine = [e for e in c.episodes if e.asn == asn and not e.silent]
+                    ends = [e.end for e in mine]
+                    losses.append(Loss(c.country, frozenset({asn}), min(e.start for e in mine),
+                                       None if None in ends else max(e for e in ends if e is not None)))
+                rest = without_degraded(c, gone)
+                if rest is None:
+                    continue
+                c = rest
         witnesses = {tk.split(" ", 1)[1] for e in c.episodes for _, keys in e.witnesses for tk in keys}
         near = [f for f in flagged if c.country in (None, f["country"]) and f["probe"] not in witnesses
                 and f["asn"] in {f"AS{e.asn}" for e in c.episodes}]
