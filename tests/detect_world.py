@@ -32,7 +32,8 @@ class Net:
 @dataclass
 class Event:
     # "block" (platforms), "down" (platform outage), "cut" (everything fails), "silence", "slow", "faulty",
-    # "quiet" (probe `probe` stops reporting)
+    # "quiet" (probe `probe` stops reporting), "flaky" (a share `coverage` of everything fails: a resolver or
+    # a flaky hour, the probes keep their connection)
     kind: str
     start: datetime
     end: datetime
@@ -105,6 +106,9 @@ class World:
                     speed /= 30
             if self._active(t, cc, net, region, "cut"):
                 verdict = "unreachable"
+            for e in self._active(t, cc, net, region, "flaky"):  # a degraded network: a share of everything
+                if rng.random() < e.coverage:
+                    verdict = "unreachable"
             for e in [e for e in self.events if e.kind == "down" and e.start <= t < e.end]:
                 if platform in e.platforms:
                     verdict = "down"

@@ -18,7 +18,9 @@ from dataclasses import replace
 
 from observatory.detect.cluster import cluster
 from observatory.detect.config import DetectConfig
-from observatory.detect.episodes import CONNECTIVITY, find_episodes
+from observatory.detect.degraded import Runs, degraded_networks, without_degraded
+from observatory.detect.episodes import CONNECTIVITY, RESTRICTION, find_episodes
+from observatory.detect.footprint import Loss, outage_footprints, within_loss
 from observatory.detect.incidents import to_incident
 from observatory.detect.probes import disagreeing_probes, isolated_spans
 from observatory.detect.series import build_series, fold
@@ -35,13 +37,39 @@ __all__ = ["DetectConfig", "build_series", "detect_incidents", "detect_measureme
 def detect_incidents(cells: Iterable[SeriesCell], *, config: DetectConfig | None = None) -> list[Incident]:
     """Incidents in a set of series cells, ordered by start. Deterministic: same cells, same incidents."""
     cfg = config or DetectConfig()
+    cells = list(cells)
     tracks = fold(cells, cfg.bucket_seconds)
     if not tracks.series:
         return []
     flagged = disagreeing_probes(tracks)
     isolated_at = isolated_spans(tracks)
     out: list[Incident] = []
-    for c in cluster(find_episodes(tracks, cfg), cfg):
+    losses: list[Loss] = []
+    # connectivity losses first: a restriction that a loss of its networks explains (a confirmed cut, or a
+    # degraded network whose control failed too) is the loss's footprint on tests without a control of their
+    # own (detect/footprint.py), not a second event
+    clusters = sorted(outage_footprints(cluster(find_episodes(tracks, cfg), cfg), cfg.merge_gap_seconds),
+                      key=lambda c: c.family != CONNECTIVITY)
+    runs: Runs | None = None
+    for c in clusters:
+        if c.family == RESTRICTION and within_loss(c, losses, cfg.merge_gap_seconds, cfg.min_probes):
+            continue
+        if c.family == CONNECTIVITY:
+            runs = runs or Runs(cells)
+            gone = degraded_networks(c, runs, cfg.bucket_seconds)
+            if gone:
+                # their probes kept completing measurements: a resolver or a flaky hour, not a cut; confirmed
+                # or not, their control failed with everything else, so they explain the failures of tests
+                # without a control inside it
+                for asn in gone:
+                    mine = [e for e in c.episodes if e.asn == asn and not e.silent]
+                    ends = [e.end for e in mine]
+                    losses.append(Loss(c.country, frozenset({asn}), min(e.start for e in mine),
+                                       None if None in ends else max(e for e in ends if e is not None)))
+                rest = without_degraded(c, gone)
+                if rest is None:
+                    continue
+                c = rest
         witnesses = {tk.split(" ", 1)[1] for e in c.episodes for _, keys in e.witnesses for tk in keys}
         near = [f for f in flagged if c.country in (None, f["country"]) and f["probe"] not in witnesses
                 and f["asn"] in {f"AS{e.asn}" for e in c.episodes}]
@@ -51,8 +79,12 @@ def detect_incidents(cells: Iterable[SeriesCell], *, config: DetectConfig | None
         isolated = frozenset(k for k, spans in isolated_at.items() if any(a <= hi and b >= lo for a, b in spans)
                              ) if c.family == CONNECTIVITY else frozenset()
         inc = to_incident(c, tracks, cfg, near, isolated)
-        if inc is not None:
-            out.append(inc)
+        if inc is None:
+            continue
+        if c.family == CONNECTIVITY and inc.confirmed_at is not None:
+            losses.append(Loss(c.country, frozenset(inc.asns), int(inc.start.timestamp()),
+                               None if inc.end is None else int(inc.end.timestamp())))
+        out.append(inc)
     out.sort(key=lambda i: (i.start, i.country or "", i.kind, i.id))
     return link_series(_unique_ids(out))
 

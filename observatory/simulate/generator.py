@@ -36,6 +36,7 @@ from observatory.simulate.world import (
     VOLUNTEER_RUNS_PER_DAY,
     NetworkFault,
     Probe,
+    Target,
     World,
     build_world,
 )
@@ -187,7 +188,7 @@ class Generator:
             + b'","measurement_start_time":"'
         )
 
-    def _envelope_body(self, p: Probe, t: obs.Target, style: str, im_test: str | None = None) -> bytes:
+    def _envelope_body(self, p: Probe, t: Target, style: str, im_test: str | None = None) -> bytes:
         n = p.net
         # the annotations and test helper our probe (observatory/probe/runner.py) or OONI's records
         annotations: dict[str, Any] = {}

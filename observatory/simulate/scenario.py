@@ -169,7 +169,7 @@ class _Reader:
         return tuple(value)
 
     def tables(self, name: str) -> list[dict[str, Any]]:
-        value = self.get(name, list, [], what=f"an array of tables ([[{name}]])")
+        value: list[dict[str, Any]] = self.get(name, list, [], what=f"an array of tables ([[{name}]])")
         for i, v in enumerate(value):
             if not isinstance(v, dict):
                 self.fail(f"{name}[{i}]", f"expected a table ([[{name}]]), got {v!r}")
@@ -475,7 +475,7 @@ def _read_event_platforms(r: _Reader, kind: str, targets: tuple[str, ...]) -> tu
 
 def _read_technique(r: _Reader, kind: str) -> str | None:
     known = tuple(t.value for t in Technique)
-    value = r.get("technique", str, None)
+    value: str | None = r.get("technique", str, None)
     if value is not None and value not in known:
         r.fail("technique", f"unknown technique {value!r} (known: {', '.join(known)})")
     if kind == IncidentKind.PLATFORM_RESTRICTION:

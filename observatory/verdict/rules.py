@@ -18,6 +18,10 @@ from observatory.verdict.facts import (
     NO_CONNECTIVITY,
     RESET_LIKE,
     TLS_INTERFERENCE_FAILURES,
+    Connect,
+    Handshake,
+    Lookup,
+    Request,
     WebFacts,
     http_matches_control,
 )
@@ -213,7 +217,7 @@ def _tls_interference_sni(c: Context) -> bool:
         cv.tls.get(h.address, (True, None))[0] for h in hs)
 
 
-def _redirect_hop(c: Context) -> tuple[list, list, list, list] | None:
+def _redirect_hop(c: Context) -> tuple[list[Lookup], list[Connect], list[Handshake], list[Request]] | None:
     """The observations of the deepest redirect hop, when the chain broke there and the control (which
     followed the same redirects) got the page."""
     f = c.facts
