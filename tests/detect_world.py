@@ -32,7 +32,8 @@ class Net:
 @dataclass
 class Event:
     # "block" (platforms), "down" (platform outage), "cut" (everything fails), "silence", "slow", "faulty",
-    # "quiet" (probe `probe` stops reporting)
+    # "quiet" (probe `probe` stops reporting), "fault" (the network's resolver or line failing: every target,
+    # the control too, fails with `technique` for a share `coverage` of the measurements, each independently)
     kind: str
     start: datetime
     end: datetime
@@ -111,6 +112,9 @@ class World:
             for e in self._active(t, cc, net, region, "faulty"):
                 if e.probe == i:
                     verdict = "tcp_blackhole"
+            for e in self._active(t, cc, net, region, "fault"):
+                if rng.random() < e.coverage:
+                    verdict = e.technique
             cell.total += 1
             if verdict == "ok":
                 cell.ok += 1

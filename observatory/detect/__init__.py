@@ -16,6 +16,7 @@ from collections.abc import Iterable
 
 from observatory.detect.config import DetectConfig
 from observatory.detect.episodes import CONNECTIVITY, find_episodes
+from observatory.detect.faults import drop_network_faults
 from observatory.detect.incidents import cluster, to_incident
 from observatory.detect.probes import disagreeing_probes, isolated_spans
 from observatory.detect.series import build_series, fold
@@ -38,7 +39,8 @@ def detect_incidents(cells: Iterable[SeriesCell], *, config: DetectConfig | None
     flagged = disagreeing_probes(tracks)
     isolated_at = isolated_spans(tracks)
     out: list[Incident] = []
-    for c in cluster(find_episodes(tracks, cfg), cfg):
+    # a restriction whose network's control failed with it is the network failing (detect/faults.py)
+    for c in cluster(drop_network_faults(find_episodes(tracks, cfg), tracks, cfg), cfg):
         witnesses = {tk.split(" ", 1)[1] for e in c.episodes for _, keys in e.witnesses for tk in keys}
         near = [f for f in flagged if c.country in (None, f["country"]) and f["probe"] not in witnesses
                 and f["asn"] in {f"AS{e.asn}" for e in c.episodes}]
