@@ -7,7 +7,7 @@ takes out the probes whose control failed in the same run, but a fault that hits
 independently leaves many runs whose control happened to work while their platforms failed, and those
 probes then agree on a technique (a failing resolver is one technique) as a block's would.
 
-So a restriction episode is put to two tests on its own window and network, each at the evidence an alarm
+So a restriction episode is put to two tests on its own window (give or take the merge gap) and network, each at the evidence an alarm
 needs (`cfg.threshold` nats, the CUSUM's own), so no new threshold is fitted:
 - was the network failing? Its control failed well above its usual rate, on `min_probes` distinct probes
   (the standard a restriction is confirmed on: one probe's stray control failures never count);
@@ -62,8 +62,11 @@ def explained_by_network(e: Episode, tracks: Tracks, cfg: DetectConfig) -> bool:
     control = tracks.series.get((e.country, e.asn, CONTROL))
     if not control:
         return False
+    # the control around the episode, give or take the merge gap (what the detector calls one moment): a
+    # short episode's own buckets hold a few control measurements at most, the fault's hour holds many
     lo, hi = e.start, e.end if e.end is not None else tracks.now
-    inside = [o for o in control if lo <= o.t < hi]
+    pad = cfg.merge_gap_seconds
+    inside = [o for o in control if lo - pad <= o.t < hi + pad]
     if len({k for o in inside for k in o.keys}) < cfg.min_probes:
         return False
     # the control's own failures, every one (not only those of runs whose platforms failed too): its rate
