@@ -291,8 +291,8 @@ def test_an_all_platforms_episode_over_days_before_a_block_does_not_join_it() ->
 def test_a_platform_failing_while_it_is_down_everywhere_is_its_outage_not_a_restriction() -> None:
     # an IM test (no control of its own) sees WhatsApp fail in one country during WhatsApp's worldwide outage,
     # which the measurements with a control showed down in three countries: one outage, not a block
-    from observatory.detect.incidents import cluster
     from observatory.detect.episodes import OUTAGE
+    from observatory.detect.incidents import cluster
     t = 10 * DAY
     down = [Episode(family=OUTAGE, country=cc, asn=asn, platform="whatsapp", start=t, alarm=t + STEP,
                     end=t + 6 * 3600, platforms={"whatsapp"}, regions={"North"},

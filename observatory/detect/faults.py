@@ -7,8 +7,8 @@ takes out the probes whose control failed in the same run, but a fault that hits
 independently leaves many runs whose control happened to work while their platforms failed, and those
 probes then agree on a technique (a failing resolver is one technique) as a block's would.
 
-So a restriction episode is put to two tests on its own window (give or take the merge gap) and network, each at the evidence an alarm
-needs (`cfg.threshold` nats, the CUSUM's own), so no new threshold is fitted:
+So a restriction episode is put to two tests on its own window (give or take the merge gap) and network,
+each at the evidence an alarm needs (`cfg.threshold` nats, the CUSUM's own), so no new threshold is fitted:
 - was the network failing? Its control failed well above its usual rate, on `min_probes` distinct probes
   (the standard a restriction is confirmed on: one probe's stray control failures never count);
 - did the platform fail *beyond* that? Judged against the control's rate in that window in place of its

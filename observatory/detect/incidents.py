@@ -326,7 +326,8 @@ def _within_outages(clusters: list[Cluster], cfg: DetectConfig) -> list[Cluster]
     outages = sorted((c for c in clusters if c.family == OUTAGE), key=lambda c: -len(c.episodes))
     out: list[Cluster] = []
     for c in clusters:
-        home = next((o for o in outages if o is not c and _during(c, o, cfg) and set(c.platforms()) <= set(o.platforms())
+        home = next((o for o in outages if o is not c and _during(c, o, cfg)
+                     and set(c.platforms()) <= set(o.platforms())
                      and (c.family == RESTRICTION or len(o.episodes) > len(c.episodes))), None)
         if c.family in (RESTRICTION, OUTAGE) and c.platforms() and home is not None:
             home.episodes.extend(c.episodes)
