@@ -74,3 +74,29 @@ def test_every_technique_of_every_network_is_reported() -> None:
     per_network = {n["asn"]: set(n["techniques"]) for n in inc.evidence["networks"]}
     assert per_network == {"AS17557": {"tls_interference"}, "AS23674": {"tls_interference"},
                            "AS45669": {"tls_interference", "dns_tampering"}}
+
+
+def test_throttling_scope_is_not_judged_by_verdicts() -> None:
+    # a throttled measurement succeeds, slowly: its verdict is "ok". A region whose verdicts were fine while
+    # a network's probes there were slow is not "seen normal"; with every network slow the scope is national
+    # (volunteers' slow probes in one episode are seen in a few regions only: here, the North)
+    from datetime import timedelta
+
+    from detect_world import T0, Event, Net, World
+
+    from observatory.detect import DetectConfig
+    from observatory.detect.episodes import THROTTLING, find_episodes
+    from observatory.detect.incidents import Cluster, scope_of
+    from observatory.detect.series import fold
+
+    onset = T0 + timedelta(days=2, hours=13)
+    w = World(countries={"PK": [Net(17557), Net(45669)]},
+              events=[Event(kind="slow", start=onset, end=onset + timedelta(hours=4), platforms=("twitter",))])
+    cfg = DetectConfig()
+    tracks = fold(w.cells(), cfg.bucket_seconds)
+    slow = [e for e in find_episodes(tracks, cfg) if e.family == THROTTLING]
+    assert {e.asn for e in slow} == {17557, 45669}
+    for e in slow:
+        e.regions = {"North"}
+    scope, asns, _regions = scope_of(Cluster(family=THROTTLING, country="PK", episodes=slow), tracks, cfg)
+    assert (scope, asns) == ("national", [17557, 45669])

@@ -490,6 +490,11 @@ def scope_of(c: Cluster, tracks: Tracks, cfg: DetectConfig,
                         acc = totals.setdefault(region, [0, 0])
                         acc[0] += n
                         acc[1] += k
+        if c.family == THROTTLING:
+            # a throttled measurement succeeds (slowly): its verdict says nothing of speed, so no region is
+            # "seen normal" by verdicts; the regions are where slow probes were seen
+            normal[asn] = set()
+            continue
         mostly = {r for r, (n, k) in totals.items() if n and 2 * k >= n} | silent
         if where & mostly:
             affected[asn] = where & mostly
@@ -529,6 +534,15 @@ def _others_seen_normal(c: Cluster, tracks: Tracks, asns: set[int]) -> bool:
         if country != c.country or asn in asns or platform == ALL_PLATFORMS:
             continue
         if platforms is not None and platform not in platforms:
+            continue
+        if c.family == THROTTLING:
+            # speed, not verdicts: a network whose throughput of these platforms was measured by several
+            # probes meanwhile, and raised no throttling alarm, was seen at its normal speed
+            inside = [o for o in obs if o.t >= lo and (hi is None or o.t < hi)]
+            fast = {key for o in inside for key, _test, _v in o.probe_kbps} | {
+                f"cell:{o.t}:{i}" for o in inside if not o.probe_kbps for i in range(len(o.kbps))}
+            if len(fast) >= 2:
+                return True
             continue
         n = k = 0
         for o in obs:
