@@ -100,3 +100,19 @@ def test_throttling_scope_is_not_judged_by_verdicts() -> None:
         e.regions = {"North"}
     scope, asns, _regions = scope_of(Cluster(family=THROTTLING, country="PK", episodes=slow), tracks, cfg)
     assert (scope, asns) == ("national", [17557, 45669])
+
+
+def test_throttling_on_two_of_three_networks_is_not_national_when_the_third_kept_its_speed() -> None:
+    # the guard of the rule above: the third network's throughput, measured at its usual level, is the
+    # evidence against "national" that its (always fine) verdicts can no longer be
+    from datetime import timedelta
+
+    from detect_world import T0, Event, World
+
+    from observatory.detect import detect_incidents
+
+    onset = T0 + timedelta(days=2, hours=13)
+    w = World(events=[Event(kind="slow", start=onset, end=onset + timedelta(hours=4), platforms=("twitter",),
+                            asns=(17557, 45669))])
+    [inc] = detect_incidents(w.cells())
+    assert (inc.kind, inc.scope, inc.asns) == ("throttling", "network", (17557, 45669))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from statistics import median
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +17,7 @@ from observatory.detect.assess import assess
 from observatory.detect.config import DetectConfig
 from observatory.detect.cusum import main_techniques
 from observatory.detect.episodes import CONNECTIVITY, CONTROL, OUTAGE, RESTRICTION, THROTTLING, Episode
-from observatory.detect.series import ALL_PLATFORMS, Tracks
+from observatory.detect.series import ALL_PLATFORMS, Obs, Tracks
 from observatory.incident import Assessment, Incident
 from observatory.vocab import IncidentKind, Scope, Status
 
@@ -517,14 +518,14 @@ def scope_of(c: Cluster, tracks: Tracks, cfg: DetectConfig,
     # region with no data then is unknown, not normal: sparse volunteers leave many regions unseen for hours)
     wholly = [a for a in asns if not normal.get(a)]
     if (len(wholly) >= cfg.min_networks_national and len(wholly) >= cfg.national_share * len(measured)
-            and not _others_seen_normal(c, tracks, set(asns))):
+            and not _others_seen_normal(c, tracks, set(asns), cfg)):
         return Scope.NATIONAL.value, asns, regions
     if len(wholly) < len(asns):
         return Scope.REGIONAL.value, asns, regions
     return Scope.NETWORK.value, asns, regions
 
 
-def _others_seen_normal(c: Cluster, tracks: Tracks, asns: set[int]) -> bool:
+def _others_seen_normal(c: Cluster, tracks: Tracks, asns: set[int], cfg: DetectConfig) -> bool:
     """Whether a network outside the incident was seen normal while it went on: its measurements of the
     incident's platforms (all of them, for a connectivity loss) mostly succeeded. National means every network
     measured; one that worked throughout is measured evidence against it (one not measured then says nothing)."""
@@ -536,12 +537,7 @@ def _others_seen_normal(c: Cluster, tracks: Tracks, asns: set[int]) -> bool:
         if platforms is not None and platform not in platforms:
             continue
         if c.family == THROTTLING:
-            # speed, not verdicts: a network whose throughput of these platforms was measured by several
-            # probes meanwhile, and raised no throttling alarm, was seen at its normal speed
-            inside = [o for o in obs if o.t >= lo and (hi is None or o.t < hi)]
-            fast = {key for o in inside for key, _test, _v in o.probe_kbps} | {
-                f"cell:{o.t}:{i}" for o in inside if not o.probe_kbps for i in range(len(o.kbps))}
-            if len(fast) >= 2:
+            if _usual_speed(obs, lo, hi, cfg):
                 return True
             continue
         n = k = 0
@@ -550,6 +546,32 @@ def _others_seen_normal(c: Cluster, tracks: Tracks, asns: set[int]) -> bool:
                 n += o.n
                 k += o.k + o.down
         if n >= 2 and 2 * k < n:
+            return True
+    return False
+
+
+def _usual_speed(obs: list[Obs], lo: int, hi: int | None, cfg: DetectConfig) -> bool:
+    """Whether a track's throughput was seen at its usual level in [lo, hi): speed, not verdicts (a throttled
+    measurement succeeds). Per test, the median of its probes' figures meanwhile, from two probes at least,
+    against the median of the trailing baseline window before: not collapsed by the throttling ratio. A track
+    whose speed was not measured then, or had no baseline, says nothing (its own test could not alarm)."""
+    before: dict[str, list[float]] = {}
+    during: dict[str, dict[str, list[float]]] = {}
+    for o in obs:
+        # cells without per-probe figures: each cell's median as one anonymous value
+        values = o.probe_kbps or [(f"cell:{o.t}:{i}", "", v) for i, v in enumerate(o.kbps)]
+        if lo - cfg.baseline_seconds <= o.t < lo:
+            for _key, test, v in values:
+                before.setdefault(test, []).append(v)
+        elif o.t >= lo and (hi is None or o.t < hi):
+            for key, test, v in values:
+                during.setdefault(test, {}).setdefault(key, []).append(v)
+    for test, per_probe in during.items():
+        usual = before.get(test, [])
+        if len(per_probe) < 2 or len(usual) < 2:
+            continue
+        now = median(x for vs in per_probe.values() for x in vs)
+        if now * cfg.throttle_ratio >= median(usual):
             return True
     return False
 
