@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from statistics import median
 from datetime import UTC, datetime
+from statistics import median
 from typing import Any
 
 from observatory.detect.assess import assess
