@@ -116,3 +116,34 @@ def test_throttling_on_two_of_three_networks_is_not_national_when_the_third_kept
                             asns=(17557, 45669))])
     [inc] = detect_incidents(w.cells())
     assert (inc.kind, inc.scope, inc.asns) == ("throttling", "network", (17557, 45669))
+
+
+def test_a_network_with_one_platform_collapsed_is_not_seen_at_its_usual_speed() -> None:
+    # a network outside a throttling incident (its own test lacked the data to alarm): twitter measured at
+    # its usual speed, facebook collapsed to a thirtieth. The collapse is the throttling: no evidence that
+    # the network kept its speed, so nothing against "national"; with both at their usual speed, there is
+    from collections import Counter
+
+    from observatory.detect import DetectConfig
+    from observatory.detect.episodes import THROTTLING, Episode
+    from observatory.detect.incidents import Cluster, _others_seen_normal
+    from observatory.detect.series import Obs, Tracks
+
+    cfg, day, onset = DetectConfig(), 86400, 3 * 86400
+
+    def track(slow: bool) -> list[Obs]:
+        out = []
+        for t in range(onset - day, onset + 6 * 3600, 900):
+            kbps = 20000.0 / (30 if slow and t >= onset else 1)
+            out.append(Obs(t=t, n=2, probe_kbps=[(f"p:{i}", "web_connectivity", kbps) for i in range(2)]))
+        return out
+
+    def seen_normal(facebook_slow: bool) -> bool:
+        tracks = Tracks(series={("PK", 3, "twitter"): track(False), ("PK", 3, "facebook"): track(facebook_slow)},
+                        activity={}, names={}, regions={}, first=0, now=onset + 6 * 3600)
+        ep = Episode(family=THROTTLING, country="PK", asn=1, platform="facebook", start=onset, alarm=onset + 300,
+                     end=onset + 6 * 3600, techniques=Counter(), platforms={"twitter", "facebook"})
+        return _others_seen_normal(Cluster(family=THROTTLING, country="PK", episodes=[ep]), tracks, {1}, cfg)
+
+    assert seen_normal(facebook_slow=False)
+    assert not seen_normal(facebook_slow=True)

@@ -531,14 +531,16 @@ def _others_seen_normal(c: Cluster, tracks: Tracks, asns: set[int], cfg: DetectC
     measured; one that worked throughout is measured evidence against it (one not measured then says nothing)."""
     platforms = set(c.platforms()) if c.family != CONNECTIVITY else None
     lo, hi = c.start, c.end
+    speeds: dict[int, set[bool]] = {}  # throttling: per network, its platforms' speeds usual (True) or not
     for (country, asn, platform), obs in tracks.series.items():
         if country != c.country or asn in asns or platform == ALL_PLATFORMS:
             continue
         if platforms is not None and platform not in platforms:
             continue
         if c.family == THROTTLING:
-            if _usual_speed(obs, lo, hi, cfg):
-                return True
+            speed = _usual_speed(obs, lo, hi, cfg)
+            if speed is not None:
+                speeds.setdefault(asn, set()).add(speed)
             continue
         n = k = 0
         for o in obs:
@@ -547,14 +549,17 @@ def _others_seen_normal(c: Cluster, tracks: Tracks, asns: set[int], cfg: DetectC
                 k += o.k + o.down
         if n >= 2 and 2 * k < n:
             return True
-    return False
+    # a network is seen at its usual speed when some of the incident's platforms were and none collapsed: a
+    # collapse on one platform is the throttling itself, where the network's own test lacked the data to alarm
+    return any(seen == {True} for seen in speeds.values())
 
 
-def _usual_speed(obs: list[Obs], lo: int, hi: int | None, cfg: DetectConfig) -> bool:
-    """Whether a track's throughput was seen at its usual level in [lo, hi): speed, not verdicts (a throttled
-    measurement succeeds). Per test, the median of its probes' figures meanwhile, from two probes at least,
-    against the median of the trailing baseline window before: not collapsed by the throttling ratio. A track
-    whose speed was not measured then, or had no baseline, says nothing (its own test could not alarm)."""
+def _usual_speed(obs: list[Obs], lo: int, hi: int | None, cfg: DetectConfig) -> bool | None:
+    """Whether a track's throughput was seen at its usual level in [lo, hi) (True), collapsed (False), or
+    not known (None): speed, not verdicts (a throttled measurement succeeds). Per test, the median of its
+    probes' figures meanwhile, from two probes at least, against the median of the trailing baseline window
+    before, collapsed when below it by the throttling ratio. A track whose speed was not measured then, or
+    had no baseline, says nothing (its own test could not alarm)."""
     before: dict[str, list[float]] = {}
     during: dict[str, dict[str, list[float]]] = {}
     for o in obs:
@@ -566,14 +571,16 @@ def _usual_speed(obs: list[Obs], lo: int, hi: int | None, cfg: DetectConfig) -> 
         elif o.t >= lo and (hi is None or o.t < hi):
             for key, test, v in values:
                 during.setdefault(test, {}).setdefault(key, []).append(v)
+    seen: bool | None = None
     for test, per_probe in during.items():
         usual = before.get(test, [])
         if len(per_probe) < 2 or len(usual) < 2:
             continue
         now = median(x for vs in per_probe.values() for x in vs)
-        if now * cfg.throttle_ratio >= median(usual):
-            return True
-    return False
+        if now * cfg.throttle_ratio < median(usual):
+            return False
+        seen = True
+    return seen
 
 
 def _active(tracks: Tracks, key: tuple[str, int, str], lo: int, hi: int | None) -> bool:
