@@ -33,7 +33,9 @@ class Net:
 class Event:
     # "block" (platforms), "down" (platform outage), "cut" (everything fails), "silence", "slow", "faulty",
     # "quiet" (probe `probe` stops reporting), "flaky" (a share `coverage` of everything fails: a resolver or
-    # a flaky hour, the probes keep their connection)
+    # a flaky hour, the probes keep their connection), "fault" (the network's resolver or line failing: every
+    # target, the control too, fails with `technique` for a share `coverage` of the measurements, each
+    # independently)
     kind: str
     start: datetime
     end: datetime
@@ -115,6 +117,9 @@ class World:
             for e in self._active(t, cc, net, region, "faulty"):
                 if e.probe == i:
                     verdict = "tcp_blackhole"
+            for e in self._active(t, cc, net, region, "fault"):
+                if rng.random() < e.coverage:
+                    verdict = e.technique
             cell.total += 1
             if verdict == "ok":
                 cell.ok += 1

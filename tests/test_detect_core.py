@@ -154,3 +154,25 @@ def test_config_min_probes_is_respected() -> None:
     w = World(countries={"PK": [Net(17557, probes=3, regions=("North",))]},
               events=[block(platforms=("twitter",))])
     assert detect_incidents(w.cells(), config=DetectConfig(min_probes=4)) == []
+
+
+@pytest.mark.parametrize("coverage", [0.3, 0.5, 0.8])
+@pytest.mark.parametrize("seed", [1, 3, 6])
+def test_a_network_fault_failing_the_control_too_is_no_restriction(seed: int, coverage: float) -> None:
+    # a resolver failing a share of every measurement for 2.5 hours, the control's too: the runs whose
+    # control happened to work agree on dns_tampering on every platform, yet a censor leaves the control alone
+    fault = Event(kind="fault", start=DAY2 + timedelta(hours=10), end=DAY2 + timedelta(hours=12, minutes=30),
+                  asns=(17557,), technique="dns_tampering", coverage=coverage)
+    incidents = detect_incidents(World(seed=seed, events=[fault]).cells())
+    assert [i for i in incidents if i.kind == "platform_restriction"] == []
+
+
+def test_a_block_that_outlasts_a_network_fault_is_still_found() -> None:
+    # the same fault in the first hours of a block of the same network: the block's own window shows the
+    # control at its usual rate, so the fault takes nothing from it
+    fault = Event(kind="fault", start=ONSET - timedelta(minutes=30), end=ONSET + timedelta(hours=1),
+                  asns=(17557,), technique="dns_tampering", coverage=0.5)
+    w = World(events=[fault, block(asns=(17557,), technique="dns_tampering")])
+    [inc] = [i for i in detect_incidents(w.cells()) if i.kind == "platform_restriction"]
+    assert inc.asns == (17557,) and set(inc.platforms) == {"twitter", "facebook"}
+    assert inc.techniques == ("dns_tampering",)

@@ -267,3 +267,40 @@ def test_an_incident_ends_when_its_sparse_series_was_seen_normal_after_the_other
     # its last failure came before the others ended, and nothing since: it says nothing either way
     still.witnesses, still.normal = sparse[:-1], ()
     assert c.finish(STEP) is not None
+
+
+def _tls(asn: int, platform: str, start: int, end: int, probes: int, family: str = RESTRICTION) -> Episode:
+    keys = frozenset(f"tls_interference p:{asn}-{i}" for i in range(probes))
+    return Episode(family=family, country="PK", asn=asn, platform=platform, start=start, alarm=start + STEP,
+                   end=end, techniques=Counter({"tls_interference": 3 * probes}), witnesses=[(start, keys)],
+                   regions={"North"}, platforms={"twitter"} if platform in ("*", "twitter") else {platform})
+
+
+def test_an_all_platforms_episode_over_days_before_a_block_does_not_join_it() -> None:
+    # a network's all-platforms track is placed after the platforms' own tracks; one that alarmed (a flaky
+    # hour) four days before a block of the same technique is no part of it, and must not stretch it back
+    from observatory.detect.cluster import cluster
+    block = 10 * DAY
+    early = _tls(2, "*", block - 4 * DAY, block - 4 * DAY + 2 * STEP, 3)
+    episodes = [_tls(1, "twitter", block, block + 6 * 3600, 4), _tls(2, "twitter", block, block + 6 * 3600, 4), early]
+    clusters = cluster(episodes, CFG)
+    [with_block] = [c for c in clusters if any(e.start == block for e in c.episodes)]
+    assert with_block.start == block and early not in with_block.episodes
+
+
+def test_a_platform_failing_while_it_is_down_everywhere_is_its_outage_not_a_restriction() -> None:
+    # an IM test (no control of its own) sees WhatsApp fail in one country during WhatsApp's worldwide outage,
+    # which the measurements with a control showed down in three countries: one outage, not a block
+    from observatory.detect.cluster import cluster
+    from observatory.detect.episodes import OUTAGE
+    t = 10 * DAY
+    down = [Episode(family=OUTAGE, country=cc, asn=asn, platform="whatsapp", start=t, alarm=t + STEP,
+                    end=t + 6 * 3600, platforms={"whatsapp"}, regions={"North"},
+                    witnesses=[(t, frozenset(f"down down:{asn}:{i}" for i in range(3)))])
+            for cc, asn in (("DE", 1), ("BR", 2), ("US", 3))]
+    im = [_tls(asn, "whatsapp", t + 10 * STEP, t + 3 * 3600, 3) for asn in (4, 5)]
+    for e in im:
+        e.country = "IN"
+    clusters = cluster(down + im, CFG)
+    assert [c.family for c in clusters] == [OUTAGE]
+    assert {e.country for e in clusters[0].episodes} == {"DE", "BR", "US", "IN"}

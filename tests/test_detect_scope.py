@@ -74,3 +74,76 @@ def test_every_technique_of_every_network_is_reported() -> None:
     per_network = {n["asn"]: set(n["techniques"]) for n in inc.evidence["networks"]}
     assert per_network == {"AS17557": {"tls_interference"}, "AS23674": {"tls_interference"},
                            "AS45669": {"tls_interference", "dns_tampering"}}
+
+
+def test_throttling_scope_is_not_judged_by_verdicts() -> None:
+    # a throttled measurement succeeds, slowly: its verdict is "ok". A region whose verdicts were fine while
+    # a network's probes there were slow is not "seen normal"; with every network slow the scope is national
+    # (volunteers' slow probes in one episode are seen in a few regions only: here, the North)
+    from datetime import timedelta
+
+    from detect_world import T0, Event, Net, World
+
+    from observatory.detect import DetectConfig
+    from observatory.detect.episodes import THROTTLING, find_episodes
+    from observatory.detect.incidents import Cluster, scope_of
+    from observatory.detect.series import fold
+
+    onset = T0 + timedelta(days=2, hours=13)
+    w = World(countries={"PK": [Net(17557), Net(45669)]},
+              events=[Event(kind="slow", start=onset, end=onset + timedelta(hours=4), platforms=("twitter",))])
+    cfg = DetectConfig()
+    tracks = fold(w.cells(), cfg.bucket_seconds)
+    slow = [e for e in find_episodes(tracks, cfg) if e.family == THROTTLING]
+    assert {e.asn for e in slow} == {17557, 45669}
+    for e in slow:
+        e.regions = {"North"}
+    scope, asns, _regions = scope_of(Cluster(family=THROTTLING, country="PK", episodes=slow), tracks, cfg)
+    assert (scope, asns) == ("national", [17557, 45669])
+
+
+def test_throttling_on_two_of_three_networks_is_not_national_when_the_third_kept_its_speed() -> None:
+    # the guard of the rule above: the third network's throughput, measured at its usual level, is the
+    # evidence against "national" that its (always fine) verdicts can no longer be
+    from datetime import timedelta
+
+    from detect_world import T0, Event, World
+
+    from observatory.detect import detect_incidents
+
+    onset = T0 + timedelta(days=2, hours=13)
+    w = World(events=[Event(kind="slow", start=onset, end=onset + timedelta(hours=4), platforms=("twitter",),
+                            asns=(17557, 45669))])
+    [inc] = detect_incidents(w.cells())
+    assert (inc.kind, inc.scope, inc.asns) == ("throttling", "network", (17557, 45669))
+
+
+def test_a_network_with_one_platform_collapsed_is_not_seen_at_its_usual_speed() -> None:
+    # a network outside a throttling incident (its own test lacked the data to alarm): twitter measured at
+    # its usual speed, facebook collapsed to a thirtieth. The collapse is the throttling: no evidence that
+    # the network kept its speed, so nothing against "national"; with both at their usual speed, there is
+    from collections import Counter
+
+    from observatory.detect import DetectConfig
+    from observatory.detect.episodes import THROTTLING, Episode
+    from observatory.detect.incidents import Cluster, _others_seen_normal
+    from observatory.detect.series import Obs, Tracks
+
+    cfg, day, onset = DetectConfig(), 86400, 3 * 86400
+
+    def track(slow: bool) -> list[Obs]:
+        out = []
+        for t in range(onset - day, onset + 6 * 3600, 900):
+            kbps = 20000.0 / (30 if slow and t >= onset else 1)
+            out.append(Obs(t=t, n=2, probe_kbps=[(f"p:{i}", "web_connectivity", kbps) for i in range(2)]))
+        return out
+
+    def seen_normal(facebook_slow: bool) -> bool:
+        tracks = Tracks(series={("PK", 3, "twitter"): track(False), ("PK", 3, "facebook"): track(facebook_slow)},
+                        activity={}, names={}, regions={}, first=0, now=onset + 6 * 3600)
+        ep = Episode(family=THROTTLING, country="PK", asn=1, platform="facebook", start=onset, alarm=onset + 300,
+                     end=onset + 6 * 3600, techniques=Counter(), platforms={"twitter", "facebook"})
+        return _others_seen_normal(Cluster(family=THROTTLING, country="PK", episodes=[ep]), tracks, {1}, cfg)
+
+    assert seen_normal(facebook_slow=False)
+    assert not seen_normal(facebook_slow=True)

@@ -20,6 +20,7 @@ from observatory.detect.cluster import cluster
 from observatory.detect.config import DetectConfig
 from observatory.detect.degraded import Runs, degraded_networks, without_degraded
 from observatory.detect.episodes import CONNECTIVITY, RESTRICTION, find_episodes
+from observatory.detect.faults import drop_network_faults
 from observatory.detect.footprint import Loss, outage_footprints, within_loss
 from observatory.detect.incidents import to_incident
 from observatory.detect.probes import disagreeing_probes, isolated_spans
@@ -48,7 +49,9 @@ def detect_incidents(cells: Iterable[SeriesCell], *, config: DetectConfig | None
     # connectivity losses first: a restriction that a loss of its networks explains (a confirmed cut, or a
     # degraded network whose control failed too) is the loss's footprint on tests without a control of their
     # own (detect/footprint.py), not a second event
-    clusters = sorted(outage_footprints(cluster(find_episodes(tracks, cfg), cfg), cfg.merge_gap_seconds),
+    # a restriction whose network's control failed with it is the network failing (detect/faults.py)
+    episodes = drop_network_faults(find_episodes(tracks, cfg), tracks, cfg)
+    clusters = sorted(outage_footprints(cluster(episodes, cfg), cfg.merge_gap_seconds),
                       key=lambda c: c.family != CONNECTIVITY)
     runs: Runs | None = None
     for c in clusters:

@@ -228,6 +228,8 @@ def _joins(c: Cluster, e: Episode, cfg: DetectConfig) -> bool:
     end = c.end
     if end is not None and e.start > end + cfg.merge_gap_seconds:
         return False
+    if e.end is not None and c.start > e.end + cfg.merge_gap_seconds:
+        return False  # over before the incident began (a network's all-platforms track is placed last)
     if c.family == OUTAGE:
         return True
     if c.family == RESTRICTION and not _same_story(c, e):
@@ -300,7 +302,30 @@ def _worldwide_outages(clusters: list[Cluster], cfg: DetectConfig) -> list[Clust
                                   episodes=[e for g in group for e in restrictions[g].episodes]))
     gone = {id(restrictions[i]) for i in taken}
     kept = [c for c in clusters if id(c) not in gone]
-    return kept + merged
+    return _within_outages(kept + merged, cfg)
+
+
+def _within_outages(clusters: list[Cluster], cfg: DetectConfig) -> list[Cluster]:
+    """A platform's failures while that platform is down for everyone are its outage: a restriction (or an
+    outage pieced together from restrictions) of the outage's platforms only, beginning while it goes on, joins
+    it. The IM tests and OONI's older web tests have no control of their own, so a platform's own outage
+    reads there as interference; the measurements that do have one already showed it down."""
+    outages = sorted((c for c in clusters if c.family == OUTAGE), key=lambda c: -len(c.episodes))
+    out: list[Cluster] = []
+    for c in clusters:
+        home = next((o for o in outages if o is not c and _during(c, o, cfg)
+                     and set(c.platforms()) <= set(o.platforms())
+                     and (c.family == RESTRICTION or len(o.episodes) > len(c.episodes))), None)
+        if c.family in (RESTRICTION, OUTAGE) and c.platforms() and home is not None:
+            home.episodes.extend(c.episodes)
+        else:
+            out.append(c)
+    return out
+
+
+def _during(c: Cluster, outage: Cluster, cfg: DetectConfig) -> bool:
+    end = outage.end
+    return outage.start - cfg.sync_seconds <= c.start and (end is None or c.start < end)
 
 
 def _overlap(a: Cluster, b: Cluster) -> bool:

@@ -50,11 +50,11 @@ class Cusum:
     """A two-state CUSUM over log-likelihood ratios. Feed it (time, llr); collect `alarms`."""
 
     def __init__(self, threshold: float, end_threshold: float, bucket_seconds: int) -> None:
-        self.h = threshold
-        self.h_end = end_threshold
+        self.threshold = threshold
+        self.end_threshold = end_threshold
         self.step = bucket_seconds
-        self.s = 0.0
-        self.d = 0.0
+        self.evidence = 0.0  # nats for "disrupted" since the sum last stood at zero
+        self.recovery = 0.0  # nats for "back to normal" while alarmed
         self.run: list[int] = []  # positive buckets of the current upward run
         self.run_start: int | None = None
         self.current: Alarm | None = None
@@ -67,25 +67,25 @@ class Cusum:
 
     def feed(self, t: int, llr: float) -> None:
         if self.current is None:
-            if self.s == 0.0 and llr > 0:
+            if self.evidence == 0.0 and llr > 0:
                 self.run_start, self.run = t, []
-            self.s = max(0.0, self.s + llr)
-            if self.s == 0.0:
+            self.evidence = max(0.0, self.evidence + llr)
+            if self.evidence == 0.0:
                 self.run_start, self.run = None, []
                 return
             if llr > 0:
                 self.run.append(t)
-            if self.s >= self.h and self.run_start is not None:
+            if self.evidence >= self.threshold and self.run_start is not None:
                 self.current = Alarm(start=self.run_start, alarm=t + self.step, end=None, buckets=list(self.run))
-                self.d, self.last_zero = 0.0, t + self.step
+                self.recovery, self.last_zero = 0.0, t + self.step
             return
         alarm = self.current
-        self.d = max(0.0, self.d - llr)
-        if llr > 0 and self.d == 0.0:
+        self.recovery = max(0.0, self.recovery - llr)
+        if llr > 0 and self.recovery == 0.0:
             alarm.buckets.append(t)
-        if self.d == 0.0:
+        if self.recovery == 0.0:
             self.last_zero = t + self.step
-        if self.d >= self.h_end:
+        if self.recovery >= self.end_threshold:
             self.close()
 
     def close(self) -> None:
@@ -94,7 +94,7 @@ class Cusum:
             self.current.end = self.last_zero
             self.alarms.append(self.current)
         self.current = None
-        self.s, self.d, self.run_start, self.run = 0.0, 0.0, None, []
+        self.evidence, self.recovery, self.run_start, self.run = 0.0, 0.0, None, []
 
     def finish(self, last_data: int, now: int, grace: int) -> list[Alarm]:
         """The alarms; one still open is ended if its series has said nothing for `grace` before now, or has
@@ -102,7 +102,7 @@ class Cusum:
         a few healthy measurements after the event and then the data stops)."""
         if self.current is not None:
             quiet = now - max(last_data, self.last_zero) >= grace
-            healthy = now - self.last_zero >= grace and self.d >= self.h_end / 2
+            healthy = now - self.last_zero >= grace and self.recovery >= self.end_threshold / 2
             if quiet or healthy:
                 self.close()
             else:
@@ -134,8 +134,8 @@ def scan_share(points: Iterable[tuple[int, int, int]], cfg: DetectConfig, now: i
     """
     cusum = Cusum(cfg.threshold, cfg.end_threshold, cfg.bucket_seconds)
     window: deque[tuple[int, int, int]] = deque()
-    sn = sk = 0
-    rn = rk = 0  # probes and bad probes since the current upward run began (the alarm's own share)
+    base_probes = base_bad = 0  # probes and bad probes in the trailing baseline window (outside alarms)
+    run_probes = run_bad = 0  # probes and bad probes since the current upward run began (the alarm's own share)
     last = 0
     points_seen: list[tuple[int, int, int, float]] = []
     for t, n, k in points:
@@ -144,28 +144,28 @@ def scan_share(points: Iterable[tuple[int, int, int]], cfg: DetectConfig, now: i
         k = min(k, n)
         last = t
         while window and window[0][0] <= t - cfg.baseline_seconds:
-            _, on, ok_ = window.popleft()
-            sn -= on
-            sk -= ok_
-        p0 = (sk + cfg.prior_rate * cfg.prior_weight) / (sn + cfg.prior_weight)
+            _, old_probes, old_bad = window.popleft()
+            base_probes -= old_probes
+            base_bad -= old_bad
+        p0 = (base_bad + cfg.prior_rate * cfg.prior_weight) / (base_probes + cfg.prior_weight)
         p0 = min(cfg.max_rate, max(cfg.min_rate, p0))
         points_seen.append((t, n, k, p0))
         p1 = max(cfg.p1, min(0.9, 3 * p0))
-        if cusum.alarmed and rn:
-            p1 = max(p1, min(cfg.end_share_cap, rk / rn))
+        if cusum.alarmed and run_probes:
+            p1 = max(p1, min(cfg.end_share_cap, run_bad / run_probes))
         was_alarmed, run_before = cusum.alarmed, cusum.run_start
         cusum.feed(t, bernoulli_llr(k, n, p0, p1))
         if cusum.alarmed or cusum.run_start is not None:
             if not was_alarmed and run_before is None:  # a new upward run begins with this bucket
-                rn = rk = 0
-            rn += n
-            rk += k
+                run_probes = run_bad = 0
+            run_probes += n
+            run_bad += k
         else:
-            rn = rk = 0
+            run_probes = run_bad = 0
         if not cusum.alarmed:  # the baseline learns only from buckets outside alarms
             window.append((t, n, k))
-            sn += n
-            sk += k
+            base_probes += n
+            base_bad += k
     alarms = cusum.finish(last + cfg.bucket_seconds, now, cfg.end_grace_seconds)
     return [_refine(a, points_seen, cfg, techniques) for a in alarms]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime
+from statistics import median
 from typing import Any
 
 from observatory.detect.assess import assess
@@ -17,7 +18,7 @@ from observatory.detect.cluster import Cluster
 from observatory.detect.config import DetectConfig
 from observatory.detect.cusum import main_techniques
 from observatory.detect.episodes import CONNECTIVITY, CONTROL, OUTAGE, RESTRICTION, THROTTLING, Episode
-from observatory.detect.series import ALL_PLATFORMS, Tracks
+from observatory.detect.series import ALL_PLATFORMS, Obs, Tracks
 from observatory.incident import Evidence, FlaggedProbe, Incident, NetworkEvidence
 from observatory.vocab import RESTRICTION_TECHNIQUES as _RESTRICTION_TECHNIQUES
 from observatory.vocab import IncidentKind, Scope, Status
@@ -175,6 +176,11 @@ def scope_of(c: Cluster, tracks: Tracks, cfg: DetectConfig,
                         acc = totals.setdefault(region, [0, 0])
                         acc[0] += n
                         acc[1] += k
+        if c.family == THROTTLING:
+            # a throttled measurement succeeds (slowly): its verdict says nothing of speed, so no region is
+            # "seen normal" by verdicts; the regions are where slow probes were seen
+            normal[asn] = set()
+            continue
         mostly = {r for r, (n, k) in totals.items() if n and 2 * k >= n} | silent
         if where & mostly:
             affected[asn] = where & mostly
@@ -197,23 +203,29 @@ def scope_of(c: Cluster, tracks: Tracks, cfg: DetectConfig,
     # region with no data then is unknown, not normal: sparse volunteers leave many regions unseen for hours)
     wholly = [a for a in asns if not normal.get(a)]
     if (len(wholly) >= cfg.min_networks_national and len(wholly) >= cfg.national_share * len(measured)
-            and not _others_seen_normal(c, tracks, set(asns))):
+            and not _others_seen_normal(c, tracks, set(asns), cfg)):
         return Scope.NATIONAL.value, asns, regions
     if len(wholly) < len(asns):
         return Scope.REGIONAL.value, asns, regions
     return Scope.NETWORK.value, asns, regions
 
 
-def _others_seen_normal(c: Cluster, tracks: Tracks, asns: set[int]) -> bool:
+def _others_seen_normal(c: Cluster, tracks: Tracks, asns: set[int], cfg: DetectConfig) -> bool:
     """Whether a network outside the incident was seen normal while it went on: its measurements of the
     incident's platforms (all of them, for a connectivity loss) mostly succeeded. National means every network
     measured; one that worked throughout is measured evidence against it (one not measured then says nothing)."""
     platforms = set(c.platforms()) if c.family != CONNECTIVITY else None
     lo, hi = c.start, c.end
+    speeds: dict[int, set[bool]] = {}  # throttling: per network, its platforms' speeds usual (True) or not
     for (country, asn, platform), obs in tracks.series.items():
         if country != c.country or asn in asns or platform == ALL_PLATFORMS:
             continue
         if platforms is not None and platform not in platforms:
+            continue
+        if c.family == THROTTLING:
+            speed = _usual_speed(obs, lo, hi, cfg)
+            if speed is not None:
+                speeds.setdefault(asn, set()).add(speed)
             continue
         n = k = 0
         for o in obs:
@@ -222,7 +234,38 @@ def _others_seen_normal(c: Cluster, tracks: Tracks, asns: set[int]) -> bool:
                 k += o.k + o.down
         if n >= 2 and 2 * k < n:
             return True
-    return False
+    # a network is seen at its usual speed when some of the incident's platforms were and none collapsed: a
+    # collapse on one platform is the throttling itself, where the network's own test lacked the data to alarm
+    return any(seen == {True} for seen in speeds.values())
+
+
+def _usual_speed(obs: list[Obs], lo: int, hi: int | None, cfg: DetectConfig) -> bool | None:
+    """Whether a track's throughput was seen at its usual level in [lo, hi) (True), collapsed (False), or
+    not known (None): speed, not verdicts (a throttled measurement succeeds). Per test, the median of its
+    probes' figures meanwhile, from two probes at least, against the median of the trailing baseline window
+    before, collapsed when below it by the throttling ratio. A track whose speed was not measured then, or
+    had no baseline, says nothing (its own test could not alarm)."""
+    before: dict[str, list[float]] = {}
+    during: dict[str, dict[str, list[float]]] = {}
+    for o in obs:
+        # cells without per-probe figures: each cell's median as one anonymous value
+        values = o.probe_kbps or [(f"cell:{o.t}:{i}", "", v) for i, v in enumerate(o.kbps)]
+        if lo - cfg.baseline_seconds <= o.t < lo:
+            for _key, test, v in values:
+                before.setdefault(test, []).append(v)
+        elif o.t >= lo and (hi is None or o.t < hi):
+            for key, test, v in values:
+                during.setdefault(test, {}).setdefault(key, []).append(v)
+    seen: bool | None = None
+    for test, per_probe in during.items():
+        usual = before.get(test, [])
+        if len(per_probe) < 2 or len(usual) < 2:
+            continue
+        now = median(x for vs in per_probe.values() for x in vs)
+        if now * cfg.throttle_ratio < median(usual):
+            return False
+        seen = True
+    return seen
 
 
 def _active(tracks: Tracks, key: tuple[str, int, str], lo: int, hi: int | None) -> bool:
