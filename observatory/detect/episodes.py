@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from observatory.catalog import CONTROL
 from observatory.detect.config import DetectConfig
 from observatory.detect.cusum import Alarm, scan_share, scan_throughput, split_lifted
-from observatory.detect.series import ALL_PLATFORMS, CONTROL, Obs, Tracks
+from observatory.detect.series import ALL_PLATFORMS, Obs, Tracks
 from observatory.detect.silence import SilenceScan, scan_silence
 
 RESTRICTION, THROTTLING, CONNECTIVITY, OUTAGE = "restriction", "throttling", "connectivity", "outage"

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from observatory.catalog import CONTROL
 from observatory.detect.config import DetectConfig
 from observatory.detect.cusum import bernoulli_llr
 from observatory.detect.episodes import RESTRICTION, Episode
-from observatory.detect.series import ALL_PLATFORMS, CONTROL, Obs, Tracks
+from observatory.detect.series import ALL_PLATFORMS, Obs, Tracks
 
 
 def drop_network_faults(episodes: Iterable[Episode], tracks: Tracks, cfg: DetectConfig) -> list[Episode]:

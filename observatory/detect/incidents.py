@@ -13,11 +13,12 @@ from datetime import UTC, datetime
 from statistics import median
 from typing import Any
 
+from observatory.catalog import CONTROL
 from observatory.detect.assess import assess
 from observatory.detect.cluster import Cluster
 from observatory.detect.config import DetectConfig
 from observatory.detect.cusum import main_techniques
-from observatory.detect.episodes import CONNECTIVITY, CONTROL, OUTAGE, RESTRICTION, THROTTLING, Episode
+from observatory.detect.episodes import CONNECTIVITY, OUTAGE, RESTRICTION, THROTTLING, Episode
 from observatory.detect.series import ALL_PLATFORMS, Obs, Tracks
 from observatory.incident import Evidence, FlaggedProbe, Incident, NetworkEvidence
 from observatory.vocab import RESTRICTION_TECHNIQUES as _RESTRICTION_TECHNIQUES

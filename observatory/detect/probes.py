@@ -10,7 +10,8 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
-from observatory.detect.series import ALL_PLATFORMS, CONTROL, Tracks
+from observatory.catalog import CONTROL
+from observatory.detect.series import ALL_PLATFORMS, Tracks
 
 
 def disagreeing_probes(tracks: Tracks, *, min_buckets: int = 3, min_targets: int = 3,

@@ -268,4 +268,4 @@ def _cut(usual: float, judged: int, floor: float) -> float:
     errors) and never below `floor`. A share of the whole hour, so a ten-minute block among steady probes
     (about 17%) passes; an hour that is bad throughout also raises the median, hence the floor."""
     usual = min(usual, 0.5)
-    return max(floor, usual + 4 * (usual * (1 - usual) / judged) ** 0.5)
+    return max(floor, usual + 4 * math.sqrt(usual * (1 - usual) / judged))

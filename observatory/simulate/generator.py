@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from observatory.simulate import observations as obs
+from observatory.simulate import ooni_layout as layout
 from observatory.simulate.families import Model
 from observatory.simulate.imtests import TEST_OF_PLATFORM, im_test_keys_json
 from observatory.simulate.imtests import TEST_VERSION as IM_TEST_VERSION
@@ -44,13 +45,13 @@ from observatory.vocab import IncidentKind, Scope, Status
 
 VARIANTS = 8  # jitter variants rendered per (network, target, outcome); a power of two
 SOFTWARE = {
-    obs.OWN: (b"observatory", b"0.1.0"),
-    obs.OONI_04: (b"ooniprobe", b"3.20.1"),
-    obs.OONI_05: (b"ooniprobe", b"3.22.0"),
+    layout.OWN: (b"observatory", b"0.1.0"),
+    layout.OONI_04: (b"ooniprobe", b"3.20.1"),
+    layout.OONI_05: (b"ooniprobe", b"3.22.0"),
 }
-ENGINE = {obs.OWN: "observatory", obs.OONI_04: "ooniprobe-engine", obs.OONI_05: "ooniprobe-engine"}
-HELPER = {obs.OWN: "https://helper.observatory.example.org", obs.OONI_04: "https://0.th.ooni.org",
-          obs.OONI_05: "https://0.th.ooni.org"}
+ENGINE = {layout.OWN: "observatory", layout.OONI_04: "ooniprobe-engine", layout.OONI_05: "ooniprobe-engine"}
+HELPER = {layout.OWN: "https://helper.observatory.example.org", layout.OONI_04: "https://0.th.ooni.org",
+          layout.OONI_05: "https://0.th.ooni.org"}
 STEP_SECONDS = 4  # a probe measures its targets one after the other
 LATE_MIN_S, LATE_MAX_S = 3600, 24 * 3600
 DROP_AFTER_OUTAGE = 0.2  # share of measurements lost when the network comes back (spool wiped, app killed)
@@ -145,13 +146,13 @@ class Generator:
         self._keys: dict[tuple[int, int, str, int, str], tuple[bytes, bytes]] = {}
         # our probe writes our layout; ooniprobe (every volunteer; dedicated ones if the model says so) OONI's
         ooni = activity == VOLUNTEER or self.model.dedicated_ooni
-        self._style = obs.OONI_05 if ooni and self.model.share_05 >= 1 else obs.OONI_04 if ooni else obs.OWN
+        self._style = layout.OONI_05 if ooni and self.model.share_05 >= 1 else layout.OONI_04 if ooni else layout.OWN
         self._share_05 = self.model.share_05 if ooni and 0 < self.model.share_05 < 1 else 0.0
-        self._heads = {style: self._envelope_head(style) for style in obs.STYLES}
+        self._heads = {style: self._envelope_head(style) for style in layout.STYLES}
         # ooniprobe's IM tests, in the share of runs the model gives them
         self._im_share = self.model.im_share if ooni else 0.0
         self._im_tests = [TEST_OF_PLATFORM.get(t.platform) for t in self.world.targets]
-        self._im_heads = {test: self._envelope_head(obs.OONI_04, test) for test in IM_TEST_VERSION}
+        self._im_heads = {test: self._envelope_head(layout.OONI_04, test) for test in IM_TEST_VERSION}
         self._im_bodies: dict[tuple[int, int], bytes] = {}
         self._mids = {n.index: f"_webconnectivity_{n.cc}_{n.asn}_n1_".encode() for n in self.world.networks}
         self._bodies = [
@@ -170,12 +171,12 @@ class Generator:
     # envelope pieces ---------------------------------------------------------------------------------------
 
     def _styles(self) -> tuple[str, ...]:
-        return (self._style, obs.OONI_05) if self._share_05 else (self._style,)
+        return (self._style, layout.OONI_05) if self._share_05 else (self._style,)
 
     def _envelope_head(self, style: str, im_test: str | None = None) -> bytes:
         name, version = SOFTWARE[style]
         test = im_test or "web_connectivity"
-        test_version = IM_TEST_VERSION[im_test] if im_test else obs.TEST_VERSION[style]
+        test_version = IM_TEST_VERSION[im_test] if im_test else layout.TEST_VERSION[style]
         return (
             b'","data_format_version":"0.2.0","test_name":"'
             + test.encode()
@@ -192,7 +193,7 @@ class Generator:
         n = p.net
         # the annotations and test helper our probe (observatory/probe/runner.py) or OONI's records
         annotations: dict[str, Any] = {}
-        if p.probe_id is not None and style == obs.OWN:  # ooniprobe has no stable identity
+        if p.probe_id is not None and style == layout.OWN:  # ooniprobe has no stable identity
             annotations["probe_id"] = p.probe_id
         annotations["engine_name"] = ENGINE[style]
         annotations["region"] = p.region
@@ -224,7 +225,7 @@ class Generator:
     def _im_body(self, p: Probe, i: int, test: str) -> bytes:
         got = self._im_bodies.get((p.index, i))
         if got is None:
-            got = self._im_bodies[(p.index, i)] = self._envelope_body(p, self.world.targets[i], obs.OONI_04, test)
+            got = self._im_bodies[(p.index, i)] = self._envelope_body(p, self.world.targets[i], layout.OONI_04, test)
         return got
 
     def _im_keys(self, net: int, target: int, outcome: str, variant: int, test: str) -> tuple[bytes, bytes]:
@@ -342,7 +343,7 @@ class Generator:
         mid = self._mids[net]
         style = self._style
         if self._share_05 and random_() < self._share_05:
-            style = obs.OONI_05  # this installation's app already runs web_connectivity 0.5
+            style = layout.OONI_05  # this installation's app already runs web_connectivity 0.5
         bodies = self._bodies[p.index][style]
         # this run is ooniprobe's IM suite: the messaging platforms get their own tests
         im_run = bool(self._im_share) and random_() < self._im_share

@@ -18,14 +18,7 @@ from typing import Any
 
 import msgspec
 
-from observatory.simulate.ooni_layout import (  # noqa: F401 - the layouts' names, used as obs.X by the generator
-    OONI_04,
-    OONI_05,
-    OWN,
-    STYLES,
-    TEST_VERSION,
-    ooni_layout,
-)
+from observatory.simulate.ooni_layout import OWN, ooni_layout
 from observatory.simulate.world import NetworkProfile, Target
 from observatory.vocab import Technique
 
