@@ -51,7 +51,6 @@ from observatory.store.base import Row  # noqa: E402
 from observatory.store.duckdb import DuckDBStore  # noqa: E402
 from observatory.web import WebSettings, create_app  # noqa: E402
 from observatory.web.auth import create_probe  # noqa: E402
-from observatory.web.collector import QUOTA_ENV  # noqa: E402
 from observatory.web.server import ServerThread  # noqa: E402
 
 COUNTRIES = ["PK", "IN", "IR", "RU", "TR", "BD", "EG", "ET", "MM", "VE"]
@@ -190,9 +189,10 @@ def main() -> None:
                                        end=datetime(2024, 1, 1, 2, tzinfo=UTC) + timedelta(hours=3 * i),
                                        status="ended") for i in range(200)])
         # each client probe uploads far beyond a real probe's hourly quota: the quotas are not what is measured
-        for name in QUOTA_ENV.values():
-            os.environ.setdefault(name, str(10**12))
-        server = ServerThread(create_app(WebSettings(detect_every_seconds=0), store, detector=None))
+        unbounded = 10**12
+        server = ServerThread(create_app(WebSettings(detect_every_seconds=0, probe_per_hour=unbounded,
+                                                     probe_per_day=unbounded, probe_bytes_per_hour=unbounded,
+                                                     probe_bytes_per_day=unbounded), store, detector=None))
         port = server.start()
         base = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=base, timeout=60) as client:

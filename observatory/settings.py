@@ -30,7 +30,7 @@ class Key:
     """One setting: where it lives in the file, which variable sets it, what type it takes."""
 
     field: str  # the Settings field
-    table: str  # the TOML table: [store], [serve] or [alerts]
+    table: str  # the TOML table: [store], [serve], [collector] or [alerts]
     name: str  # the key in that table
     env: str  # the OBSERVATORY_* variable
     kind: type  # str, float or int
@@ -54,6 +54,14 @@ KEYS: tuple[Key, ...] = (
         "requests one address may send at once above the rate (serve --api-burst; default 200)"),
     Key("admin_failures", "serve", "admin_failures", "OBSERVATORY_ADMIN_FAILURES", int,
         "failed admin-token attempts per address per 15 minutes (default 10)"),
+    Key("probe_per_hour", "collector", "per_hour", "OBSERVATORY_PROBE_PER_HOUR", int,
+        "measurements one probe may have stored per clock hour (default 20,000; SECURITY.md)"),
+    Key("probe_per_day", "collector", "per_day", "OBSERVATORY_PROBE_PER_DAY", int,
+        "measurements one probe may have stored per UTC day (default 100,000)"),
+    Key("probe_bytes_per_hour", "collector", "bytes_per_hour", "OBSERVATORY_PROBE_BYTES_PER_HOUR", int,
+        "bytes of documents one probe may have stored per clock hour (default 64 MiB)"),
+    Key("probe_bytes_per_day", "collector", "bytes_per_day", "OBSERVATORY_PROBE_BYTES_PER_DAY", int,
+        "bytes of documents one probe may have stored per UTC day (default 512 MiB)"),
     Key("webhook_secret", "alerts", "webhook_secret", "OBSERVATORY_WEBHOOK_SECRET", str,
         "HMAC-SHA256 key signing webhook alerts (serve --webhook-secret, alert --secret)"),
 )
@@ -71,6 +79,10 @@ class Settings:
     api_rate: float | None = None
     api_burst: float | None = None
     admin_failures: int | None = None
+    probe_per_hour: int | None = None
+    probe_per_day: int | None = None
+    probe_bytes_per_hour: int | None = None
+    probe_bytes_per_day: int | None = None
     webhook_secret: str | None = None
     # the config file these settings read, if any (for messages)
     config_file: str | None = None

@@ -18,7 +18,9 @@ from test_collector_api import sample
 
 from observatory.errors import ConfigError
 from observatory.measurement import MAX_DOCUMENT_BYTES
+from observatory.settings import load_settings
 from observatory.store.duckdb import DuckDBStore
+from observatory.web import WebSettings, create_app
 from observatory.web.auth import create_probe, sign
 from observatory.web.collector import ProbeQuotas, make_collector_router
 
@@ -143,10 +145,34 @@ def test_heartbeat_only_from_accepted_new_measurements(svc: Service) -> None:
     assert len(svc.beats()) == 2
 
 
-def test_quotas_from_the_environment() -> None:
-    q = ProbeQuotas.from_env({"OBSERVATORY_PROBE_PER_HOUR": "7", "OBSERVATORY_PROBE_BYTES_PER_DAY": "1000"})
-    assert q.limits == ((3600, 7, 64 << 20), (86400, 100_000, 1000))
+def test_quotas_come_from_the_run_settings(tmp_path: Path) -> None:
+    """The quotas are settings like the others: config file < environment, bad values one error."""
+    config = tmp_path / "observatory.toml"
+    config.write_text("[collector]\nper_hour = 5\nbytes_per_day = 1000\n")
+    settings = load_settings(config, env={"OBSERVATORY_PROBE_PER_HOUR": "7"})
+    web = WebSettings.from_settings(settings)
+    assert (web.probe_per_hour, web.probe_per_day, web.probe_bytes_per_day) == (7, 100_000, 1000)
     with pytest.raises(ConfigError, match="OBSERVATORY_PROBE_PER_DAY"):
-        ProbeQuotas.from_env({"OBSERVATORY_PROBE_PER_DAY": "lots"})
+        load_settings(config, env={"OBSERVATORY_PROBE_PER_DAY": "lots"})
     with pytest.raises(ConfigError, match="positive"):
-        ProbeQuotas.from_env({"OBSERVATORY_PROBE_PER_DAY": "0"})
+        WebSettings.from_settings(load_settings(config, env={"OBSERVATORY_PROBE_PER_DAY": "0"}))
+
+
+def test_the_app_applies_the_quotas_of_its_settings(tmp_path: Path) -> None:
+    """create_app's collector refuses a probe over the hourly quota its settings give (here 2)."""
+    store = DuckDBStore(str(tmp_path / "q.duckdb"))
+    cred = create_probe(store, "tiny")
+    app = create_app(WebSettings(detect_every_seconds=0, probe_per_hour=2), store, detector=None)
+    server = UvicornThread(app)
+    answers = []
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            for i in range(2):
+                body = json.dumps({"measurements": [sample(10 + 2 * i), sample(11 + 2 * i)]}).encode()
+                answers.append(http.post("/api/v1/measurements", content=body, headers={
+                    "Authorization": f"Bearer {cred['token']}", "Content-Type": "application/json",
+                    "X-Observatory-Signature": sign(body, cred["secret"])}).status_code)
+    finally:
+        server.stop()
+        store.close()
+    assert answers == [200, 429]

@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from observatory.errors import ObservatoryError
 from observatory.store import Store
 from observatory.web import api, limits, metrics, pages, userreports
-from observatory.web.collector import make_collector_router
+from observatory.web.collector import ProbeQuotas, make_collector_router
 from observatory.web.errors import status_for
 from observatory.web.scheduler import DetectionScheduler, Detector, default_detector
 from observatory.web.settings import WebSettings
@@ -82,7 +82,9 @@ def create_app(settings: WebSettings, store: Store, *, detector: Detector | None
     static_dir = Path(str(resources.files("observatory.web").joinpath("static")))
     app.mount("/static", StaticFiles(directory=static_dir), name="static")
     app.include_router(api.router)
-    app.include_router(make_collector_router(lambda: store))
+    quotas = ProbeQuotas(per_hour=settings.probe_per_hour, per_day=settings.probe_per_day,
+                         bytes_per_hour=settings.probe_bytes_per_hour, bytes_per_day=settings.probe_bytes_per_day)
+    app.include_router(make_collector_router(lambda: store, quotas=quotas))
     app.include_router(userreports.router)
     app.include_router(pages.router)
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from observatory.errors import AuthError, ConfigError, ParseError, StoreError
+from observatory.errors import AuthError, ParseError, StoreError
 from observatory.measurement import MAX_DOCUMENT_BYTES, Measurement, measurement_from_dict, time_problem
 from observatory.store.base import BatchBuilder, ProbeCredential, Store, own_uid, values_of, with_credential
 from observatory.verdict import classify
@@ -57,20 +56,12 @@ MAX_CONCURRENT_BATCHES = 8
 # in windows of minutes (the lab's shortest is 3 x 20 s), and each heartbeat is its own store transaction,
 # which concurrent uploads from one probe would otherwise pay on every batch.
 HEARTBEAT_EVERY_SECONDS = 1.0
-# Per-probe quotas (SECURITY.md, "Limits"): what one probe may have stored per clock hour and per UTC day, in
-# measurements and in bytes of documents. A probe measuring a few dozen targets every few minutes stores a few
-# hundred measurements an hour of 10-100 kB each; the hourly count still admits one full batch (MAX_ITEMS), so
-# a probe back from days offline drains its spool over hours instead of being refused forever. Relays have none.
-PROBE_PER_HOUR, PROBE_PER_DAY = 20_000, 100_000
-PROBE_BYTES_PER_HOUR, PROBE_BYTES_PER_DAY = 64 * 1024 * 1024, 512 * 1024 * 1024
 # How much older than the newest measurement stored an upload may be (a relay's replay excepted). A probe back
 # from a long shutdown uploads its spool late; but one measurement from years ago would make every detection run
 # re-examine those years. Relative to the data's own "now", so a
 # replay of the past, or a test's fixed data, keeps working.
 MAX_UPLOAD_AGE = timedelta(days=30)
 OLDEST_CACHE_SECONDS = 10.0  # the store's newest time is read at most this often (a scan on ClickHouse)
-QUOTA_ENV = {"per_hour": "OBSERVATORY_PROBE_PER_HOUR", "per_day": "OBSERVATORY_PROBE_PER_DAY",
-             "bytes_per_hour": "OBSERVATORY_PROBE_BYTES_PER_HOUR", "bytes_per_day": "OBSERVATORY_PROBE_BYTES_PER_DAY"}
 
 
 Place = tuple[str, int, str | None]  # where a measurement was taken: country, network, region
@@ -297,32 +288,14 @@ class ProbeQuotas:
     of one probe cannot pass the check together; what was not accepted is given back afterwards. Kept in memory:
     a restart forgets the counts (the hourly and daily windows bound what that lets through)."""
 
-    def __init__(self, *, per_hour: int = PROBE_PER_HOUR, per_day: int = PROBE_PER_DAY,
-                 bytes_per_hour: int = PROBE_BYTES_PER_HOUR, bytes_per_day: int = PROBE_BYTES_PER_DAY,
+    def __init__(self, *, per_hour: int = limits.PROBE_PER_HOUR, per_day: int = limits.PROBE_PER_DAY,
+                 bytes_per_hour: int = limits.PROBE_BYTES_PER_HOUR, bytes_per_day: int = limits.PROBE_BYTES_PER_DAY,
                  clock: Callable[[], float] = time.time, max_probes: int = 100_000) -> None:
         self.limits = ((3600, per_hour, bytes_per_hour), (86400, per_day, bytes_per_day))
         self.clock, self.max_probes = clock, max_probes
         # probe -> per window: [window number, measurements, bytes]
         self._used: dict[str, list[list[int]]] = {}
         self._lock = threading.Lock()
-
-    @classmethod
-    def from_env(cls, env: Any = None, **overrides: int | None) -> ProbeQuotas:
-        """Defaults < OBSERVATORY_PROBE_* variables < explicit values."""
-        env = os.environ if env is None else env
-        values: dict[str, int] = {}
-        for key, var in QUOTA_ENV.items():
-            if env.get(var):
-                try:
-                    values[key] = int(env[var])
-                except ValueError:
-                    raise ConfigError(f"{var}={env[var]!r}: expected a whole number") from None
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        if any(v < 1 for v in values.values()):
-            raise ConfigError(f"probe quotas must be positive: {values}")
-        return cls(per_hour=values.get("per_hour", PROBE_PER_HOUR), per_day=values.get("per_day", PROBE_PER_DAY),
-                   bytes_per_hour=values.get("bytes_per_hour", PROBE_BYTES_PER_HOUR),
-                   bytes_per_day=values.get("bytes_per_day", PROBE_BYTES_PER_DAY))
 
     def _windows(self, probe: str, now: float) -> list[list[int]]:
         used = self._used.get(probe)
@@ -380,7 +353,7 @@ def make_collector_router(get_store: Callable[[], Store], *, max_body_bytes: int
     writers = asyncio.Semaphore(max_concurrent)
     group = GroupCommit()
     beats = HeartbeatThrottle()
-    quota = quotas or ProbeQuotas.from_env()
+    quota = quotas or ProbeQuotas()
     oldest = OldestAccepted()
 
     @router.post(

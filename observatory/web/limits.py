@@ -39,6 +39,12 @@ BODY_TIMEOUT = 120.0  # seconds from a request's headers to its complete body (3
 MAX_CONNECTIONS_PER_ADDRESS = 100
 MAX_CONNECTIONS = 2000
 API_RATE, API_BURST = 20.0, 200.0  # requests per second per address, sustained and in a burst
+# Per-probe quotas (SECURITY.md, "Limits"): what one probe may have stored per clock hour and per UTC day, in
+# measurements and in bytes of documents. A probe measuring a few dozen targets every few minutes stores a few
+# hundred measurements an hour of 10-100 kB each; the hourly count still admits one full batch (MAX_ITEMS), so
+# a probe back from days offline drains its spool over hours instead of being refused forever. Relays have none.
+PROBE_PER_HOUR, PROBE_PER_DAY = 20_000, 100_000
+PROBE_BYTES_PER_HOUR, PROBE_BYTES_PER_DAY = 64 * 1024 * 1024, 512 * 1024 * 1024
 ADMIN_FAILURES, ADMIN_WINDOW_SECONDS = 10, 900.0  # failed admin-token attempts per address per window
 
 COLLECTOR_PATH = "/api/v1/measurements"

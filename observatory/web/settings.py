@@ -29,6 +29,11 @@ class WebSettings:
     api_rate: float = 0.0
     api_burst: float = limits.API_BURST
     admin_failures: int = limits.ADMIN_FAILURES
+    # What one probe may have stored per clock hour and per UTC day, in measurements and bytes (SECURITY.md).
+    probe_per_hour: int = limits.PROBE_PER_HOUR
+    probe_per_day: int = limits.PROBE_PER_DAY
+    probe_bytes_per_hour: int = limits.PROBE_BYTES_PER_HOUR
+    probe_bytes_per_day: int = limits.PROBE_BYTES_PER_DAY
     small_body_bytes: int = limits.SMALL_BODY_BYTES
     default_body_bytes: int = limits.DEFAULT_BODY_BYTES
 
@@ -39,7 +44,9 @@ class WebSettings:
         values: dict[str, Any] = {}
         for ours, theirs in (("admin_token", "admin_token"), ("detect_every_seconds", "detect_every"),
                              ("api_rate", "api_rate"), ("api_burst", "api_burst"),
-                             ("admin_failures", "admin_failures")):
+                             ("admin_failures", "admin_failures"), ("probe_per_hour", "probe_per_hour"),
+                             ("probe_per_day", "probe_per_day"), ("probe_bytes_per_hour", "probe_bytes_per_hour"),
+                             ("probe_bytes_per_day", "probe_bytes_per_day")):
             value = getattr(settings, theirs)
             if value is not None:
                 values[ours] = value
@@ -52,4 +59,9 @@ class WebSettings:
             raise ConfigError("the admin token must be at least 16 characters long")
         if settings.api_rate < 0 or settings.api_burst < 1 or settings.admin_failures < 1:
             raise ConfigError("rate limits: api_rate must be >= 0 (0: off), api_burst and admin_failures >= 1")
+        quotas = (settings.probe_per_hour, settings.probe_per_day, settings.probe_bytes_per_hour,
+                  settings.probe_bytes_per_day)
+        if min(quotas) < 1:
+            raise ConfigError("probe quotas ([collector] per_hour, per_day, bytes_per_hour, bytes_per_day) must be "
+                              f"positive, got {', '.join(map(str, quotas))}")
         return settings
