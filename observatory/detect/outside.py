@@ -33,6 +33,12 @@ DROP_FRACTION = {"bgp": 0.8, "active_probing": 0.5, "ping-slash24": 0.5, "telesc
                  "ucsd-nt": 0.25, "probe_heartbeats": 0.4}
 
 
+# Series that count things (prefixes, /24 blocks, telescope sources): their chance variation is at least that
+# of a count, so a small series (a sparse region's few blocks) dips by half by chance every day, while a large
+# one never does. A drop in them is evidence only once its deficit is improbable as a count's variation.
+COUNTS = frozenset({"bgp", "active_probing", "ping-slash24", "telescope", "merit-nt", "ucsd-nt"})
+
+
 def drop_fraction(signal: str, default: float) -> float:
     """The signal's own threshold; a sub-series (IODA's `gtr.WEB_SEARCH`) takes its datasource's."""
     return DROP_FRACTION.get(signal, DROP_FRACTION.get(signal.split(".", 1)[0], default))
@@ -49,6 +55,10 @@ class SignalConfig:
     default_drop: float = 0.5
     recover: float = 0.8  # back above this share of the baseline ends an outage
     min_points_alone: int = 2
+    # a count series' outage is evidence once its accumulated deficit is this many standard deviations of a
+    # count (Poisson: variance = mean) below its baselines: a series of thousands is sure at once, a region of
+    # five blocks after about an hour of silence
+    min_count_z: float = 5.0
     merge_gap: timedelta = timedelta(minutes=30)
     tod_tolerance: timedelta = timedelta(minutes=45)
 
@@ -78,6 +88,24 @@ class Outage:
 
     def confirmed_alone_at(self, n: int) -> datetime | None:
         return self.points[n - 1][0] if len(self.points) >= n else None
+
+    def significant_at(self, z_min: float) -> datetime | None:
+        """The first point by which the drop is beyond a count's chance variation (at once for series that
+        are not counts): sum(baseline - value) >= z_min * sqrt(sum(baseline))."""
+        if self.key[1].split(".", 1)[0] not in COUNTS:
+            return self.points[0][0] if self.points else None
+        deficit = expected = 0.0
+        for t, v, b in self.points:
+            deficit += b - v
+            expected += b
+            if deficit >= z_min * expected ** 0.5:
+                return t
+        return None
+
+    def evidence_at(self, cfg: SignalConfig) -> datetime | None:
+        """When this series alone confirms: down for `min_points_alone` points and beyond chance."""
+        n, sig = self.confirmed_alone_at(cfg.min_points_alone), self.significant_at(cfg.min_count_z)
+        return None if n is None or sig is None else max(n, sig)
 
 
 class _History:
@@ -223,11 +251,12 @@ def _scope(g: _Group, measured: dict[str, _Measured]) -> tuple[str, list[str], l
 
 def _confirmed_at(g: _Group, cfg: SignalConfig) -> datetime | None:
     """Two independent signals agreeing, or one staying down long enough, whichever comes first."""
-    candidates = [t for o in g.outages if (t := o.confirmed_alone_at(cfg.min_points_alone))]
+    candidates = [t for o in g.outages if (t := o.evidence_at(cfg))]
     signals: dict[tuple[str, str], datetime] = {}
     for o in g.outages:
-        sig = (o.key[0], o.key[1])
-        signals[sig] = min(signals.get(sig, o.start), o.start)
+        if (t := o.significant_at(cfg.min_count_z)) is not None:
+            sig = (o.key[0], o.key[1])
+            signals[sig] = min(signals.get(sig, t), t)
     if len(signals) >= 2:
         candidates.append(sorted(signals.values())[1])
     return min(candidates) if candidates else None
@@ -245,7 +274,9 @@ def signal_incidents(points: Iterable[SignalPoint], cfg: SignalConfig = SignalCo
         if p.region and p.asn:
             m.cells.add((p.region, p.asn))
     incidents = []
-    for g in _group(series_outages(pts, cfg), cfg):
+    # an outage a count's chance variation explains is no witness: it neither confirms nor widens the scope
+    outages = [o for o in series_outages(pts, cfg) if o.end is None or o.significant_at(cfg.min_count_z)]
+    for g in _group(outages, cfg):
         scope, regions, asns = _scope(g, measured)
         confirmed = _confirmed_at(g, cfg)
         if g.end is not None and not confirmed:
