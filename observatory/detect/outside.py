@@ -33,10 +33,11 @@ DROP_FRACTION = {"bgp": 0.8, "active_probing": 0.5, "ping-slash24": 0.5, "telesc
                  "ucsd-nt": 0.25, "probe_heartbeats": 0.4}
 
 
-# Series that count things (prefixes, /24 blocks, telescope sources): their chance variation is at least that
+# Series that count things (IODA's prefixes, /24 blocks, telescope sources) when published raw (whole numbers;
+# IODA's normalized exports and our pinger's shares are not counts): their chance variation is at least that
 # of a count, so a small series (a sparse region's few blocks) dips by half by chance every day, while a large
 # one never does. A drop in them is evidence only once its deficit is improbable as a count's variation.
-COUNTS = frozenset({"bgp", "active_probing", "ping-slash24", "telescope", "merit-nt", "ucsd-nt"})
+COUNTS = frozenset({"bgp", "ping-slash24", "telescope", "merit-nt", "ucsd-nt"})
 
 
 def drop_fraction(signal: str, default: float) -> float:
@@ -69,6 +70,7 @@ class Outage:
     start: datetime
     end: datetime | None
     points: list[tuple[datetime, float, float]] = field(default_factory=list)  # time, value, baseline
+    counts: bool = False  # a raw count series (see COUNTS): judged against a count's chance variation
 
     @property
     def country(self) -> str:
@@ -92,7 +94,7 @@ class Outage:
     def significant_at(self, z_min: float) -> datetime | None:
         """The first point by which the drop is beyond a count's chance variation (at once for series that
         are not counts): sum(baseline - value) >= z_min * sqrt(sum(baseline))."""
-        if self.key[1].split(".", 1)[0] not in COUNTS:
+        if not self.counts:
             return self.points[0][0] if self.points else None
         deficit = expected = 0.0
         for t, v, b in self.points:
@@ -162,6 +164,7 @@ def series_outages(points: Iterable[SignalPoint], cfg: SignalConfig = SignalConf
             continue
         pts.sort(key=lambda p: p.time)
         drop = drop_fraction(key[1], cfg.default_drop)
+        counts = key[1].split(".", 1)[0] in COUNTS and all(p.value == int(p.value) for p in pts)
         history = _History(cfg)
         current: Outage | None = None
         for p in pts:
@@ -171,7 +174,7 @@ def series_outages(points: Iterable[SignalPoint], cfg: SignalConfig = SignalConf
                 continue
             ratio = p.value / base
             if current is None and ratio < drop:
-                current = Outage(key=key, start=p.time, end=None)
+                current = Outage(key=key, start=p.time, end=None, counts=counts)
             if current is not None:
                 if ratio >= max(cfg.recover, drop):
                     current.end = p.time
