@@ -14,10 +14,10 @@ from pathlib import Path
 from observatory.detect.outside import signal_incidents
 from observatory.incident import Incident
 from observatory.ingest import ingest_paths
+from observatory.service import run_detection, stored_incidents
 from observatory.simulate import Model, Scenario, draw_model, load_scenario, write_simulation
 from observatory.simulate.signals import outside_signals
 from observatory.simulate.world import VOLUNTEER, build_world
-from observatory.service import run_detection, stored_incidents
 from observatory.store import open_store
 from observatory.vocab import Scope
 
