@@ -11,7 +11,7 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-from observatory.detect.outside import signal_incidents
+from observatory.detect.outside import fuse, signal_incidents
 from observatory.incident import Incident
 from observatory.ingest import ingest_paths
 from observatory.service import run_detection, stored_incidents
@@ -19,7 +19,7 @@ from observatory.simulate import Model, Scenario, draw_model, load_scenario, wri
 from observatory.simulate.signals import outside_signals
 from observatory.simulate.world import VOLUNTEER, build_world
 from observatory.store import open_store
-from observatory.vocab import Scope
+from observatory.vocab import Scope, Status
 
 ROOT = Path(__file__).resolve().parent.parent
 TIGRAY = ROOT / "scenarios" / "et-tigray-2020.toml"
@@ -87,3 +87,15 @@ def test_a_platform_restriction_leaves_every_signal_as_it_is() -> None:
 
 def test_the_default_model_emits_no_signals() -> None:
     assert Model().signals == "absent" and outside_signals(load_scenario(TIGRAY), Model()) == []
+
+
+def test_a_suspicion_of_the_probes_does_not_widen_what_only_the_signals_confirm() -> None:
+    # the probes suspect a national silence (not confirmed); only Tigray's series confirms: the incident is
+    # Tigray's, confirmed, never a national one made of a suspicion and one region's signal
+    [seen] = signal_incidents(outside_signals(_few_volunteers(), Model(signals="present")))
+    assert (seen.scope, seen.regions, seen.status) == (Scope.REGIONAL, ("Tigray",), Status.CONFIRMED)
+    suspicion = seen.with_(scope=Scope.NATIONAL, regions=("Addis Ababa", "Amhara", "Oromia", "Tigray"),
+                           asns=(24757,), status=Status.SUSPECTED, confirmed_at=None, end=None)
+    [fused] = fuse([suspicion], [seen])
+    assert (fused.scope, fused.regions, fused.status) == (Scope.REGIONAL, ("Tigray",), Status.CONFIRMED)
+    assert fused.confirmed_at == seen.confirmed_at and fused.asns == (24757,)

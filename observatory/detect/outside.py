@@ -357,14 +357,17 @@ def fuse(probe_incidents: Sequence[Incident], outside: Sequence[Incident]) -> li
         confirmations = [t for t in (p.confirmed_at, o.confirmed_at) if t is not None]
         ends = [p.end, o.end]
         order = [Scope.NETWORK, Scope.REGIONAL, Scope.NATIONAL]
+        # a suspicion of the probes (silence not yet confirmed) says nothing sure about the extent: when only
+        # the signals confirm, their extent is the incident's (one region's series never makes it national)
+        extent = o if p.status == Status.SUSPECTED and o.status != Status.SUSPECTED else None
         result[match] = p.with_(
             start=min(p.start, o.start),
             end=None if any(e is None for e in ends) else max(e for e in ends if e is not None),
             confirmed_at=min(confirmations) if confirmations else None,
             status=p.status if p.status != Status.SUSPECTED else o.status,
-            scope=max(p.scope, o.scope, key=lambda s: order.index(Scope(s))),
+            scope=extent.scope if extent else max(p.scope, o.scope, key=lambda s: order.index(Scope(s))),
             asns=tuple(sorted(set(p.asns) | set(o.asns))),
-            regions=tuple(sorted(set(p.regions) | set(o.regions))),
+            regions=extent.regions if extent else tuple(sorted(set(p.regions) | set(o.regions))),
             confidence=max(p.confidence, o.confidence),
             evidence=replace(p.evidence, signals=o.evidence.signals or ()),
             assessment=Assessment(deliberate=p.assessment.deliberate,
