@@ -99,3 +99,14 @@ def test_a_suspicion_of_the_probes_does_not_widen_what_only_the_signals_confirm(
     [fused] = fuse([suspicion], [seen])
     assert (fused.scope, fused.regions, fused.status) == (Scope.REGIONAL, ("Tigray",), Status.CONFIRMED)
     assert fused.confirmed_at == seen.confirmed_at and fused.asns == (24757,)
+
+
+def test_one_network_down_everywhere_is_that_networks_outage_not_a_national_one() -> None:
+    # Optus down in every region: each region's series falls by Optus's share (below half where it dominates),
+    # yet the other networks' own series keep answering, so the loss is Optus's
+    sc = load_scenario(ROOT / "scenarios" / "au-2023-optus-outage.toml")
+    au = sc.countries[0]
+    big = tuple(replace(n, probes=n.probes * 10) if n.asn == 4804 else n for n in au.networks)
+    sc = replace(sc, countries=(replace(au, networks=big),))
+    found = signal_incidents(outside_signals(sc, Model(signals="present")))
+    assert found and {(i.scope, i.asns) for i in found} == {(Scope.NETWORK, (4804,))}

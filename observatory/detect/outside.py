@@ -224,6 +224,7 @@ class _Measured:
     regions: set[str] = field(default_factory=set)
     asns: set[int] = field(default_factory=set)
     cells: set[tuple[str, int]] = field(default_factory=set)
+    networks: set[int] = field(default_factory=set)  # networks with a country-wide series of their own
 
 
 def _scope(g: _Group, measured: dict[str, _Measured]) -> tuple[str, list[str], list[int]]:
@@ -244,6 +245,11 @@ def _scope(g: _Group, measured: dict[str, _Measured]) -> tuple[str, list[str], l
         national = (region_out | whole) >= known.regions
     else:
         national = country_out or bool(known.asns and asn_out >= known.asns)
+    # a network whose own country-wide series kept answering contradicts a national cut: every region then
+    # fell by the share of the networks that were cut (one big network down everywhere is that network's)
+    networks_up = known.networks - asn_out
+    if national and networks_up and known.regions:
+        return (Scope.NETWORK if asn_out else Scope.REGIONAL), regions, asns
     if national:
         return Scope.NATIONAL, regions, asns
     partial = any({c for c in known.cells if c[1] == a} - cells_out for _, a in cells_out)
@@ -276,6 +282,8 @@ def signal_incidents(points: Iterable[SignalPoint], cfg: SignalConfig = SignalCo
             m.asns.add(p.asn)
         if p.region and p.asn:
             m.cells.add((p.region, p.asn))
+        if p.asn and not p.region:
+            m.networks.add(p.asn)
     incidents = []
     # an outage a count's chance variation explains is no witness: it neither confirms nor widens the scope
     outages = [o for o in series_outages(pts, cfg) if o.end is None or o.significant_at(cfg.min_count_z)]

@@ -1,6 +1,7 @@
 """Outside-in signals as IODA would see the simulated world: the country and each region, from its ground truth.
 
-Active probing ("ping-slash24", every 10 minutes) counts the /24 blocks that answer; each (network, region)
+Active probing ("ping-slash24", every 10 minutes; per country, region and network, as IODA's entities) counts
+the /24 blocks that answer; each (network, region)
 cell holds some blocks, each answering with a probability that dips at local night (home routers and phones
 off), so the count is binomial: a region with few blocks gives a small, noisy series, as IODA's sparse regions
 do. BGP ("bgp", every 5 minutes, country only) counts visible prefixes: it falls only when a whole network is
@@ -98,11 +99,15 @@ def _active_probing(scenario: Scenario, country: Country, blocks_per_probe: floa
         local = t.astimezone(zone)
         rate = _answer_rate(local.hour + local.minute / 60)
         by_region: dict[str, float] = {}
+        by_asn: dict[int, float] = {}
         for (asn, region), blocks in cells.items():
             up = 0 if _cut(losses, country.code, asn, region, t) else _binomial(blocks, rate, rng)
             by_region[region] = by_region.get(region, 0.0) + up
+            by_asn[asn] = by_asn.get(asn, 0.0) + up
         out += [SignalPoint(time=t, country=country.code, region=r, asn=None, signal="ping-slash24",
                             source=SOURCE, value=v) for r, v in sorted(by_region.items())]
+        out += [SignalPoint(time=t, country=country.code, region=None, asn=a, signal="ping-slash24",
+                            source=SOURCE, value=v) for a, v in sorted(by_asn.items())]
         out.append(SignalPoint(time=t, country=country.code, region=None, asn=None, signal="ping-slash24",
                                source=SOURCE, value=sum(by_region.values())))
     return out
