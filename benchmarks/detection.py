@@ -43,6 +43,7 @@ from observatory.ingest import ingest_paths  # noqa: E402
 from observatory.service import run_detection, stored_incidents  # noqa: E402
 from observatory.simulate import Model, draw_model, load_scenario, write_simulation  # noqa: E402
 from observatory.simulate.families import DIMENSIONS  # noqa: E402
+from observatory.simulate.signals import outside_signals  # noqa: E402
 from observatory.store import Store, open_store  # noqa: E402
 
 SCENARIOS = ROOT / "scenarios"
@@ -85,6 +86,9 @@ def evaluate(scenario_path: Path, activity: str, workdir: Path, seed_offset: int
     store = open_store(str(db))
     try:
         summary = ingest_paths(store, [data], rejects_path=workdir / "rejects.jsonl")
+        # the world's outside-in series (none unless its model draws them), stored as `signals import` would
+        if signals := outside_signals(sc, model or Model()):
+            store.insert_signals(signals)
         t0 = time.perf_counter()
         run_detection(store, full=True)
         seconds = time.perf_counter() - t0

@@ -33,6 +33,13 @@ DROP_FRACTION = {"bgp": 0.8, "active_probing": 0.5, "ping-slash24": 0.5, "telesc
                  "ucsd-nt": 0.25, "probe_heartbeats": 0.4}
 
 
+# Series that count things (IODA's prefixes, /24 blocks, telescope sources) when published raw (whole numbers;
+# IODA's normalized exports and our pinger's shares are not counts): their chance variation is at least that
+# of a count, so a small series (a sparse region's few blocks) dips by half by chance every day, while a large
+# one never does. A drop in them is evidence only once its deficit is improbable as a count's variation.
+COUNTS = frozenset({"bgp", "ping-slash24", "telescope", "merit-nt", "ucsd-nt"})
+
+
 def drop_fraction(signal: str, default: float) -> float:
     """The signal's own threshold; a sub-series (IODA's `gtr.WEB_SEARCH`) takes its datasource's."""
     return DROP_FRACTION.get(signal, DROP_FRACTION.get(signal.split(".", 1)[0], default))
@@ -49,6 +56,10 @@ class SignalConfig:
     default_drop: float = 0.5
     recover: float = 0.8  # back above this share of the baseline ends an outage
     min_points_alone: int = 2
+    # a count series' outage is evidence once its accumulated deficit is this many standard deviations of a
+    # count (Poisson: variance = mean) below its baselines: a series of thousands is sure at once, a region of
+    # five blocks after about an hour of silence
+    min_count_z: float = 5.0
     merge_gap: timedelta = timedelta(minutes=30)
     tod_tolerance: timedelta = timedelta(minutes=45)
 
@@ -59,6 +70,7 @@ class Outage:
     start: datetime
     end: datetime | None
     points: list[tuple[datetime, float, float]] = field(default_factory=list)  # time, value, baseline
+    counts: bool = False  # a raw count series (see COUNTS): judged against a count's chance variation
 
     @property
     def country(self) -> str:
@@ -78,6 +90,24 @@ class Outage:
 
     def confirmed_alone_at(self, n: int) -> datetime | None:
         return self.points[n - 1][0] if len(self.points) >= n else None
+
+    def significant_at(self, z_min: float) -> datetime | None:
+        """The first point by which the drop is beyond a count's chance variation (at once for series that
+        are not counts): sum(baseline - value) >= z_min * sqrt(sum(baseline))."""
+        if not self.counts:
+            return self.points[0][0] if self.points else None
+        deficit = expected = 0.0
+        for t, v, b in self.points:
+            deficit += b - v
+            expected += b
+            if deficit >= z_min * expected ** 0.5:
+                return t
+        return None
+
+    def evidence_at(self, cfg: SignalConfig) -> datetime | None:
+        """When this series alone confirms: down for `min_points_alone` points and beyond chance."""
+        n, sig = self.confirmed_alone_at(cfg.min_points_alone), self.significant_at(cfg.min_count_z)
+        return None if n is None or sig is None else max(n, sig)
 
 
 class _History:
@@ -134,6 +164,7 @@ def series_outages(points: Iterable[SignalPoint], cfg: SignalConfig = SignalConf
             continue
         pts.sort(key=lambda p: p.time)
         drop = drop_fraction(key[1], cfg.default_drop)
+        counts = key[1].split(".", 1)[0] in COUNTS and all(p.value == int(p.value) for p in pts)
         history = _History(cfg)
         current: Outage | None = None
         for p in pts:
@@ -143,7 +174,7 @@ def series_outages(points: Iterable[SignalPoint], cfg: SignalConfig = SignalConf
                 continue
             ratio = p.value / base
             if current is None and ratio < drop:
-                current = Outage(key=key, start=p.time, end=None)
+                current = Outage(key=key, start=p.time, end=None, counts=counts)
             if current is not None:
                 if ratio >= max(cfg.recover, drop):
                     current.end = p.time
@@ -193,6 +224,7 @@ class _Measured:
     regions: set[str] = field(default_factory=set)
     asns: set[int] = field(default_factory=set)
     cells: set[tuple[str, int]] = field(default_factory=set)
+    networks: set[int] = field(default_factory=set)  # networks with a country-wide series of their own
 
 
 def _scope(g: _Group, measured: dict[str, _Measured]) -> tuple[str, list[str], list[int]]:
@@ -213,6 +245,11 @@ def _scope(g: _Group, measured: dict[str, _Measured]) -> tuple[str, list[str], l
         national = (region_out | whole) >= known.regions
     else:
         national = country_out or bool(known.asns and asn_out >= known.asns)
+    # a network whose own country-wide series kept answering contradicts a national cut: every region then
+    # fell by the share of the networks that were cut (one big network down everywhere is that network's)
+    networks_up = known.networks - asn_out
+    if national and networks_up and known.regions:
+        return (Scope.NETWORK if asn_out else Scope.REGIONAL), regions, asns
     if national:
         return Scope.NATIONAL, regions, asns
     partial = any({c for c in known.cells if c[1] == a} - cells_out for _, a in cells_out)
@@ -223,11 +260,12 @@ def _scope(g: _Group, measured: dict[str, _Measured]) -> tuple[str, list[str], l
 
 def _confirmed_at(g: _Group, cfg: SignalConfig) -> datetime | None:
     """Two independent signals agreeing, or one staying down long enough, whichever comes first."""
-    candidates = [t for o in g.outages if (t := o.confirmed_alone_at(cfg.min_points_alone))]
+    candidates = [t for o in g.outages if (t := o.evidence_at(cfg))]
     signals: dict[tuple[str, str], datetime] = {}
     for o in g.outages:
-        sig = (o.key[0], o.key[1])
-        signals[sig] = min(signals.get(sig, o.start), o.start)
+        if (t := o.significant_at(cfg.min_count_z)) is not None:
+            sig = (o.key[0], o.key[1])
+            signals[sig] = min(signals.get(sig, t), t)
     if len(signals) >= 2:
         candidates.append(sorted(signals.values())[1])
     return min(candidates) if candidates else None
@@ -244,8 +282,12 @@ def signal_incidents(points: Iterable[SignalPoint], cfg: SignalConfig = SignalCo
             m.asns.add(p.asn)
         if p.region and p.asn:
             m.cells.add((p.region, p.asn))
+        if p.asn and not p.region:
+            m.networks.add(p.asn)
     incidents = []
-    for g in _group(series_outages(pts, cfg), cfg):
+    # an outage a count's chance variation explains is no witness: it neither confirms nor widens the scope
+    outages = [o for o in series_outages(pts, cfg) if o.end is None or o.significant_at(cfg.min_count_z)]
+    for g in _group(outages, cfg):
         scope, regions, asns = _scope(g, measured)
         confirmed = _confirmed_at(g, cfg)
         if g.end is not None and not confirmed:
@@ -323,14 +365,17 @@ def fuse(probe_incidents: Sequence[Incident], outside: Sequence[Incident]) -> li
         confirmations = [t for t in (p.confirmed_at, o.confirmed_at) if t is not None]
         ends = [p.end, o.end]
         order = [Scope.NETWORK, Scope.REGIONAL, Scope.NATIONAL]
+        # a suspicion of the probes (silence not yet confirmed) says nothing sure about the extent: when only
+        # the signals confirm, their extent is the incident's (one region's series never makes it national)
+        extent = o if p.status == Status.SUSPECTED and o.status != Status.SUSPECTED else None
         result[match] = p.with_(
             start=min(p.start, o.start),
             end=None if any(e is None for e in ends) else max(e for e in ends if e is not None),
             confirmed_at=min(confirmations) if confirmations else None,
             status=p.status if p.status != Status.SUSPECTED else o.status,
-            scope=max(p.scope, o.scope, key=lambda s: order.index(Scope(s))),
+            scope=extent.scope if extent else max(p.scope, o.scope, key=lambda s: order.index(Scope(s))),
             asns=tuple(sorted(set(p.asns) | set(o.asns))),
-            regions=tuple(sorted(set(p.regions) | set(o.regions))),
+            regions=extent.regions if extent else tuple(sorted(set(p.regions) | set(o.regions))),
             confidence=max(p.confidence, o.confidence),
             evidence=replace(p.evidence, signals=o.evidence.signals or ()),
             assessment=Assessment(deliberate=p.assessment.deliberate,

@@ -14,6 +14,8 @@ an option of a few dimensions:
 - versions: web_connectivity 0.4 or 0.5 layouts in OONI documents;
 - software (dedicated only): our own probe (with `x_download`) or ooniprobe run every interval (OONI's
   own timing fields, no `x_download`);
+- signals: whether IODA-like outside-in series (active probing per country and region, BGP per country)
+  exist beside the measurements, and whether they are sparse and noisy (`simulate/signals.py`);
 - im: whether ooniprobe measures Telegram, WhatsApp and Signal with OONI's instant-messaging tests in half of
   its runs (no control, fixed endpoints) rather than always with web_connectivity.
 
@@ -54,6 +56,7 @@ DIMENSIONS: dict[str, tuple[str, ...]] = {
     "versions": ("0.4", "mixed", "0.5"),
     "software": ("observatory", "ooniprobe"),
     "im": ("web", "im-tests"),
+    "signals": ("absent", "present", "noisy"),
 }
 # Per-probe-day chance of vanishing for days, per churn option.
 ABSENCE_RATE = {"none": 0.0, "some": 0.02, "heavy": 0.06}
@@ -83,6 +86,9 @@ class Model:
     share_05: float = 0.0  # share of OONI web_connectivity documents in the 0.5 layout
     dedicated_ooni: bool = False  # dedicated probes are ooniprobe (OONI documents) rather than ours
     im_share: float = 0.0  # share of ooniprobe runs measuring the messaging platforms with OONI's IM tests
+    # outside-in signals as IODA publishes them (simulate/signals.py): "absent", "present", or "noisy" (sparse
+    # address space, small series that dip by chance, as IODA's sparse regions do)
+    signals: str = "absent"
 
     @property
     def is_default(self) -> bool:
@@ -97,7 +103,7 @@ def draw_model(seed: int, activity: str) -> Model:
     """One world's assumptions, each dimension's option drawn uniformly (seeded: the same seed, the same
     model). `activity` is "dedicated" or "volunteer"; volunteers are always ooniprobe."""
     rng = random.Random(f"{seed}/families/{activity}")
-    opts = {dim: rng.choice(choices) for dim, choices in DIMENSIONS.items() if dim != "im"}
+    opts = {dim: rng.choice(choices) for dim, choices in DIMENSIONS.items() if dim not in ("im", "signals")}
     if activity != "dedicated":
         opts["software"] = "ooniprobe"
     hours = opts["hours"]
@@ -108,6 +114,8 @@ def draw_model(seed: int, activity: str) -> Model:
     resolver = rng.uniform(0.02, 0.08) if faults == "resolver" else 0.0
     # drawn last, so that adding this dimension left every earlier draw as it was; our own probe has no IM tests
     opts["im"] = rng.choice(DIMENSIONS["im"]) if opts["software"] == "ooniprobe" else "web"
+    # outside-in signals, drawn from their own stream so that every earlier draw stays as it was
+    opts["signals"] = random.Random(f"{seed}/signals/{activity}").choice(DIMENSIONS["signals"])
     return Model(
         options=opts,
         shapes=SHAPE_NAMES if hours == "mixed" else (hours,),
@@ -124,4 +132,5 @@ def draw_model(seed: int, activity: str) -> Model:
         share_05=SHARE_05[opts["versions"]],
         dedicated_ooni=opts["software"] == "ooniprobe",
         im_share=0.5 if opts["im"] == "im-tests" else 0.0,
+        signals=opts["signals"],
     )
