@@ -110,3 +110,12 @@ def test_one_network_down_everywhere_is_that_networks_outage_not_a_national_one(
     sc = replace(sc, countries=(replace(au, networks=big),))
     found = signal_incidents(outside_signals(sc, Model(signals="present")))
     assert found and {(i.scope, i.asns) for i in found} == {(Scope.NETWORK, (4804,))}
+
+
+def test_regions_that_fall_with_a_network_down_everywhere_are_its_footprint_not_a_regional_event() -> None:
+    # Optus as it is, with sparse (noisy) region series: the regions where it carries most of the blocks fall
+    # below half with it; its own country-wide series fell and the other networks' kept answering, so the
+    # loss is still Optus's, not a regional one
+    sc = load_scenario(ROOT / "scenarios" / "au-2023-optus-outage.toml")
+    found = signal_incidents(outside_signals(sc, Model(signals="noisy")))
+    assert found and {(i.scope, i.asns) for i in found} == {(Scope.NETWORK, (4804,))}

@@ -252,6 +252,11 @@ def _scope(g: _Group, measured: dict[str, _Measured]) -> tuple[str, list[str], l
         return (Scope.NETWORK if asn_out else Scope.REGIONAL), regions, asns
     if national:
         return Scope.NATIONAL, regions, asns
+    # a network whose own country-wide series dropped while others kept answering is down in each of its
+    # regions: a region series that fell with it fell by that network's share (its footprint), not a second,
+    # regional event
+    if asn_out and networks_up:
+        return Scope.NETWORK, regions, asns
     partial = any({c for c in known.cells if c[1] == a} - cells_out for _, a in cells_out)
     if region_out or partial:
         return Scope.REGIONAL, regions, asns
