@@ -138,8 +138,8 @@ def test_history_counts_only_similar_incidents_in_the_same_country() -> None:
 
 def _reference_incidents() -> list[Incident]:
     """The three incidents of the reference scenario as the simulator's truth gives them."""
-    from observatory.simulate.generator import truth
     from observatory.simulate.scenario import load_scenario
+    from observatory.simulate.truth import truth
 
     return [Incident.from_json(d) for d in truth(load_scenario(SCENARIO))]
 

@@ -10,9 +10,10 @@ outcome looks like on the wire), `generator` (the streaming loop and the truth),
 """
 
 from observatory.simulate.families import Model, draw_model
-from observatory.simulate.generator import Generator, generate, truth
+from observatory.simulate.generator import Generator, generate
 from observatory.simulate.output import stream_to_collector, stream_to_file, write_simulation, write_truth
 from observatory.simulate.scenario import Country, Event, Network, Noise, Scenario, load_scenario
+from observatory.simulate.truth import truth
 from observatory.simulate.world import ACTIVITIES, DEDICATED, VOLUNTEER
 
 __all__ = [

@@ -22,8 +22,9 @@ import httpx
 
 from observatory.errors import ConfigError
 from observatory.simulate.families import Model
-from observatory.simulate.generator import Generator, truth
+from observatory.simulate.generator import Generator
 from observatory.simulate.scenario import Scenario
+from observatory.simulate.truth import truth
 from observatory.simulate.world import ACTIVITIES, DEDICATED
 
 WRITE_BATCH = 2048

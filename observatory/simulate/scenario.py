@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from observatory import catalog
 from observatory.errors import ConfigError
+from observatory.simulate.tomltable import TableReader
 from observatory.vocab import IncidentKind, Technique
 
 NETWORK_TYPES = ("fixed", "mobile")
@@ -127,62 +128,7 @@ class Scenario:
 # --- loading and validation -------------------------------------------------------------------------------
 
 
-class _Reader:
-    """Reads one TOML table, reporting every problem as `file: key: what is wrong`."""
-
-    def __init__(self, path: str, table: dict[str, Any], prefix: str, allowed: tuple[str, ...]) -> None:
-        self.path, self.table, self.prefix = path, table, prefix
-        for key in table:
-            if key not in allowed:
-                self.fail(key, f"unknown key (allowed: {', '.join(allowed)})")
-
-    def key(self, name: str) -> str:
-        return f"{self.prefix}{name}"
-
-    def fail(self, name: str, what: str) -> None:
-        raise ConfigError(f"{self.path}: {self.key(name)}: {what}")
-
-    def get(self, name: str, kind: type | tuple[type, ...], default: Any = ..., *, what: str = "") -> Any:
-        if name not in self.table:
-            if default is ...:
-                self.fail(name, "missing")
-            return default
-        value = self.table[name]
-        # TOML booleans are ints in Python: never accept one where a number is meant
-        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-            self.fail(name, f"expected {what or _kind_name(kind)}, got {value!r}")
-        if not isinstance(value, kind):
-            self.fail(name, f"expected {what or _kind_name(kind)}, got {value!r}")
-        return value
-
-    def number(self, name: str, default: float, lo: float, hi: float) -> float:
-        value = float(self.get(name, (int, float), default, what="a number"))
-        if not lo <= value <= hi:
-            self.fail(name, f"{value} is outside [{lo}, {hi}]")
-        return value
-
-    def strings(self, name: str, default: tuple[str, ...] | None = None) -> tuple[str, ...]:
-        value = self.get(name, list, ... if default is None else list(default), what="a list of strings")
-        for i, v in enumerate(value):
-            if not isinstance(v, str) or not v:
-                self.fail(f"{name}[{i}]", f"expected a non-empty string, got {v!r}")
-        return tuple(value)
-
-    def tables(self, name: str) -> list[dict[str, Any]]:
-        value: list[dict[str, Any]] = self.get(name, list, [], what=f"an array of tables ([[{name}]])")
-        for i, v in enumerate(value):
-            if not isinstance(v, dict):
-                self.fail(f"{name}[{i}]", f"expected a table ([[{name}]]), got {v!r}")
-        return value
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    names = {int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a table"}
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
-def _parse_time(r: _Reader, name: str, value: Any, allow_offsets: bool) -> Time:
+def _parse_time(r: TableReader, name: str, value: Any, allow_offsets: bool) -> Time:
     if isinstance(value, datetime):  # a TOML datetime literal
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     if not isinstance(value, str):
@@ -242,7 +188,7 @@ def load_scenario(path: str | Path, *, allow_offsets: bool = False) -> Scenario:
 def scenario_from_dict(
     raw: dict[str, Any], *, path: str = "<scenario>", allow_offsets: bool = False
 ) -> Scenario:
-    r = _Reader(path, raw, "", TOP_KEYS)
+    r = TableReader(path, raw, "", TOP_KEYS)
     name = r.get("name", str)
     seed = r.get("seed", int, 0)
     start = _read_start(r, allow_offsets)
@@ -260,7 +206,7 @@ def scenario_from_dict(
         r.fail("targets", "a platform is listed twice")
 
     noise_table = r.get("noise", dict, {})
-    nr = _Reader(path, noise_table, "noise.", NOISE_KEYS)
+    nr = TableReader(path, noise_table, "noise.", NOISE_KEYS)
     noise = Noise(**{k: nr.number(k, getattr(Noise(), k), 0.0, 1.0) for k in NOISE_KEYS})
 
     countries = tuple(_read_country(path, i, c) for i, c in enumerate(r.tables("country")))
@@ -285,14 +231,14 @@ def scenario_from_dict(
     )
 
 
-def _read_start(r: _Reader, allow_offsets: bool) -> Time:
+def _read_start(r: TableReader, allow_offsets: bool) -> Time:
     value = r.table.get("start")
     if allow_offsets and (value is None or value == "now"):
         return timedelta(0)
     return _parse_time(r, "start", r.get("start", (str, datetime)), allow_offsets)
 
 
-def _read_interval(r: _Reader, allow_offsets: bool) -> timedelta:
+def _read_interval(r: TableReader, allow_offsets: bool) -> timedelta:
     has_min, has_sec = "interval_minutes" in r.table, "interval_seconds" in r.table
     if has_min and has_sec:
         r.fail("interval_seconds", "give interval_minutes or interval_seconds, not both")
@@ -305,7 +251,7 @@ def _read_interval(r: _Reader, allow_offsets: bool) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def _anchor(r: _Reader, name: str, start: Time, t: Time) -> Time:
+def _anchor(r: TableReader, name: str, start: Time, t: Time) -> Time:
     """An offset counted from an absolute start becomes absolute; an absolute time needs an absolute start."""
     if isinstance(t, timedelta) and isinstance(start, datetime):
         return start + t
@@ -328,7 +274,7 @@ def _show(t: Time) -> str:
 
 
 def _read_country(path: str, i: int, table: dict[str, Any]) -> Country:
-    r = _Reader(path, table, f"country[{i}].", COUNTRY_KEYS)
+    r = TableReader(path, table, f"country[{i}].", COUNTRY_KEYS)
     code = r.get("code", str)
     if len(code) != 2 or not code.isalpha() or not code.isupper():
         r.fail("code", f'{code!r} is not an ISO 3166-1 alpha-2 code such as "PK"')
@@ -346,7 +292,7 @@ def _read_country(path: str, i: int, table: dict[str, Any]) -> Country:
 
 
 def _read_network(path: str, prefix: str, table: dict[str, Any]) -> Network:
-    r = _Reader(path, table, prefix, NETWORK_KEYS)
+    r = TableReader(path, table, prefix, NETWORK_KEYS)
     asn = r.get("asn", int)
     if not 0 < asn < 2**32:
         r.fail("asn", f"{asn} is not an AS number")
@@ -362,7 +308,7 @@ def _read_network(path: str, prefix: str, table: dict[str, Any]) -> Network:
     return Network(asn=asn, name=r.get("name", str), type=ntype, probes=probes, regions=regions)
 
 
-def _check_unique(r: _Reader, countries: tuple[Country, ...]) -> None:
+def _check_unique(r: TableReader, countries: tuple[Country, ...]) -> None:
     seen_cc: set[str] = set()
     seen_asn: set[int] = set()
     for i, c in enumerate(countries):
@@ -385,7 +331,7 @@ def _read_event(
     end: Time,
     allow_offsets: bool,
 ) -> Event:
-    r = _Reader(path, table, f"event[{i}].", EVENT_KEYS)
+    r = TableReader(path, table, f"event[{i}].", EVENT_KEYS)
     kinds = tuple(k.value for k in IncidentKind)
     kind = r.get("kind", str)
     if kind not in kinds:
@@ -457,7 +403,7 @@ def _read_event(
     )
 
 
-def _read_event_platforms(r: _Reader, kind: str, targets: tuple[str, ...]) -> tuple[str, ...]:
+def _read_event_platforms(r: TableReader, kind: str, targets: tuple[str, ...]) -> tuple[str, ...]:
     if kind == IncidentKind.CONNECTIVITY_LOSS:
         if r.table.get("platforms"):
             r.fail("platforms", "a connectivity_loss affects everything: omit platforms")
@@ -473,7 +419,7 @@ def _read_event_platforms(r: _Reader, kind: str, targets: tuple[str, ...]) -> tu
     return platforms
 
 
-def _read_technique(r: _Reader, kind: str) -> str | None:
+def _read_technique(r: TableReader, kind: str) -> str | None:
     known = tuple(t.value for t in Technique)
     value: str | None = r.get("technique", str, None)
     if value is not None and value not in known:
