@@ -304,3 +304,43 @@ def test_a_platform_failing_while_it_is_down_everywhere_is_its_outage_not_a_rest
     clusters = cluster(down + im, CFG)
     assert [c.family for c in clusters] == [OUTAGE]
     assert {e.country for e in clusters[0].episodes} == {"DE", "BR", "US", "IN"}
+
+
+KINDS = ("dns_tampering", "tcp_reset", "tls_interference", "http_failure", "unreachable")
+
+
+def _noisy_history(onset: int) -> tuple[list[tuple[int, int, int]], dict[int, Counter[str]]]:
+    """Two days of one probe every 15 minutes, one run in 25 failing, the failures spread over every kind."""
+    pts = [p for p in _quiet(48) if p[0] < onset]
+    pts = [(t, n, 1 if i % 25 == 7 else 0) for i, (t, n, _) in enumerate(pts)]
+    kinds = {t: Counter({KINDS[j % len(KINDS)]: 1}) for j, t in enumerate(t for t, _n, k in pts if k)}
+    return pts, kinds
+
+
+def test_failures_that_keep_one_technique_alarm_sooner_than_scattered_noise_would() -> None:
+    # a failure of one kind is rarer under "noise" than a failure of any kind (noise spreads over five kinds),
+    # so failures that keep one technique weigh more each
+    onset = 2 * DAY
+    pts, kinds = _noisy_history(onset)
+    block = [(onset + i * 3 * STEP, 1, 1) for i in range(8)]
+    kinds |= {t: Counter({"dns_tampering": 1}) for t, _n, _k in block}
+    pts += block
+    [plain] = scan_share(pts, CFG, now=onset + 8 * 3 * STEP, techniques=kinds)
+    [alarm] = scan_share(pts, CFG, now=onset + 8 * 3 * STEP, techniques=kinds, by_technique=True)
+    assert alarm.start == plain.start == onset
+    # a run sooner (against any failure, five; against DNS's own rate, four: the threshold is raised for
+    # running five tests, and the failures before the alarm join the baseline in both tests)
+    assert plain.alarm == onset + 4 * 3 * STEP + STEP
+    assert alarm.alarm == onset + 3 * 3 * STEP + STEP
+
+
+def test_one_test_per_technique_pays_for_their_number_in_evidence() -> None:
+    # DNS, a healthy run, DNS, DNS: 11 nats against DNS's own rate, short of the threshold raised by log(5) for
+    # running five tests, and 7 against any failure: no alarm (without the margin, five tests would cry wolf
+    # about five times as often as one)
+    onset = 2 * DAY
+    pts, kinds = _noisy_history(onset)
+    burst = [(onset + i * 3 * STEP, 1, 0 if i == 1 or i > 3 else 1) for i in range(12)]
+    kinds |= {t: Counter({"dns_tampering": 1}) for t, _n, k in burst if k}
+    pts += burst
+    assert scan_share(pts, CFG, now=onset + 12 * 3 * STEP, techniques=kinds, by_technique=True) == []

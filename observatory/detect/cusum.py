@@ -88,6 +88,13 @@ class Cusum:
         if self.recovery >= self.end_threshold:
             self.close()
 
+    def raise_now(self, t: int) -> None:
+        """Raises the alarm at the end of bucket `t` although the sum has not reached the threshold (another
+        test on the same data did): onset at the start of the current upward run, as for a crossing."""
+        if self.current is None and self.run_start is not None:
+            self.current = Alarm(start=self.run_start, alarm=t + self.step, end=None, buckets=list(self.run))
+            self.recovery, self.last_zero = 0.0, t + self.step
+
     def close(self) -> None:
         """Ends the current alarm at the last time the data was still consistent with it."""
         if self.current is not None:
@@ -123,14 +130,15 @@ def main_techniques(counts: Counter[str]) -> set[str]:
 
 
 def scan_share(points: Iterable[tuple[int, int, int]], cfg: DetectConfig, now: int,
-               techniques: dict[int, Counter[str]] | None = None) -> list[Alarm]:
+               techniques: dict[int, Counter[str]] | None = None, by_technique: bool = False) -> list[Alarm]:
     """Bernoulli CUSUM of (time, probes, bad probes) against the series' own trailing rate of bad probes.
 
     Onset is tested against a fixed disrupted share (`cfg.p1`). Once alarmed, the end is tested against the
     share the disruption has actually shown so far: a block that fails 95% of measurements has ended after a
     few healthy ones, while a partial one (half the probes) needs more evidence, as before.
     `techniques` (bucket -> anomalous probes by technique), when known, lets the edges be drawn by the
-    alarm's own techniques (see `_refine`).
+    alarm's own techniques (see `_refine`); with `by_technique` each technique also has its own test, which
+    can raise the alarm sooner (see `TechniqueTests`).
     """
     cusum = Cusum(cfg.threshold, cfg.end_threshold, cfg.bucket_seconds)
     window: deque[tuple[int, int, int]] = deque()
@@ -138,6 +146,7 @@ def scan_share(points: Iterable[tuple[int, int, int]], cfg: DetectConfig, now: i
     run_probes = run_bad = 0  # probes and bad probes since the current upward run began (the alarm's own share)
     last = 0
     points_seen: list[tuple[int, int, int, float]] = []
+    per_technique = TechniqueTests(techniques, cfg) if techniques and by_technique else None
     for t, n, k in points:
         if n <= 0:
             continue
@@ -155,6 +164,10 @@ def scan_share(points: Iterable[tuple[int, int, int]], cfg: DetectConfig, now: i
             p1 = max(p1, min(cfg.end_share_cap, run_bad / run_probes))
         was_alarmed, run_before = cusum.alarmed, cusum.run_start
         cusum.feed(t, bernoulli_llr(k, n, p0, p1))
+        if per_technique is not None and per_technique.feed(t, n, learn=not cusum.alarmed) and not cusum.alarmed:
+            cusum.raise_now(t)
+        if per_technique is not None and cusum.alarmed:
+            per_technique.reset()
         if cusum.alarmed or cusum.run_start is not None:
             if not was_alarmed and run_before is None:  # a new upward run begins with this bucket
                 run_probes = run_bad = 0
@@ -168,6 +181,56 @@ def scan_share(points: Iterable[tuple[int, int, int]], cfg: DetectConfig, now: i
             base_bad += k
     alarms = cusum.finish(last + cfg.bucket_seconds, now, cfg.end_grace_seconds)
     return [_refine(a, points_seen, cfg, techniques) for a in alarms]
+
+
+class TechniqueTests:
+    """One Bernoulli CUSUM per technique seen on a track: that technique's failing probes against its own
+    trailing rate.
+
+    Random failures scatter over every kind of failure, so a failure of one kind is rarer under "normal" than a
+    failure of any kind; a censor applies one method, so failures that keep one technique are judged against
+    the right, lower null and each weighs more than in the test on any failure. Running one test per technique
+    multiplies the false alarms by their number, so each test's threshold is raised by the log of that number
+    (a CUSUM's false-alarm rate falls about as e^-threshold). Causal, like the test on any failure: a test
+    that crosses raises the alarm at that bucket, never earlier.
+    """
+
+    def __init__(self, techniques: dict[int, Counter[str]], cfg: DetectConfig) -> None:
+        self.techniques = techniques
+        self.kinds = sorted({kind for c in techniques.values() for kind in c})
+        self.cfg = cfg
+        self.threshold = cfg.threshold + math.log(max(1, len(self.kinds)))
+        self.prior = cfg.prior_rate / max(1, len(self.kinds))  # the prior share of failures, split evenly
+        self.evidence = dict.fromkeys(self.kinds, 0.0)
+        self.window: deque[tuple[int, int, Counter[str]]] = deque()
+        self.base_probes = 0
+        self.base_bad: Counter[str] = Counter()
+
+    def feed(self, t: int, n: int, learn: bool) -> bool:
+        """Adds bucket t (n probes); True when a technique's evidence reached its threshold. `learn`: the
+        bucket is outside an alarm and joins the baselines."""
+        cfg = self.cfg
+        while self.window and self.window[0][0] <= t - cfg.baseline_seconds:
+            _, old_probes, old_bad = self.window.popleft()
+            self.base_probes -= old_probes
+            self.base_bad.subtract(old_bad)
+        bad = self.techniques.get(t, Counter())
+        crossed = False
+        for kind in self.kinds:
+            p0 = (self.base_bad[kind] + self.prior * cfg.prior_weight) / (self.base_probes + cfg.prior_weight)
+            p0 = min(cfg.max_rate, max(cfg.min_rate, p0))
+            llr = bernoulli_llr(min(n, bad[kind]), n, p0, max(cfg.p1, min(0.9, 3 * p0)))
+            self.evidence[kind] = max(0.0, self.evidence[kind] + llr)
+            crossed = crossed or self.evidence[kind] >= self.threshold
+        if learn:
+            own = Counter({kind: min(n, c) for kind, c in bad.items()})
+            self.window.append((t, n, own))
+            self.base_probes += n
+            self.base_bad.update(own)
+        return crossed
+
+    def reset(self) -> None:
+        self.evidence = dict.fromkeys(self.kinds, 0.0)
 
 
 def _refine(a: Alarm, points: list[tuple[int, int, int, float]], cfg: DetectConfig,

@@ -138,7 +138,8 @@ def find_episodes(tracks: Tracks, cfg: DetectConfig) -> list[Episode]:
         kinds = {o.t: Counter(w.split(" ", 1)[0] for w in o.witnesses) for o in obs if o.witnesses}
         failures = [o.t for o in obs if o.k and 2 * o.k >= o.n]
         wider = lifted.get((key[0], key[1])) if key[2].startswith(CONTROL + "@") else None
-        alarms = scan_share(((o.t, o.n, o.k) for o in obs), cfg, now, kinds)
+        alarms = scan_share(((o.t, o.n, o.k) for o in obs), cfg, now, kinds,
+                            by_technique=not key[2].startswith(CONTROL))
         if key[2] == CONTROL:
             lifted[(key[0], key[1])] = (tuple(o.t for o in obs if o.n and 2 * o.k < o.n),
                                         tuple(a.end for a in alarms if a.end is not None))
