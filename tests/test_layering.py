@@ -288,6 +288,16 @@ def test_no_import_runs_right_to_left(modules: dict[str, Module]) -> None:
     assert not problems, "imports against the pipeline:\n" + "\n".join(problems)
 
 
+MAX_MODULE_LINES = 500  # issue 23: a module one reader can hold; past it, a concern wants its own module
+
+
+def test_no_module_is_over_the_size_a_reader_can_hold() -> None:
+    sizes = {str(p.relative_to(PACKAGE.parent)): len(p.read_text(encoding="utf-8").splitlines())
+             for p in sorted(PACKAGE.rglob("*.py"))}
+    big = {name: n for name, n in sizes.items() if n > MAX_MODULE_LINES}
+    assert not big, f"modules over {MAX_MODULE_LINES} lines (split them by concern): {big}"
+
+
 def test_no_import_circle(modules: dict[str, Module]) -> None:
     cycles = [c for c in import_cycles(modules) if c not in KNOWN_CYCLES]
     assert not cycles, "import circles:\n" + "\n".join(" <-> ".join(c) for c in cycles)
