@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from observatory.incident import Incident
-from observatory.series import SeriesCell
+from observatory.series import SeriesCell, Witness
 
 T0 = datetime(2024, 1, 15, tzinfo=UTC)
 PLATFORMS = ("twitter", "facebook", "youtube", "control")
@@ -93,7 +93,7 @@ class World:
         cell = SeriesCell(bucket=t, country=cc, asn=net.asn, region=region, platform=platform,
                           network_name=f"Net {net.asn}")
         keys: set[str] = set()
-        technique_keys: set[str] = set()
+        witnesses: set[Witness] = set()
         kbps: list[float] = []
         for i in members:
             verdict = "ok"
@@ -132,13 +132,13 @@ class World:
                 cell.by_technique[verdict] = cell.by_technique.get(verdict, 0) + 1
                 key = f"p:{net.asn}-{i}" if self.stable_ids else f"r:{net.asn}-{i}-{int(t.timestamp())}"
                 keys.add(key)
-                technique_keys.add(f"{verdict} {key}")
+                witnesses.add(Witness(verdict, key))
         if not members:
             return None
         cell.probes = len(members)
         cell.anomalous_probes = len(keys)
         cell.anomalous_keys = tuple(sorted(keys))
-        cell.technique_keys = tuple(sorted(technique_keys))
+        cell.witnesses = tuple(sorted(witnesses))
         kbps.sort()
         cell.median_kbps = kbps[len(kbps) // 2] if kbps else None
         return cell

@@ -15,7 +15,7 @@ from typing import Any
 
 from observatory.detect import detect_incidents
 from observatory.incident import Evidence, Incident, NetworkEvidence
-from observatory.series import SeriesCell
+from observatory.series import SeriesCell, Witness
 
 PK_NETWORKS = {17557: "PTCL", 45669: "Mobilink-PK", 24499: "Telenor Pakistan", 59257: "Zong",
                9541: "Cyber Internet Services", 38193: "Nayatel"}
@@ -93,6 +93,6 @@ def cells(*, start: datetime, end: datetime, blocked: Sequence[tuple[datetime, d
                 out.append(SeriesCell(bucket=t, country="PK", asn=asn, region=None, platform=p, total=n, ok=n - bad,
                                       anomalous=bad, probes=n, network_name=name, anomalous_probes=bad,
                                       by_technique={technique: bad} if bad else {}, anomalous_keys=tuple(failed),
-                                      technique_keys=tuple(f"{technique} {k}" for k in failed)))
+                                      witnesses=tuple(Witness(technique, k) for k in failed)))
         t += bucket
     return out

@@ -18,6 +18,7 @@ from observatory.detect.episodes import CONNECTIVITY, RESTRICTION, Episode
 from observatory.detect.incidents import Cluster, confirmed_at
 from observatory.detect.probes import isolated_spans
 from observatory.detect.series import fold
+from observatory.series import Witness
 
 STEP = 300
 CFG = DetectConfig()
@@ -51,15 +52,15 @@ def test_a_near_total_block_ends_after_a_few_healthy_measurements() -> None:
 
 
 def _episode(asn: int, start: int, end: int | None, *, before: int | None = None, after: int | None = None,
-             spacing: int = STEP, witnesses: list[tuple[int, frozenset[str]]] | None = None,
+             spacing: int = STEP, witnesses: list[tuple[int, frozenset[Witness]]] | None = None,
              family: str = RESTRICTION, regions: set[str] | None = None) -> Episode:
     return Episode(family=family, country="PK", asn=asn, platform="twitter", start=start, alarm=start + STEP,
                    end=end, techniques=Counter(), witnesses=witnesses or [], regions=regions or {"North"},
                    before=before, after=after, spacing=spacing)
 
 
-def _keys(*names: str, technique: str = "tls_interference") -> frozenset[str]:
-    return frozenset(f"{technique} {n}" for n in names)
+def _keys(*names: str, technique: str = "tls_interference") -> frozenset[Witness]:
+    return frozenset(Witness(technique, n) for n in names)
 
 
 def test_onset_is_midway_into_a_sampling_gap_but_not_further_than_the_usual_spacing() -> None:
@@ -167,7 +168,7 @@ def test_a_regional_loss_stays_regional_with_a_faulty_probe_elsewhere_in_an_affe
                 < onset + timedelta(hours=5) and c.probes and 0 % 3 == (int(c.bucket.timestamp()) // STEP) % 3):
             key = "p:17557-0"
             c.anomalous_keys = tuple(sorted({*c.anomalous_keys, key}))
-            c.technique_keys = tuple(sorted({*c.technique_keys, f"unreachable {key}"}))
+            c.witnesses = tuple(sorted({*c.witnesses, Witness("unreachable", key)}))
             c.anomalous_probes = len(c.anomalous_keys)
             c.anomalous += 1
             c.by_technique["unreachable"] = c.by_technique.get("unreachable", 0) + 1
@@ -226,7 +227,7 @@ def _fail_at_every_step(cells: list[Any], platform: str, lo: datetime, hi: datet
         if c.platform == platform and lo <= c.bucket < hi and c.probes:
             keys = tuple(f"p:{c.asn}-{i}:{int(c.bucket.timestamp())}" for i in range(c.probes))
             c.anomalous_keys = keys
-            c.technique_keys = tuple(f"unreachable {k}" for k in keys)
+            c.witnesses = tuple(Witness("unreachable", k) for k in keys)
             c.anomalous_probes = c.anomalous = c.probes
             c.by_technique = {"unreachable": c.probes}
 
@@ -270,7 +271,7 @@ def test_an_incident_ends_when_its_sparse_series_was_seen_normal_after_the_other
 
 
 def _tls(asn: int, platform: str, start: int, end: int, probes: int, family: str = RESTRICTION) -> Episode:
-    keys = frozenset(f"tls_interference p:{asn}-{i}" for i in range(probes))
+    keys = frozenset(Witness("tls_interference", f"p:{asn}-{i}") for i in range(probes))
     return Episode(family=family, country="PK", asn=asn, platform=platform, start=start, alarm=start + STEP,
                    end=end, techniques=Counter({"tls_interference": 3 * probes}), witnesses=[(start, keys)],
                    regions={"North"}, platforms={"twitter"} if platform in ("*", "twitter") else {platform})
@@ -296,7 +297,7 @@ def test_a_platform_failing_while_it_is_down_everywhere_is_its_outage_not_a_rest
     t = 10 * DAY
     down = [Episode(family=OUTAGE, country=cc, asn=asn, platform="whatsapp", start=t, alarm=t + STEP,
                     end=t + 6 * 3600, platforms={"whatsapp"}, regions={"North"},
-                    witnesses=[(t, frozenset(f"down down:{asn}:{i}" for i in range(3)))])
+                    witnesses=[(t, frozenset(Witness("down", f"down:{asn}:{i}") for i in range(3)))])
             for cc, asn in (("DE", 1), ("BR", 2), ("US", 3))]
     im = [_tls(asn, "whatsapp", t + 10 * STEP, t + 3 * 3600, 3) for asn in (4, 5)]
     for e in im:

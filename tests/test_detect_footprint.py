@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from detect_world import T0, Event, Net, World
 
 from observatory.detect import detect_incidents
-from observatory.series import SeriesCell
+from observatory.series import SeriesCell, Witness
 
 DAY2 = T0 + timedelta(days=2)
 CUT = (DAY2 + timedelta(hours=11), DAY2 + timedelta(hours=17))
@@ -35,7 +35,7 @@ def im_test(cells: list[SeriesCell], platform: str, start: datetime, end: dateti
             continue
         keys = tuple(sorted(f"r:im-{c.asn}-{c.region}-{int(c.bucket.timestamp())}-{i}" for i in range(c.probes)))
         out.append(replace(c, ok=0, down=0, down_probes=0, anomalous=c.total, anomalous_probes=c.probes,
-                           anomalous_keys=keys, technique_keys=tuple(f"{technique} {k}" for k in keys),
+                           anomalous_keys=keys, witnesses=tuple(Witness(technique, k) for k in keys),
                            by_technique={technique: c.total}, median_kbps=None))
     return out
 

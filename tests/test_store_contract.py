@@ -18,10 +18,12 @@ import statistics
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
+import msgspec
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
@@ -30,11 +32,13 @@ from observatory.errors import ConfigError, StoreError, StoreReadOnlyError
 from observatory.incident import Assessment, Incident
 from observatory.ingest import Ingestor, IngestSummary, ingest_paths
 from observatory.measurement import PRIVATE_FIELDS, SCRUBBED
+from observatory.series import Witness, parse_witness, witness_probes
 from observatory.signals import SignalPoint
 from observatory.store import ContextEvent, IncidentFilter, MeasurementFilter, ProbeCredential, open_store
 from observatory.store.base import Row, UserReport
 from observatory.store.clickhouse import MIGRATIONS, ClickHouseStore
 from observatory.store.duckdb import DuckDBStore
+from observatory.vocab import TECHNIQUES
 
 sys.path.insert(0, str(Path(__file__).parent))
 from store_world import T0, Event, Net, World, pk_block_world  # noqa: E402
@@ -369,6 +373,20 @@ def test_series_counts_verdicts_and_distinct_probes(store: DuckDBStore | ClickHo
         assert all(v == pytest.approx(statistics.median(want[(k, t)])) for k, t, v in c.probe_kbps)
     assert cell.network_name == "Network 17557"
     assert sum(c.total for c in cells) == sum(r.measurement.probe_cc == "PK" for r in rows)
+
+
+def test_series_witnesses_keep_probe_keys_with_spaces_whole(store: DuckDBStore | ClickHouseStore) -> None:
+    # a probe key is "p:"/"r:" + whatever id a document carried, so it may hold spaces; the technique never does
+    rows = [replace(r, measurement=msgspec.structs.replace(r.measurement, probe_key=r.measurement.probe_key + " a b"))
+            for r in _small_world().rows()]
+    _insert_all(store, rows)
+    cells = store.series(since=T0, until=T0 + timedelta(days=1), bucket_seconds=900, countries=["pk"])
+    expected = {Witness(r.verdict, r.measurement.probe_key) for r in rows
+                if r.verdict in TECHNIQUES and r.measurement.probe_cc == "PK"}
+    assert expected and {w for c in cells for w in c.witnesses} == expected
+    assert all(c.anomalous_keys == witness_probes(c.witnesses) for c in cells)
+    with pytest.raises(ValueError, match="technique probe_key"):
+        parse_witness("tcp_reset")
 
 
 def test_rollup_adds_up_across_refreshes(store: DuckDBStore | ClickHouseStore) -> None:

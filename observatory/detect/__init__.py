@@ -73,7 +73,7 @@ def detect_incidents(cells: Iterable[SeriesCell], *, config: DetectConfig | None
                 if rest is None:
                     continue
                 c = rest
-        witnesses = {tk.split(" ", 1)[1] for e in c.episodes for _, keys in e.witnesses for tk in keys}
+        witnesses = {w.probe for e in c.episodes for _, keys in e.witnesses for w in keys}
         near = [f for f in flagged if c.country in (None, f["country"]) and f["probe"] not in witnesses
                 and f["asn"] in {f"AS{e.asn}" for e in c.episodes}]
         # probes that lost everything alone while this cluster's event went on (not on some other day): a

@@ -50,9 +50,7 @@ class Cluster:
                     out |= {(e.end - step, f"silence:{i}:a"), (e.end - step, f"silence:{i}:b")}
                 continue
             for t, keys in e.witnesses:
-                for tk in keys:
-                    technique, key = tk.split(" ", 1)
-                    items.append((t, technique, key))
+                items.extend((t, w.technique, w.probe) for w in keys)
         own = main_techniques(Counter(technique for _, technique, _ in items))
         out |= {(t, key) for t, technique, key in items if technique in own}
         return sorted(out)
@@ -129,8 +127,8 @@ class Cluster:
         for e in self.episodes:
             if e.end is not None:
                 continue
-            own = main_techniques(Counter(tk.split(" ", 1)[0] for _, keys in e.witnesses for tk in keys))
-            last = max((t for t, keys in e.witnesses if any(tk.split(" ", 1)[0] in own for tk in keys)),
+            own = main_techniques(Counter(w.technique for _, keys in e.witnesses for w in keys))
+            last = max((t for t, keys in e.witnesses if any(w.technique in own for w in keys)),
                        default=e.start)
             if last + step > others and not any(t > last for t, _ in e.normal):
                 return None  # failing after the others had ended, and not seen normal since
@@ -278,7 +276,7 @@ def _same_block(c: Cluster, e: Episode) -> bool:
 
 
 def _distinct_keys(e: Episode) -> int:
-    return len({tk.split(" ", 1)[1] for _, keys in e.witnesses for tk in keys})
+    return len({w.probe for _, keys in e.witnesses for w in keys})
 
 
 def _worldwide_outages(clusters: list[Cluster], cfg: DetectConfig) -> list[Cluster]:

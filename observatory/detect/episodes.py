@@ -15,6 +15,7 @@ from observatory.detect.config import DetectConfig
 from observatory.detect.cusum import Alarm, scan_share, scan_throughput, split_lifted
 from observatory.detect.series import ALL_PLATFORMS, Obs, Tracks
 from observatory.detect.silence import SilenceScan, scan_silence
+from observatory.series import Witness
 
 RESTRICTION, THROTTLING, CONNECTIVITY, OUTAGE = "restriction", "throttling", "connectivity", "outage"
 
@@ -29,8 +30,8 @@ class Episode:
     alarm: int
     end: int | None
     techniques: Counter[str] = field(default_factory=Counter)
-    # (bucket, "technique probe_key" of the probes that witnessed it): for causal confirmation
-    witnesses: list[tuple[int, frozenset[str]]] = field(default_factory=list)
+    # (bucket, the probes that witnessed it there): for causal confirmation
+    witnesses: list[tuple[int, frozenset[Witness]]] = field(default_factory=list)
     regions: set[str] = field(default_factory=set)  # regions where this episode's probes saw it
     probes: int = 0  # probe-observations during the episode
     bad: int = 0  # anomalous probe-observations during the episode
@@ -102,12 +103,12 @@ def _episode(family: str | None, key: tuple[str, int, str], obs: list[Obs], a: A
     elif not platform.startswith(CONTROL):
         ep.platforms = {platform}
     if stream == "down":
-        ep.witnesses = [(o.t, frozenset(f"down down:{asn}:{o.t}:{i}" for i in range(o.down))) for o in window
-                        if o.down]
+        ep.witnesses = [(o.t, frozenset(Witness("down", f"down:{asn}:{o.t}:{i}") for i in range(o.down)))
+                        for o in window if o.down]
         ep.regions = {r for o in window for r, (n, _k) in o.regions.items() if n}
     elif stream == "slow":
         # the witnesses are the probes found slow (scan_throughput), each once however often it ran
-        ep.witnesses = [(t, frozenset(f"throttling {k}" for k in keys)) for t, keys in sorted(a.slow.items())]
+        ep.witnesses = [(t, frozenset(Witness("throttling", k) for k in keys)) for t, keys in sorted(a.slow.items())]
         ep.regions = {r for o in window for r, (n, _k) in o.regions.items() if n}
         ep.techniques = Counter({"throttling": sum(len(keys) for keys in a.slow.values())})
     else:
@@ -135,7 +136,7 @@ def find_episodes(tracks: Tracks, cfg: DetectConfig) -> list[Episode]:
     lifted: dict[tuple[str, int], tuple[tuple[int, ...], tuple[int, ...]]] = {}
     for key in sorted(tracks.series, key=lambda k: "@" in k[2]):
         obs = tracks.series[key]
-        kinds = {o.t: Counter(w.split(" ", 1)[0] for w in o.witnesses) for o in obs if o.witnesses}
+        kinds = {o.t: Counter(w.technique for w in o.witnesses) for o in obs if o.witnesses}
         failures = [o.t for o in obs if o.k and 2 * o.k >= o.n]
         wider = lifted.get((key[0], key[1])) if key[2].startswith(CONTROL + "@") else None
         alarms = scan_share(((o.t, o.n, o.k) for o in obs), cfg, now, kinds,
@@ -174,7 +175,7 @@ def find_episodes(tracks: Tracks, cfg: DetectConfig) -> list[Episode]:
                          before=a.before, spacing=a.spacing)
             # the probes that went quiet together, keyed per network so that a region's silence and its
             # network's are not counted twice
-            quiet = frozenset(f"unreachable silent:{asn}:{i}" for i in range(seen))
+            quiet = frozenset(Witness("unreachable", f"silent:{asn}:{i}") for i in range(seen))
             ep.witnesses = [(a.alarm - step, quiet)]
             ep.techniques = Counter({"unreachable": seen})
             episodes.append(ep)

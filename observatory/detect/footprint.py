@@ -51,7 +51,7 @@ def within_loss(c: Cluster, losses: list[Loss], slack: int, min_probes: int) -> 
         mine = [loss for loss in losses if loss.country == c.country and e.asn in loss.asns]
         for t, keys in e.witnesses:
             if not any(loss.start - slack <= t and (loss.end is None or t < loss.end + slack) for loss in mine):
-                outside |= {tk.split(" ", 1)[1] for tk in keys}
+                outside |= {w.probe for w in keys}
     return len(outside) < min_probes
 
 

@@ -21,6 +21,7 @@ from observatory.detect.cusum import main_techniques
 from observatory.detect.episodes import CONNECTIVITY, OUTAGE, RESTRICTION, THROTTLING, Episode
 from observatory.detect.series import ALL_PLATFORMS, Obs, Tracks
 from observatory.incident import Evidence, FlaggedProbe, Incident, NetworkEvidence
+from observatory.series import Witness
 from observatory.vocab import RESTRICTION_TECHNIQUES as _RESTRICTION_TECHNIQUES
 from observatory.vocab import IncidentKind, Scope, Status
 
@@ -46,7 +47,7 @@ def confirmed_at(c: Cluster, cfg: DetectConfig, isolated: frozenset[str] = froze
     many witnesses as ran at the same time (in one bucket), which only different installations can.
     """
     where = where or {}
-    entries: list[tuple[int, int, frozenset[str]]] = []
+    entries: list[tuple[int, int, frozenset[Witness]]] = []
     for e in c.episodes:
         for t, keys in e.witnesses:
             entries.append((max(t + cfg.bucket_seconds, e.alarm), t, keys))
@@ -57,8 +58,7 @@ def confirmed_at(c: Cluster, cfg: DetectConfig, isolated: frozenset[str] = froze
     runs: dict[tuple[int, str], dict[int, set[str]]] = {}  # (asn, region) -> bucket -> unstable keys
     when: int | None = None
     for t, bucket, keys in entries:
-        for tk in keys:
-            technique, key = tk.split(" ", 1)
+        for technique, key in keys:
             if c.family == CONNECTIVITY and key in isolated:
                 continue  # a probe that failed alone while its neighbours were fine vouches for nothing
             everyone.add(key)
@@ -138,10 +138,10 @@ def _witnessed_regions(e: Episode, tracks: Tracks, isolated: frozenset[str]) -> 
     witnesses are all isolated probes (it says nothing about where the event was)."""
     if e.silent:
         return set(e.regions)
-    located = [tracks.where.get(tk.split(" ", 1)[1]) for _, keys in e.witnesses for tk in keys]
+    located = [tracks.where.get(w.probe) for _, keys in e.witnesses for w in keys]
     if not any(located):
         return set(e.regions)  # counts without probe keys (down, throughput): the share decides
-    keys = {tk.split(" ", 1)[1] for _, ks in e.witnesses for tk in ks}
+    keys = {w.probe for _, ks in e.witnesses for w in ks}
     where = {tracks.where[k][1] for k in keys if k in tracks.where and k not in isolated}
     if not where:
         return None

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from statistics import median
 
 from observatory.catalog import CONTROL
-from observatory.series import DEFAULT_BUCKET_SECONDS, SeriesCell
+from observatory.series import DEFAULT_BUCKET_SECONDS, SeriesCell, Witness
 from observatory.store.base import Row
 from observatory.vocab import TECHNIQUES
 
@@ -58,7 +58,7 @@ def build_series(rows: Iterable[Row], *, bucket_seconds: int = DEFAULT_BUCKET_SE
             anomalous_probes=len({r.measurement.probe_key for r in anomalous}),
             down_probes=len({r.measurement.probe_key for r in rs if r.verdict == "down"}),
             anomalous_keys=tuple(sorted({r.measurement.probe_key for r in anomalous})),
-            technique_keys=tuple(sorted({f"{r.verdict} {r.measurement.probe_key}" for r in anomalous})),
+            witnesses=tuple(sorted({Witness(r.verdict, r.measurement.probe_key) for r in anomalous})),
             by_technique=dict(techniques),
             median_kbps=float(median(kbps)) if kbps else None,
             network_name=rs[0].measurement.network_name,
@@ -84,7 +84,7 @@ class Obs:
     regions: dict[str, list[int]] = field(default_factory=dict)  # region -> [probes, anomalous probes]
     platforms: dict[str, list[int]] = field(default_factory=dict)  # platform -> [probes, anomalous probes]
     folded: set[str] = field(default_factory=set)  # anomalous probes taken out: their control failed too
-    witnesses: set[str] = field(default_factory=set)  # "technique probe_key" of the anomalous probes kept
+    witnesses: set[Witness] = field(default_factory=set)  # the anomalous probes kept, with their technique
 
     @property
     def median_kbps(self) -> float | None:
@@ -196,9 +196,9 @@ def fold(cells: Iterable[SeriesCell], bucket_seconds: int) -> Tracks:
                   first=first or 0, now=(last or 0) + bucket_seconds, where=where)
 
 
-def _witnesses(c: SeriesCell, keys: set[str]) -> set[str]:
-    """"technique probe_key" for the kept anomalous probes of a cell (cells without them: the main technique)."""
-    if c.technique_keys:
-        return {tk for tk in c.technique_keys if tk.split(" ", 1)[1] in keys}
+def _witnesses(c: SeriesCell, keys: set[str]) -> set[Witness]:
+    """The kept anomalous probes of a cell with their technique (cells without them: the main technique)."""
+    if c.witnesses:
+        return {w for w in c.witnesses if w.probe in keys}
     main = max(c.by_technique, key=lambda t: (c.by_technique[t], t)) if c.by_technique else "unknown"
-    return {f"{main} {k}" for k in keys}
+    return {Witness(main, k) for k in keys}

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from observatory.measurement import sane_time
-from observatory.series import SeriesCell
+from observatory.series import SeriesCell, parse_witnesses, witness_probes
 from observatory.store.base import (
     Changes,
     DownCount,
@@ -162,6 +162,7 @@ def _per_probe_median(triples: Sequence[Any]) -> tuple[tuple[str, str, float], .
 def _cell(r: Sequence[Any]) -> SeriesCell:
     end = 15 + len(_TECHNIQUE_LIST)
     techniques = {t: int(n) for t, n in zip(_TECHNIQUE_LIST, r[15:end], strict=True) if n}
+    witnesses = parse_witnesses(r[14] or ())
     return SeriesCell(
         bucket=datetime.fromtimestamp(int(r[0]), UTC),
         country=r[1],
@@ -177,8 +178,8 @@ def _cell(r: Sequence[Any]) -> SeriesCell:
         median_kbps=_median(r[11]),
         network_name=r[12] or "",
         down_probes=int(r[13]),
-        technique_keys=tuple(sorted(r[14] or ())),
-        anomalous_keys=tuple(sorted({k.split(" ", 1)[1] for k in (r[14] or ())})),
+        witnesses=witnesses,
+        anomalous_keys=witness_probes(witnesses),
         by_technique=techniques,
         probe_kbps=_per_probe_median(r[end]) if len(r) > end else (),
     )

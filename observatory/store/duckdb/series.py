@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from observatory.measurement import sane_time
-from observatory.series import SeriesCell
+from observatory.series import SeriesCell, parse_witnesses, witness_probes
 from observatory.store.base import (
     Changes,
     DownCount,
@@ -214,7 +214,7 @@ def _probe_kbps(text: str) -> tuple[tuple[str, str, float], ...]:
 def _cell(r: Sequence[Any], buckets: dict[int, datetime] | None = None) -> SeriesCell:
     end = 15 + len(_TECHNIQUE_LIST)
     techniques = {t: int(n) for t, n in zip(_TECHNIQUE_LIST, r[15:end], strict=True) if n}
-    keys = sorted(k for k in (r[14] or ()) if k is not None)
+    witnesses = parse_witnesses(r[14] or ())
     # each probe's median kbps per test, after the technique counts: the column added for throttling, as text
     # (a third of the cost of a list of structs; a double's text round-trips exactly; the control's speed is
     # not tested, so its cells leave it empty)
@@ -240,8 +240,8 @@ def _cell(r: Sequence[Any], buckets: dict[int, datetime] | None = None) -> Serie
         median_kbps=float(r[11]) if r[11] is not None else None,
         network_name=r[12] or "",
         down_probes=int(r[13]),
-        technique_keys=tuple(keys),
-        anomalous_keys=tuple(sorted({k.split(" ", 1)[1] for k in keys})),
+        witnesses=witnesses,
+        anomalous_keys=witness_probes(witnesses),
         by_technique=techniques,
         probe_kbps=probe_kbps,
     )
