@@ -1,9 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from observatory.cli import main
 
 DATA = Path(__file__).parent / "data"
 OONI = DATA / "ooni"
@@ -22,3 +26,30 @@ def duck(tmp_path: Path) -> Iterator[object]:
     store = DuckDBStore(str(tmp_path / "obs.duckdb"))
     yield store
     store.close()
+
+
+@dataclass
+class Result:
+    """What one in-process run of the `observatory` command gave: its exit status and its two streams."""
+
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
+    """The `observatory` entry point in-process, its error handling and exit codes included."""
+
+    def invoke(*args: str) -> Result:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", ["observatory", *args])
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out = capsys.readouterr()
+        return Result(code, out.out, out.err)
+
+    return invoke

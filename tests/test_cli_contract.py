@@ -18,7 +18,6 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,9 +26,10 @@ import click
 import httpx
 import pytest
 import typer
+from conftest import Result
 
 from observatory import __version__
-from observatory.cli import app, main
+from observatory.cli import app
 from observatory.ingest import ingest_paths
 from observatory.store.duckdb import DuckDBStore
 from tests.report_world import incident
@@ -46,29 +46,6 @@ NEEDS_STORE = {  # command -> the other arguments it needs to get as far as open
     "probes list": [], "probes revoke": ["lahore-1"], "probes purge": ["lahore-1"],
     "alert": ["--webhook", "http://127.0.0.1:9/"], "export": ["--out", "{tmp}/out.jsonl"], "signals list": [],
 }
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
-    def invoke(*args: str) -> Result:
-        capsys.readouterr()
-        monkeypatch.setattr(sys, "argv", ["observatory", *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out = capsys.readouterr()
-        return Result(code, out.out, out.err)
-
-    return invoke
 
 
 def _good(uid: str, day: datetime | None = None) -> str:

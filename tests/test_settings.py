@@ -5,14 +5,12 @@ config file."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import Result
 
-from observatory.cli import main
 from observatory.errors import ConfigError
 from observatory.settings import KEYS, Settings, load_settings
 from observatory.web.settings import WebSettings
@@ -20,29 +18,6 @@ from observatory.web.settings import WebSettings
 TOKEN_FILE = "file-token-0123456789"
 TOKEN_ENV = "env-token-0123456789"
 TOKEN_FLAG = "flag-token-0123456789"
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
-    def invoke(*args: str) -> Result:
-        capsys.readouterr()
-        monkeypatch.setattr(sys, "argv", ["observatory", *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out = capsys.readouterr()
-        return Result(code, out.out, out.err)
-
-    return invoke
 
 
 @pytest.fixture(autouse=True)
