@@ -44,10 +44,9 @@ def open_store(url: str, *, read_only: bool = False, shared: bool = False,
     service, let other processes (the CLI) use a DuckDB file between this store's operations; a ClickHouse server
     is shared by nature. `settings`: from the entry point (`store_settings`)."""
     if url.startswith(("chdb://", "clickhouse://", "clickhouses://")):
-        try:
-            from observatory.store.clickhouse import ClickHouseStore
-        except ImportError as exc:  # pragma: no cover - depends on the installation
-            raise ConfigError(f"ClickHouse store unavailable: {exc}") from exc
+        # imported here: chdb's engine is large, and a DuckDB run should not pay for loading it
+        from observatory.store.clickhouse import ClickHouseStore
+
         return ClickHouseStore(url, read_only=read_only)
     if "://" in url:
         raise ConfigError(f"--db {url!r}: unknown store URL (use a file path, chdb:///DIR or clickhouse://...)")

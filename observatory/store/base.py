@@ -164,8 +164,8 @@ def insert_beside_uploads(store: Store, table: pa.Table) -> InsertResult:
 
 
 def values_of(column: pa.ChunkedArray) -> list[Any]:
-    """A string or binary column as a list of str or bytes (None for null): ~20x faster than to_pylist(), which
-    builds a pyarrow scalar per value."""
+    """A string or binary column as a list of str or bytes (None for null), through numpy: to_pylist() builds a
+    pyarrow scalar per value first."""
     values: list[Any] = column.to_numpy().tolist()
     return values
 
