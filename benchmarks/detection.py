@@ -348,7 +348,9 @@ def scale(n_target: int = 10_000_000, increment: int = 10_000, cache: Path = SCA
               + ", ".join(f"{i.country} {i.kind} {i.scope}" for i in run.saved) + " (target < 60 s)", flush=True)
         # 10,000 new measurements: the quiet week's last hours, one day later, in a few countries
         con.execute(f"""
-            INSERT INTO measurements
+            INSERT INTO measurements (uid, seq, t, received, cc, asn, network, region, probe_key, resolver_asn,
+                                      test_name, test_version, software, source, input, platform, verdict, kbps,
+                                      raw)
             SELECT uid || '-new', nextval('measurement_seq'), t + INTERVAL 1 DAY, received, cc, asn, network,
                    region, probe_key, resolver_asn, test_name, test_version, software, source, input, platform,
                    verdict, kbps, '' FROM measurements
