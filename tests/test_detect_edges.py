@@ -307,6 +307,23 @@ def test_a_platform_failing_while_it_is_down_everywhere_is_its_outage_not_a_rest
     assert {e.country for e in clusters[0].episodes} == {"DE", "BR", "US", "IN"}
 
 
+def test_a_block_lifted_before_the_platforms_outage_began_stays_a_block() -> None:
+    # the lab's techniques scenario: Facebook reset in one country for twenty minutes, lifted, and forty minutes
+    # later Facebook down everywhere. The block is another event, not the outage's footprint
+    from observatory.detect.cluster import cluster
+    from observatory.detect.episodes import OUTAGE, RESTRICTION
+    t = 10 * DAY
+    down = [Episode(family=OUTAGE, country=cc, asn=asn, platform="facebook", start=t, alarm=t + STEP,
+                    end=t + 6 * 3600, platforms={"facebook"}, regions={"North"},
+                    witnesses=[(t, frozenset(Witness("down", f"down:{asn}:{i}") for i in range(3)))])
+            for cc, asn in (("DE", 1), ("BR", 2), ("US", 3))]
+    block = [_tls(asn, "facebook", t - 60 * 60, t - 40 * 60, 3) for asn in (4, 5)]
+    for e in block:
+        e.country = "IN"
+    clusters = cluster(down + block, CFG)
+    assert sorted(c.family for c in clusters) == sorted([OUTAGE, RESTRICTION])
+
+
 KINDS = ("dns_tampering", "tcp_reset", "tls_interference", "http_failure", "unreachable")
 
 

@@ -322,8 +322,13 @@ def _within_outages(clusters: list[Cluster], cfg: DetectConfig) -> list[Cluster]
 
 
 def _during(c: Cluster, outage: Cluster, cfg: DetectConfig) -> bool:
+    """Whether the cluster's failures fall in the outage: it begins while the outage goes on (or within the
+    gap that merges one event's anomalies, for the outage's own onset is known only that well) and is not over
+    before the outage began. A restriction of the same platform an hour earlier, lifted before the outage, is
+    another event (the lab's Facebook reset, then Facebook's outage)."""
     end = outage.end
-    return outage.start - cfg.sync_seconds <= c.start and (end is None or c.start < end)
+    begins = outage.start - cfg.merge_gap_seconds <= c.start and (end is None or c.start < end)
+    return begins and (c.end is None or c.end > outage.start)
 
 
 def _overlap(a: Cluster, b: Cluster) -> bool:
