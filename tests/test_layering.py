@@ -274,8 +274,8 @@ def modules() -> dict[str, Module]:
 
 
 def test_every_module_has_a_layer(modules: dict[str, Module]) -> None:
-    for name in modules:
-        layer_of(name)
+    # layer_of fails, naming the module, on one in no layer; every layer found is a place in LAYERS
+    assert modules and all(0 <= layer_of(name) < len(LAYERS) for name in modules)
 
 
 def test_pure_packages_do_no_io(modules: dict[str, Module]) -> None:
