@@ -112,7 +112,7 @@ class World:
                 if rng.random() < e.coverage:
                     verdict = "unreachable"
             for e in [e for e in self.events if e.kind == "down" and e.start <= t < e.end]:
-                if platform in e.platforms:
+                if platform in e.platforms and (not e.asns or net.asn in e.asns):
                     verdict = "down"
             for e in self._active(t, cc, net, region, "faulty"):
                 if e.probe == i:

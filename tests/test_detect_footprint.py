@@ -128,3 +128,18 @@ def test_a_flaky_networks_failures_do_not_confirm_a_silence_elsewhere() -> None:
                   asns=(17557,), regions=("North",))
     incidents = detect_incidents(World(countries={"PK": nets}, days=4, events=[flaky, quiet]).cells())
     assert [i for i in incidents if i.kind == "connectivity_loss" and i.confirmed_at is not None] == []
+
+
+def test_a_platform_down_on_one_network_while_others_reach_it_is_no_outage() -> None:
+    # a failing resolver on T-Mobile makes its probes see Twitter `down` for 40 minutes; every other network,
+    # in the US and in Germany, reaches Twitter meanwhile: not Twitter's outage (failed without
+    # `contradicted_outage`: a worldwide "Twitter outage" of one network)
+    nets = {"US": [Net(21928, probes=4), Net(7922)], "DE": [Net(3320)]}
+    start = CUT[0]
+    down = Event(kind="down", start=start, end=start + timedelta(minutes=40), platforms=("twitter",),
+                 asns=(21928,), country="US")
+    assert [i.kind for i in detect_incidents(World(countries=nets, events=[down]).cells())] == []
+    # the same on every network is the platform's outage
+    everywhere = replace(down, asns=())
+    found = detect_incidents(World(countries=nets, events=[everywhere]).cells())
+    assert [(i.kind, i.country) for i in found] == [("platform_outage", None)]

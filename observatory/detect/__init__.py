@@ -21,7 +21,7 @@ from observatory.detect.config import DetectConfig
 from observatory.detect.degraded import Runs, degraded_networks, without_degraded
 from observatory.detect.episodes import CONNECTIVITY, RESTRICTION, find_episodes
 from observatory.detect.faults import drop_network_faults
-from observatory.detect.footprint import Loss, outage_footprints, within_loss
+from observatory.detect.footprint import Loss, contradicted_outage, outage_footprints, within_loss
 from observatory.detect.incidents import to_incident
 from observatory.detect.probes import disagreeing_probes, isolated_spans
 from observatory.detect.series import build_series, fold
@@ -57,6 +57,8 @@ def detect_incidents(cells: Iterable[SeriesCell], *, config: DetectConfig | None
     for c in clusters:
         if c.family == RESTRICTION and within_loss(c, losses, cfg.merge_gap_seconds, cfg.min_probes):
             continue
+        if contradicted_outage(c, tracks, cfg.min_probes):
+            continue  # one network's view of a platform that everyone else reached
         if c.family == CONNECTIVITY:
             runs = runs or Runs(cells)
             gone = degraded_networks(c, runs, cfg.bucket_seconds)
@@ -81,7 +83,9 @@ def detect_incidents(cells: Iterable[SeriesCell], *, config: DetectConfig | None
         lo, hi = c.start - cfg.bucket_seconds, (c.end if c.end is not None else tracks.now)
         isolated = frozenset(k for k, spans in isolated_at.items() if any(a <= hi and b >= lo for a, b in spans)
                              ) if c.family == CONNECTIVITY else frozenset()
-        inc = to_incident(c, tracks, cfg, near, isolated)
+        if c.family == CONNECTIVITY:
+            runs = runs or Runs(cells)
+        inc = to_incident(c, tracks, cfg, near, isolated, runs.completed if runs is not None else None)
         if inc is None:
             continue
         if c.family == CONNECTIVITY and inc.confirmed_at is not None:

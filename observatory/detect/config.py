@@ -16,6 +16,9 @@ class DetectConfig:
     min_rate: float = 0.01
     max_rate: float = 0.25
     threshold: float = 10.0  # h: log-likelihood ratio (nats) at which a series raises an alarm
+    # one test over a window that other data chose (detect/faults.py: was the control failing during a
+    # platform's episode?) is not a scan over every bucket: odds of 100 to 1 are decisive there
+    window_evidence: float = 4.6  # ln 100
     end_threshold: float = 8.0  # evidence for "back to normal" that ends an alarm
     # once alarmed, "back to normal" is tested against the share the disruption showed so far, capped here
     # so that a few stray successes inside a near-total block cannot end it

@@ -29,9 +29,11 @@ from collections.abc import Iterable
 
 from observatory.detect.cluster import Cluster
 from observatory.series import SeriesCell
+from observatory.vocab import Technique
 
 MAX_OK_SHARE = 0.05
 MIN_OK = 2
+THROTTLING = Technique.THROTTLING.value
 
 RunKey = tuple[str, int, str, int]  # country, asn, region, bucket
 
@@ -41,16 +43,28 @@ class Runs:
     succeeded and that failed, over every platform and the control."""
 
     def __init__(self, cells: Iterable[SeriesCell]) -> None:
-        counts: dict[RunKey, list[int]] = defaultdict(lambda: [0, 0, 0])  # ok, anomalous, most probes in a cell
+        # ok, anomalous, most probes in a cell, throttled (a slow transfer is a completed one)
+        counts: dict[RunKey, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
         for c in cells:
             acc = counts[(c.country, c.asn, c.region or "", int(c.bucket.timestamp()))]
             acc[0] += c.ok
             acc[1] += c.anomalous
             acc[2] = max(acc[2], c.probes)
+            acc[3] += c.by_technique.get(THROTTLING, 0)
         self.by_network: dict[tuple[str, int], list[tuple[int, int, int]]] = defaultdict(list)
-        for (country, asn, _region, t), (ok, bad, probes) in counts.items():
+        # the single-probe runs that completed a measurement: the probe had its connection then
+        self.connected: set[RunKey] = set()
+        for key, (ok, bad, probes, slow) in counts.items():
+            country, asn, _region, t = key
+            if probes == 1 and ok + slow:
+                self.connected.add(key)
             if probes == 1 and bad and 2 * bad > ok + bad:
                 self.by_network[(country, asn)].append((t, ok, bad))
+
+    def completed(self, country: str, asn: int, region: str, bucket: int) -> bool:
+        """Whether the one probe that ran in this network-region and bucket completed some measurement
+        (False where several ran: a success may be a neighbour's)."""
+        return (country, asn, region, bucket) in self.connected
 
     def failing(self, country: str, asns: Iterable[int], lo: int, hi: int | None) -> tuple[int, int]:
         """Measurements that succeeded and that failed in the single-probe runs that mostly failed, in

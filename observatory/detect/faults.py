@@ -7,13 +7,17 @@ takes out the probes whose control failed in the same run, but a fault that hits
 independently leaves many runs whose control happened to work while their platforms failed, and those
 probes then agree on a technique (a failing resolver is one technique) as a block's would.
 
-So a restriction episode is put to two tests on its own window (give or take the merge gap) and network,
-each at the evidence an alarm needs (`cfg.threshold` nats, the CUSUM's own), so no new threshold is fitted:
-- was the network failing? Its control failed well above its usual rate, on `min_probes` distinct probes
-  (the standard a restriction is confirmed on: one probe's stray control failures never count);
+So a restriction episode is put to two tests on its own window (give or take the merge gap) and network:
+- was the network failing? Its control failed above its usual rate, on `min_probes` distinct probes (the
+  standard a restriction is confirmed on: one probe's stray control failures never count), with odds of
+  100 to 1 (`cfg.window_evidence`). This is one test on a window the platform's alarm chose, not a scan
+  of the control over every bucket, so it does not need an alarm's 10 nats: a flaky hour on a network of
+  ten probes leaves about 18 control measurements, 4 of them failed, which is 5 nats against a 3% rate and
+  was never "failing" at 10 (a Tigray world: three platforms "restricted" with three techniques);
 - did the platform fail *beyond* that? Judged against the control's rate in that window in place of its
-  usual baseline, would its failures still raise an alarm? A block fails its platforms nearly always while
-  the control works; a fault fails both alike.
+  usual baseline, would its failures still raise an alarm (`cfg.threshold`, the CUSUM's own)? A block
+  fails its platforms nearly always while the control works; a fault fails both alike. Keeping a block
+  is the cautious side, so it asks the alarm's evidence.
 A restriction that fails the second test where the first holds is the network failing, not a block. A block
 of days that overlaps a flaky hour keeps the control near its usual rate over its window, and a block that
 begins during a fault fails its platforms far beyond the control: both stay. Where the control was not
@@ -77,7 +81,7 @@ def explained_by_network(e: Episode, tracks: Tracks, cfg: DetectConfig) -> bool:
         return False
     usual = _usual_rate(control, lo, cfg)
     rate = min(cfg.end_share_cap, max(usual, failed / total))
-    if bernoulli_llr(failed, total, usual, rate) < cfg.threshold:
+    if bernoulli_llr(failed, total, usual, rate) < cfg.window_evidence:
         return False  # the control worked about as usual: the network was not failing
     share = min(cfg.end_share_cap, e.bad / e.probes)
     if share <= rate:

@@ -13,6 +13,11 @@ name servers were gone in October 2021, OONI's whatsapp test, which has no contr
 as blocking in every country. A platform is down once, everywhere: outages that overlap and share a
 platform are one outage, and a restriction of only the outage's platforms, wholly inside it, is its footprint.
 
+The converse holds too: a platform that is down is down from every network that reaches for it. An "outage"
+seen on one network while other networks measured the same platform meanwhile and mostly reached it
+(`contradicted_outage`) is that network's trouble (a failing resolver made T-Mobile's probes see Twitter
+down, and nobody else, for half an hour: a worldwide "Twitter outage"), not the platform's.
+
 Only a restriction that the loss explains is its footprint: without its failures inside a loss of their own
 network (within a small slack for the edges of two differently paced tests), fewer probes than confirmation
 needs remain. A block that began before the shutdown, or goes on after it, or on a network that
@@ -27,6 +32,7 @@ from dataclasses import dataclass
 
 from observatory.detect.cluster import Cluster
 from observatory.detect.episodes import OUTAGE, RESTRICTION
+from observatory.detect.series import Tracks
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,3 +86,25 @@ def outage_footprints(clusters: list[Cluster], slack: int) -> list[Cluster]:
 
 def _meet(a: Cluster, b: Cluster) -> bool:
     return (a.end is None or b.start < a.end) and (b.end is None or a.start < b.end)
+
+
+def contradicted_outage(c: Cluster, tracks: Tracks, min_probes: int) -> bool:
+    """Whether a platform outage seen on a single network is refuted by the others: over its span, other
+    networks (any country) measured its platforms with at least `min_probes` probes reaching them, and most
+    of their probes did. Seen on two networks or more, or with nobody else measuring, it stands."""
+    if c.family != OUTAGE:
+        return False
+    mine = {(e.country, e.asn) for e in c.episodes}
+    if len(mine) > 1:
+        return False
+    platforms = set(c.platforms())
+    hi = c.end if c.end is not None else tracks.now
+    reached = measured = 0
+    for (country, asn, platform), obs in tracks.series.items():
+        if platform not in platforms or (country, asn) in mine:
+            continue
+        for o in obs:
+            if c.start <= o.t < hi:
+                measured += o.n
+                reached += o.n - o.k - o.down
+    return reached >= min_probes and 2 * reached > measured

@@ -9,6 +9,7 @@ cluster is confirmed at the earliest time the data taken up to then holds enough
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from statistics import median
 from typing import Any
@@ -27,6 +28,9 @@ from observatory.vocab import IncidentKind, Scope, Status
 
 __all__ = ["Cluster", "KIND_OF_FAMILY", "confirmed_at", "incident_id", "scope_of", "to_incident"]
 
+# (country, asn, region, bucket) -> whether the one probe that ran there completed some measurement
+Connected = Callable[[str, int, str, int], bool]
+
 KIND_OF_FAMILY = {
     RESTRICTION: IncidentKind.PLATFORM_RESTRICTION,
     THROTTLING: IncidentKind.THROTTLING,
@@ -35,7 +39,8 @@ KIND_OF_FAMILY = {
 }
 
 def confirmed_at(c: Cluster, cfg: DetectConfig, isolated: frozenset[str] = frozenset(),
-                 where: dict[str, tuple[int, str]] | None = None) -> tuple[int | None, int]:
+                 where: dict[str, tuple[int, str]] | None = None,
+                 connected: Connected | None = None) -> tuple[int | None, int]:
     """Earliest time at which alarmed series had shown `min_probes` distinct witnesses, and how many in all.
 
     For a restriction the witnesses must agree on the technique: censorship applies one method to everyone
@@ -45,11 +50,18 @@ def confirmed_at(c: Cluster, cfg: DetectConfig, isolated: frozenset[str] = froze
     counted as installations: one faulty installation that runs often fails every run, each under a new
     report id, exactly like a region losing its connection. Runs of one network and region count as only as
     many witnesses as ran at the same time (in one bucket), which only different installations can.
+
+    A cut is all or nothing for the probe it reaches: a probe whose run completed a measurement in the same
+    bucket (`connected`: known where it ran alone in its network-region) had its connection, and its failure
+    there (a flaky line, a stray timeout of the control) witnesses no cut.
     """
     where = where or {}
     entries: list[tuple[int, int, frozenset[Witness]]] = []
     for e in c.episodes:
         for t, keys in e.witnesses:
+            if c.family == CONNECTIVITY and connected is not None and not e.silent:
+                keys = frozenset(w for w in keys if w.probe not in where
+                                 or not connected(e.country, *where[w.probe], t))
             entries.append((max(t + cfg.bucket_seconds, e.alarm), t, keys))
     entries.sort(key=lambda x: (x[0], x[1]))
     per_technique = c.family == RESTRICTION
@@ -302,9 +314,9 @@ def incident_id(country: str | None, kind: str, start: int) -> str:
 
 
 def to_incident(c: Cluster, tracks: Tracks, cfg: DetectConfig, flagged: list[dict[str, Any]],
-                isolated: frozenset[str] = frozenset()) -> Incident | None:
+                isolated: frozenset[str] = frozenset(), connected: Connected | None = None) -> Incident | None:
     """A cluster as an incident; None when it never gathered the evidence to be more than noise."""
-    when, witnesses = confirmed_at(c, cfg, isolated, tracks.where)
+    when, witnesses = confirmed_at(c, cfg, isolated, tracks.where, connected)
     scope, asns, regions = scope_of(c, tracks, cfg, isolated)
     end = c.finish(cfg.bucket_seconds, set(regions))
     start = c.onset(cfg.bucket_seconds, set(regions))
