@@ -20,6 +20,7 @@ from observatory.series import SeriesCell, Witness
 
 T0 = datetime(2024, 1, 15, tzinfo=UTC)
 PLATFORMS = ("twitter", "facebook", "youtube", "control")
+MIXED = ("tcp_blackhole", "tls_interference", "http_interference", "unreachable")
 
 
 @dataclass
@@ -46,6 +47,9 @@ class Event:
     country: str = "PK"
     probe: int = 0  # for "faulty": the probe index that goes bad
     coverage: float = 0.95
+    # for "fault": the control's share, when a flaky line fails the small nearby control less often than the
+    # platforms' far and heavy sites (None: the same share); technique "mixed": each failure of its own kind
+    control_coverage: float | None = None
 
 
 @dataclass
@@ -61,6 +65,8 @@ class World:
     every: int = 3
     # probe ids ("p:") as dedicated probes have; False: a new report id per run ("r:"), as volunteers in OONI
     stable_ids: bool = True
+    # probes' runs spread over the whole cycle (and networks offset from each other), as sparse volunteers'
+    spread: bool = False
 
     def cells(self, shift: timedelta = timedelta(0)) -> list[SeriesCell]:
         rng = random.Random(self.seed)
@@ -72,13 +78,18 @@ class World:
                 for net in nets:
                     for ri, region in enumerate(net.regions):
                         members = [i for i in range(net.probes)
-                                   if i % len(net.regions) == ri and (b - i) % self.every == 0]
+                                   if i % len(net.regions) == ri and (b - self._phase(i, net)) % self.every == 0]
                         for platform in self.platforms:
                             cell = self._cell(rng, t, cc, net, region, platform, members)
                             if cell is not None:
                                 cell.bucket = cell.bucket + shift
                                 out.append(cell)
         return out
+
+    def _phase(self, i: int, net: Net) -> int:
+        """Probe i's bucket within its cycle: i (dedicated probes a bucket apart), or with `spread` its
+        share of the cycle (sparse volunteers running at any time of it)."""
+        return (i * self.every) // net.probes + net.asn % 7 if self.spread else i
 
     def _active(self, t: datetime, cc: str, net: Net, region: str, kind: str) -> list[Event]:
         return [e for e in self.events if e.kind == kind and e.country == cc and e.start <= t < e.end
@@ -118,8 +129,9 @@ class World:
                 if e.probe == i:
                     verdict = "tcp_blackhole"
             for e in self._active(t, cc, net, region, "fault"):
-                if rng.random() < e.coverage:
-                    verdict = e.technique
+                share = e.control_coverage if platform == "control" and e.control_coverage is not None else e.coverage
+                if rng.random() < share:
+                    verdict = e.technique if e.technique != "mixed" else rng.choice(MIXED)
             cell.total += 1
             if verdict == "ok":
                 cell.ok += 1

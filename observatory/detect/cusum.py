@@ -95,6 +95,15 @@ class Cusum:
             self.current = Alarm(start=self.run_start, alarm=t + self.step, end=None, buckets=list(self.run))
             self.recovery, self.last_zero = 0.0, t + self.step
 
+    def raise_at(self, when: int) -> None:
+        """Raises the alarm at time `when` (another test, on a wider series that holds this one, crossed
+        then) if this sum holds evidence for a disruption: onset at the start of its current upward run, the
+        data consistent with it up to the end of its last anomalous bucket."""
+        if self.current is None and self.run_start is not None:
+            self.current = Alarm(start=self.run_start, alarm=when, end=None, buckets=list(self.run))
+            self.recovery = 0.0
+            self.last_zero = self.run[-1] + self.step if self.run else when
+
     def close(self) -> None:
         """Ends the current alarm at the last time the data was still consistent with it."""
         if self.current is not None:
@@ -130,7 +139,8 @@ def main_techniques(counts: Counter[str]) -> set[str]:
 
 
 def scan_share(points: Iterable[tuple[int, int, int]], cfg: DetectConfig, now: int,
-               techniques: dict[int, Counter[str]] | None = None, by_technique: bool = False) -> list[Alarm]:
+               techniques: dict[int, Counter[str]] | None = None, by_technique: bool = False,
+               corroborated: Iterable[int] = ()) -> list[Alarm]:
     """Bernoulli CUSUM of (time, probes, bad probes) against the series' own trailing rate of bad probes.
 
     Onset is tested against a fixed disrupted share (`cfg.p1`). Once alarmed, the end is tested against the
@@ -138,7 +148,10 @@ def scan_share(points: Iterable[tuple[int, int, int]], cfg: DetectConfig, now: i
     few healthy ones, while a partial one (half the probes) needs more evidence, as before.
     `techniques` (bucket -> anomalous probes by technique), when known, lets the edges be drawn by the
     alarm's own techniques (see `_refine`); with `by_technique` each technique also has its own test, which
-    can raise the alarm sooner (see `TechniqueTests`).
+    can raise the alarm sooner (see `TechniqueTests`). `corroborated`: the times at which the same test on a
+    wider series holding this one (the platform across the country's networks) raised its alarm; a series
+    that holds evidence of its own then (an upward run: failures not yet outweighed by normal data) is
+    alarmed at that time (see `corroborating_alarms`).
     """
     cusum = Cusum(cfg.threshold, cfg.end_threshold, cfg.bucket_seconds)
     window: deque[tuple[int, int, int]] = deque()
@@ -147,10 +160,13 @@ def scan_share(points: Iterable[tuple[int, int, int]], cfg: DetectConfig, now: i
     last = 0
     points_seen: list[tuple[int, int, int, float]] = []
     per_technique = TechniqueTests(techniques, cfg) if techniques and by_technique else None
+    wider = deque(sorted(corroborated))
     for t, n, k in points:
         if n <= 0:
             continue
         k = min(k, n)
+        while wider and wider[0] <= t:  # the wider alarm came before this bucket's data: as of then
+            cusum.raise_at(wider.popleft())
         last = t
         while window and window[0][0] <= t - cfg.baseline_seconds:
             _, old_probes, old_bad = window.popleft()
@@ -179,6 +195,8 @@ def scan_share(points: Iterable[tuple[int, int, int]], cfg: DetectConfig, now: i
             window.append((t, n, k))
             base_probes += n
             base_bad += k
+    while wider and wider[0] <= now:
+        cusum.raise_at(wider.popleft())
     alarms = cusum.finish(last + cfg.bucket_seconds, now, cfg.end_grace_seconds)
     return [_refine(a, points_seen, cfg, techniques) for a in alarms]
 
@@ -359,7 +377,11 @@ class _Baseline:
         self.probes[key] += 1
 
 
-def scan_throughput(obs: list[Obs], cfg: DetectConfig, now: int) -> list[Alarm]:
+SlowPoints = tuple[list[tuple[int, int, int]], dict[int, frozenset[str]]]
+
+
+def scan_throughput(obs: list[Obs], cfg: DetectConfig, now: int, corroborated: Iterable[int] = (),
+                    judged: SlowPoints | None = None) -> list[Alarm]:
     """Throttling: a Bernoulli CUSUM of the probes whose throughput fell `cfg.throttle_ratio` below the series'
     own baseline, probe by probe.
 
@@ -371,8 +393,19 @@ def scan_throughput(obs: list[Obs], cfg: DetectConfig, now: int) -> list[Alarm]:
     light one, sets its own level. Each probe counts once per bucket (its median there), so a slow probe that
     runs often is still one probe; which probes were slow is kept in the alarm (`Alarm.slow`) so that
     confirmation counts them, not buckets. Values judged slow never enter the baseline: a long throttling does
-    not become the new normal.
+    not become the new normal. `corroborated`: as in `scan_share`; `judged`: `slow_points(obs, cfg)` when
+    already computed.
     """
+    points, slow_at = judged if judged is not None else slow_points(obs, cfg)
+    alarms = scan_share(points, cfg, now, corroborated=corroborated) if points else []
+    for a in alarms:
+        a.slow = {t: keys for t, keys in slow_at.items() if t >= a.start and (a.end is None or t < a.end)}
+    return alarms
+
+
+def slow_points(obs: list[Obs], cfg: DetectConfig) -> SlowPoints:
+    """(bucket, probes that timed a transfer, probes found slow) of a track, and the slow probes per bucket:
+    each probe against the median of the track's normal values of the same test (see `scan_throughput`)."""
     cut = math.log(cfg.throttle_ratio)
     baselines: dict[str, _Baseline] = {}
     points: list[tuple[int, int, int]] = []
@@ -400,10 +433,7 @@ def scan_throughput(obs: list[Obs], cfg: DetectConfig, now: int) -> list[Alarm]:
         for key, test, x in normal:
             if key not in slow:
                 baselines[test].add(o.t, key, x)
-    alarms = scan_share(points, cfg, now) if points else []
-    for a in alarms:
-        a.slow = {t: keys for t, keys in slow_at.items() if t >= a.start and (a.end is None or t < a.end)}
-    return alarms
+    return points, slow_at
 
 
 def _probe_values(o: Obs) -> list[tuple[str, str, float]]:
