@@ -362,3 +362,22 @@ def test_one_test_per_technique_pays_for_their_number_in_evidence() -> None:
     kinds |= {t: Counter({"dns_tampering": 1}) for t, _n, k in burst if k}
     pts += burst
     assert scan_share(pts, CFG, now=onset + 12 * 3 * STEP, techniques=kinds, by_technique=True) == []
+
+
+def test_an_operators_block_seen_before_the_incident_shares_its_platform_still_joins_it() -> None:
+    # one decision, two operators: network 1 blocks Telegram and TikTok by TLS, network 2 TikTok by DNS; the
+    # order the episodes come in is network 1's Telegram, network 2's TikTok (seen 70 minutes late, its last
+    # data hours before), then network 1's TikTok (likewise). Judged against the incident as it stood when it came,
+    # network 2's TikTok shared nothing with it; as the incident finally stands, it does (failed without
+    # `cluster._merge_late_joiners`: two incidents)
+    from observatory.detect.cluster import cluster
+    t = 10 * DAY
+    first = _tls(1, "telegram", t, t + 6 * 3600, 4)
+    late = _tls(2, "tiktok", t + 70 * 60, t + 6 * 3600, 4)
+    late.techniques = Counter({"dns_tampering": 12})
+    late.witnesses = [(late.start, frozenset(Witness("dns_tampering", f"p:2-{i}") for i in range(4)))]
+    late.before = t - 4 * 3600
+    then = _tls(1, "tiktok", t + 100 * 60, t + 6 * 3600, 4)
+    then.before = t - 3600  # sparse too: its block may have begun with the incident
+    [one] = cluster([first, late, then], CFG)
+    assert {(e.asn, e.platform) for e in one.episodes} == {(1, "telegram"), (2, "tiktok"), (1, "tiktok")}

@@ -184,6 +184,8 @@ def cluster(episodes: list[Episode], cfg: DetectConfig) -> list[Cluster]:
                 home.episodes.append(e)
             else:
                 mine.append(Cluster(family=family, country=country, episodes=[e]))
+        if family == RESTRICTION:
+            mine = _merge_late_joiners(mine, cfg)
         for e in [e for e in eps if later and e.platform == ALL_PLATFORMS]:
             if any(x.asn == e.asn and x.platform != ALL_PLATFORMS and x.overlaps(e.start, e.end)
                    for c in mine for x in c.episodes):
@@ -196,6 +198,22 @@ def cluster(episodes: list[Episode], cfg: DetectConfig) -> list[Cluster]:
                 mine.append(Cluster(family=family, country=country, episodes=[e]))
         out.extend(mine if family != CONNECTIVITY else [c for c in mine if _whole_network(c)])
     return _worldwide_outages(out, cfg)
+
+
+def _merge_late_joiners(clusters: list[Cluster], cfg: DetectConfig) -> list[Cluster]:
+    """Restriction incidents whose first episode joins an earlier incident as that one finally stands. The
+    greedy pass judges an episode against the incident as it was when the episode came: ACT's DNS block of
+    TikTok, first seen an hour after Jio's TLS block of Telegram, shared neither platform nor technique with
+    it yet; Jio's TikTok, a little later, made it the same story (one decision, two operators)."""
+    out: list[Cluster] = []
+    for c in clusters:
+        first = min(c.episodes, key=lambda e: e.start)
+        home = next((x for x in out if x.start <= c.start and _joins(x, first, cfg)), None)
+        if home is None:
+            out.append(c)
+        else:
+            home.episodes.extend(c.episodes)
+    return out
 
 
 def _whole_network(c: Cluster) -> bool:

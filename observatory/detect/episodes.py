@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 from observatory.catalog import CONTROL
 from observatory.detect.config import DetectConfig
-from observatory.detect.cusum import Alarm, SlowPoints, scan_share, scan_throughput, slow_points, split_lifted
+from observatory.detect.corroborate import Corroboration, platform_track
+from observatory.detect.cusum import Alarm, scan_share, scan_throughput, slow_points, split_lifted
 from observatory.detect.series import ALL_PLATFORMS, Obs, Tracks
 from observatory.detect.silence import SilenceScan, scan_silence
 from observatory.series import Witness
@@ -134,9 +135,8 @@ def find_episodes(tracks: Tracks, cfg: DetectConfig) -> list[Episode]:
     episodes: list[Episode] = []
     # the network-level tracks first: a region's track is cut where its network's alarm was lifted
     lifted: dict[tuple[str, int], tuple[tuple[int, ...], tuple[int, ...]]] = {}
-    national = corroborating_alarms(tracks, cfg)
-    judged = {key: slow_points(obs, cfg) for key, obs in tracks.series.items() if _platform_track(key[2])}
-    national_slow = corroborating_slow_alarms(judged, cfg, now)
+    judged = {key: slow_points(obs, cfg) for key, obs in tracks.series.items() if platform_track(key[2])}
+    pooled = Corroboration(tracks, judged, cfg)
     for key in sorted(tracks.series, key=lambda k: "@" in k[2]):
         obs = tracks.series[key]
         kinds = {o.t: Counter(w.technique for w in o.witnesses) for o in obs if o.witnesses}
@@ -144,7 +144,7 @@ def find_episodes(tracks: Tracks, cfg: DetectConfig) -> list[Episode]:
         wider = lifted.get((key[0], key[1])) if key[2].startswith(CONTROL + "@") else None
         alarms = scan_share(((o.t, o.n, o.k) for o in obs), cfg, now, kinds,
                             by_technique=not key[2].startswith(CONTROL),
-                            corroborated=national.get((key[0], key[2]), ()))
+                            corroborated=pooled.failures(key))
         if key[2] == CONTROL:
             lifted[(key[0], key[1])] = (tuple(o.t for o in obs if o.n and 2 * o.k < o.n),
                                         tuple(a.end for a in alarms if a.end is not None))
@@ -152,11 +152,10 @@ def find_episodes(tracks: Tracks, cfg: DetectConfig) -> list[Episode]:
         episodes.extend(_episode(None, key, obs, a, "anom") for a in anom)
         if key[2] == ALL_PLATFORMS or key[2].startswith(CONTROL + "@"):  # outage, throughput: per platform
             continue
-        down = scan_share(((o.t, o.n, o.down) for o in obs), cfg, now)
+        down = scan_share(((o.t, o.n, o.down) for o in obs), cfg, now, corroborated=pooled.down(key))
         episodes.extend(_episode(OUTAGE, key, obs, a, "down") for a in down)
         if key[2] != CONTROL:
-            slow = scan_throughput(obs, cfg, now, corroborated=national_slow.get((key[0], key[2]), ()),
-                                   judged=judged.get(key))
+            slow = scan_throughput(obs, cfg, now, corroborated=pooled.slow(key), judged=judged.get(key))
             episodes.extend(_episode(THROTTLING, key, obs, a, "slow") for a in slow)
     horizons = data_horizons(tracks, step)
     silence = {key: scan_silence(activity, cfg, horizons.get(key, now)) for key, activity in tracks.activity.items()}
@@ -185,76 +184,6 @@ def find_episodes(tracks: Tracks, cfg: DetectConfig) -> list[Episode]:
             ep.techniques = Counter({"unreachable": seen})
             episodes.append(ep)
     return episodes
-
-
-def corroborating_alarms(tracks: Tracks, cfg: DetectConfig) -> dict[tuple[str, str], list[int]]:
-    """(country, platform) -> the times the platform's test across all the country's networks raised an
-    alarm, where two networks or more measure it.
-
-    A decision taken for a whole country (Pakistan's four platforms blocked by TLS on every network) shows on
-    each network as a few failing runs of sparse volunteers, and each network's own test waits for three or
-    four of its own before it alarms, which took two to three hours. The same test on the country's pooled
-    series counts every network's failures against the pooled normal rate: the first three failing runs
-    anywhere alarm it. A network whose own series then holds evidence of its own (failures not yet outweighed
-    by normal data) is alarmed with it (`scan_share(corroborated=...)`); a network without failures gets
-    nothing, and a single network's block still needs its own test, since the other networks' normal data
-    outweigh it in the pool. One test more per platform and country; causal like every other."""
-    pooled: dict[tuple[str, str], dict[int, list[int]]] = {}
-    kinds: dict[tuple[str, str], dict[int, Counter[str]]] = {}
-    networks: dict[tuple[str, str], set[int]] = {}
-    for (country, asn, platform), obs in tracks.series.items():
-        if not _platform_track(platform):
-            continue
-        key = (country, platform)
-        networks.setdefault(key, set()).add(asn)
-        series = pooled.setdefault(key, {})
-        techniques = kinds.setdefault(key, {})
-        for o in obs:
-            acc = series.setdefault(o.t, [0, 0])
-            acc[0] += o.n
-            acc[1] += o.k
-            if o.witnesses:
-                techniques.setdefault(o.t, Counter()).update(w.technique for w in o.witnesses)
-    out: dict[tuple[str, str], list[int]] = {}
-    for key, series in pooled.items():
-        if len(networks[key]) < 2:
-            continue
-        points = ((t, n, k) for t, (n, k) in sorted(series.items()))
-        alarms = scan_share(points, cfg, tracks.now, kinds[key], by_technique=True)
-        if alarms:
-            out[key] = [a.alarm for a in alarms]
-    return out
-
-
-def corroborating_slow_alarms(judged: dict[tuple[str, int, str], SlowPoints], cfg: DetectConfig,
-                              now: int) -> dict[tuple[str, str], list[int]]:
-    """The same for throttling: (country, platform) -> the times the test on the country's pooled slow
-    probes (each judged against its own network's baseline) raised an alarm, where two networks or more
-    timed the platform."""
-    pooled: dict[tuple[str, str], dict[int, list[int]]] = {}
-    networks: dict[tuple[str, str], set[int]] = {}
-    for (country, asn, platform), (points, _) in judged.items():
-        if not points:
-            continue
-        networks.setdefault((country, platform), set()).add(asn)
-        series = pooled.setdefault((country, platform), {})
-        for t, n, k in points:
-            acc = series.setdefault(t, [0, 0])
-            acc[0] += n
-            acc[1] += k
-    out: dict[tuple[str, str], list[int]] = {}
-    for key, series in pooled.items():
-        if len(networks[key]) < 2:
-            continue
-        alarms = scan_share(((t, n, k) for t, (n, k) in sorted(series.items())), cfg, now)
-        if alarms:
-            out[key] = [a.alarm for a in alarms]
-    return out
-
-
-def _platform_track(platform: str) -> bool:
-    """A track of one platform (not the control's, a region's or the all-platforms sum)."""
-    return platform != ALL_PLATFORMS and not platform.startswith(CONTROL)
 
 
 def data_horizons(tracks: Tracks, step: int) -> dict[tuple[str, int, str], int]:
