@@ -176,3 +176,15 @@ def test_a_block_that_outlasts_a_network_fault_is_still_found() -> None:
     [inc] = [i for i in detect_incidents(w.cells()) if i.kind == "platform_restriction"]
     assert inc.asns == (17557,) and set(inc.platforms) == {"twitter", "facebook"}
     assert inc.techniques == ("dns_tampering",)
+
+
+@pytest.mark.parametrize("seed", [2, 4, 5])
+def test_a_flaky_hour_failing_the_platforms_more_than_the_control_is_no_restriction(seed: int) -> None:
+    # a flaky line for an hour on a network of six probes: 40% of the platforms' measurements fail, each its
+    # own way, and 20% of the small nearby control's; its few control measurements fall short of an alarm's
+    # evidence but not of 100:1 odds (failed with `window_evidence` at the alarm's 10 nats)
+    start = DAY2 + timedelta(hours=10)
+    fault = Event(kind="fault", start=start, end=start + timedelta(hours=1), asns=(17557,), technique="mixed",
+                  coverage=0.4, control_coverage=0.2)
+    w = World(countries={"PK": [Net(17557, probes=6), Net(45669), Net(23674)]}, seed=seed, events=[fault])
+    assert [i for i in detect_incidents(w.cells()) if i.kind == "platform_restriction"] == []
