@@ -152,31 +152,3 @@ def test_a_platform_seen_down_is_looked_at_in_fine_buckets() -> None:
     spread = [(t + timedelta(minutes=5 * i), "BR", 64560, "twitter", 2, 1 if i % 4 == 0 else 0) for i in range(12)]
     assert down_alarms(spread) == set()
 
-
-
-def _hourly(cells: list[SeriesCell]) -> list[SeriesCell]:
-    """5-minute cells summed into the hourly cells the screen reads (probes summed: report ids per run)."""
-    acc: dict[tuple[str, int, str | None, str, datetime], SeriesCell] = {}
-    for c in cells:
-        hour = c.bucket.replace(minute=0)
-        a = acc.setdefault((c.country, c.asn, c.region, c.platform, hour),
-                           SeriesCell(bucket=hour, country=c.country, asn=c.asn, region=c.region, platform=c.platform))
-        a.total, a.ok, a.anomalous, a.down = a.total + c.total, a.ok + c.ok, a.anomalous + c.anomalous, a.down + c.down
-        a.probes, a.anomalous_probes = a.probes + c.probes, a.anomalous_probes + c.anomalous_probes
-    return list(acc.values())
-
-
-def test_a_national_block_seen_by_sparse_volunteers_passes_the_screen_through_the_pooled_series() -> None:
-    # no single network has failures enough in an hour; the country's pooled series has (failed without
-    # `screen._pooled`: the fine look's pooled test, detect/corroborate.py, never got the country)
-    from test_detect_corroboration import START, Event, sparse_world
-    for seed in (1, 3):
-        block = Event(kind="block", start=START, end=START + timedelta(hours=2), platforms=("twitter", "facebook"))
-        assert candidate_countries(_hourly(sparse_world(block, seed).cells())) == {"PK"}, seed
-
-
-def test_the_pooled_series_of_a_quiet_sparse_country_is_no_candidate() -> None:
-    from test_detect_corroboration import START, Event, sparse_world
-    for seed in (1, 2, 3, 4):
-        nothing = Event(kind="block", start=START, end=START, platforms=("twitter",))
-        assert candidate_countries(_hourly(sparse_world(nothing, seed).cells())) == set(), seed

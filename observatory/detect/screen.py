@@ -4,9 +4,7 @@ At scale almost every network is quiet almost all the time, but not free of fail
 their line, see a stray reset. The screen asks of hourly counts per (country, network, platform) what the fine
 look asks before it reports: could its CUSUM have alarmed in that hour, and are the witnesses there that
 confirmation needs (probes agreeing on a technique; probes that lost their whole connection, three of them or
-two networks in one region). Each platform's hours are also summed over the country's networks, as the fine
-look's pooled test does (detect/corroborate.py): a national block seen by sparse volunteers shows there and in
-no single network. A platform seen `down` is checked in 5-minute buckets (`down_alarms`). Silence
+two networks in one region). A platform seen `down` is checked in 5-minute buckets (`down_alarms`). Silence
 and throughput keep loose hourly rules. A candidate costs a fine look, a miss costs an incident.
 
 Known gaps: the fine look's all-platforms track (`*`) can alarm on a block of many platforms seen by sparse
@@ -92,34 +90,20 @@ def screen(cells: Iterable[SeriesCell], *, failing: Iterable[FailingProbe] | Non
     witnesses: dict[tuple[str, int, str], dict[int, int]] = defaultdict(dict)
     alarmed: dict[tuple[str, int], int] = defaultdict(int)  # (country, hour) -> failing probes, any technique
     down_hours: list[tuple[str, int, str, int]] = []
-    def witnessed(country: str, asn: int, platform: str, t: int, probes: int) -> None:
-        seen = by_technique.get((country, asn, platform, t)) if techniques is not None else {"": probes}
-        for technique, n in (seen or {}).items():
-            w = witnesses[(country, t, technique)]
-            w[asn] = max(w.get(asn, 0), n)
-
     for key, hours in _by_series(sums).items():
         country, asn, platform = key
         if platform == CONTROL and failing is not None:
             continue  # judged below from the probes that lost everything
         for t, probes in _hot_hours(hours, 1, 3, cfg, bucket_seconds, min_share):
             alarmed[(country, t)] += probes
-            witnessed(country, asn, platform, t, probes)
+            seen = by_technique.get((country, asn, platform, t)) if techniques is not None else {"": probes}
+            for technique, n in (seen or {}).items():
+                w = witnesses[(country, t, technique)]
+                w[asn] = max(w.get(asn, 0), n)
         # the platform seen down: each bucket of it is a witness, so an alarm is an incident
         down_hours.extend((country, asn, platform, t) for t, _n in _hot_hours(hours, 2, 4, cfg, bucket_seconds,
                                                                                 min_share))
-    # the fine look's pooled test (detect/corroborate.py): a platform's hours summed over the country's
-    # networks; where they stand out, every network's failing probes there are witnesses
-    networks: dict[tuple[str, str], set[int]] = defaultdict(set)
-    for (country, asn, platform, _t) in sums:
-        networks[(country, platform)].add(asn)
-    for (country, platform), hours in _pooled(sums).items():
-        for t, _probes in _hot_hours(hours, 1, 3, cfg, bucket_seconds, min_share):
-            for asn in networks[(country, platform)]:
-                acc = sums.get((country, asn, platform, t))
-                if acc and acc[3]:
-                    witnessed(country, asn, platform, t, acc[3])
-    for (country, t, technique) in list(witnesses):
+    for (country, t, technique) in witnesses:
         # per network, no more probes than it had at work in those hours (a probe counts once across the
         # platforms and hours it failed on)
         per_net: dict[int, int] = defaultdict(int)
@@ -187,21 +171,6 @@ def down_alarms(counts: Iterable[tuple[datetime, str, int, str, int, int]], *,
 
 
 Hours = list[tuple[int, list[int]]]  # (hour start, per-hour counts) of one series, in time order
-
-
-def _pooled(sums: dict[tuple[str, int, str, int], list[int]]) -> dict[tuple[str, str], Hours]:
-    """Each platform's hours summed over the networks of its country, where two networks or more measure it
-    (the control excluded: a cut is judged from the probes that lost everything)."""
-    acc: dict[tuple[str, str], dict[int, list[int]]] = defaultdict(dict)
-    members: dict[tuple[str, str], set[int]] = defaultdict(set)
-    for (country, asn, platform, t), counts in sums.items():
-        if platform == CONTROL:
-            continue
-        members[(country, platform)].add(asn)
-        hour = acc[(country, platform)].setdefault(t, [0] * len(counts))
-        for i, v in enumerate(counts):
-            hour[i] += v
-    return {key: sorted(hours.items()) for key, hours in acc.items() if len(members[key]) >= 2}
 
 
 def _by_series(sums: dict[tuple[str, int, str, int], list[int]]) -> dict[tuple[str, int, str], Hours]:
