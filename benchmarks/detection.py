@@ -14,9 +14,19 @@ choices from its families (observatory/simulate/families.py: volunteers' hours, 
 late and duplicate uploads, clock skew, test versions, probe software), and the figures are reported across
 all worlds and per option of each family, so that no single set of assumptions is the judge.
 
+conf (conf50) is `confirmed_at - truth.start`, where `confirmed_at` is the time of the measurement that completed
+the evidence: it assumes every measurement is in the store the moment it is taken. Volunteers upload late (the
+`uploads` family: up to 24 or 72 hours), and a live observatory confirms only what has arrived. `--arrival` (with
+`--worlds`) adds conf50@arrival: each world's lines are replayed in upload order into one store, detection runs
+at cut-offs from each matched incident's `confirmed_at` onward (+0, 5, 10 ... 1440 minutes, benchmarks/arrival.py),
+and an incident counts as confirmed at the first cut-off at which the store holds it confirmed or ended. It is never
+below conf50; the gap is what late uploads (and the wait for a bucket's data) cost a live observatory. Its
+resolution is the cut-off grid (a hit at +5 may have been possible at +1).
+
     .venv/bin/python benchmarks/detection.py                       # every scenario, both populations
     .venv/bin/python benchmarks/detection.py --seeds 20 --activity volunteer
     .venv/bin/python benchmarks/detection.py --worlds 3                 # 3 random worlds per scenario
+    .venv/bin/python benchmarks/detection.py --worlds 1 --arrival       # with conf50@arrival
     .venv/bin/python benchmarks/detection.py --scenario tr-single-isp-dns-block --activity volunteer -v
     .venv/bin/python benchmarks/detection.py --scale               # 10 M measurements: full and incremental
 """
