@@ -90,13 +90,20 @@ def replay(lines: Sequence[bytes], uploads: Sequence[float], truth: Sequence[Inc
                 continue
             feed.until(cut)
             run_detection(store, full=True)
-            held = {ti for ti, _ in match(claims(stored_incidents(store)), truth)}
+            held = _held(claims(stored_incidents(store)), truth, cut, pending)
             honest.update((ti, cut) for ti in pending if ti in held)
     finally:
         store.close()
         db.unlink(missing_ok=True)
     return [(honest[ti] - truth[ti].start).total_seconds() / 60 if ti in honest else math.inf
             for ti in sorted(plan)]
+
+
+def _held(stored: Sequence[Incident], truth: Sequence[Incident], cut: datetime, pending: Sequence[int]) -> set[int]:
+    """The truths matched (the scorer's one-to-one matching) by the incidents stored at `cut`, among the truths
+    begun by then: an open incident overlaps every later truth as well, and must not be given to one of those."""
+    live = [ti for ti, t in enumerate(truth) if t.start <= cut or ti in pending]
+    return {live[ti] for ti, _ in match(stored, [truth[ti] for ti in live])}
 
 
 class Arrivals:

@@ -8,12 +8,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from observatory.incident import Incident
 from observatory.simulate.families import UPLOADS, Model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,3 +72,19 @@ def test_the_replay_leaves_the_ordinary_figures_as_they_were(bench: ModuleType, 
     assert (tmp_path / f"{plain.scenario}.volunteer.jsonl").read_bytes() == data  # the same lines, same order
     assert replayed.score.summary() == plain.score.summary()
     assert [i.to_json() for i in replayed.detected] == [i.to_json() for i in plain.detected]
+
+
+def _shutdown(day: int, end: datetime | None, status: str = "ended") -> Incident:
+    start = datetime(2022, 9, day, 12, 30, tzinfo=UTC)
+    return Incident(id=f"i{day}", country="IR", kind="connectivity_loss", scope="network", asns=(44244,),
+                    regions=(), platforms=(), techniques=(), start=start, end=end, status=status,
+                    confirmed_at=start if status != "suspected" else None, confidence=1.0)
+
+
+def test_an_open_incident_at_a_cut_off_is_the_truth_begun_by_then() -> None:
+    # three nightly shutdowns, each 8 hours; at the first one's onset the store holds it, confirmed and open:
+    # it overlaps the later truths as much as the first, and only the first had begun
+    arrival = _load("arrival")
+    truth = [_shutdown(day, datetime(2022, 9, day, 20, 30, tzinfo=UTC)) for day in (21, 22, 23)]
+    cut = truth[0].start + timedelta(minutes=5)
+    assert arrival._held([_shutdown(21, None, "confirmed")], truth, cut, [0]) == {0}
