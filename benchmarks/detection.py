@@ -14,9 +14,19 @@ choices from its families (observatory/simulate/families.py: volunteers' hours, 
 late and duplicate uploads, clock skew, test versions, probe software), and the figures are reported across
 all worlds and per option of each family, so that no single set of assumptions is the judge.
 
+conf (conf50) is `confirmed_at - truth.start`, where `confirmed_at` is the time of the measurement that completed
+the evidence: it assumes every measurement is in the store the moment it is taken. Volunteers upload late (the
+`uploads` family: up to 24 or 72 hours), and a live observatory confirms only what has arrived. `--arrival` (with
+`--worlds`) adds conf50@arrival: each world's lines are replayed in upload order into one store, detection runs
+at cut-offs from each matched incident's `confirmed_at` onward (+0, 5, 10 ... 1440 minutes, benchmarks/arrival.py),
+and an incident counts as confirmed at the first cut-off at which the store holds it confirmed or ended. It is never
+below conf50; the gap is what late uploads (and the wait for a bucket's data) cost a live observatory. Its
+resolution is the cut-off grid (a hit at +5 may have been possible at +1).
+
     .venv/bin/python benchmarks/detection.py                       # every scenario, both populations
     .venv/bin/python benchmarks/detection.py --seeds 20 --activity volunteer
     .venv/bin/python benchmarks/detection.py --worlds 3                 # 3 random worlds per scenario
+    .venv/bin/python benchmarks/detection.py --worlds 1 --arrival       # with conf50@arrival
     .venv/bin/python benchmarks/detection.py --scenario tr-single-isp-dns-block --activity volunteer -v
     .venv/bin/python benchmarks/detection.py --scale               # 10 M measurements: full and incremental
 """
@@ -37,6 +47,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.arrival import Arrivals, read_lines, replay  # noqa: E402
 from observatory.detect.score import EDGE_TARGET_MINUTES, Score, sampling_gap, score  # noqa: E402
 from observatory.incident import Incident  # noqa: E402
 from observatory.ingest import ingest_paths  # noqa: E402
@@ -59,6 +70,7 @@ class Result:
     truth: list[Incident]
     measurements: int
     seconds: float
+    arrival: list[float] | None = None  # with --arrival: minutes from onset to confirmation at arrival
 
 
 def scenario_paths() -> list[Path]:
@@ -72,22 +84,25 @@ def country_weeks(scenario_path: Path) -> float:
 
 
 def evaluate(scenario_path: Path, activity: str, workdir: Path, seed_offset: int = 0,
-             model: Model | None = None) -> Result:
+             model: Model | None = None, arrival: bool = False) -> Result:
     """Simulate, ingest, detect and score one scenario with one probe population (and the scenario's seed
     moved by `seed_offset`: the same world and events, other random draws; `model`: the simulator's
-    modelling choices, drawn from its families)."""
+    modelling choices, drawn from its families; `arrival`: also replay the lines in upload order for the
+    confirmation time at arrival, benchmarks/arrival.py)."""
     sc = load_scenario(scenario_path)
     sc = replace(sc, seed=sc.seed + seed_offset)
     data = workdir / f"{sc.name}.{activity}.jsonl"
     truth_path = workdir / f"{sc.name}.truth.json"
-    write_simulation(sc, out=data, truth_path=truth_path, activity=activity, model=model)
+    uploads: list[float] | None = [] if arrival else None
+    write_simulation(sc, out=data, truth_path=truth_path, activity=activity, model=model, upload_times=uploads)
     truth = [Incident.from_json(d) for d in json.loads(truth_path.read_text())]
     db = workdir / f"{sc.name}.{activity}.{sc.seed}.duckdb"
     store = open_store(str(db))
     try:
         summary = ingest_paths(store, [data], rejects_path=workdir / "rejects.jsonl")
         # the world's outside-in series (none unless its model draws them), stored as `signals import` would
-        if signals := outside_signals(sc, model or Model()):
+        signals = outside_signals(sc, model or Model())
+        if signals:
             store.insert_signals(signals)
         t0 = time.perf_counter()
         run_detection(store, full=True)
@@ -98,7 +113,8 @@ def evaluate(scenario_path: Path, activity: str, workdir: Path, seed_offset: int
         store.close()
     db.unlink()
     s = score(detected, truth, country_weeks=country_weeks(scenario_path), gaps=gaps)
-    return Result(sc.name, activity, s, detected, truth, summary.accepted, seconds)
+    late = None if uploads is None else replay(read_lines(data), uploads, truth, detected, workdir, signals)
+    return Result(sc.name, activity, s, detected, truth, summary.accepted, seconds, late)
 
 
 def edge_gaps(store: Store, truth: Incident) -> tuple[float | None, float | None]:
@@ -184,19 +200,22 @@ def _explain(r: Result, offset: int) -> None:
               t.end and t.end.isoformat())
 
 
-WORLD_HEADER = (f"{'':42s} {'worlds':>6} {'tru':>4} {'det':>4} {'recall':>6} {'prec':>6} {'natF':>4} "
-                f"{'start50':>7} {'scope':>6} {'tech':>6} {'conf50':>6} {'FP/cw':>6}")
+def _world_header(arrival: bool = False) -> str:
+    late = f" {'conf50@arrival':>14}" if arrival else ""
+    return (f"{'':42s} {'worlds':>6} {'tru':>4} {'det':>4} {'recall':>6} {'prec':>6} {'natF':>4} "
+            f"{'start50':>7} {'scope':>6} {'tech':>6} {'conf50':>6}{late} {'FP/cw':>6}")
 
 
-def _world_row(name: str, worlds: int, s: Score) -> str:
+def _world_row(name: str, worlds: int, s: Score, late: Arrivals | None = None, key: tuple[str, ...] = ()) -> str:
     m = s.summary()
 
     def f(x: object) -> str:
         return "-" if x is None else str(x)
 
+    arrival = "" if late is None else f" {f(late.median(key)):>14}"
     return (f"{name:42s} {worlds:>6} {m['truth']:>4} {m['detected']:>4} {m['recall']:>6} {m['precision']:>6} "
             f"{m['false_national']:>4} {f(m['start_err_median_min']):>7} {f(m['scope_acc']):>6} "
-            f"{f(m['technique_acc']):>6} {f(m['confirm_median_min']):>6} {m['false_per_country_week']:>6}")
+            f"{f(m['technique_acc']):>6} {f(m['confirm_median_min']):>6}{arrival} {m['false_per_country_week']:>6}")
 
 
 def world_seed(scenario_seed: int, k: int) -> int:
@@ -205,9 +224,12 @@ def world_seed(scenario_seed: int, k: int) -> int:
 
 
 def worlds(names: list[str] | None, activities: tuple[str, ...], n: int, verbose: bool,
-           json_out: Path | None = None) -> dict[str, Score]:
+           json_out: Path | None = None, arrival: bool = False) -> dict[str, Score]:
     """Every scenario x population x N worlds, each with its own noise seed and its own draw of the
-    modelling choices; figures across all worlds, per family option and per scenario."""
+    modelling choices; figures across all worlds, per family option and per scenario (`arrival`: with the
+    confirmation time at arrival beside conf50, benchmarks/arrival.py)."""
+    late = Arrivals() if arrival else None
+    header = _world_header(arrival)
     overall = {a: Score() for a in activities}
     per_option: dict[tuple[str, str, str], Score] = {}
     per_option_n: dict[tuple[str, str, str], int] = {}
@@ -215,7 +237,10 @@ def worlds(names: list[str] | None, activities: tuple[str, ...], n: int, verbose
     print(f"{n} world(s) per scenario and population; each world: its own noise seed and modelling choices")
     print("natF = false national incidents; start50 = median |start error| (min); conf50 = median minutes from "
           "onset to confirmation; FP/cw = false incidents per country-week")
-    print(WORLD_HEADER)
+    if late is not None:
+        print("conf50@arrival = the same, counting only measurements uploaded by then (the data a live observatory "
+              "has; benchmarks/arrival.py)")
+    print(header)
     with tempfile.TemporaryDirectory(prefix="obs-worlds-") as tmp:
         for path in scenario_paths():
             if names and path.stem not in names:
@@ -225,39 +250,48 @@ def worlds(names: list[str] | None, activities: tuple[str, ...], n: int, verbose
                 row = Score()
                 for k in range(n):
                     model = draw_model(world_seed(seed, k), activity)
-                    r = evaluate(path, activity, Path(tmp), k, model)
+                    r = evaluate(path, activity, Path(tmp), k, model, arrival)
                     row.add(r.score)
                     for dim, option in model.options.items():
                         key = (activity, dim, option)
                         per_option.setdefault(key, Score()).add(r.score)
                         per_option_n[key] = per_option_n.get(key, 0) + 1
+                        if late is not None and r.arrival is not None:
+                            late.add(key, r.arrival)
+                    if late is not None and r.arrival is not None:
+                        late.add((path.stem, activity), r.arrival)
+                        late.add((activity,), r.arrival)
                     if verbose:
                         print(f"   world {k}: {model.label}")
                         _explain(r, k)
                 per_scenario[(path.stem, activity)] = row
                 overall[activity].add(row)
-                print(_world_row(f"{path.stem} / {activity}", n, row), flush=True)
+                print(_world_row(f"{path.stem} / {activity}", n, row, late, (path.stem, activity)), flush=True)
     print()
     print("ACROSS ALL WORLDS")
-    print(WORLD_HEADER)
+    print(header)
     for activity, s in overall.items():
-        print(_world_row(f"OVERALL / {activity}", len(per_scenario) // max(1, len(activities)) * n, s))
+        print(_world_row(f"OVERALL / {activity}", len(per_scenario) // max(1, len(activities)) * n, s, late,
+                         (activity,)))
     print()
     print("PER FAMILY OPTION (every world drawn with that option, all scenarios)")
-    print(WORLD_HEADER)
+    print(header)
     for activity in activities:
         for dim, options in DIMENSIONS.items():
             for option in options:
                 key = (activity, dim, option)
                 if key in per_option:
-                    print(_world_row(f"{activity} {dim}={option}", per_option_n[key], per_option[key]))
+                    print(_world_row(f"{activity} {dim}={option}", per_option_n[key], per_option[key], late, key))
     if json_out is not None:
+        def more(key: tuple[str, ...]) -> dict[str, float | int | None]:
+            return {} if late is None else late.summary(key)
+
         doc = {
             "worlds_per_scenario": n,
-            "overall": {a: s.summary() for a, s in overall.items()},
+            "overall": {a: {**s.summary(), **more((a,))} for a, s in overall.items()},
             "per_option": [{"activity": a, "dimension": d, "option": o, "worlds": per_option_n[(a, d, o)],
-                            **s.summary()} for (a, d, o), s in per_option.items()],
-            "per_scenario": [{"scenario": sc, "activity": a, **s.summary()}
+                            **s.summary(), **more((a, d, o))} for (a, d, o), s in per_option.items()],
+            "per_scenario": [{"scenario": sc, "activity": a, **s.summary(), **more((sc, a))}
                              for (sc, a), s in per_scenario.items()],
         }
         json_out.write_text(json.dumps(doc, indent=1) + "\n")
@@ -390,6 +424,9 @@ def main() -> None:
                     help="N random worlds per scenario and population: noise seeds and modelling choices drawn "
                          "from the simulator's families; figures across worlds and per family option")
     ap.add_argument("--json", type=Path, help="with --worlds: also write the figures to this JSON file")
+    ap.add_argument("--arrival", action="store_true",
+                    help="with --worlds: also the confirmation time at arrival (conf50@arrival): the lines replayed "
+                         "in upload order, detection run at cut-offs (benchmarks/arrival.py)")
     ap.add_argument("-v", "--verbose", action="store_true", help="list detected and true incidents")
     args = ap.parse_args()
     if args.scale:
@@ -399,8 +436,10 @@ def main() -> None:
         ap.error(f"--seeds must be at least 1, not {args.seeds}")
     if args.worlds < 0:
         ap.error(f"--worlds must be at least 1, not {args.worlds}")
+    if args.arrival and not args.worlds:
+        ap.error("--arrival needs --worlds N")
     if args.worlds:
-        worlds(args.scenario, tuple(args.activity or ACTIVITIES), args.worlds, args.verbose, args.json)
+        worlds(args.scenario, tuple(args.activity or ACTIVITIES), args.worlds, args.verbose, args.json, args.arrival)
         return
     quality(args.scenario, tuple(args.activity or ACTIVITIES), args.verbose, args.seeds)
 

@@ -79,9 +79,11 @@ def stream_to_file(
     activity: str = DEDICATED,
     speed: float | None = None,
     model: Model | None = None,
+    upload_times: list[float] | None = None,
 ) -> SimulationSummary:
     """Writes the scenario's measurements, one per line in upload order. When paced, each line is flushed as
-    it is released (a gzip stream is not: a sync flush per line would change its bytes and bloat it)."""
+    it is released (a gzip stream is not: a sync flush per line would change its bytes and bloat it).
+    `upload_times`, when given, receives each written line's upload time (epoch seconds), in the same order."""
     _check(scenario, activity, speed)
     gen = Generator(scenario, activity, model)
     assert isinstance(scenario.start, datetime)
@@ -89,9 +91,11 @@ def stream_to_file(
     t0 = time.perf_counter()
     buf: list[bytes] = []
     count = 0
-    for _, line in paced(gen.lines(), scenario.start.timestamp(), speed):
+    for upload, line in paced(gen.lines(), scenario.start.timestamp(), speed):
         buf.append(line)
         count += 1
+        if upload_times is not None:
+            upload_times.append(upload)
         if live or len(buf) >= WRITE_BATCH:
             buf.append(b"")
             fh.write(b"\n".join(buf))
@@ -120,8 +124,10 @@ def write_simulation(
     speed: float | None = None,
     stdout: IO[bytes] | None = None,
     model: Model | None = None,
+    upload_times: list[float] | None = None,
 ) -> SimulationSummary:
-    """Writes measurements to `out` (.jsonl, .jsonl.gz, or "-" for stdout) and the truth beside them."""
+    """Writes measurements to `out` (.jsonl, .jsonl.gz, or "-" for stdout) and the truth beside them;
+    `upload_times`, when given, receives each line's upload time (epoch seconds), line for line."""
     _check(scenario, activity, speed)
     if truth_path is not None:
         write_truth(scenario, truth_path)
@@ -129,7 +135,8 @@ def write_simulation(
         import sys
 
         return stream_to_file(
-            scenario, stdout or sys.stdout.buffer, activity=activity, speed=speed, model=model
+            scenario, stdout or sys.stdout.buffer, activity=activity, speed=speed, model=model,
+            upload_times=upload_times,
         )
     path = Path(out)
     try:
@@ -141,9 +148,11 @@ def write_simulation(
             # mtime=0 and no file name in the header: the same scenario gives byte-identical files
             with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=1, mtime=0) as gz:
                 return stream_to_file(
-                    scenario, gz, activity=activity, speed=speed, model=model  # type: ignore[arg-type]
+                    scenario, gz, activity=activity, speed=speed, model=model,  # type: ignore[arg-type]
+                    upload_times=upload_times,
                 )
-        return stream_to_file(scenario, raw, activity=activity, speed=speed, model=model)
+        return stream_to_file(scenario, raw, activity=activity, speed=speed, model=model,
+                              upload_times=upload_times)
 
 
 def sign(body: bytes, secret: str) -> str:
