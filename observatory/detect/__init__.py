@@ -83,8 +83,6 @@ def detect_incidents(cells: Iterable[SeriesCell], *, config: DetectConfig | None
         lo, hi = c.start - cfg.bucket_seconds, (c.end if c.end is not None else tracks.now)
         isolated = frozenset(k for k, spans in isolated_at.items() if any(a <= hi and b >= lo for a, b in spans)
                              ) if c.family == CONNECTIVITY else frozenset()
-        if c.family == CONNECTIVITY:
-            runs = runs or Runs(cells)
         inc = to_incident(c, tracks, cfg, near, isolated, runs.completed if runs is not None else None)
         if inc is None:
             continue

@@ -6,8 +6,8 @@ four runs of its own before it alarms: two to three hours, while across the netw
 the same way within 45 minutes. A platform's own outage shows on every network in every country. So the
 test each track runs is also run on the pooled series of all the tracks of one platform in one country
 (failures by a censor's techniques, and throughput: each probe judged slow against its own network's
-baseline) or, for a platform seen
-`down` (its own outage), in the whole world. When the pooled test alarms, each track whose own series holds
+baseline) or, for a platform seen `down` (its own outage), in the whole world. When the pooled test
+alarms, each track whose own series holds
 evidence then (an upward run: failures not yet outweighed by its normal data) is alarmed at that time
 (`cusum.scan_share(corroborated=...)`). A track without failures gets nothing, and one network's block still
 needs its own test: the other networks' normal data outweigh it in the pool. One test more per country and
@@ -46,9 +46,9 @@ class Corroboration:
             for o in obs:
                 # a censor's failures only: a cut's timeouts are judged by the connectivity tests, and a
                 # stray timeout elsewhere must not join a cut through its platform tracks
-                blocked = Counter(w.technique for w in o.witnesses if w.technique in RESTRICTION_TECHNIQUES)
-                failures.add((country, platform), (country, asn), o.t, o.n,
-                             len({w.probe for w in o.witnesses if w.technique in RESTRICTION_TECHNIQUES}), blocked)
+                blocked = [w for w in o.witnesses if w.technique in RESTRICTION_TECHNIQUES]
+                failures.add((country, platform), (country, asn), o.t, o.n, len({w.probe for w in blocked}),
+                             Counter(w.technique for w in blocked))
                 down.add(("", platform), (country, asn), o.t, o.n, o.down)
         for (country, asn, platform), (points, _) in judged.items():
             for t, n, k in points:

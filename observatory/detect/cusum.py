@@ -151,7 +151,7 @@ def scan_share(points: Iterable[tuple[int, int, int]], cfg: DetectConfig, now: i
     can raise the alarm sooner (see `TechniqueTests`). `corroborated`: the times at which the same test on a
     wider series holding this one (the platform across the country's networks) raised its alarm; a series
     that holds evidence of its own then (an upward run: failures not yet outweighed by normal data) is
-    alarmed at that time (see `corroborating_alarms`).
+    alarmed at that time (see detect/corroborate.py).
     """
     cusum = Cusum(cfg.threshold, cfg.end_threshold, cfg.bucket_seconds)
     window: deque[tuple[int, int, int]] = deque()
