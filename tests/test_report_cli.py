@@ -10,7 +10,6 @@ import subprocess
 import sys
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from typer.testing import CliRunner
 
-    from observatory.cli import app, main
+    from observatory.cli import app
 
 SCENARIO = """
 name = "report-cli-day"
@@ -89,32 +88,6 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         store.close()
     yield path
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    """The `observatory` entry point in-process (its error handling and exit codes included): a subprocess
-    would spend seconds importing every stage for each call."""
-
-    def invoke(*args: str) -> Result:
-        capsys.readouterr()
-        monkeypatch.setattr(sys, "argv", ["observatory", *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out = capsys.readouterr()
-        return Result(code, out.out, out.err)
-
-    return invoke
 
 
 def test_entry_point_runs_as_a_process(db: str) -> None:
@@ -185,21 +158,21 @@ def test_bad_event_file_names_the_line_and_stores_nothing(db: str, tmp_path: Pat
     bad = tmp_path / "bad.csv"
     bad.write_text("time,country,title\n2024-02-01T10:00:00Z,PK,Fine\n2024-02-02,Pakistan,Bad country\n")
     res = run("events", "import", str(bad), "--db", db)
-    assert res.returncode == 2
-    assert f"{bad}:3" in res.stderr and "two-letter" in res.stderr
+    assert res.code == 2
+    assert f"{bad}:3" in res.err and "two-letter" in res.err
     listed = runner.invoke(app, ["events", "list", "--db", db, "--format", "json"]).output
     assert "Fine" not in listed
 
 
 def test_unknown_incident_and_bad_flags_are_clear_errors(db: str, run) -> None:
     res = run("report", "PK-nope", "--db", db)
-    assert res.returncode == 2 and "incident 'PK-nope' is not in the store" in res.stderr
+    assert res.code == 2 and "incident 'PK-nope' is not in the store" in res.err
     res = run("report", INCIDENT_ID, "--db", db, "--format", "pdf")
-    assert res.returncode == 2 and "--format 'pdf'" in res.stderr
+    assert res.code == 2 and "--format 'pdf'" in res.err
     res = run("assess", INCIDENT_ID, "--db", db, "--claim", "aliens")
-    assert res.returncode == 2 and "technical_fault" in res.stderr
+    assert res.code == 2 and "technical_fault" in res.err
     res = run("events", "add", "--db", db, "--country", "PK", "--time", "yesterday", "--title", "x")
-    assert res.returncode == 2 and "--time" in res.stderr
+    assert res.code == 2 and "--time" in res.err
 
 
 def test_alert_command_sends_once(db: str, tmp_path: Path, run) -> None:  # type: ignore[no-untyped-def]
@@ -208,9 +181,9 @@ def test_alert_command_sends_once(db: str, tmp_path: Path, run) -> None:  # type
     with Receiver(statuses=[500]) as rx:
         first = run("alert", "--db", db, "--webhook", rx.url, "--secret", "k", "--since", "2024-01-20")
         second = run("alert", "--db", db, "--webhook", rx.url, "--secret", "k", "--since", "2024-01-20")
-    assert first.returncode == 0, first.stderr
-    assert "2 sent, 0 failed" in first.stderr  # confirmed and ended of the one incident since the 20th
-    assert "0 sent, 0 failed" in second.stderr
+    assert first.code == 0, first.err
+    assert "2 sent, 0 failed" in first.err  # confirmed and ended of the one incident since the 20th
+    assert "0 sent, 0 failed" in second.err
     assert len(rx.requests) == 3  # one 500 retried, then two deliveries; nothing on the second run
 
 
